@@ -1,0 +1,187 @@
+//! What lab fills in when a Lab.toml leaves it out (`[lab] derive = true`, the default).
+//!
+//! The rules follow ../shared/MEASURED.md and the kernel's own selftests:
+//! - a per-source routing table (and rule) for every address of a host with several paths,
+//!   numbered like the guide's: table1..N = 100, 200, ...;
+//! - the server announces its extra addresses as `signal` endpoints; the client gets `laminar`
+//!   endpoints (or `subflow`/`fullmesh`, by `mptcp.join`);
+//! - limits subflows = add_addr_accepted = the largest number of paths of any host (capped at 8);
+//! - net.mptcp.enabled=1; rp_filter loose (2) on multi-path hosts; arp_ignore=1 and
+//!   arp_announce=2 on every NIC that shares a segment with another NIC of the same host.
+//!
+//! Explicit values in the file always win: a derived sysctl never overrides one that is set.
+
+use std::collections::HashMap;
+
+use net::{Endpoint, EndpointFlags, Limits, Sysctl, Table};
+
+use crate::load::MAX_LIMIT;
+use crate::model::{Attach, Host, JoinMode, Lab, Role};
+
+pub(crate) fn derive(lab: &mut Lab) {
+    let max_paths = lab
+        .hosts
+        .iter()
+        .map(|h| h.path_interfaces().count())
+        .max()
+        .unwrap_or(0);
+    let endpoints_given: Vec<bool> = lab.hosts.iter().map(|h| !h.endpoints.is_empty()).collect();
+    for (host, given) in lab.hosts.iter_mut().zip(endpoints_given) {
+        tables(host);
+        if !given {
+            endpoints(host);
+        }
+        if host.limits.is_none() && max_paths >= 2 {
+            let n = u32::try_from(max_paths).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+            host.limits = Some(Limits {
+                subflows: n,
+                add_addr_accepted: n,
+            });
+        }
+        sysctls(host);
+    }
+}
+
+fn tables(host: &mut Host) {
+    let paths: Vec<(String, ipnet::Ipv4Net, Option<std::net::Ipv4Addr>)> = host
+        .path_interfaces()
+        .filter_map(|i| Some((i.name.clone(), i.address?, i.gateway)))
+        .collect();
+    if paths.len() < 2 {
+        return;
+    }
+    let mut n = 0u32;
+    for (index, (dev, addr, gateway)) in paths.into_iter().enumerate() {
+        if host.tables.iter().any(|t| t.dev == dev) {
+            continue;
+        }
+        n = n.max(u32::try_from(index).unwrap_or(0));
+        let (id, name) = loop {
+            n += 1;
+            let (id, name) = (n * 100, format!("table{n}"));
+            if !host.tables.iter().any(|t| t.id == id || t.name == name) {
+                break (id, name);
+            }
+        };
+        host.tables.push(Table {
+            id,
+            name,
+            dev,
+            source: addr.addr(),
+            subnet: addr.trunc(),
+            gateway,
+        });
+    }
+    // Keep the tables in interface order, as the guide lists them.
+    let order: HashMap<String, usize> = host
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.name.clone(), i))
+        .collect();
+    host.tables
+        .sort_by_key(|t| order.get(&t.dev).copied().unwrap_or(usize::MAX));
+}
+
+fn endpoints(host: &mut Host) {
+    let paths: Vec<(u8, String, std::net::Ipv4Addr)> = host
+        .path_interfaces()
+        .filter_map(|i| Some((i.name.clone(), i.address?.addr())))
+        .enumerate()
+        .filter_map(|(n, (dev, a))| Some((u8::try_from(n + 1).ok()?, dev, a)))
+        .collect();
+    if paths.len() < 2 {
+        return;
+    }
+    let endpoint = |(id, dev, address): &(u8, String, std::net::Ipv4Addr), flags| Endpoint {
+        address: *address,
+        id: Some(*id),
+        dev: Some(dev.clone()),
+        port: None,
+        flags,
+    };
+    host.endpoints = match (host.role, host.join) {
+        // The primary address is the one clients connect to: announce the others.
+        (Role::Server, _) => paths[1..]
+            .iter()
+            .map(|p| {
+                endpoint(
+                    p,
+                    EndpointFlags {
+                        signal: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+        (Role::Client, JoinMode::Laminar) => paths
+            .iter()
+            .map(|p| {
+                endpoint(
+                    p,
+                    EndpointFlags {
+                        laminar: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+        (Role::Client, JoinMode::Subflow) => paths[1..]
+            .iter()
+            .map(|p| {
+                endpoint(
+                    p,
+                    EndpointFlags {
+                        subflow: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+        (Role::Client, JoinMode::Fullmesh) => paths
+            .iter()
+            .map(|p| {
+                endpoint(
+                    p,
+                    EndpointFlags {
+                        subflow: true,
+                        fullmesh: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+    };
+}
+
+fn sysctls(host: &mut Host) {
+    let mut derived = vec![Sysctl::new("net.mptcp.enabled", "1")];
+    let paths: Vec<_> = host.path_interfaces().collect();
+    if paths.len() >= 2 {
+        derived.push(Sysctl::new("net.ipv4.conf.all.rp_filter", "2"));
+    }
+    // NICs of this host that share a segment with another of its NICs.
+    let mut per_segment: HashMap<&str, usize> = HashMap::new();
+    for i in &paths {
+        if let Attach::Network(n) = &i.attach {
+            *per_segment.entry(n.as_str()).or_default() += 1;
+        }
+    }
+    for i in &paths {
+        if let Attach::Network(n) = &i.attach
+            && per_segment[n.as_str()] >= 2
+        {
+            derived.push(Sysctl::new(
+                Sysctl::ipv4_conf_key(&i.name, "arp_ignore"),
+                "1",
+            ));
+            derived.push(Sysctl::new(
+                Sysctl::ipv4_conf_key(&i.name, "arp_announce"),
+                "2",
+            ));
+        }
+    }
+    derived.retain(|d| !host.sysctls.iter().any(|s| s.key == d.key));
+    derived.append(&mut host.sysctls);
+    host.sysctls = derived;
+}

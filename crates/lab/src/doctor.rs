@@ -1,0 +1,291 @@
+//! `lab doctor`: the MPTCP misconfigurations people actually hit, each explained with its fix.
+//!
+//! The checks come from the guide's own mistakes (../shared/seed/GUIDE.md, ../shared/MEASURED.md)
+//! and the recurring questions in mptcp_net-next and mptcpd issues (../shared/ANCHORS.md).
+
+use serde::Serialize;
+
+use crate::model::{Attach, Host, Lab, MptcpdPlugin, Role};
+
+/// One problem found in a lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// A stable identifier, e.g. `limits-too-low`.
+    pub code: &'static str,
+    pub host: String,
+    /// What is wrong and what it does to the traffic.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// The kernel's defaults when no limits are set (net/mptcp/pm_kernel.c).
+const KERNEL_DEFAULT_LIMITS: net::Limits = net::Limits {
+    subflows: 2,
+    add_addr_accepted: 0,
+};
+
+/// Check every host of `lab`. An empty result means the lab is clean.
+pub fn check(lab: &Lab) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let max_paths = lab
+        .hosts
+        .iter()
+        .map(|h| h.path_interfaces().count())
+        .max()
+        .unwrap_or(0);
+    let announced: usize = lab
+        .hosts_with_role(Role::Server)
+        .map(|h| h.endpoints.iter().filter(|e| e.flags.signal).count())
+        .max()
+        .unwrap_or(0);
+    for h in &lab.hosts {
+        let mut f = |code: &'static str, message: String, fix: String| {
+            out.push(Finding {
+                code,
+                host: h.name.clone(),
+                message,
+                fix,
+            });
+        };
+        let paths = h.path_interfaces().count();
+        if max_paths >= 2 {
+            limits(h, max_paths, announced, &mut f);
+        }
+        roles(h, paths, &mut f);
+        endpoints(h, paths, &mut f);
+        sysctls(h, paths, &mut f);
+        if h.mptcpd.enabled
+            && h.mptcpd.path_manager == MptcpdPlugin::AddrAdv
+            && !h.endpoints.is_empty()
+        {
+            f(
+                "mptcpd-addr-adv",
+                "mptcpd runs its addr_adv plugin, which adds an endpoint for every address that appears (the NAT NIC's too), fighting the endpoints this lab sets".into(),
+                "stop mptcpd (`systemctl disable --now mptcp.service`) or set `path-manager=sspi` in /etc/mptcpd/mptcpd.conf; `mptcpize` works without the daemon".into(),
+            );
+        }
+    }
+    out
+}
+
+fn limits(
+    h: &Host,
+    paths: usize,
+    announced: usize,
+    f: &mut impl FnMut(&'static str, String, String),
+) {
+    let (l, source) = match h.limits {
+        Some(l) => (l, "limits"),
+        None => (KERNEL_DEFAULT_LIMITS, "the kernel's default limits"),
+    };
+    let extra = paths - 1;
+    // What lab derives: one subflow and one accepted address per path of the widest host.
+    let want = u32::try_from(paths.max(announced)).unwrap_or(u32::MAX);
+    let fix = format!(
+        "ip mptcp limits set subflow {want} add_addr_accepted {want} (in Lab.toml: [hosts.{}.mptcp.limits] subflows = {want}, add_addr_accepted = {want}, or leave the table out and lab derives it)",
+        h.name
+    );
+    if (l.subflows as usize) < extra {
+        f(
+            "limits-too-low",
+            format!(
+                "{source} allow {} extra subflow(s) per connection, but the lab has {extra} extra path(s): at most {} path(s) can carry data",
+                l.subflows,
+                l.subflows + 1
+            ),
+            fix.clone(),
+        );
+    }
+    if h.role == Role::Client && (l.add_addr_accepted as usize) < announced {
+        f(
+            "limits-too-low",
+            format!(
+                "{source} accept {} announced address(es) (add_addr_accepted), but the server announces {announced}: the rest are ignored",
+                l.add_addr_accepted
+            ),
+            fix,
+        );
+    }
+}
+
+fn roles(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String)) {
+    match h.role {
+        Role::Server => {
+            if paths >= 2 && !h.endpoints.iter().any(|e| e.flags.signal) {
+                f(
+                    "no-signal-endpoint",
+                    "the server announces none of its extra addresses (no `signal` endpoint): clients can only open subflows to the one address they connected to".into(),
+                    format!(
+                        "on the server, add each extra address as a signal endpoint, e.g. `ip mptcp endpoint add ADDR dev IFACE signal` ([[hosts.{}.mptcp.endpoints]] flags = [\"signal\"])",
+                        h.name
+                    ),
+                );
+            }
+            let subflow: Vec<String> = h
+                .endpoints
+                .iter()
+                .filter(|e| e.flags.subflow)
+                .map(|e| e.address.to_string())
+                .collect();
+            if !subflow.is_empty() {
+                f(
+                    "subflow-endpoint-on-server",
+                    format!(
+                        "the server has `subflow` endpoints ({}): a server does not open subflows, these only cause join errors (MPJoinSynTxCreatSkErr)",
+                        subflow.join(", ")
+                    ),
+                    "replace `subflow` by `signal` on the server; `subflow` (or laminar/fullmesh) belongs on the client".into(),
+                );
+            }
+        }
+        Role::Client => {
+            let signal: Vec<String> = h
+                .endpoints
+                .iter()
+                .filter(|e| e.flags.signal)
+                .map(|e| e.address.to_string())
+                .collect();
+            if !signal.is_empty() {
+                f(
+                    "signal-endpoint-on-client",
+                    format!(
+                        "the client announces {} (`signal`): roles are reversed, the server will not open subflows back",
+                        signal.join(", ")
+                    ),
+                    "use `subflow` (or laminar) endpoints on the client and `signal` on the server"
+                        .into(),
+                );
+            }
+        }
+    }
+}
+
+fn endpoints(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String)) {
+    for e in &h.endpoints {
+        let iface = e.dev.as_deref().and_then(|d| h.interface(d));
+        if iface.is_some_and(|i| i.is_nat()) {
+            f(
+                "endpoint-on-nat",
+                format!(
+                    "endpoint {} is on the NAT interface {}: VirtualBox and QEMU user-mode NAT strip MPTCP options, so subflows there fall back or die",
+                    e.address,
+                    e.dev.as_deref().unwrap_or("")
+                ),
+                "remove that endpoint; keep MPTCP on the lab's internal networks".into(),
+            );
+        }
+        if e.dev.is_none() {
+            f(
+                "endpoint-without-dev",
+                format!(
+                    "endpoint {} has no `dev`: the kernel cannot bind its subflows to an interface, so they leave by whatever route wins",
+                    e.address
+                ),
+                format!(
+                    "add the interface: `ip mptcp endpoint add {} dev IFACE ...`",
+                    e.address
+                ),
+            );
+        }
+        if e.flags.fullmesh && e.flags.signal {
+            f(
+                "fullmesh-with-signal",
+                format!(
+                    "endpoint {} has both `fullmesh` and `signal`: the kernel refuses this combination",
+                    e.address
+                ),
+                "fullmesh goes with `subflow` on the client; announce with `signal` on the server"
+                    .into(),
+            );
+        }
+        if paths >= 2 && !h.tables.iter().any(|t| t.source == e.address) {
+            f(
+                "endpoint-without-routing",
+                format!(
+                    "endpoint {} has no per-source routing table: its packets follow the main table and leave by the first NIC of the subnet",
+                    e.address
+                ),
+                format!(
+                    "give the interface holding {} a table (`table = {{ id = 100, name = \"table1\" }}`), or let lab derive it; by hand: `ip rule add from {} table ID` plus routes in that table",
+                    e.address, e.address
+                ),
+            );
+        }
+    }
+}
+
+fn effective(h: &Host, iface: &str, setting: &str) -> Option<u32> {
+    let all = h
+        .sysctl(&format!("net.ipv4.conf.all.{setting}"))
+        .and_then(|v| v.parse::<u32>().ok());
+    let dev = h
+        .sysctl(&net::Sysctl::ipv4_conf_key(iface, setting))
+        .and_then(|v| v.parse::<u32>().ok());
+    // The kernel uses the larger of the `all` and per-device values for these settings.
+    match (all, dev) {
+        (None, None) => None,
+        (a, d) => Some(a.unwrap_or(0).max(d.unwrap_or(0))),
+    }
+}
+
+fn sysctls(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String)) {
+    if paths >= 2 {
+        let strict: Vec<&str> = h
+            .path_interfaces()
+            .filter(|i| effective(h, &i.name, "rp_filter") == Some(1))
+            .map(|i| i.name.as_str())
+            .collect();
+        if !strict.is_empty() {
+            f(
+                "rp-filter-strict",
+                format!(
+                    "rp_filter=1 (strict) on {}: with several paths, replies and joins arrive on a NIC the main table would not use, and the kernel drops them",
+                    strict.join(", ")
+                ),
+                "set net.ipv4.conf.all.rp_filter = 2 (loose) or 0, and the same per interface"
+                    .into(),
+            );
+        }
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for i in h.path_interfaces() {
+        if let Attach::Network(n) = &i.attach
+            && !segments.contains(&n.as_str())
+        {
+            segments.push(n);
+        }
+    }
+    for seg in segments {
+        let nics: Vec<&str> = h
+            .path_interfaces()
+            .filter(|i| matches!(&i.attach, Attach::Network(n) if n == seg))
+            .map(|i| i.name.as_str())
+            .collect();
+        if nics.len() < 2 {
+            continue;
+        }
+        let bad: Vec<&str> = nics
+            .iter()
+            .copied()
+            .filter(|i| {
+                effective(h, i, "arp_ignore").unwrap_or(0) < 1
+                    || effective(h, i, "arp_announce").unwrap_or(0) < 2
+            })
+            .collect();
+        if !bad.is_empty() {
+            f(
+                "arp-flux",
+                format!(
+                    "{} NICs ({}) share segment `{seg}` without arp_ignore=1/arp_announce=2: every NIC answers ARP for every address (ARP flux), so traffic for one address arrives on another NIC",
+                    nics.len(),
+                    nics.join(", ")
+                ),
+                format!(
+                    "sysctl -w net.ipv4.conf.IFACE.arp_ignore=1 net.ipv4.conf.IFACE.arp_announce=2 for {} (lab derives these unless the Lab.toml sets them)",
+                    bad.join(", ")
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The Lab.toml model and the API other tools embed.
+//!
+//! [`parse`]/[`load_file`] turn a Lab.toml into a validated [`Lab`], with every problem reported
+//! at once as [`Diagnostic`]s that carry byte spans (the CLI shows file:line:col and a caret).
+//! What the file leaves out is derived correctly (see [`derive`](crate::derive)); [`Preset`]
+//! holds the built-in lab and the guide's settings; [`doctor::check`] explains MPTCP
+//! misconfigurations. [`Host::net`] hands a host to the pure renderers of the `net` crate.
+
+mod derive;
+pub mod diag;
+pub mod doctor;
+pub mod load;
+pub mod model;
+pub mod presets;
+mod units;
+
+pub use diag::{Diagnostic, InvalidLab};
+pub use load::{LoadError, find_lab_file, load_file, parse};
+pub use model::{Attach, Host, Interface, JoinMode, Lab, Provider, Role};
+pub use presets::Preset;

@@ -1,0 +1,1191 @@
+//! Lab.toml: parse (with spans), validate (every error at once), derive what was left out.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::diag::{Diagnostic, InvalidLab};
+use crate::model::{
+    Attach, Attachment, Host, Interface, JoinMode, Lab, Link, Mptcpd, MptcpdPlugin, Network,
+    Provider, Role, SshTarget, Vm,
+};
+
+/// Why a lab could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid lab ({} problem(s))", .0.path, .0.diagnostics.len())]
+    Invalid(Box<InvalidLab>),
+}
+
+/// The largest MPTCP limit the kernel accepts (MPTCP_PM_ADDR_MAX).
+pub const MAX_LIMIT: u32 = 8;
+
+// ---------------------------------------------------------------- raw, as written in the file
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    lab: RawLabSection,
+    #[serde(default)]
+    networks: IndexMap<Spanned<String>, RawNetwork>,
+    #[serde(default)]
+    links: Vec<RawLink>,
+    #[serde(default)]
+    hosts: IndexMap<Spanned<String>, RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabSection {
+    name: Spanned<String>,
+    #[serde(default)]
+    provider: Option<Provider>,
+    #[serde(default = "yes")]
+    derive: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    subnet: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
+    endpoints: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    role: Role,
+    #[serde(default)]
+    provider: Option<Provider>,
+    #[serde(default)]
+    vm: RawVm,
+    #[serde(default)]
+    ssh: Option<RawSsh>,
+    #[serde(default)]
+    interfaces: Vec<RawInterface>,
+    #[serde(default)]
+    mptcp: RawMptcp,
+    #[serde(default)]
+    mptcpd: RawMptcpd,
+    #[serde(default)]
+    sysctls: IndexMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    memory_mib: Option<Spanned<u32>>,
+    cpus: Option<Spanned<u32>>,
+    disk_gib: Option<Spanned<u32>>,
+    image: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    address: Spanned<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    key: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Spanned<String>,
+    #[serde(default)]
+    network: Option<Spanned<String>>,
+    #[serde(default)]
+    nat: Option<Spanned<bool>>,
+    #[serde(default)]
+    address: Option<Spanned<String>>,
+    #[serde(default)]
+    gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    mtu: Option<Spanned<u32>>,
+    #[serde(default)]
+    table: Option<RawTable>,
+    #[serde(default)]
+    shaping: Option<RawShaping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    id: Spanned<u32>,
+    name: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShaping {
+    #[serde(default)]
+    rate: Option<Spanned<String>>,
+    #[serde(default)]
+    burst: Option<Spanned<String>>,
+    #[serde(default)]
+    delay: Option<Spanned<String>>,
+    #[serde(default)]
+    loss: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMptcp {
+    #[serde(default)]
+    endpoints: Option<Vec<RawEndpoint>>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    join: Option<JoinMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    address: Spanned<String>,
+    #[serde(default)]
+    dev: Option<Spanned<String>>,
+    #[serde(default)]
+    id: Option<Spanned<u8>>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    flags: Vec<Flag>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Flag {
+    Signal,
+    Subflow,
+    Backup,
+    Fullmesh,
+    Laminar,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    subflows: Spanned<u32>,
+    add_addr_accepted: Spanned<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMptcpd {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    path_manager: Option<MptcpdPlugin>,
+}
+
+// ---------------------------------------------------------------- entry points
+
+/// Parse and validate a Lab.toml. `path` names the source in diagnostics.
+pub fn parse(path: &str, src: &str) -> Result<Lab, LoadError> {
+    let invalid = |diagnostics: Vec<Diagnostic>| {
+        LoadError::Invalid(Box::new(InvalidLab {
+            path: path.to_string(),
+            source_text: src.to_string(),
+            diagnostics,
+        }))
+    };
+    let raw: RawLab = toml::from_str(src).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        invalid(vec![
+            Diagnostic::new(span, e.message().trim_end().to_string())
+                .help("see `lab init` for a complete Lab.toml"),
+        ])
+    })?;
+    let mut v = Validator::default();
+    let lab = v.lab(raw);
+    if v.diags.is_empty() {
+        Ok(lab)
+    } else {
+        v.diags.sort_by_key(|d| d.span.start);
+        Err(invalid(v.diags))
+    }
+}
+
+/// Read and parse a Lab.toml file.
+pub fn load_file(path: &Path) -> Result<Lab, LoadError> {
+    let src = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&path.display().to_string(), &src)
+}
+
+/// The nearest `Lab.toml` in `dir` or one of its parents, as Vagrant finds a Vagrantfile.
+pub fn find_lab_file(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join("Lab.toml"))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------- validation
+
+#[derive(Default)]
+struct Validator {
+    diags: Vec<Diagnostic>,
+}
+
+fn span<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+/// Names used in namespace, VM and file names: lab and host names.
+fn check_ident(v: &mut Validator, what: &str, s: &Spanned<String>) {
+    let name = s.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        v.err(
+            span(s),
+            format!("`{name}` is not a valid {what} name"),
+            "1 to 32 of [A-Za-z0-9_-], starting with a letter or digit",
+        );
+    }
+}
+
+impl Validator {
+    fn err(&mut self, span: Range<usize>, message: String, help: &str) {
+        let mut d = Diagnostic::new(span, message);
+        if !help.is_empty() {
+            d = d.help(help);
+        }
+        self.diags.push(d);
+    }
+
+    fn lab(&mut self, raw: RawLab) -> Lab {
+        check_ident(self, "lab", &raw.lab.name);
+        let default_provider = raw.lab.provider.unwrap_or_default();
+
+        let mut networks = Vec::new();
+        for (name, n) in &raw.networks {
+            self.segment_name(name);
+            let subnet = n.subnet.as_ref().and_then(|s| self.subnet(s));
+            networks.push(Network {
+                name: name.get_ref().clone(),
+                subnet,
+            });
+        }
+
+        let mut hosts: Vec<Host> = Vec::new();
+        let mut iface_spans: HashMap<(String, String), Range<usize>> = HashMap::new();
+        let mut raw_hosts = Vec::new();
+        for (name, h) in raw.hosts {
+            check_ident(self, "host", &name);
+            let host_name = name.get_ref().clone();
+            if host_name.len() > 32 {
+                continue;
+            }
+            let host = self.host(
+                &host_name,
+                span(&name),
+                &h,
+                default_provider,
+                &raw.networks,
+                &mut iface_spans,
+            );
+            hosts.push(host);
+            raw_hosts.push(h);
+        }
+
+        let links = self.links(&raw.links, &mut hosts);
+
+        // Every non-NAT interface must be plugged into something.
+        for h in &hosts {
+            for i in &h.interfaces {
+                if let Attach::Network(n) = &i.attach
+                    && n.is_empty()
+                {
+                    let sp = iface_spans[&(h.name.clone(), i.name.clone())].clone();
+                    self.err(
+                        sp,
+                        format!("interface `{}` of `{}` is on no network", i.name, h.name),
+                        "set `network = \"NAME\"` (a [networks.NAME] segment), name it in a [[links]] entry, or mark it `nat = true`",
+                    );
+                }
+            }
+        }
+
+        self.unique_addresses(&hosts, &raw_hosts);
+        self.subnets(&hosts, &networks, &raw_hosts);
+
+        let mut lab = Lab {
+            name: raw.lab.name.into_inner(),
+            derive: raw.lab.derive,
+            networks,
+            links,
+            hosts,
+        };
+        if lab.derive && self.diags.is_empty() {
+            crate::derive::derive(&mut lab);
+        }
+        lab
+    }
+
+    fn segment_name(&mut self, s: &Spanned<String>) {
+        let name = s.get_ref();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            self.err(
+                span(s),
+                format!("`{name}` is not a valid network name"),
+                "1 to 64 of [A-Za-z0-9_.-] (VirtualBox internal network names such as ue1-ue2_v1_2)",
+            );
+        }
+    }
+
+    fn subnet(&mut self, s: &Spanned<String>) -> Option<Ipv4Net> {
+        let net = self.cidr(s)?;
+        if net.trunc() != net {
+            self.err(
+                span(s),
+                format!("subnet `{net}` has host bits set"),
+                &format!("write the network address: {}", net.trunc()),
+            );
+            return None;
+        }
+        Some(net)
+    }
+
+    fn cidr(&mut self, s: &Spanned<String>) -> Option<Ipv4Net> {
+        let text = s.get_ref().trim();
+        match text.parse::<Ipv4Net>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let help = if text.parse::<Ipv4Addr>().is_ok() {
+                    "add the prefix length, e.g. 10.1.1.1/24"
+                } else if text.contains(':') {
+                    "IPv6 is not supported yet: use an IPv4 address with its prefix, e.g. 10.1.1.1/24"
+                } else {
+                    "an IPv4 address with its prefix length, e.g. 10.1.1.1/24"
+                };
+                self.err(
+                    span(s),
+                    format!("`{text}` is not an IPv4 address/prefix"),
+                    help,
+                );
+                None
+            }
+        }
+    }
+
+    fn addr(&mut self, s: &Spanned<String>) -> Option<Ipv4Addr> {
+        let text = s.get_ref().trim();
+        match text.parse::<Ipv4Addr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    span(s),
+                    format!("`{text}` is not an IPv4 address"),
+                    "e.g. 10.1.1.4 (no prefix length here)",
+                );
+                None
+            }
+        }
+    }
+
+    fn ifname(&mut self, s: &Spanned<String>) -> bool {
+        let name = s.get_ref();
+        if name.is_empty() || name.len() > 15 {
+            self.err(
+                span(s),
+                format!(
+                    "interface name `{name}` is {} bytes; Linux allows 1 to 15",
+                    name.len()
+                ),
+                "IFNAMSIZ is 16 including the terminating NUL",
+            );
+            return false;
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || name == "."
+            || name == ".."
+        {
+            self.err(
+                span(s),
+                format!("interface name `{name}` has characters outside [A-Za-z0-9_.-]"),
+                "use names like enp0s8, eth1 or wan0",
+            );
+            return false;
+        }
+        true
+    }
+
+    fn host(
+        &mut self,
+        host_name: &str,
+        host_span: Range<usize>,
+        h: &RawHost,
+        default_provider: Provider,
+        networks: &IndexMap<Spanned<String>, RawNetwork>,
+        iface_spans: &mut HashMap<(String, String), Range<usize>>,
+    ) -> Host {
+        let provider = h.provider.unwrap_or(default_provider);
+        let vm = self.vm(&h.vm);
+        let ssh = self.ssh(host_name, host_span, h, provider);
+
+        let mut interfaces = Vec::new();
+        let mut tables: Vec<net::Table> = Vec::new();
+        let mut seen_ids: HashMap<u32, Range<usize>> = HashMap::new();
+        let mut seen_names: HashMap<String, Range<usize>> = HashMap::new();
+        for ri in &h.interfaces {
+            if !self.ifname(&ri.name) {
+                continue;
+            }
+            let name = ri.name.get_ref().clone();
+            if iface_spans.contains_key(&(host_name.to_string(), name.clone())) {
+                self.err(
+                    span(&ri.name),
+                    format!("host `{host_name}` has two interfaces named `{name}`"),
+                    "interface names are unique per host",
+                );
+                continue;
+            }
+            iface_spans.insert((host_name.to_string(), name.clone()), span(&ri.name));
+            if let Some(i) = self.interface(host_name, ri, networks) {
+                if let (Some(t), Some(addr)) = (&ri.table, i.address) {
+                    if let Some(table) = self.table(t, &i, addr, &mut seen_ids, &mut seen_names) {
+                        tables.push(table);
+                    }
+                } else if let Some(t) = &ri.table {
+                    self.err(
+                        span(&t.id),
+                        format!("`{}` has a routing table but no address", i.name),
+                        "a per-source table needs the interface's address as its source",
+                    );
+                }
+                interfaces.push(i);
+            }
+        }
+
+        let endpoints = match &h.mptcp.endpoints {
+            Some(eps) => self.endpoints(host_name, eps, &interfaces),
+            None => Vec::new(),
+        };
+        let limits = h.mptcp.limits.as_ref().map(|l| {
+            for (what, n) in [
+                ("subflows", &l.subflows),
+                ("add_addr_accepted", &l.add_addr_accepted),
+            ] {
+                if *n.get_ref() > MAX_LIMIT {
+                    self.err(
+                        span(n),
+                        format!("{what} = {} is above the kernel's maximum", n.get_ref()),
+                        &format!("the in-kernel path manager accepts 0 to {MAX_LIMIT}"),
+                    );
+                }
+            }
+            net::Limits {
+                subflows: *l.subflows.get_ref(),
+                add_addr_accepted: *l.add_addr_accepted.get_ref(),
+            }
+        });
+        let sysctls = self.sysctls(&h.sysctls);
+
+        Host {
+            name: host_name.to_string(),
+            role: h.role,
+            provider,
+            vm,
+            ssh,
+            interfaces,
+            tables,
+            endpoints,
+            limits,
+            sysctls,
+            mptcpd: Mptcpd {
+                enabled: h.mptcpd.enabled,
+                path_manager: h.mptcpd.path_manager.unwrap_or_default(),
+            },
+            join: h.mptcp.join.unwrap_or_default(),
+        }
+    }
+
+    fn vm(&mut self, raw: &RawVm) -> Vm {
+        let mut vm = Vm::default();
+        let num = |v: &mut Self, field: &Option<Spanned<u32>>, min: u32, what: &str| {
+            field.as_ref().map(|n| {
+                if *n.get_ref() < min {
+                    v.err(
+                        span(n),
+                        format!("{what} = {} is too small", n.get_ref()),
+                        &format!("at least {min}"),
+                    );
+                }
+                *n.get_ref()
+            })
+        };
+        if let Some(m) = num(self, &raw.memory_mib, 128, "memory_mib") {
+            vm.memory_mib = m;
+        }
+        if let Some(c) = num(self, &raw.cpus, 1, "cpus") {
+            vm.cpus = c;
+        }
+        if let Some(d) = num(self, &raw.disk_gib, 1, "disk_gib") {
+            vm.disk_gib = d;
+        }
+        if let Some(img) = &raw.image {
+            if img.get_ref().trim().is_empty() {
+                self.err(
+                    span(img),
+                    "image is empty".into(),
+                    "e.g. ubuntu-22.04 or debian-12",
+                );
+            }
+            vm.image = img.get_ref().clone();
+        }
+        vm
+    }
+
+    fn ssh(
+        &mut self,
+        host_name: &str,
+        host_span: Range<usize>,
+        h: &RawHost,
+        provider: Provider,
+    ) -> Option<SshTarget> {
+        let Some(raw) = &h.ssh else {
+            if provider == Provider::Ssh {
+                self.err(
+                    host_span,
+                    format!("host `{host_name}` uses provider \"ssh\" but has no [hosts.{host_name}.ssh] table"),
+                    "add address, and optionally port, user and key",
+                );
+            }
+            return None;
+        };
+        let address = raw.address.get_ref().trim().to_string();
+        if address.is_empty()
+            || address.starts_with('-')
+            || address.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.err(
+                span(&raw.address),
+                format!("`{address}` is not a host name or address"),
+                "",
+            );
+        }
+        let user = raw
+            .user
+            .as_ref()
+            .map_or_else(|| "root".to_string(), |u| u.get_ref().clone());
+        if let Some(u) = &raw.user
+            && (u.get_ref().is_empty()
+                || u.get_ref().starts_with('-')
+                || !u
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        {
+            self.err(
+                span(u),
+                format!("`{}` is not a valid user name", u.get_ref()),
+                "",
+            );
+        }
+        Some(SshTarget {
+            address,
+            port: raw.port.unwrap_or(22),
+            user,
+            key: raw.key.clone(),
+        })
+    }
+
+    fn interface(
+        &mut self,
+        host_name: &str,
+        ri: &RawInterface,
+        networks: &IndexMap<Spanned<String>, RawNetwork>,
+    ) -> Option<Interface> {
+        let name = ri.name.get_ref().clone();
+        let nat = ri.nat.as_ref().is_some_and(|n| *n.get_ref());
+        let mac = ri.mac.as_ref().and_then(|m| match m.get_ref().parse() {
+            Ok(mac) => Some(mac),
+            Err(e) => {
+                self.err(span(m), e, "");
+                None
+            }
+        });
+        let mtu = ri.mtu.as_ref().map(|m| {
+            if !(68..=65535).contains(m.get_ref()) {
+                self.err(
+                    span(m),
+                    format!("mtu {} is out of range", m.get_ref()),
+                    "IPv4 needs 68 to 65535",
+                );
+            }
+            *m.get_ref()
+        });
+        if nat {
+            let nat_span = ri.nat.as_ref().map(span).unwrap_or(0..0);
+            for (field, present) in [
+                ("network", ri.network.is_some()),
+                ("address", ri.address.is_some()),
+                ("gateway", ri.gateway.is_some()),
+                ("table", ri.table.is_some()),
+                ("shaping", ri.shaping.is_some()),
+            ] {
+                if present {
+                    self.err(
+                        nat_span.clone(),
+                        format!("NAT interface `{name}` of `{host_name}` cannot have `{field}`"),
+                        "a NAT NIC gets its address by DHCP and is never an MPTCP path",
+                    );
+                }
+            }
+            return Some(Interface {
+                name,
+                attach: Attach::Nat,
+                address: None,
+                gateway: None,
+                mac,
+                mtu,
+                shaping: None,
+            });
+        }
+        let attach = match &ri.network {
+            Some(n) => {
+                if !networks.contains_key(n.get_ref().as_str()) {
+                    let known: Vec<&str> = networks.keys().map(|k| k.get_ref().as_str()).collect();
+                    self.err(
+                        span(n),
+                        format!("network `{}` is not defined", n.get_ref()),
+                        &if known.is_empty() {
+                            format!("add a [networks.{}] table", n.get_ref())
+                        } else {
+                            format!(
+                                "defined networks: {}; or add [networks.{}]",
+                                known.join(", "),
+                                n.get_ref()
+                            )
+                        },
+                    );
+                }
+                Attach::Network(n.get_ref().clone())
+            }
+            // Filled in by [[links]]; an empty name means "on nothing" (reported later).
+            None => Attach::Network(String::new()),
+        };
+        let Some(addr_s) = &ri.address else {
+            self.err(
+                span(&ri.name),
+                format!("interface `{name}` of `{host_name}` has no address"),
+                "add `address = \"10.1.1.1/24\"`, or `nat = true` for a NAT NIC",
+            );
+            return None;
+        };
+        let address = self.cidr(addr_s)?;
+        if address.prefix_len() < 31
+            && (address.addr() == address.network() || address.addr() == address.broadcast())
+        {
+            self.err(
+                span(addr_s),
+                format!(
+                    "`{address}` is the {} address of its subnet",
+                    if address.addr() == address.network() {
+                        "network"
+                    } else {
+                        "broadcast"
+                    }
+                ),
+                "use a host address inside the prefix",
+            );
+        }
+        let gateway = ri.gateway.as_ref().and_then(|g| {
+            let gw = self.addr(g)?;
+            if !address.contains(&gw) {
+                self.err(
+                    span(g),
+                    format!(
+                        "gateway {gw} is outside {}'s prefix {}",
+                        name,
+                        address.trunc()
+                    ),
+                    "a gateway must be on-link: inside the interface's address/prefix",
+                );
+            } else if gw == address.addr() {
+                self.err(
+                    span(g),
+                    format!("gateway {gw} is the interface's own address"),
+                    "name the peer's address",
+                );
+            }
+            Some(gw)
+        });
+        let shaping = ri.shaping.as_ref().and_then(|s| self.shaping(s));
+        Some(Interface {
+            name,
+            attach,
+            address: Some(address),
+            gateway,
+            mac,
+            mtu,
+            shaping,
+        })
+    }
+
+    fn table(
+        &mut self,
+        t: &RawTable,
+        iface: &Interface,
+        addr: Ipv4Net,
+        seen_ids: &mut HashMap<u32, Range<usize>>,
+        seen_names: &mut HashMap<String, Range<usize>>,
+    ) -> Option<net::Table> {
+        let id = *t.id.get_ref();
+        let name = t.name.get_ref().clone();
+        let mut ok = true;
+        if matches!(id, 0 | 253..=255) {
+            self.err(
+                span(&t.id),
+                format!("table id {id} is reserved (unspec 0, default 253, main 254, local 255)"),
+                "use an id from 1 to 252 or above 255, e.g. 100",
+            );
+            ok = false;
+        } else if seen_ids.insert(id, span(&t.id)).is_some() {
+            self.err(
+                span(&t.id),
+                format!("table id {id} is used twice on this host"),
+                "every source address needs its own table",
+            );
+            ok = false;
+        }
+        if matches!(name.as_str(), "local" | "main" | "default" | "unspec") {
+            self.err(
+                span(&t.name),
+                format!("table name `{name}` is reserved by iproute2"),
+                "use a name like table1",
+            );
+            ok = false;
+        } else if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+            || name.chars().all(|c| c.is_ascii_digit())
+        {
+            self.err(
+                span(&t.name),
+                format!("`{name}` is not a valid routing-table name"),
+                "letters, digits, _ and -, not only digits (e.g. table1)",
+            );
+            ok = false;
+        } else if seen_names.insert(name.clone(), span(&t.name)).is_some() {
+            self.err(
+                span(&t.name),
+                format!("table name `{name}` is used twice on this host"),
+                "every table needs its own name",
+            );
+            ok = false;
+        }
+        ok.then(|| net::Table {
+            id,
+            name,
+            dev: iface.name.clone(),
+            source: addr.addr(),
+            subnet: addr.trunc(),
+            gateway: iface.gateway,
+        })
+    }
+
+    fn shaping(&mut self, s: &RawShaping) -> Option<net::Shaping> {
+        let mut out = net::Shaping::default();
+        let mut ok = true;
+        let mut field = |v: &mut Self,
+                         f: &Option<Spanned<String>>,
+                         parse: fn(&str) -> Option<u64>,
+                         what: &str,
+                         help: &str| {
+            f.as_ref().and_then(|x| match parse(x.get_ref()) {
+                Some(n) => Some(n),
+                None => {
+                    v.err(
+                        span(x),
+                        format!("`{}` is not a valid {what}", x.get_ref()),
+                        help,
+                    );
+                    ok = false;
+                    None
+                }
+            })
+        };
+        out.rate_bps = field(
+            self,
+            &s.rate,
+            crate::units::rate_bps,
+            "rate",
+            "e.g. 50mbit, 1gbit, 500kbit",
+        );
+        out.burst_bytes = field(
+            self,
+            &s.burst,
+            crate::units::size_bytes,
+            "burst",
+            "e.g. 64kb, 32768",
+        )
+        .map(|b| u32::try_from(b).unwrap_or(u32::MAX));
+        out.delay_us = field(
+            self,
+            &s.delay,
+            crate::units::time_us,
+            "delay",
+            "e.g. 10ms, 500us",
+        )
+        .map(|d| u32::try_from(d).unwrap_or(u32::MAX));
+        out.loss_ppm = field(
+            self,
+            &s.loss,
+            crate::units::loss_ppm,
+            "loss",
+            "a percentage from 0% to 100%, e.g. 0.5%",
+        )
+        .map(|l| u32::try_from(l).unwrap_or(u32::MAX));
+        if ok && out == net::Shaping::default() {
+            return None;
+        }
+        ok.then_some(out)
+    }
+
+    fn endpoints(
+        &mut self,
+        host_name: &str,
+        eps: &[RawEndpoint],
+        interfaces: &[Interface],
+    ) -> Vec<net::Endpoint> {
+        let mut out = Vec::new();
+        let mut ids = HashSet::new();
+        let mut addrs = HashSet::new();
+        for e in eps {
+            let dev = e.dev.as_ref().and_then(|d| {
+                match interfaces.iter().find(|i| &i.name == d.get_ref()) {
+                    Some(i) => Some(i),
+                    None => {
+                        self.err(
+                            span(d),
+                            format!("host `{host_name}` has no interface `{}`", d.get_ref()),
+                            &format!(
+                                "interfaces of {host_name}: {}",
+                                interfaces
+                                    .iter()
+                                    .map(|i| i.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        );
+                        None
+                    }
+                }
+            });
+            let Some(address) = self.addr(&e.address) else {
+                continue;
+            };
+            let holder = interfaces
+                .iter()
+                .find(|i| i.address.is_some_and(|a| a.addr() == address));
+            match (holder, dev) {
+                (None, Some(d)) if d.is_nat() => {}
+                (None, _) => {
+                    let have: Vec<String> = interfaces
+                        .iter()
+                        .filter_map(|i| i.address.map(|a| format!("{} ({})", a.addr(), i.name)))
+                        .collect();
+                    self.err(
+                        span(&e.address),
+                        format!("no interface of `{host_name}` has the address {address}"),
+                        &format!("addresses of {host_name}: {}", have.join(", ")),
+                    );
+                }
+                (Some(h), Some(d)) if h.name != d.name => {
+                    self.err(
+                        span(e.dev.as_ref().unwrap_or(&e.address)),
+                        format!("{address} is on `{}`, not on `{}`", h.name, d.name),
+                        &format!("set dev = \"{}\"", h.name),
+                    );
+                }
+                _ => {}
+            }
+            if !addrs.insert(address) {
+                self.err(
+                    span(&e.address),
+                    format!("two endpoints of `{host_name}` have the address {address}"),
+                    "one endpoint per address",
+                );
+            }
+            if let Some(id) = &e.id {
+                if *id.get_ref() == 0 {
+                    self.err(
+                        span(id),
+                        "endpoint id 0 is reserved for the initial subflow's address".into(),
+                        "use 1 to 255",
+                    );
+                } else if !ids.insert(*id.get_ref()) {
+                    self.err(
+                        span(id),
+                        format!(
+                            "endpoint id {} is used twice on `{host_name}`",
+                            id.get_ref()
+                        ),
+                        "ids are unique per host",
+                    );
+                }
+            }
+            let mut flags = net::EndpointFlags::default();
+            for f in &e.flags {
+                match f {
+                    Flag::Signal => flags.signal = true,
+                    Flag::Subflow => flags.subflow = true,
+                    Flag::Backup => flags.backup = true,
+                    Flag::Fullmesh => flags.fullmesh = true,
+                    Flag::Laminar => flags.laminar = true,
+                }
+            }
+            out.push(net::Endpoint {
+                address,
+                id: e.id.as_ref().map(|i| *i.get_ref()),
+                dev: e.dev.as_ref().map(|d| d.get_ref().clone()),
+                port: e.port,
+                flags,
+            });
+        }
+        out
+    }
+
+    fn sysctls(
+        &mut self,
+        raw: &IndexMap<Spanned<String>, Spanned<toml::Value>>,
+    ) -> Vec<net::Sysctl> {
+        let mut out = Vec::new();
+        for (k, v) in raw {
+            let key = k.get_ref();
+            let key_ok = key.contains('.')
+                && !key.starts_with('.')
+                && !key.ends_with('.')
+                && !key.contains("..")
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c));
+            if !key_ok {
+                self.err(
+                    span(k),
+                    format!("`{key}` is not a sysctl key"),
+                    "dotted form, e.g. \"net.ipv4.conf.all.rp_filter\" (quote keys with dots)",
+                );
+                continue;
+            }
+            let value = match v.get_ref() {
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => u8::from(*b).to_string(),
+                toml::Value::String(s)
+                    if !s.is_empty() && !s.chars().any(|c| c.is_control() || c == '=') =>
+                {
+                    s.clone()
+                }
+                _ => {
+                    self.err(
+                        span(v),
+                        format!("the value of `{key}` must be an integer or a plain string"),
+                        "e.g. 1, or \"cubic\"",
+                    );
+                    continue;
+                }
+            };
+            out.push(net::Sysctl::new(key.clone(), value));
+        }
+        out
+    }
+
+    fn links(&mut self, raw: &[RawLink], hosts: &mut [Host]) -> Vec<Link> {
+        let mut out = Vec::new();
+        let mut used: HashSet<(String, String)> = HashSet::new();
+        for l in raw {
+            let ends = l.endpoints.get_ref();
+            if ends.len() != 2 {
+                self.err(
+                    span(&l.endpoints),
+                    format!("a link joins exactly 2 interfaces, this one lists {}", ends.len()),
+                    "endpoints = [\"ue1:enp0s8\", \"ue2:enp0s8\"]; use [networks] for a shared segment",
+                );
+                continue;
+            }
+            let mut atts = Vec::new();
+            for e in ends {
+                let Some((h, i)) = e.get_ref().split_once(':') else {
+                    self.err(
+                        span(e),
+                        format!("`{}` is not HOST:INTERFACE", e.get_ref()),
+                        "e.g. \"ue1:enp0s8\"",
+                    );
+                    continue;
+                };
+                let Some(host) = hosts.iter().find(|x| x.name == h) else {
+                    let names: Vec<&str> = hosts.iter().map(|x| x.name.as_str()).collect();
+                    self.err(
+                        span(e),
+                        format!("link names host `{h}`, which is not defined"),
+                        &format!("hosts: {}", names.join(", ")),
+                    );
+                    continue;
+                };
+                let Some(iface) = host.interface(i) else {
+                    self.err(
+                        span(e),
+                        format!("host `{h}` has no interface `{i}`"),
+                        "add it under [[hosts.HOST.interfaces]] (without `network`)",
+                    );
+                    continue;
+                };
+                if iface.is_nat() || matches!(&iface.attach, Attach::Network(n) if !n.is_empty()) {
+                    self.err(
+                        span(e),
+                        format!("`{h}:{i}` is already on a network; a link needs a free interface"),
+                        "remove `network`/`nat` from that interface",
+                    );
+                    continue;
+                }
+                if !used.insert((h.to_string(), i.to_string())) {
+                    self.err(span(e), format!("`{h}:{i}` is in two links"), "");
+                    continue;
+                }
+                atts.push((
+                    Attachment {
+                        host: h.to_string(),
+                        interface: i.to_string(),
+                    },
+                    span(e),
+                ));
+            }
+            if atts.len() != 2 {
+                continue;
+            }
+            if atts[0].0.host == atts[1].0.host {
+                self.err(
+                    atts[1].1.clone(),
+                    "a link must join two different hosts".into(),
+                    "",
+                );
+                continue;
+            }
+            let name = match &l.name {
+                Some(n) => {
+                    self.segment_name(n);
+                    n.get_ref().clone()
+                }
+                None => format!(
+                    "{}-{}--{}-{}",
+                    atts[0].0.host, atts[0].0.interface, atts[1].0.host, atts[1].0.interface
+                ),
+            };
+            for (a, _) in &atts {
+                if let Some(h) = hosts.iter_mut().find(|h| h.name == a.host)
+                    && let Some(i) = h.interfaces.iter_mut().find(|i| i.name == a.interface)
+                {
+                    i.attach = Attach::Link(name.clone());
+                }
+            }
+            let [(a, _), (b, _)]: [(Attachment, Range<usize>); 2] = match atts.try_into() {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            };
+            out.push(Link { name, a, b });
+        }
+        out
+    }
+
+    fn unique_addresses(&mut self, hosts: &[Host], raw_hosts: &[RawHost]) {
+        let mut seen: HashMap<Ipv4Addr, (String, String)> = HashMap::new();
+        for (h, rh) in hosts.iter().zip(raw_hosts) {
+            for i in &h.interfaces {
+                let Some(a) = i.address else { continue };
+                if let Some((ph, pi)) = seen.get(&a.addr()) {
+                    let sp = rh
+                        .interfaces
+                        .iter()
+                        .find(|r| r.name.get_ref() == &i.name)
+                        .and_then(|r| r.address.as_ref())
+                        .map(span)
+                        .unwrap_or(0..0);
+                    self.err(
+                        sp,
+                        format!("address {} is already used by {ph}:{pi}", a.addr()),
+                        "every interface in a lab needs its own address",
+                    );
+                } else {
+                    seen.insert(a.addr(), (h.name.clone(), i.name.clone()));
+                }
+            }
+        }
+    }
+
+    fn subnets(&mut self, hosts: &[Host], networks: &[Network], raw_hosts: &[RawHost]) {
+        for (h, rh) in hosts.iter().zip(raw_hosts) {
+            for i in &h.interfaces {
+                let (Attach::Network(n), Some(a)) = (&i.attach, i.address) else {
+                    continue;
+                };
+                let Some(subnet) = networks
+                    .iter()
+                    .find(|x| &x.name == n)
+                    .and_then(|x| x.subnet)
+                else {
+                    continue;
+                };
+                if !subnet.contains(&a.addr()) || a.prefix_len() < subnet.prefix_len() {
+                    let sp = rh
+                        .interfaces
+                        .iter()
+                        .find(|r| r.name.get_ref() == &i.name)
+                        .and_then(|r| r.address.as_ref())
+                        .map(span)
+                        .unwrap_or(0..0);
+                    self.err(
+                        sp,
+                        format!("{a} is not inside network `{n}`'s subnet {subnet}"),
+                        "change the address or the network's subnet",
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The resolved lab: validated, with everything left out of the Lab.toml derived.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// A whole lab, as every command and embedder sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lab {
+    pub name: String,
+    /// Whether lab derived what the file left out (`[lab] derive`, default true).
+    pub derive: bool,
+    /// Shared L2 segments (VirtualBox internal networks, bridges).
+    pub networks: Vec<Network>,
+    /// Point-to-point links (veth pairs, socket pairs).
+    pub links: Vec<Link>,
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub name: String,
+    pub a: Attachment,
+    pub b: Attachment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub host: String,
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// Where a host's machine comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// A network namespace on this machine: instant, needs root and the kernel's MPTCP.
+    #[default]
+    Netns,
+    /// A VirtualBox VM, as in the guide.
+    Virtualbox,
+    /// A QEMU VM.
+    Qemu,
+    /// An existing machine reached over SSH.
+    Ssh,
+}
+
+/// How a client opens extra subflows when lab derives its endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinMode {
+    /// `laminar` endpoints on every address: one subflow per announced address, paired 1:1.
+    /// Needs a kernel with the laminar flag (6.18); appliers fall back to `subflow` without it.
+    #[default]
+    Laminar,
+    /// `subflow` endpoints on the extra addresses.
+    Subflow,
+    /// `subflow fullmesh` endpoints on every address.
+    Fullmesh,
+}
+
+/// mptcpd's path-manager plugins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MptcpdPlugin {
+    /// Adds an endpoint for every address that appears (mptcpd's default).
+    #[default]
+    AddrAdv,
+    /// Single-subflow-per-interface.
+    Sspi,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Mptcpd {
+    pub enabled: bool,
+    pub path_manager: MptcpdPlugin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vm {
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub disk_gib: u32,
+    pub image: String,
+}
+
+impl Default for Vm {
+    fn default() -> Self {
+        Self {
+            memory_mib: 2048,
+            cpus: 2,
+            disk_gib: 20,
+            image: "ubuntu-22.04".into(),
+        }
+    }
+}
+
+/// How to reach an existing host (provider `ssh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshTarget {
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub key: Option<PathBuf>,
+}
+
+/// What an interface is plugged into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Attach {
+    /// A shared segment from `[networks]`.
+    Network(String),
+    /// A point-to-point link from `[[links]]`.
+    Link(String),
+    /// The VM's NAT NIC (DHCP, management only).
+    Nat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub attach: Attach,
+    /// Static address; `None` only for NAT interfaces.
+    pub address: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: Option<net::MacAddr>,
+    pub mtu: Option<u32>,
+    pub shaping: Option<net::Shaping>,
+}
+
+impl Interface {
+    pub fn is_nat(&self) -> bool {
+        self.attach == Attach::Nat
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Host {
+    pub name: String,
+    pub role: Role,
+    pub provider: Provider,
+    pub vm: Vm,
+    pub ssh: Option<SshTarget>,
+    pub interfaces: Vec<Interface>,
+    pub tables: Vec<net::Table>,
+    pub endpoints: Vec<net::Endpoint>,
+    /// `None`: the kernel's defaults (subflows 2, add_addr_accepted 0).
+    pub limits: Option<net::Limits>,
+    pub sysctls: Vec<net::Sysctl>,
+    pub mptcpd: Mptcpd,
+    pub join: JoinMode,
+}
+
+impl Host {
+    /// Interfaces with a static address (every MPTCP path), in Lab.toml order.
+    pub fn path_interfaces(&self) -> impl Iterator<Item = &Interface> {
+        self.interfaces.iter().filter(|i| !i.is_nat())
+    }
+
+    pub fn interface(&self, name: &str) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.name == name)
+    }
+
+    /// The interface holding `addr`, if any.
+    pub fn interface_with(&self, addr: Ipv4Addr) -> Option<&Interface> {
+        self.interfaces
+            .iter()
+            .find(|i| i.address.is_some_and(|a| a.addr() == addr))
+    }
+
+    /// The value a sysctl is set to by this lab, if it sets it.
+    pub fn sysctl(&self, key: &str) -> Option<&str> {
+        self.sysctls
+            .iter()
+            .rev()
+            .find(|s| s.key == key)
+            .map(|s| s.value.as_str())
+    }
+
+    /// This host's configuration for the renderers in `net`.
+    pub fn net(&self) -> net::HostNet {
+        net::HostNet {
+            host: self.name.clone(),
+            interfaces: self
+                .path_interfaces()
+                .filter_map(|i| {
+                    Some(net::Interface {
+                        name: i.name.clone(),
+                        address: i.address?,
+                        mac: i.mac,
+                        mtu: i.mtu,
+                        shaping: i.shaping,
+                    })
+                })
+                .collect(),
+            dhcp_interfaces: self
+                .interfaces
+                .iter()
+                .filter(|i| i.is_nat())
+                .map(|i| i.name.clone())
+                .collect(),
+            tables: self.tables.clone(),
+            endpoints: self.endpoints.clone(),
+            limits: self.limits,
+            sysctls: self.sysctls.clone(),
+        }
+    }
+}
+
+impl Lab {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn hosts_with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.role == role)
+    }
+
+    /// The hosts (and their interfaces) on a segment or link, by its name.
+    pub fn members(&self, segment: &str) -> Vec<(&Host, &Interface)> {
+        let mut out = Vec::new();
+        for h in &self.hosts {
+            for i in &h.interfaces {
+                match &i.attach {
+                    Attach::Network(n) | Attach::Link(n) if n == segment => out.push((h, i)),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}

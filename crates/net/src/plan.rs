@@ -1,0 +1,334 @@
+//! A host's configuration as an ordered list of typed steps, each with the argv that applies it.
+//!
+//! The order is the guide's: sysctls, links and addresses, routing-table names, `ip rule`,
+//! `ip route` per table, MPTCP endpoints, limits, then shaping. Appliers (namespace, SSH) run the
+//! steps through the command seam, or diff them against the live state; the script renderer
+//! prints them for people.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::spec::{Endpoint, HostNet, Limits, Shaping, Sysctl};
+
+/// How `ip` commands name routing tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableNaming {
+    /// By the names in /etc/iproute2/rt_tables (`table table1`), as the guide does.
+    Name,
+    /// By numeric id (`table 100`): needs no edit of the machine's rt_tables.
+    Id,
+}
+
+/// One step of a host's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Step {
+    Sysctl(Sysctl),
+    LinkUp {
+        dev: String,
+        mtu: Option<u32>,
+    },
+    Address {
+        dev: String,
+        address: Ipv4Net,
+    },
+    /// A line in /etc/iproute2/rt_tables (a file edit, not a command).
+    RtTable {
+        id: u32,
+        name: String,
+    },
+    Rule {
+        from: Ipv4Addr,
+        table_id: u32,
+        table_name: String,
+    },
+    Route {
+        /// `None` is the default route.
+        to: Option<Ipv4Net>,
+        via: Option<Ipv4Addr>,
+        dev: String,
+        scope_link: bool,
+        table_id: u32,
+        table_name: String,
+    },
+    Endpoint(Endpoint),
+    Limits(Limits),
+    Qdisc {
+        dev: String,
+        shaping: Shaping,
+    },
+}
+
+/// Plan sections, for headings in the script and for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Sysctls,
+    Addresses,
+    RoutingTables,
+    Rules,
+    Routes,
+    Endpoints,
+    Limits,
+    Shaping,
+}
+
+impl Phase {
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Sysctls => "sysctls",
+            Phase::Addresses => "links and addresses (persistent form: --format netplan)",
+            Phase::RoutingTables => "routing table names (/etc/iproute2/rt_tables)",
+            Phase::Rules => "per-source routing: rules",
+            Phase::Routes => "per-source routing: one table per source address",
+            Phase::Endpoints => "MPTCP path manager: endpoints",
+            Phase::Limits => "MPTCP path manager: limits",
+            Phase::Shaping => "link shaping",
+        }
+    }
+}
+
+impl Step {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Step::Sysctl(_) => Phase::Sysctls,
+            Step::LinkUp { .. } | Step::Address { .. } => Phase::Addresses,
+            Step::RtTable { .. } => Phase::RoutingTables,
+            Step::Rule { .. } => Phase::Rules,
+            Step::Route { .. } => Phase::Routes,
+            Step::Endpoint(_) => Phase::Endpoints,
+            Step::Limits(_) => Phase::Limits,
+            Step::Qdisc { .. } => Phase::Shaping,
+        }
+    }
+
+    /// The command that applies this step, or `None` for a file edit (`RtTable`).
+    pub fn argv(&self, naming: TableNaming) -> Option<Vec<String>> {
+        let table = |id: u32, name: &str| match naming {
+            TableNaming::Name => name.to_string(),
+            TableNaming::Id => id.to_string(),
+        };
+        let v = match self {
+            Step::Sysctl(s) => argv(["sysctl", "-w", &format!("{}={}", s.key, s.value)]),
+            Step::LinkUp { dev, mtu } => {
+                let mut v = argv(["ip", "link", "set", "dev", dev]);
+                if let Some(mtu) = mtu {
+                    v.extend(argv(["mtu", &mtu.to_string()]));
+                }
+                v.push("up".into());
+                v
+            }
+            Step::Address { dev, address } => {
+                argv(["ip", "address", "add", &address.to_string(), "dev", dev])
+            }
+            Step::RtTable { .. } => return None,
+            Step::Rule {
+                from,
+                table_id,
+                table_name,
+            } => argv([
+                "ip",
+                "rule",
+                "add",
+                "from",
+                &from.to_string(),
+                "table",
+                &table(*table_id, table_name),
+            ]),
+            Step::Route {
+                to,
+                via,
+                dev,
+                scope_link,
+                table_id,
+                table_name,
+            } => {
+                let mut v = argv(["ip", "route", "add"]);
+                v.push(to.map_or_else(|| "default".to_string(), |n| n.to_string()));
+                if let Some(via) = via {
+                    v.extend(argv(["via", &via.to_string()]));
+                }
+                v.extend(argv(["dev", dev]));
+                if *scope_link {
+                    v.extend(argv(["scope", "link"]));
+                }
+                v.extend(argv(["table", &table(*table_id, table_name)]));
+                v
+            }
+            Step::Endpoint(e) => {
+                let mut v = argv(["ip", "mptcp", "endpoint", "add", &e.address.to_string()]);
+                if let Some(port) = e.port {
+                    v.extend(argv(["port", &port.to_string()]));
+                }
+                if let Some(dev) = &e.dev {
+                    v.extend(argv(["dev", dev]));
+                }
+                if let Some(id) = e.id {
+                    v.extend(argv(["id", &id.to_string()]));
+                }
+                v.extend(e.flags.words().into_iter().map(String::from));
+                v
+            }
+            Step::Limits(l) => argv([
+                "ip",
+                "mptcp",
+                "limits",
+                "set",
+                "subflow",
+                &l.subflows.to_string(),
+                "add_addr_accepted",
+                &l.add_addr_accepted.to_string(),
+            ]),
+            Step::Qdisc { dev, shaping } => qdisc_argv(dev, shaping),
+        };
+        Some(v)
+    }
+}
+
+fn argv<const N: usize>(words: [&str; N]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_string()).collect()
+}
+
+fn qdisc_argv(dev: &str, s: &Shaping) -> Vec<String> {
+    let mut v = argv(["tc", "qdisc", "replace", "dev", dev, "root"]);
+    if s.needs_netem() {
+        v.push("netem".into());
+        if let Some(d) = s.delay_us {
+            v.extend(argv(["delay", &format_time_us(d)]));
+        }
+        if let Some(l) = s.loss_ppm {
+            v.extend(argv(["loss", &format_loss_ppm(l)]));
+        }
+        if let Some(r) = s.rate_bps {
+            v.extend(argv(["rate", &format_rate(r)]));
+        }
+    } else if let Some(rate) = s.rate_bps {
+        let burst = s.effective_burst().unwrap_or(32 * 1024);
+        v.extend(argv([
+            "tbf",
+            "rate",
+            &format_rate(rate),
+            "burst",
+            &burst.to_string(),
+            "latency",
+            "50ms",
+        ]));
+    }
+    v
+}
+
+/// A rate in tc's units (`50mbit`), exact: falls back to smaller units rather than rounding.
+pub fn format_rate(bps: u64) -> String {
+    for (div, unit) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
+        if bps >= div && bps.is_multiple_of(div) {
+            return format!("{}{unit}", bps / div);
+        }
+    }
+    format!("{bps}bit")
+}
+
+/// A time in tc's units (`10ms`, `250us`).
+pub fn format_time_us(us: u32) -> String {
+    if us >= 1000 && us.is_multiple_of(1000) {
+        format!("{}ms", us / 1000)
+    } else {
+        format!("{us}us")
+    }
+}
+
+/// A loss ratio in percent as tc reads it (`1%`, `0.25%`).
+pub fn format_loss_ppm(ppm: u32) -> String {
+    let whole = ppm / 10_000;
+    let frac = ppm % 10_000;
+    if frac == 0 {
+        format!("{whole}%")
+    } else {
+        let frac = format!("{frac:04}");
+        format!("{whole}.{}%", frac.trim_end_matches('0'))
+    }
+}
+
+/// The ordered plan of a host's configuration.
+pub fn plan(host: &HostNet) -> Vec<Step> {
+    let mut steps: Vec<Step> = host.sysctls.iter().cloned().map(Step::Sysctl).collect();
+    for i in &host.interfaces {
+        steps.push(Step::LinkUp {
+            dev: i.name.clone(),
+            mtu: i.mtu,
+        });
+        steps.push(Step::Address {
+            dev: i.name.clone(),
+            address: i.address,
+        });
+    }
+    steps.extend(host.tables.iter().map(|t| Step::RtTable {
+        id: t.id,
+        name: t.name.clone(),
+    }));
+    steps.extend(host.tables.iter().map(|t| Step::Rule {
+        from: t.source,
+        table_id: t.id,
+        table_name: t.name.clone(),
+    }));
+    for t in &host.tables {
+        steps.push(Step::Route {
+            to: Some(t.subnet),
+            via: None,
+            dev: t.dev.clone(),
+            scope_link: true,
+            table_id: t.id,
+            table_name: t.name.clone(),
+        });
+        if let Some(gw) = t.gateway {
+            steps.push(Step::Route {
+                to: None,
+                via: Some(gw),
+                dev: t.dev.clone(),
+                scope_link: false,
+                table_id: t.id,
+                table_name: t.name.clone(),
+            });
+        }
+    }
+    steps.extend(host.endpoints.iter().cloned().map(Step::Endpoint));
+    steps.extend(host.limits.map(Step::Limits));
+    for i in &host.interfaces {
+        if let Some(shaping) = i.shaping {
+            steps.push(Step::Qdisc {
+                dev: i.name.clone(),
+                shaping,
+            });
+        }
+    }
+    steps
+}
+
+/// A step with its argv in both namings, for `--format json`.
+#[derive(Debug, Serialize)]
+pub struct RenderedStep<'a> {
+    pub phase: Phase,
+    #[serde(flatten)]
+    pub step: &'a Step,
+    /// The command as the guide writes it (table names).
+    pub argv: Option<Vec<String>>,
+    /// The same command naming tables by id (what lab's appliers run).
+    pub argv_by_id: Option<Vec<String>>,
+}
+
+pub fn rendered(steps: &[Step]) -> Vec<RenderedStep<'_>> {
+    steps
+        .iter()
+        .map(|step| RenderedStep {
+            phase: step.phase(),
+            step,
+            argv: step.argv(TableNaming::Name),
+            argv_by_id: step.argv(TableNaming::Id),
+        })
+        .collect()
+}
