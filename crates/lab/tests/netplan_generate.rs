@@ -1,0 +1,113 @@
+//! Rendered netplan passes the real `netplan generate --root-dir` (Debian's netplan.io), and the
+//! networkd files it writes carry the per-source tables and rules.
+
+use std::process::Command;
+
+use lab::Preset;
+
+fn generate(lab: &lab::Lab, host: &str) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/netplan");
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = net::netplan::render(&lab.host(host).unwrap().net(), "test").unwrap();
+    let file = dir.join("60-lab.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = Command::new("netplan")
+        .arg("generate")
+        .arg("--root-dir")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "netplan generate failed for {host}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
+fn network_file(root: &tempfile::TempDir, iface: &str) -> String {
+    let p = root
+        .path()
+        .join(format!("run/systemd/network/10-netplan-{iface}.network"));
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn rendered_netplan_passes_netplan_generate() {
+    if !testkit::require("netplan generate", testkit::tool("netplan")) {
+        return;
+    }
+    for preset in Preset::ALL {
+        let lab = preset.load().unwrap();
+        for (host, first, gw) in [("ue1", 1, "10.1.1.4"), ("ue2", 4, "10.1.1.1")] {
+            let root = generate(&lab, host);
+            for (n, iface) in ["enp0s8", "enp0s9", "enp0s10"].iter().enumerate() {
+                let f = network_file(&root, iface);
+                let table = 100 * (n + 1);
+                let addr = format!("10.1.1.{}", first + n);
+                assert!(
+                    f.contains(&format!("Address={addr}/24")),
+                    "{preset:?} {host} {iface}:\n{f}"
+                );
+                assert!(f.contains(&format!("Table={table}")), "{f}");
+                assert!(f.contains("Scope=link"), "{f}");
+                assert!(f.contains(&format!("Gateway={gw}")), "{f}");
+                assert!(f.contains(&format!("From={addr}")), "{f}");
+            }
+            let nat = network_file(&root, "enp0s3");
+            assert!(nat.contains("DHCP=ipv4"), "{nat}");
+        }
+    }
+}
+
+#[test]
+fn netplan_generate_rejects_a_broken_file() {
+    // The check above can fail: netplan really validates what it is given.
+    if !testkit::require("netplan generate", testkit::tool("netplan")) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/netplan");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("60-lab.yaml"),
+        "network:\n  version: 2\n  ethernets:\n    enp0s8:\n      adresses: [10.1.1.1/24]\n",
+    )
+    .unwrap();
+    let out = Command::new("netplan")
+        .arg("generate")
+        .arg("--root-dir")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("adresses"));
+}
+
+#[test]
+fn shaped_p2p_lab_passes_netplan_generate() {
+    if !testkit::require("netplan generate", testkit::tool("netplan")) {
+        return;
+    }
+    let lab = lab::parse(
+        "p2p",
+        include_str!("../../../fixtures/labs/p2p-shaped.toml"),
+    )
+    .unwrap();
+    let root = generate(&lab, "srv");
+    let f = network_file(&root, "eth1");
+    assert!(f.contains("Address=10.0.1.1/24"), "{f}");
+    assert!(f.contains("Table=100"), "{f}");
+    // With a MAC in Lab.toml, netplan matches the NIC by MAC and names it.
+    let link =
+        std::fs::read_to_string(root.path().join("run/systemd/network/10-netplan-eth1.link"))
+            .unwrap();
+    assert!(link.contains("MACAddress=02:00:00:00:01:01"), "{link}");
+    assert!(link.contains("Name=eth1"), "{link}");
+}

@@ -1,0 +1,370 @@
+//! Validation at the model boundary: every rule, with the line and column it points at.
+
+use lab::{LoadError, Preset};
+
+/// The built-in lab with one edit applied (the edit must match exactly once).
+fn builtin_with(from: &str, to: &str) -> String {
+    let src = Preset::Builtin.source();
+    assert_eq!(
+        src.matches(from).count(),
+        1,
+        "edit {from:?} must match once"
+    );
+    src.replacen(from, to, 1)
+}
+
+/// (line, col, message) of every diagnostic.
+fn errors(src: &str) -> Vec<(usize, usize, String)> {
+    match lab::parse("Lab.toml", src) {
+        Ok(_) => Vec::new(),
+        Err(LoadError::Invalid(inv)) => inv
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let (l, c) = inv.line_col(d.span.start);
+                (l, c, d.message.clone())
+            })
+            .collect(),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// The 1-based line and column where `needle` starts in `src`.
+fn pos(src: &str, needle: &str) -> (usize, usize) {
+    let off = src
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in source"));
+    lab::diag::line_col(src, off)
+}
+
+fn one_error(src: &str, at: &str, message_part: &str) {
+    let errs = errors(src);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
+    let (l, c, m) = &errs[0];
+    assert!(
+        m.contains(message_part),
+        "message {m:?} lacks {message_part:?}"
+    );
+    assert_eq!((*l, *c), pos(src, at), "for {m:?}");
+}
+
+#[test]
+fn presets_are_valid() {
+    for p in Preset::ALL {
+        p.load().unwrap_or_else(|e| panic!("{}: {e}", p.name()));
+    }
+}
+
+#[test]
+fn misspelled_key() {
+    let src = builtin_with("address = \"10.1.1.5/24\"", "adresses = \"10.1.1.5/24\"");
+    one_error(&src, "adresses", "unknown field `adresses`");
+}
+
+#[test]
+fn bad_cidr() {
+    let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.500/24\"");
+    one_error(&src, "\"10.1.1.500/24\"", "not an IPv4 address/prefix");
+    let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.5/33\"");
+    one_error(&src, "\"10.1.1.5/33\"", "not an IPv4 address/prefix");
+    let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.5\"");
+    one_error(&src, "\"10.1.1.5\"", "not an IPv4 address/prefix");
+    let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.255/24\"");
+    one_error(&src, "\"10.1.1.255/24\"", "broadcast");
+}
+
+#[test]
+fn duplicate_address() {
+    let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.2/24\"");
+    one_error(
+        &src,
+        "\"10.1.1.2/24\"\ngateway = \"10.1.1.1\"",
+        "already used by ue1:enp0s9",
+    );
+}
+
+#[test]
+fn gateway_outside_the_prefix() {
+    let src = builtin_with(
+        "address = \"10.1.1.5/24\"\ngateway = \"10.1.1.1\"",
+        "address = \"10.1.1.5/24\"\ngateway = \"10.9.9.9\"",
+    );
+    one_error(&src, "\"10.9.9.9\"", "outside enp0s9's prefix 10.1.1.0/24");
+}
+
+#[test]
+fn address_outside_the_network_subnet() {
+    let src = builtin_with(
+        "\"10.1.1.5/24\"\ngateway = \"10.1.1.1\"",
+        "\"10.1.2.5/24\"\n",
+    );
+    one_error(
+        &src,
+        "\"10.1.2.5/24\"",
+        "not inside network `ue1-ue2_v1_2`'s subnet",
+    );
+}
+
+#[test]
+fn interface_names() {
+    let src = builtin_with(
+        "name = \"enp0s9\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+        "name = \"enp0s9-much-too-long\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+    );
+    one_error(&src, "\"enp0s9-much-too-long\"", "Linux allows 1 to 15");
+    let src = builtin_with(
+        "name = \"enp0s9\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+        "name = \"en p;0\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+    );
+    one_error(&src, "\"en p;0\"", "outside [A-Za-z0-9_.-]");
+    let src = builtin_with(
+        "name = \"enp0s9\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+        "name = \"enp0s8\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+    );
+    one_error(
+        &src,
+        "\"enp0s8\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+        "two interfaces named `enp0s8`",
+    );
+}
+
+#[test]
+fn undefined_network() {
+    let src = builtin_with(
+        "network = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.5",
+        "network = \"intnet2\"\naddress = \"10.1.1.5",
+    );
+    one_error(&src, "\"intnet2\"", "network `intnet2` is not defined");
+}
+
+#[test]
+fn table_collisions() {
+    let src = builtin_with(
+        "id = 200, name = \"table2\" }\n\n[[hosts.ue2",
+        "id = 100, name = \"table2\" }\n\n[[hosts.ue2",
+    );
+    one_error(
+        &src,
+        "100, name = \"table2\" }\n\n[[hosts.ue2",
+        "table id 100 is used twice",
+    );
+    let src = builtin_with(
+        "id = 200, name = \"table2\" }\n\n[[hosts.ue2",
+        "id = 200, name = \"table1\" }\n\n[[hosts.ue2",
+    );
+    one_error(
+        &src,
+        "\"table1\" }\n\n[[hosts.ue2.interfaces]]\nname = \"enp0s10\"",
+        "table name `table1` is used twice",
+    );
+    let src = builtin_with(
+        "id = 200, name = \"table2\" }\n\n[[hosts.ue2",
+        "id = 254, name = \"table2\" }\n\n[[hosts.ue2",
+    );
+    one_error(&src, "254", "reserved");
+    let src = builtin_with(
+        "id = 200, name = \"table2\" }\n\n[[hosts.ue2",
+        "id = 200, name = \"main\" }\n\n[[hosts.ue2",
+    );
+    one_error(&src, "\"main\"", "reserved by iproute2");
+}
+
+fn with_endpoint(endpoint: &str) -> String {
+    format!(
+        "{}\n\n[[hosts.ue2.mptcp.endpoints]]\n{endpoint}\n",
+        Preset::Builtin.source()
+    )
+}
+
+#[test]
+fn endpoint_address_not_on_the_host() {
+    let src = with_endpoint("address = \"10.1.1.2\"\ndev = \"enp0s9\"\nflags = [\"subflow\"]");
+    one_error(
+        &src,
+        "\"10.1.1.2\"\ndev",
+        "no interface of `ue2` has the address 10.1.1.2",
+    );
+}
+
+#[test]
+fn endpoint_dev_mismatch_and_unknown_dev_and_flag() {
+    let src = with_endpoint("address = \"10.1.1.5\"\ndev = \"enp0s8\"\nflags = [\"subflow\"]");
+    one_error(
+        &src,
+        "\"enp0s8\"\nflags",
+        "10.1.1.5 is on `enp0s9`, not on `enp0s8`",
+    );
+    let src = with_endpoint("address = \"10.1.1.5\"\ndev = \"wlan0\"\nflags = [\"subflow\"]");
+    one_error(&src, "\"wlan0\"", "no interface `wlan0`");
+    let src = with_endpoint("address = \"10.1.1.5\"\ndev = \"enp0s9\"\nflags = [\"subflw\"]");
+    one_error(&src, "\"subflw\"", "unknown variant `subflw`");
+}
+
+#[test]
+fn limits_above_the_kernel_maximum() {
+    let src = format!(
+        "{}\n\n[hosts.ue2.mptcp.limits]\nsubflows = 9\nadd_addr_accepted = 3\n",
+        Preset::Builtin.source()
+    );
+    one_error(&src, "9\nadd", "above the kernel's maximum");
+}
+
+const LINKS: &str = r#"
+[lab]
+name = "p2p"
+
+[[links]]
+endpoints = ["a:eth1", "b:eth1"]
+
+[hosts.a]
+role = "server"
+[[hosts.a.interfaces]]
+name = "eth1"
+address = "10.0.0.1/30"
+
+[hosts.b]
+role = "client"
+[[hosts.b.interfaces]]
+name = "eth1"
+address = "10.0.0.2/30"
+"#;
+
+#[test]
+fn links_are_valid_and_named() {
+    let lab = lab::parse("p2p", LINKS).unwrap();
+    assert_eq!(lab.links.len(), 1);
+    assert_eq!(lab.links[0].name, "a-eth1--b-eth1");
+    assert_eq!(
+        lab.host("b").unwrap().interfaces[0].attach,
+        lab::Attach::Link("a-eth1--b-eth1".into())
+    );
+}
+
+#[test]
+fn link_to_a_missing_host() {
+    let src = LINKS.replace("\"b:eth1\"]", "\"c:eth1\"]");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0]
+            .2
+            .contains("link names host `c`, which is not defined")
+    );
+    assert_eq!((errs[0].0, errs[0].1), pos(&src, "\"c:eth1\""));
+    // The broken link attaches neither end, and both say so.
+    assert!(
+        errs[1]
+            .2
+            .contains("interface `eth1` of `a` is on no network")
+    );
+    assert!(
+        errs[2]
+            .2
+            .contains("interface `eth1` of `b` is on no network")
+    );
+}
+
+#[test]
+fn link_to_a_missing_interface_or_bad_form() {
+    let src = LINKS.replace("\"b:eth1\"]", "\"b:eth9\"]");
+    let errs = errors(&src);
+    assert!(
+        errs[0].2.contains("host `b` has no interface `eth9`"),
+        "{errs:#?}"
+    );
+    let src = LINKS.replace("\"b:eth1\"]", "\"b\"]");
+    assert!(errors(&src)[0].2.contains("is not HOST:INTERFACE"));
+    let src = LINKS.replace("[\"a:eth1\", \"b:eth1\"]", "[\"a:eth1\"]");
+    assert!(errors(&src)[0].2.contains("exactly 2 interfaces"));
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let src = Preset::Builtin
+        .source()
+        .replacen("\"10.1.1.5/24\"", "\"10.1.1.500/24\"", 1)
+        .replacen("name = \"enp0s10\"", "name = \"enp0s10-is-too-long\"", 1)
+        // ue2's third table (ue1's enp0s10 is already broken, so its table is not checked).
+        .rsplitn(2, "id = 300,")
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("id = 255,");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    // Sorted by position in the file.
+    assert!(
+        errs.windows(2)
+            .all(|w| (w[0].0, w[0].1) <= (w[1].0, w[1].1))
+    );
+}
+
+#[test]
+fn plain_rendering_points_with_a_caret() {
+    let src = builtin_with("address = \"10.1.1.5/24\"", "adresses = \"10.1.1.5/24\"");
+    let Err(LoadError::Invalid(inv)) = lab::parse("Lab.toml", &src) else {
+        panic!("must fail")
+    };
+    let (line, col) = pos(&src, "adresses");
+    let text = inv.render_plain();
+    assert!(
+        text.contains(&format!("--> Lab.toml:{line}:{col}")),
+        "{text}"
+    );
+    assert!(text.contains("^^^^^^^^"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn ssh_provider_needs_a_target() {
+    let src = builtin_with(
+        "[hosts.ue2]\nrole = \"client\"",
+        "[hosts.ue2]\nrole = \"client\"\nprovider = \"ssh\"",
+    );
+    one_error(&src, "ue2]\nrole", "has no [hosts.ue2.ssh] table");
+    let src = builtin_with(
+        "[hosts.ue2]\nrole = \"client\"",
+        "[hosts.ue2]\nrole = \"client\"\nprovider = \"ssh\"\nssh = { address = \"192.0.2.7\", user = \"lab\", port = 2222 }",
+    );
+    let lab = lab::parse("Lab.toml", &src).unwrap();
+    let ssh = lab.host("ue2").unwrap().ssh.clone().unwrap();
+    assert_eq!(
+        (ssh.address.as_str(), ssh.port, ssh.user.as_str()),
+        ("192.0.2.7", 2222, "lab")
+    );
+}
+
+#[test]
+fn nat_interfaces_take_no_address() {
+    let src = builtin_with(
+        "name = \"enp0s3\"\nnat = true\n\n[[hosts.ue2",
+        "name = \"enp0s3\"\nnat = true\naddress = \"10.0.2.15/24\"\n\n[[hosts.ue2",
+    );
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].2.contains("cannot have `address`"));
+}
+
+#[test]
+fn shaping_units() {
+    let src = builtin_with(
+        "table = { id = 100, name = \"table1\" }\n\n[[hosts.ue2",
+        "table = { id = 100, name = \"table1\" }\nshaping = { rate = \"50 parsecs\" }\n\n[[hosts.ue2",
+    );
+    one_error(&src, "\"50 parsecs\"", "not a valid rate");
+}
+
+#[test]
+fn sysctl_keys_and_values() {
+    let src = format!(
+        "{}\n[hosts.ue2.sysctls]\n\"net ipv4\" = 1\n",
+        Preset::Builtin.source()
+    );
+    one_error(&src, "\"net ipv4\"", "not a sysctl key");
+    let src = format!(
+        "{}\n[hosts.ue2.sysctls]\n\"net.ipv4.ip_forward\" = [1]\n",
+        Preset::Builtin.source()
+    );
+    one_error(&src, "[1]", "must be an integer or a plain string");
+}

@@ -1,0 +1,66 @@
+//! Test support. Only `[dev-dependencies]` use this crate.
+//!
+//! Tests that need root, a tool or a device call [`require`]: when the capability is missing the
+//! test prints why and returns early (a skip), except when `LAB_REQUIRE_SYSTEM_TESTS=1` (set by
+//! `.ci/run`), where a missing capability fails the test.
+
+use std::path::PathBuf;
+
+/// The environment variable that turns skips into failures.
+pub const REQUIRE_ENV: &str = "LAB_REQUIRE_SYSTEM_TESTS";
+
+/// Whether missing capabilities must fail tests instead of skipping them.
+pub fn required() -> bool {
+    std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
+}
+
+/// `Ok(())` when the capability is there; otherwise skip (return `false`) with a printed
+/// reason, or panic when system tests are required.
+///
+/// ```ignore
+/// if !testkit::require("netplan generate", testkit::tool("netplan")) { return; }
+/// ```
+pub fn require(test: &str, capability: Result<(), String>) -> bool {
+    match capability {
+        Ok(()) => true,
+        Err(why) if required() => {
+            panic!("{test}: {why} ({REQUIRE_ENV}=1, so a missing capability is a failure)")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why} (set {REQUIRE_ENV}=1 to make this a failure)");
+            false
+        }
+    }
+}
+
+/// An executable on PATH (or an absolute path that exists).
+pub fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A capability check: the tool is installed.
+pub fn tool(name: &str) -> Result<(), String> {
+    which(name)
+        .map(|_| ())
+        .ok_or_else(|| format!("`{name}` is not installed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sh_and_not_nonsense() {
+        assert!(which("sh").is_some());
+        assert!(which("no-such-tool-lab-test").is_none());
+        assert!(tool("no-such-tool-lab-test").is_err());
+    }
+}
