@@ -1,0 +1,203 @@
+//! The `lab` binary end to end: the foundation issue's "Done when" points, as a user runs them.
+
+use assert_cmd::Command;
+
+/// `lab` run in an empty temp dir (so no Lab.toml is found and the built-in lab is used).
+fn lab_in(dir: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("lab").unwrap();
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), args)
+}
+
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = lab_in(dir).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn render_builtin_script_is_the_corrected_configuration() {
+    let (code, out, err) = run(&["net", "render", "--host", "ue1", "--format", "script"]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "sysctl -w net.ipv4.conf.enp0s9.arp_ignore=1",
+        "ip rule add from 10.1.1.2 table table2",
+        "ip route add 10.1.1.0/24 dev enp0s9 scope link table table2",
+        "ip mptcp endpoint add 10.1.1.2 dev enp0s9 id 2 signal",
+        "ip mptcp endpoint add 10.1.1.3 dev enp0s10 id 3 signal",
+        "ip mptcp limits set subflow 3 add_addr_accepted 3",
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    }
+    assert!(!out.contains(" subflow\n"), "the server gets no subflow endpoints");
+}
+
+#[test]
+fn render_guide_preset_prints_the_guides_commands() {
+    let (code, out, _) = run(&["net", "render", "--preset", "guide", "--host", "ue2", "--format", "script"]);
+    assert_eq!(code, 0);
+    let ip: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("ip rule") || l.starts_with("ip route") || l.starts_with("ip mptcp"))
+        .collect();
+    assert_eq!(
+        ip,
+        [
+            "ip rule add from 10.1.1.4 table table1",
+            "ip rule add from 10.1.1.5 table table2",
+            "ip rule add from 10.1.1.6 table table3",
+            "ip route add 10.1.1.0/24 dev enp0s8 scope link table table1",
+            "ip route add default via 10.1.1.1 dev enp0s8 table table1",
+            "ip route add 10.1.1.0/24 dev enp0s9 scope link table table2",
+            "ip route add default via 10.1.1.1 dev enp0s9 table table2",
+            "ip route add 10.1.1.0/24 dev enp0s10 scope link table table3",
+            "ip route add default via 10.1.1.1 dev enp0s10 table table3",
+            "ip mptcp endpoint add 10.1.1.4 dev enp0s8 subflow",
+            "ip mptcp endpoint add 10.1.1.5 dev enp0s9 subflow",
+            "ip mptcp endpoint add 10.1.1.6 dev enp0s10 subflow",
+            "ip mptcp limits set subflow 1 add_addr_accepted 3",
+        ]
+    );
+}
+
+#[test]
+fn render_other_formats() {
+    let (code, out, _) = run(&["net", "render", "--host", "ue2", "--format", "rt_tables"]);
+    assert_eq!((code, out.as_str()), (0, "100 table1\n200 table2\n300 table3\n"));
+
+    let (code, out, _) = run(&["net", "render", "--host", "ue2", "--format", "netplan"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("renderer: networkd") && out.contains("routing-policy:"), "{out}");
+
+    let (code, out, _) = run(&["net", "render", "--host", "ue2", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["host"], "ue2");
+    let plan = v["plan"].as_array().unwrap();
+    let laminar: Vec<&serde_json::Value> = plan.iter().filter(|s| s["op"] == "endpoint").collect();
+    assert_eq!(laminar.len(), 3);
+    assert_eq!(
+        laminar[0]["argv"],
+        serde_json::json!(["ip", "mptcp", "endpoint", "add", "10.1.1.4", "dev", "enp0s8", "id", "1", "laminar"])
+    );
+    let rule = plan.iter().find(|s| s["op"] == "rule").unwrap();
+    assert_eq!(rule["argv_by_id"], serde_json::json!(["ip", "rule", "add", "from", "10.1.1.4", "table", "100"]));
+
+    // Without --host: every host.
+    let (code, out, _) = run(&["net", "render", "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn unknown_host_is_a_clear_error() {
+    let (code, _, err) = run(&["net", "render", "--host", "ue3"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("has no host `ue3`") && err.contains("ue1, ue2"), "{err}");
+}
+
+#[test]
+fn doctor_guide_fails_naming_limits_and_roles() {
+    let (code, out, _) = run(&["doctor", "--preset", "guide"]);
+    assert_eq!(code, 1, "{out}");
+    for code in ["limits-too-low", "no-signal-endpoint", "subflow-endpoint-on-server"] {
+        assert!(out.contains(code), "missing {code} in\n{out}");
+    }
+    let (code, out, _) = run(&["doctor", "--preset", "guide", "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["clean"], false);
+    assert!(v["findings"].as_array().unwrap().iter().all(|f| f["fix"].as_str().is_some_and(|s| !s.is_empty())));
+}
+
+#[test]
+fn doctor_builtin_is_clean() {
+    let (code, out, err) = run(&["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no problems found"));
+    let (code, out, _) = run(&["doctor", "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["clean"], true);
+}
+
+fn init_in(dir: &std::path::Path) -> String {
+    let (code, _, err) = run_in(dir, &["init"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::read_to_string(dir.join("Lab.toml")).unwrap()
+}
+
+#[test]
+fn init_writes_the_builtin_lab_and_will_not_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = init_in(dir.path());
+    assert_eq!(text, lab::Preset::Builtin.source());
+    let (code, _, err) = run_in(dir.path(), &["init"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    let (code, _, _) = run_in(dir.path(), &["init", "--force", "--preset", "guide"]);
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(dir.path().join("Lab.toml")).unwrap(), lab::Preset::Guide.source());
+}
+
+#[test]
+fn misspelled_key_points_at_file_line_col_with_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = init_in(dir.path()).replacen("address = \"10.1.1.5/24\"", "adress = \"10.1.1.5/24\"", 1);
+    std::fs::write(dir.path().join("Lab.toml"), &text).unwrap();
+    let line = text.lines().position(|l| l.starts_with("adress")).unwrap() + 1;
+    // Found as the nearest Lab.toml, and given explicitly.
+    for args in [vec!["doctor"], vec!["net", "render", "--lab", "Lab.toml"]] {
+        let (code, out, err) = run_in(dir.path(), &args);
+        assert_eq!(code, 2, "{out}");
+        assert!(err.contains(&format!("Lab.toml:{line}:1]")), "{err}");
+        assert!(err.contains("unknown field `adress`"), "{err}");
+        assert!(err.lines().any(|l| l.trim_start().starts_with(": ^^^")), "no caret line in\n{err}");
+    }
+    let (_, _, err) = run_in(dir.path(), &["doctor", "--lab", "Lab.toml"]);
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn bad_address_points_at_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = init_in(dir.path()).replacen("\"10.1.1.5/24\"", "\"10.1.1.5/40\"", 1);
+    std::fs::write(dir.path().join("Lab.toml"), &text).unwrap();
+    let line = text.lines().position(|l| l.contains("10.1.1.5/40")).unwrap() + 1;
+    let (code, _, err) = run_in(dir.path(), &["doctor"]);
+    assert_eq!(code, 2);
+    assert!(err.contains(&format!("Lab.toml:{line}:11]")), "{err}");
+    assert!(err.contains("`10.1.1.5/40` is not an IPv4 address/prefix"), "{err}");
+}
+
+#[test]
+fn lab_toml_is_found_in_a_parent_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = init_in(dir.path()).replace("name = \"mptcp\"", "name = \"parent\"");
+    std::fs::write(dir.path().join("Lab.toml"), text).unwrap();
+    let sub = dir.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let (code, out, _) = run_in(&sub, &["doctor"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("lab `parent`"), "{out}");
+}
+
+#[test]
+fn missing_file_and_conflicting_flags() {
+    let (code, _, err) = run(&["doctor", "--lab", "nope.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read nope.toml"), "{err}");
+    let (code, _, _) = run(&["doctor", "--lab", "x.toml", "--preset", "guide"]);
+    assert_eq!(code, 2);
+    let (code, _, err) = run(&["doctor", "--preset", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown preset"), "{err}");
+}
