@@ -37,16 +37,23 @@ fn render_builtin_script_is_the_corrected_configuration() {
     ] {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }
-    assert!(!out.contains(" subflow\n"), "the server gets no subflow endpoints");
+    assert!(
+        !out.contains(" subflow\n"),
+        "the server gets no subflow endpoints"
+    );
 }
 
 #[test]
 fn render_guide_preset_prints_the_guides_commands() {
-    let (code, out, _) = run(&["net", "render", "--preset", "guide", "--host", "ue2", "--format", "script"]);
+    let (code, out, _) = run(&[
+        "net", "render", "--preset", "guide", "--host", "ue2", "--format", "script",
+    ]);
     assert_eq!(code, 0);
     let ip: Vec<&str> = out
         .lines()
-        .filter(|l| l.starts_with("ip rule") || l.starts_with("ip route") || l.starts_with("ip mptcp"))
+        .filter(|l| {
+            l.starts_with("ip rule") || l.starts_with("ip route") || l.starts_with("ip mptcp")
+        })
         .collect();
     assert_eq!(
         ip,
@@ -71,11 +78,17 @@ fn render_guide_preset_prints_the_guides_commands() {
 #[test]
 fn render_other_formats() {
     let (code, out, _) = run(&["net", "render", "--host", "ue2", "--format", "rt_tables"]);
-    assert_eq!((code, out.as_str()), (0, "100 table1\n200 table2\n300 table3\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "100 table1\n200 table2\n300 table3\n")
+    );
 
     let (code, out, _) = run(&["net", "render", "--host", "ue2", "--format", "netplan"]);
     assert_eq!(code, 0);
-    assert!(out.contains("renderer: networkd") && out.contains("routing-policy:"), "{out}");
+    assert!(
+        out.contains("renderer: networkd") && out.contains("routing-policy:"),
+        "{out}"
+    );
 
     let (code, out, _) = run(&["net", "render", "--host", "ue2", "--format", "json"]);
     assert_eq!(code, 0);
@@ -86,10 +99,15 @@ fn render_other_formats() {
     assert_eq!(laminar.len(), 3);
     assert_eq!(
         laminar[0]["argv"],
-        serde_json::json!(["ip", "mptcp", "endpoint", "add", "10.1.1.4", "dev", "enp0s8", "id", "1", "laminar"])
+        serde_json::json!([
+            "ip", "mptcp", "endpoint", "add", "10.1.1.4", "dev", "enp0s8", "id", "1", "laminar"
+        ])
     );
     let rule = plan.iter().find(|s| s["op"] == "rule").unwrap();
-    assert_eq!(rule["argv_by_id"], serde_json::json!(["ip", "rule", "add", "from", "10.1.1.4", "table", "100"]));
+    assert_eq!(
+        rule["argv_by_id"],
+        serde_json::json!(["ip", "rule", "add", "from", "10.1.1.4", "table", "100"])
+    );
 
     // Without --host: every host.
     let (code, out, _) = run(&["net", "render", "--format", "json"]);
@@ -102,21 +120,34 @@ fn render_other_formats() {
 fn unknown_host_is_a_clear_error() {
     let (code, _, err) = run(&["net", "render", "--host", "ue3"]);
     assert_eq!(code, 2);
-    assert!(err.contains("has no host `ue3`") && err.contains("ue1, ue2"), "{err}");
+    assert!(
+        err.contains("has no host `ue3`") && err.contains("ue1, ue2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn doctor_guide_fails_naming_limits_and_roles() {
     let (code, out, _) = run(&["doctor", "--preset", "guide"]);
     assert_eq!(code, 1, "{out}");
-    for code in ["limits-too-low", "no-signal-endpoint", "subflow-endpoint-on-server"] {
+    for code in [
+        "limits-too-low",
+        "no-signal-endpoint",
+        "subflow-endpoint-on-server",
+    ] {
         assert!(out.contains(code), "missing {code} in\n{out}");
     }
     let (code, out, _) = run(&["doctor", "--preset", "guide", "--json"]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["clean"], false);
-    assert!(v["findings"].as_array().unwrap().iter().all(|f| f["fix"].as_str().is_some_and(|s| !s.is_empty())));
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["fix"].as_str().is_some_and(|s| !s.is_empty()))
+    );
 }
 
 #[test]
@@ -126,7 +157,10 @@ fn doctor_builtin_is_clean() {
     assert!(out.contains("no problems found"));
     let (code, out, _) = run(&["doctor", "--json"]);
     assert_eq!(code, 0);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["clean"], true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["clean"],
+        true
+    );
 }
 
 fn init_in(dir: &std::path::Path) -> String {
@@ -142,16 +176,23 @@ fn init_writes_the_builtin_lab_and_will_not_overwrite() {
     assert_eq!(text, lab::Preset::Builtin.source());
     let (code, _, err) = run_in(dir.path(), &["init"]);
     assert_eq!(code, 2);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
     let (code, _, _) = run_in(dir.path(), &["init", "--force", "--preset", "guide"]);
     assert_eq!(code, 0);
-    assert_eq!(std::fs::read_to_string(dir.path().join("Lab.toml")).unwrap(), lab::Preset::Guide.source());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("Lab.toml")).unwrap(),
+        lab::Preset::Guide.source()
+    );
 }
 
 #[test]
 fn misspelled_key_points_at_file_line_col_with_a_caret() {
     let dir = tempfile::tempdir().unwrap();
-    let text = init_in(dir.path()).replacen("address = \"10.1.1.5/24\"", "adress = \"10.1.1.5/24\"", 1);
+    let text =
+        init_in(dir.path()).replacen("address = \"10.1.1.5/24\"", "adress = \"10.1.1.5/24\"", 1);
     std::fs::write(dir.path().join("Lab.toml"), &text).unwrap();
     let line = text.lines().position(|l| l.starts_with("adress")).unwrap() + 1;
     // Found as the nearest Lab.toml, and given explicitly.
@@ -160,7 +201,10 @@ fn misspelled_key_points_at_file_line_col_with_a_caret() {
         assert_eq!(code, 2, "{out}");
         assert!(err.contains(&format!("Lab.toml:{line}:1]")), "{err}");
         assert!(err.contains("unknown field `adress`"), "{err}");
-        assert!(err.lines().any(|l| l.trim_start().starts_with(": ^^^")), "no caret line in\n{err}");
+        assert!(
+            err.lines().any(|l| l.trim_start().starts_with(": ^^^")),
+            "no caret line in\n{err}"
+        );
     }
     let (_, _, err) = run_in(dir.path(), &["doctor", "--lab", "Lab.toml"]);
     insta::assert_snapshot!(err);
@@ -171,11 +215,18 @@ fn bad_address_points_at_the_value() {
     let dir = tempfile::tempdir().unwrap();
     let text = init_in(dir.path()).replacen("\"10.1.1.5/24\"", "\"10.1.1.5/40\"", 1);
     std::fs::write(dir.path().join("Lab.toml"), &text).unwrap();
-    let line = text.lines().position(|l| l.contains("10.1.1.5/40")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.contains("10.1.1.5/40"))
+        .unwrap()
+        + 1;
     let (code, _, err) = run_in(dir.path(), &["doctor"]);
     assert_eq!(code, 2);
     assert!(err.contains(&format!("Lab.toml:{line}:11]")), "{err}");
-    assert!(err.contains("`10.1.1.5/40` is not an IPv4 address/prefix"), "{err}");
+    assert!(
+        err.contains("`10.1.1.5/40` is not an IPv4 address/prefix"),
+        "{err}"
+    );
 }
 
 #[test]
