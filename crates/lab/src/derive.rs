@@ -93,65 +93,24 @@ fn endpoints(host: &mut Host) {
     if paths.len() < 2 {
         return;
     }
-    let endpoint = |(id, dev, address): &(u8, String, std::net::Ipv4Addr), flags| Endpoint {
-        address: *address,
-        id: Some(*id),
-        dev: Some(dev.clone()),
-        port: None,
-        flags,
-    };
-    host.endpoints = match (host.role, host.join) {
+    // Which addresses get an endpoint, and with which flags.
+    let (from, bits) = match (host.role, host.join) {
         // The primary address is the one clients connect to: announce the others.
-        (Role::Server, _) => paths[1..]
-            .iter()
-            .map(|p| {
-                endpoint(
-                    p,
-                    EndpointFlags {
-                        signal: true,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect(),
-        (Role::Client, JoinMode::Laminar) => paths
-            .iter()
-            .map(|p| {
-                endpoint(
-                    p,
-                    EndpointFlags {
-                        laminar: true,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect(),
-        (Role::Client, JoinMode::Subflow) => paths[1..]
-            .iter()
-            .map(|p| {
-                endpoint(
-                    p,
-                    EndpointFlags {
-                        subflow: true,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect(),
-        (Role::Client, JoinMode::Fullmesh) => paths
-            .iter()
-            .map(|p| {
-                endpoint(
-                    p,
-                    EndpointFlags {
-                        subflow: true,
-                        fullmesh: true,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect(),
+        (Role::Server, _) => (1, EndpointFlags::SIGNAL),
+        (Role::Client, JoinMode::Laminar) => (0, EndpointFlags::LAMINAR),
+        (Role::Client, JoinMode::Subflow) => (1, EndpointFlags::SUBFLOW),
+        (Role::Client, JoinMode::Fullmesh) => (0, EndpointFlags::SUBFLOW | EndpointFlags::FULLMESH),
     };
+    host.endpoints = paths[from..]
+        .iter()
+        .map(|(id, dev, address)| Endpoint {
+            address: *address,
+            id: Some(*id),
+            dev: Some(dev.clone()),
+            port: None,
+            flags: EndpointFlags::from_bits(bits),
+        })
+        .collect();
 }
 
 fn sysctls(host: &mut Host) {

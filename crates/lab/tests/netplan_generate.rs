@@ -5,6 +5,15 @@ use std::process::Command;
 
 use lab::Preset;
 
+fn netplan_generate(root: &std::path::Path) -> std::process::Output {
+    Command::new("netplan")
+        .arg("generate")
+        .arg("--root-dir")
+        .arg(root)
+        .output()
+        .unwrap()
+}
+
 fn generate(lab: &lab::Lab, host: &str) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("etc/netplan");
@@ -17,12 +26,7 @@ fn generate(lab: &lab::Lab, host: &str) -> tempfile::TempDir {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let out = Command::new("netplan")
-        .arg("generate")
-        .arg("--root-dir")
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = netplan_generate(root.path());
     assert!(
         out.status.success(),
         "netplan generate failed for {host}: {}",
@@ -80,12 +84,7 @@ fn netplan_generate_rejects_a_broken_file() {
         "network:\n  version: 2\n  ethernets:\n    enp0s8:\n      adresses: [10.1.1.1/24]\n",
     )
     .unwrap();
-    let out = Command::new("netplan")
-        .arg("generate")
-        .arg("--root-dir")
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = netplan_generate(root.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("adresses"));
 }

@@ -332,3 +332,22 @@ pub fn rendered(steps: &[Step]) -> Vec<RenderedStep<'_>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tc_units() {
+        assert_eq!(format_rate(50_000_000), "50mbit");
+        assert_eq!(format_rate(1_500_000), "1500kbit");
+        assert_eq!(format_rate(2_000_000_000), "2gbit");
+        assert_eq!(format_rate(999), "999bit");
+        assert_eq!(format_time_us(10_000), "10ms");
+        assert_eq!(format_time_us(1_500), "1500us");
+        assert_eq!(format_loss_ppm(10_000), "1%");
+        assert_eq!(format_loss_ppm(5_000), "0.5%");
+        assert_eq!(format_loss_ppm(1_250), "0.125%");
+        assert_eq!(format_loss_ppm(1), "0.0001%");
+    }
+}

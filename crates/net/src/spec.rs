@@ -96,6 +96,17 @@ impl EndpointFlags {
         .fold(0, |acc, (_, bit)| acc | bit)
     }
 
+    /// The flags of a kernel bit set; unknown bits are ignored.
+    pub fn from_bits(bits: u32) -> Self {
+        Self {
+            signal: bits & Self::SIGNAL != 0,
+            subflow: bits & Self::SUBFLOW != 0,
+            backup: bits & Self::BACKUP != 0,
+            fullmesh: bits & Self::FULLMESH != 0,
+            laminar: bits & Self::LAMINAR != 0,
+        }
+    }
+
     /// The flag words in `ip mptcp endpoint` order.
     pub fn words(self) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -218,5 +229,55 @@ impl std::str::FromStr for MacAddr {
 impl Serialize for MacAddr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_bits_round_trip() {
+        for bits in 0..64u32 {
+            let known = bits & !0x10; // 0x10 is the kernel's internal `implicit` flag
+            assert_eq!(EndpointFlags::from_bits(bits).bits(), known);
+        }
+        assert_eq!(EndpointFlags::from_bits(0x20).words(), ["laminar"]);
+        assert_eq!(
+            EndpointFlags::from_bits(0x0a).words(),
+            ["subflow", "fullmesh"]
+        );
+    }
+
+    #[test]
+    fn mac_parsing() {
+        let m: MacAddr = "08:00:27:AA:bb:01".parse().unwrap();
+        assert_eq!(m.to_string(), "08:00:27:aa:bb:01");
+        assert!("08:00:27:aa:bb".parse::<MacAddr>().is_err());
+        assert!("08:00:27:aa:bb:zz".parse::<MacAddr>().is_err());
+        assert!("080:0:27:aa:bb:01".parse::<MacAddr>().is_err());
+    }
+
+    #[test]
+    fn sysctl_keys_for_vlan_names() {
+        assert_eq!(
+            Sysctl::ipv4_conf_key("eth0.100", "arp_ignore"),
+            "net.ipv4.conf.eth0/100.arp_ignore"
+        );
+    }
+
+    #[test]
+    fn tbf_burst_defaults() {
+        let s = Shaping {
+            rate_bps: Some(50_000_000),
+            ..Default::default()
+        };
+        assert_eq!(s.effective_burst(), Some(62_500));
+        let s = Shaping {
+            rate_bps: Some(1_000_000),
+            ..Default::default()
+        };
+        assert_eq!(s.effective_burst(), Some(32 * 1024));
+        assert_eq!(Shaping::default().effective_burst(), None);
     }
 }
