@@ -9,6 +9,14 @@ use crate::spec::HostNet;
 /// Where the routing-table names go.
 pub const RT_TABLES: &str = "/etc/iproute2/rt_tables";
 
+/// Printed above endpoints that use the laminar flag, which older systems reject.
+fn laminar_note(host: &str) -> String {
+    format!(
+        "# `laminar` needs a kernel and an iproute2 that know the flag (Linux 6.18); with older\n\
+         # ones set `join = \"subflow\"` under [hosts.{host}.mptcp] in Lab.toml and render again."
+    )
+}
+
 /// Render `host` as a script. `title` is the first comment line (e.g. the lab and host).
 pub fn render(host: &HostNet, title: &str) -> String {
     let mut out = String::new();
@@ -25,6 +33,9 @@ pub fn render(host: &HostNet, title: &str) -> String {
         if phase != Some(step.phase()) {
             phase = Some(step.phase());
             let _ = writeln!(out, "\n# {}", step.phase().title());
+            if step.phase() == Phase::Endpoints && host.endpoints.iter().any(|e| e.flags.laminar) {
+                let _ = writeln!(out, "{}", laminar_note(&host.host));
+            }
         }
         let line = match &step {
             Step::RtTable { id, name } => {
