@@ -224,9 +224,7 @@ fn render(lab: &Lab, host: Option<&str>, format: Format) -> Result<(), Failure> 
         _ => {
             for (n, h) in hosts.iter().enumerate() {
                 let net = h.net();
-                let title = format!("lab `{}`, host {} ({:?})", lab.name, h.name, h.role)
-                    .replace("(Server)", "(server)")
-                    .replace("(Client)", "(client)");
+                let title = format!("lab `{}`, host {} ({})", lab.name, h.name, h.role.as_str());
                 if hosts.len() > 1 {
                     if n > 0 {
                         out.push('\n');

@@ -19,12 +19,7 @@ use crate::load::MAX_LIMIT;
 use crate::model::{Attach, Host, JoinMode, Lab, Role};
 
 pub(crate) fn derive(lab: &mut Lab) {
-    let max_paths = lab
-        .hosts
-        .iter()
-        .map(|h| h.path_interfaces().count())
-        .max()
-        .unwrap_or(0);
+    let max_paths = lab.max_paths();
     let endpoints_given: Vec<bool> = lab.hosts.iter().map(|h| !h.endpoints.is_empty()).collect();
     for (host, given) in lab.hosts.iter_mut().zip(endpoints_given) {
         tables(host);

@@ -28,12 +28,7 @@ const KERNEL_DEFAULT_LIMITS: net::Limits = net::Limits {
 /// Check every host of `lab`. An empty result means the lab is clean.
 pub fn check(lab: &Lab) -> Vec<Finding> {
     let mut out = Vec::new();
-    let max_paths = lab
-        .hosts
-        .iter()
-        .map(|h| h.path_interfaces().count())
-        .max()
-        .unwrap_or(0);
+    let max_paths = lab.max_paths();
     let announced: usize = lab
         .hosts_with_role(Role::Server)
         .map(|h| h.endpoints.iter().filter(|e| e.flags.signal).count())

@@ -263,6 +263,16 @@ fn span<T>(s: &Spanned<T>) -> Range<usize> {
     s.span()
 }
 
+/// Where the address of interface `name` is written in a raw host.
+fn address_span(raw: &RawHost, name: &str) -> Range<usize> {
+    raw.interfaces
+        .iter()
+        .find(|r| r.name.get_ref() == name)
+        .and_then(|r| r.address.as_ref())
+        .map(span)
+        .unwrap_or(0..0)
+}
+
 /// Names used in namespace, VM and file names: lab and host names.
 fn check_ident(v: &mut Validator, what: &str, s: &Spanned<String>) {
     let name = s.get_ref();
@@ -1139,13 +1149,7 @@ impl Validator {
             for i in &h.interfaces {
                 let Some(a) = i.address else { continue };
                 if let Some((ph, pi)) = seen.get(&a.addr()) {
-                    let sp = rh
-                        .interfaces
-                        .iter()
-                        .find(|r| r.name.get_ref() == &i.name)
-                        .and_then(|r| r.address.as_ref())
-                        .map(span)
-                        .unwrap_or(0..0);
+                    let sp = address_span(rh, &i.name);
                     self.err(
                         sp,
                         format!("address {} is already used by {ph}:{pi}", a.addr()),
@@ -1172,13 +1176,7 @@ impl Validator {
                     continue;
                 };
                 if !subnet.contains(&a.addr()) || a.prefix_len() < subnet.prefix_len() {
-                    let sp = rh
-                        .interfaces
-                        .iter()
-                        .find(|r| r.name.get_ref() == &i.name)
-                        .and_then(|r| r.address.as_ref())
-                        .map(span)
-                        .unwrap_or(0..0);
+                    let sp = address_span(rh, &i.name);
                     self.err(
                         sp,
                         format!("{a} is not inside network `{n}`'s subnet {subnet}"),

@@ -45,6 +45,16 @@ pub enum Role {
     Client,
 }
 
+impl Role {
+    /// The name as written in Lab.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+}
+
 /// Where a host's machine comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -225,6 +235,15 @@ impl Host {
 impl Lab {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The most MPTCP paths (statically addressed interfaces) any host of the lab has.
+    pub fn max_paths(&self) -> usize {
+        self.hosts
+            .iter()
+            .map(|h| h.path_interfaces().count())
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn hosts_with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
