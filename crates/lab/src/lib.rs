@@ -9,6 +9,7 @@
 mod derive;
 pub mod diag;
 pub mod doctor;
+pub mod instant;
 pub mod load;
 pub mod model;
 pub mod presets;

@@ -5,6 +5,7 @@
 //! [`Step`]s with argv lists for the appliers. Nothing in this crate does IO: it never spawns a
 //! process, reads a file or opens a socket.
 
+pub mod diff;
 pub mod netplan;
 pub mod plan;
 pub mod rt_tables;
@@ -12,6 +13,7 @@ pub mod script;
 pub mod shell;
 pub mod spec;
 
+pub use diff::{Change, Observed, diff};
 pub use plan::{Phase, Step, TableNaming, plan};
 pub use spec::{
     Endpoint, EndpointFlags, HostNet, Interface, Limits, MacAddr, Shaping, Sysctl, Table,

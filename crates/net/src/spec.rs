@@ -130,7 +130,7 @@ impl EndpointFlags {
 }
 
 /// `ip mptcp limits set subflow N add_addr_accepted M`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Limits {
     pub subflows: u32,
     pub add_addr_accepted: u32,

@@ -53,6 +53,29 @@ pub fn tool(name: &str) -> Result<(), String> {
         .ok_or_else(|| format!("`{name}` is not installed"))
 }
 
+/// A capability check: running as root (namespaces, netlink changes, mounts).
+pub fn root() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2));
+    if euid == Some("0") {
+        Ok(())
+    } else {
+        Err("needs root (network namespaces)".into())
+    }
+}
+
+/// A capability check: the kernel has MPTCP enabled.
+pub fn mptcp() -> Result<(), String> {
+    match std::fs::read_to_string("/proc/sys/net/mptcp/enabled") {
+        Ok(v) if v.trim() == "1" => Ok(()),
+        Ok(_) => Err("net.mptcp.enabled is 0 on this machine".into()),
+        Err(_) => Err("this kernel has no MPTCP (CONFIG_MPTCP)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

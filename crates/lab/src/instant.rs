@@ -1,0 +1,291 @@
+//! Instant labs: a Lab.toml's hosts as network namespaces on this machine.
+//!
+//! `up` wires the namespaces ([`netns::Topology`]), `apply` converges each host on its plan
+//! (read the live state, apply only the difference), `down` removes everything the lab owns.
+//! The state file lives in the lab directory's `.lab/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use netns::topology::{TopoAttach, TopoHost, TopoIface, UpReport};
+use netns::{Host as NsHost, Topology};
+use serde::Serialize;
+
+use crate::model::{Attach, Lab};
+
+/// Errors of instant-lab operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Netns(#[from] netns::Error),
+    #[error("no host `{0}` in this lab")]
+    NoHost(String),
+    #[error("host `{host}` has no interface `{iface}`")]
+    NoInterface { host: String, iface: String },
+    #[error("lab `{0}` is not up (run `lab up`)")]
+    NotUp(String),
+}
+
+/// The namespace wiring of a lab. NAT interfaces (a VM's management NIC) have no counterpart.
+pub fn topology(lab: &Lab) -> Topology {
+    let hosts = lab
+        .hosts
+        .iter()
+        .map(|h| TopoHost {
+            name: h.name.clone(),
+            interfaces: h
+                .interfaces
+                .iter()
+                .filter_map(|i| {
+                    let attach = match &i.attach {
+                        Attach::Nat => return None,
+                        Attach::Network(n) => TopoAttach::Segment(n.clone()),
+                        Attach::Link(l) => {
+                            let link = lab.links.iter().find(|x| x.name == *l)?;
+                            let other = if link.a.host == h.name && link.a.interface == i.name {
+                                &link.b
+                            } else {
+                                &link.a
+                            };
+                            TopoAttach::Peer {
+                                host: other.host.clone(),
+                                iface: other.interface.clone(),
+                            }
+                        }
+                    };
+                    Some(TopoIface {
+                        name: i.name.clone(),
+                        mac: i.mac.map(|m| m.0),
+                        mtu: i.mtu,
+                        attach,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    Topology {
+        lab: lab.name.clone(),
+        hosts,
+        segments: lab.networks.iter().map(|n| n.name.clone()).collect(),
+    }
+}
+
+/// Where a lab's namespace state is kept: `<dir>/.lab/<lab>.netns.json`.
+pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
+    dir.join(".lab").join(format!("{}.netns.json", lab.name))
+}
+
+/// Create the lab's namespaces and wiring (adopting a lab that is fully up).
+pub fn up(lab: &Lab, dir: &Path) -> Result<UpReport, Error> {
+    Ok(topology(lab).up(&state_file(dir, lab))?)
+}
+
+/// Remove every namespace of the lab. Returns the names removed.
+pub fn down(lab: &Lab, dir: &Path) -> Result<Vec<String>, Error> {
+    Ok(netns::topology::down(&lab.name, &state_file(dir, lab))?)
+}
+
+/// Open a host of a lab that is up.
+pub fn open_host(lab: &Lab, host: &str) -> Result<NsHost, Error> {
+    if lab.host(host).is_none() {
+        return Err(Error::NoHost(host.to_string()));
+    }
+    let ns = topology(lab).host_ns(host);
+    NsHost::open(host, &ns).map_err(|e| match e {
+        netns::Error::NoNamespace(_) => Error::NotUp(lab.name.clone()),
+        e => Error::Netns(e),
+    })
+}
+
+/// What `apply` did on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostApplied {
+    pub host: String,
+    pub changes: Vec<net::Change>,
+    #[serde(serialize_with = "micros")]
+    pub elapsed: Duration,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u128(d.as_micros())
+}
+
+/// Converge the hosts (all, or one) on their plans. With `dry_run`, only report the changes.
+pub fn apply(lab: &Lab, only: Option<&str>, dry_run: bool) -> Result<Vec<HostApplied>, Error> {
+    if let Some(h) = only
+        && lab.host(h).is_none()
+    {
+        return Err(Error::NoHost(h.to_string()));
+    }
+    let mut out = Vec::new();
+    for h in lab
+        .hosts
+        .iter()
+        .filter(|h| only.is_none_or(|o| o == h.name))
+    {
+        let start = Instant::now();
+        let mut host = open_host(lab, &h.name)?;
+        let plan = h.net();
+        let changes = if dry_run {
+            net::diff(&plan, &host.observe(&plan)?)
+        } else {
+            host.converge(&plan)?.changes
+        };
+        out.push(HostApplied {
+            host: h.name.clone(),
+            changes,
+            elapsed: start.elapsed(),
+        });
+    }
+    Ok(out)
+}
+
+/// Take an interface down, or bring it up again and restore what the kernel dropped with it
+/// (the routes of its table), by converging the host on its plan.
+pub fn set_link(lab: &Lab, host: &str, iface: &str, up: bool) -> Result<Vec<net::Change>, Error> {
+    let h = lab
+        .host(host)
+        .ok_or_else(|| Error::NoHost(host.to_string()))?;
+    if h.interface(iface).is_none_or(|i| i.is_nat()) {
+        return Err(Error::NoInterface {
+            host: host.to_string(),
+            iface: iface.to_string(),
+        });
+    }
+    let mut ns = open_host(lab, host)?;
+    if up {
+        ns.set_link(iface, true)?;
+        Ok(ns.converge(&h.net())?.changes)
+    } else {
+        ns.set_link(iface, false)?;
+        Ok(Vec::new())
+    }
+}
+
+/// A lab's live state, for `lab status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub lab: String,
+    /// `up`, `partial` (some namespaces missing: an interrupted `up`), or `down`.
+    pub state: &'static str,
+    pub hosts: Vec<HostStatus>,
+    pub segments: Vec<SegmentStatus>,
+    /// Namespaces with the lab's prefix that the lab does not define (left by an older Lab.toml).
+    pub stray: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    pub namespace: String,
+    pub present: bool,
+    pub interfaces: Vec<IfaceStatus>,
+    pub endpoints: Vec<net::diff::EndpointState>,
+    pub limits: Option<net::Limits>,
+    /// Changes `lab net apply` would make (0 on an applied lab).
+    pub pending_changes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IfaceStatus {
+    pub name: String,
+    pub up: bool,
+    pub mtu: u32,
+    pub mac: Option<String>,
+    pub addresses: Vec<String>,
+    pub qdisc: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentStatus {
+    pub name: String,
+    pub namespace: String,
+    pub present: bool,
+}
+
+pub fn status(lab: &Lab) -> Result<Status, Error> {
+    let topo = topology(lab);
+    let existing = netns::topology::existing(&lab.name)?;
+    let mut hosts = Vec::new();
+    for h in &lab.hosts {
+        let ns = topo.host_ns(&h.name);
+        let present = existing.contains(&ns);
+        let mut hs = HostStatus {
+            name: h.name.clone(),
+            namespace: ns.clone(),
+            present,
+            interfaces: Vec::new(),
+            endpoints: Vec::new(),
+            limits: None,
+            pending_changes: None,
+        };
+        if present {
+            let mut host = NsHost::open(&h.name, &ns)?;
+            let plan = h.net();
+            let observed = host.observe(&plan)?;
+            let links = host.rtnl().links()?;
+            for l in links.iter().filter(|l| l.name != "lo") {
+                hs.interfaces.push(IfaceStatus {
+                    name: l.name.clone(),
+                    up: l.up,
+                    mtu: l.mtu,
+                    mac: l.mac.map(|m| net::MacAddr(m).to_string()),
+                    addresses: observed
+                        .addresses
+                        .iter()
+                        .filter(|a| a.dev == l.name)
+                        .map(|a| a.address.to_string())
+                        .collect(),
+                    qdisc: observed.qdiscs.iter().find(|q| q.dev == l.name).map(|q| {
+                        match q.rate_bps {
+                            Some(r) => format!("{} {}", q.kind, net::plan::format_rate(r)),
+                            None => q.kind.clone(),
+                        }
+                    }),
+                });
+            }
+            hs.pending_changes = Some(net::diff(&plan, &observed).len());
+            hs.endpoints = observed.endpoints;
+            hs.limits = Some(observed.limits);
+        }
+        hosts.push(hs);
+    }
+    let segments: Vec<SegmentStatus> = lab
+        .networks
+        .iter()
+        .map(|n| {
+            let ns = topo.segment_ns(&n.name);
+            SegmentStatus {
+                name: n.name.clone(),
+                present: existing.contains(&ns),
+                namespace: ns,
+            }
+        })
+        .collect();
+    let known: Vec<&str> = hosts
+        .iter()
+        .map(|h| h.namespace.as_str())
+        .chain(segments.iter().map(|s| s.namespace.as_str()))
+        .collect();
+    let stray: Vec<String> = existing
+        .iter()
+        .filter(|n| !known.contains(&n.as_str()))
+        .cloned()
+        .collect();
+    let present =
+        hosts.iter().filter(|h| h.present).count() + segments.iter().filter(|s| s.present).count();
+    let state = if present == 0 && stray.is_empty() {
+        "down"
+    } else if present == hosts.len() + segments.len() {
+        "up"
+    } else {
+        "partial"
+    };
+    Ok(Status {
+        lab: lab.name.clone(),
+        state,
+        hosts,
+        segments,
+        stray,
+    })
+}

@@ -1,0 +1,542 @@
+//! Idempotent apply, the pure half: a host's live state ([`Observed`]) against its plan gives the
+//! [`Change`]s that make the host match, and nothing else.
+//!
+//! Appliers read the state (netlink in a namespace, `ip -json` over SSH), call [`diff`], and run
+//! the changes. An applied host diffs to no change at all. What lab owns on a host is bounded: the
+//! plan's interfaces (their IPv4 addresses and root qdisc), the plan's routing tables (rules that
+//! point at them, every route in them), the MPTCP endpoints and limits, and the plan's sysctls.
+//! Anything else (the main table, other tables, other interfaces) is left alone.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::plan::{Step, TableNaming, plan};
+use crate::spec::{EndpointFlags, HostNet, Limits};
+
+/// A host's network state as read from the live system, restricted to what lab manages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    pub links: Vec<LinkState>,
+    /// IPv4 addresses per device.
+    pub addresses: Vec<AddressState>,
+    /// Rules of the form `from ADDR/32 lookup TABLE`.
+    pub rules: Vec<RuleState>,
+    /// Routes in tables other than main and local.
+    pub routes: Vec<RouteState>,
+    pub endpoints: Vec<EndpointState>,
+    pub limits: Limits,
+    /// Current values of the plan's sysctl keys (keys that do not exist are missing here).
+    pub sysctls: Vec<(String, String)>,
+    /// Root qdisc per device.
+    pub qdiscs: Vec<QdiscState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkState {
+    pub name: String,
+    pub up: bool,
+    pub mtu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressState {
+    pub dev: String,
+    pub address: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RuleState {
+    pub from: Ipv4Addr,
+    pub table: u32,
+    pub priority: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteState {
+    pub table: u32,
+    /// `None` is the default route.
+    pub to: Option<Ipv4Net>,
+    pub via: Option<Ipv4Addr>,
+    pub dev: String,
+    pub scope_link: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointState {
+    pub id: u8,
+    pub address: Ipv4Addr,
+    pub port: Option<u16>,
+    pub dev: Option<String>,
+    pub flags: EndpointFlags,
+    /// The kernel's `implicit` flag (0x10): created by the kernel, not by a user; never removed.
+    pub implicit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QdiscState {
+    pub dev: String,
+    /// `tbf`, `netem`, `noqueue`, ...
+    pub kind: String,
+    /// tbf's rate in bit/s.
+    pub rate_bps: Option<u64>,
+}
+
+/// One change to a host. Removals come first in a diff, then the plan's steps in plan order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// Apply a plan step (add, set, or replace).
+    Apply(Step),
+    DelEndpoint {
+        id: u8,
+        address: Ipv4Addr,
+    },
+    DelRule(RuleState),
+    DelRoute(RouteState),
+    DelAddress(AddressState),
+    DelQdisc {
+        dev: String,
+    },
+}
+
+impl Change {
+    /// The `ip`/`tc`/`sysctl` command that makes this change (tables by id). `None` for a file
+    /// edit, which a diff never contains.
+    pub fn argv(&self) -> Option<Vec<String>> {
+        let s = |w: &[&str]| w.iter().map(|w| (*w).to_string()).collect::<Vec<_>>();
+        Some(match self {
+            Change::Apply(step) => return step.argv(TableNaming::Id),
+            Change::DelEndpoint { id, address } => s(&[
+                "ip",
+                "mptcp",
+                "endpoint",
+                "delete",
+                "id",
+                &id.to_string(),
+                &address.to_string(),
+            ]),
+            Change::DelRule(r) => {
+                let mut v = s(&["ip", "rule", "del", "from", &r.from.to_string()]);
+                v.extend(s(&["table", &r.table.to_string()]));
+                if let Some(p) = r.priority {
+                    v.extend(s(&["priority", &p.to_string()]));
+                }
+                v
+            }
+            Change::DelRoute(r) => {
+                let mut v = s(&["ip", "route", "del"]);
+                v.push(r.to.map_or_else(|| "default".into(), |n| n.to_string()));
+                if let Some(via) = r.via {
+                    v.extend(s(&["via", &via.to_string()]));
+                }
+                v.extend(s(&["dev", &r.dev, "table", &r.table.to_string()]));
+                v
+            }
+            Change::DelAddress(a) => s(&[
+                "ip",
+                "address",
+                "del",
+                &a.address.to_string(),
+                "dev",
+                &a.dev,
+            ]),
+            Change::DelQdisc { dev } => s(&["tc", "qdisc", "del", "dev", dev, "root"]),
+        })
+    }
+}
+
+/// The changes that take a host from `observed` to its plan.
+pub fn diff(host: &HostNet, observed: &Observed) -> Vec<Change> {
+    let steps = plan(host);
+    let mut removals = Vec::new();
+    let mut applies = Vec::new();
+
+    let managed_devs: Vec<&str> = host.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let owned_tables: Vec<u32> = host.tables.iter().map(|t| t.id).collect();
+
+    // Endpoints: matched by address and port; a mismatch in flags, id or device is replaced.
+    let mut kept_endpoints = vec![false; observed.endpoints.len()];
+    for step in &steps {
+        let Step::Endpoint(want) = step else { continue };
+        let found = observed
+            .endpoints
+            .iter()
+            .position(|e| !e.implicit && e.address == want.address && e.port == want.port);
+        let same = found.is_some_and(|i| {
+            let e = &observed.endpoints[i];
+            e.flags == want.flags
+                && want.id.is_none_or(|id| id == e.id)
+                && want.dev.as_ref().is_none_or(|d| e.dev.as_ref() == Some(d))
+        });
+        if same {
+            kept_endpoints[found.unwrap()] = true;
+        } else {
+            applies.push(Change::Apply(step.clone()));
+        }
+    }
+    for (e, kept) in observed.endpoints.iter().zip(&kept_endpoints) {
+        if !kept && !e.implicit {
+            removals.push(Change::DelEndpoint {
+                id: e.id,
+                address: e.address,
+            });
+        }
+    }
+
+    // Rules pointing at the plan's tables that the plan does not have.
+    let wanted_rules: Vec<(Ipv4Addr, u32)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Rule { from, table_id, .. } => Some((*from, *table_id)),
+            _ => None,
+        })
+        .collect();
+    for r in &observed.rules {
+        if owned_tables.contains(&r.table) && !wanted_rules.contains(&(r.from, r.table)) {
+            removals.push(Change::DelRule(*r));
+        }
+    }
+    // Every route in the plan's tables that the plan does not have.
+    let wanted_routes: Vec<RouteState> = steps.iter().filter_map(route_state).collect();
+    for r in &observed.routes {
+        if owned_tables.contains(&r.table) && !wanted_routes.contains(r) {
+            removals.push(Change::DelRoute(r.clone()));
+        }
+    }
+    // IPv4 addresses on the plan's interfaces that the plan does not have.
+    for a in &observed.addresses {
+        let wanted = host
+            .interfaces
+            .iter()
+            .any(|i| i.name == a.dev && i.address == a.address);
+        if managed_devs.contains(&a.dev.as_str()) && !wanted {
+            removals.push(Change::DelAddress(a.clone()));
+        }
+    }
+    // Shaping that the plan no longer has.
+    for q in &observed.qdiscs {
+        let shaped = host
+            .interfaces
+            .iter()
+            .any(|i| i.name == q.dev && i.shaping.is_some());
+        if managed_devs.contains(&q.dev.as_str()) && !shaped && is_lab_qdisc(&q.kind) {
+            removals.push(Change::DelQdisc { dev: q.dev.clone() });
+        }
+    }
+
+    let mut out = removals;
+    for step in steps {
+        let needed = match &step {
+            Step::Sysctl(s) => observed
+                .sysctls
+                .iter()
+                .find(|(k, _)| *k == s.key)
+                .is_none_or(|(_, v)| v.trim() != s.value),
+            Step::LinkUp { dev, mtu } => observed
+                .links
+                .iter()
+                .find(|l| l.name == *dev)
+                .is_none_or(|l| !l.up || mtu.is_some_and(|m| m != l.mtu)),
+            Step::Address { dev, address } => !observed
+                .addresses
+                .iter()
+                .any(|a| a.dev == *dev && a.address == *address),
+            Step::RtTable { .. } => false,
+            Step::Rule { from, table_id, .. } => !observed
+                .rules
+                .iter()
+                .any(|r| r.from == *from && r.table == *table_id),
+            Step::Route { .. } => {
+                let want = route_state(&step).expect("a route step");
+                !observed.routes.contains(&want)
+            }
+            Step::Endpoint(_) => false, // handled above
+            Step::Limits(l) => observed.limits != *l,
+            Step::Qdisc { dev, shaping } => {
+                let current = observed.qdiscs.iter().find(|q| q.dev == *dev);
+                match current {
+                    Some(q) if !shaping.needs_netem() => {
+                        q.kind != "tbf" || q.rate_bps != shaping.rate_bps
+                    }
+                    // netem's parameters are not read back: replace it every time.
+                    _ => true,
+                }
+            }
+        };
+        if needed {
+            out.push(Change::Apply(step));
+        }
+    }
+    // Endpoint additions go where the plan has them: after routes, before limits.
+    let limits_at = out
+        .iter()
+        .position(|c| matches!(c, Change::Apply(Step::Limits(_) | Step::Qdisc { .. })))
+        .unwrap_or(out.len());
+    out.splice(limits_at..limits_at, applies);
+    out
+}
+
+fn is_lab_qdisc(kind: &str) -> bool {
+    matches!(kind, "tbf" | "netem")
+}
+
+fn route_state(step: &Step) -> Option<RouteState> {
+    match step {
+        Step::Route {
+            to,
+            via,
+            dev,
+            scope_link,
+            table_id,
+            ..
+        } => Some(RouteState {
+            table: *table_id,
+            to: *to,
+            via: *via,
+            dev: dev.clone(),
+            scope_link: *scope_link,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Endpoint, Interface, Shaping, Sysctl, Table};
+
+    fn host() -> HostNet {
+        HostNet {
+            host: "ue2".into(),
+            interfaces: vec![Interface {
+                name: "enp0s8".into(),
+                address: "10.1.1.4/24".parse().unwrap(),
+                mac: None,
+                mtu: None,
+                shaping: Some(Shaping {
+                    rate_bps: Some(50_000_000),
+                    ..Default::default()
+                }),
+            }],
+            dhcp_interfaces: vec![],
+            tables: vec![Table {
+                id: 100,
+                name: "table1".into(),
+                dev: "enp0s8".into(),
+                source: "10.1.1.4".parse().unwrap(),
+                subnet: "10.1.1.0/24".parse().unwrap(),
+                gateway: Some("10.1.1.1".parse().unwrap()),
+            }],
+            endpoints: vec![Endpoint {
+                address: "10.1.1.4".parse().unwrap(),
+                id: Some(1),
+                dev: Some("enp0s8".into()),
+                port: None,
+                flags: EndpointFlags {
+                    laminar: true,
+                    ..Default::default()
+                },
+            }],
+            limits: Some(Limits {
+                subflows: 3,
+                add_addr_accepted: 3,
+            }),
+            sysctls: vec![Sysctl::new("net.mptcp.enabled", "1")],
+        }
+    }
+
+    /// The state of a host on which the plan has been applied.
+    fn applied() -> Observed {
+        Observed {
+            links: vec![LinkState {
+                name: "enp0s8".into(),
+                up: true,
+                mtu: 1500,
+            }],
+            addresses: vec![AddressState {
+                dev: "enp0s8".into(),
+                address: "10.1.1.4/24".parse().unwrap(),
+            }],
+            rules: vec![RuleState {
+                from: "10.1.1.4".parse().unwrap(),
+                table: 100,
+                priority: Some(32765),
+            }],
+            routes: vec![
+                RouteState {
+                    table: 100,
+                    to: Some("10.1.1.0/24".parse().unwrap()),
+                    via: None,
+                    dev: "enp0s8".into(),
+                    scope_link: true,
+                },
+                RouteState {
+                    table: 100,
+                    to: None,
+                    via: Some("10.1.1.1".parse().unwrap()),
+                    dev: "enp0s8".into(),
+                    scope_link: false,
+                },
+            ],
+            endpoints: vec![EndpointState {
+                id: 1,
+                address: "10.1.1.4".parse().unwrap(),
+                port: None,
+                dev: Some("enp0s8".into()),
+                flags: EndpointFlags::from_bits(EndpointFlags::LAMINAR),
+                implicit: false,
+            }],
+            limits: Limits {
+                subflows: 3,
+                add_addr_accepted: 3,
+            },
+            sysctls: vec![("net.mptcp.enabled".into(), "1\n".into())],
+            qdiscs: vec![QdiscState {
+                dev: "enp0s8".into(),
+                kind: "tbf".into(),
+                rate_bps: Some(50_000_000),
+            }],
+        }
+    }
+
+    #[test]
+    fn applied_host_has_no_changes() {
+        assert_eq!(diff(&host(), &applied()), vec![]);
+    }
+
+    #[test]
+    fn fresh_host_gets_the_whole_plan_in_order() {
+        let mut fresh = Observed {
+            links: vec![LinkState {
+                name: "enp0s8".into(),
+                up: false,
+                mtu: 1500,
+            }],
+            ..Default::default()
+        };
+        fresh.qdiscs.push(QdiscState {
+            dev: "enp0s8".into(),
+            kind: "noqueue".into(),
+            rate_bps: None,
+        });
+        let changes = diff(&host(), &fresh);
+        let argv: Vec<String> = changes
+            .iter()
+            .map(|c| c.argv().unwrap().join(" "))
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "sysctl -w net.mptcp.enabled=1",
+                "ip link set dev enp0s8 up",
+                "ip address add 10.1.1.4/24 dev enp0s8",
+                "ip rule add from 10.1.1.4 table 100",
+                "ip route add 10.1.1.0/24 dev enp0s8 scope link table 100",
+                "ip route add default via 10.1.1.1 dev enp0s8 table 100",
+                "ip mptcp endpoint add 10.1.1.4 dev enp0s8 id 1 laminar",
+                "ip mptcp limits set subflow 3 add_addr_accepted 3",
+                "tc qdisc replace dev enp0s8 root tbf rate 50mbit burst 62500 latency 50ms",
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_state_is_removed_first_and_foreign_state_is_kept() {
+        let mut o = applied();
+        // A stale rule and route in the lab's table, an old address, a wrong endpoint.
+        o.rules.push(RuleState {
+            from: "10.9.9.9".parse().unwrap(),
+            table: 100,
+            priority: Some(32764),
+        });
+        o.routes.push(RouteState {
+            table: 100,
+            to: Some("10.9.0.0/16".parse().unwrap()),
+            via: None,
+            dev: "enp0s8".into(),
+            scope_link: true,
+        });
+        o.addresses.push(AddressState {
+            dev: "enp0s8".into(),
+            address: "10.1.1.99/24".parse().unwrap(),
+        });
+        o.endpoints[0].flags = EndpointFlags::from_bits(EndpointFlags::SUBFLOW);
+        // Not the lab's: another table, another interface, an implicit endpoint.
+        o.rules.push(RuleState {
+            from: "192.168.1.5".parse().unwrap(),
+            table: 500,
+            priority: None,
+        });
+        o.routes.push(RouteState {
+            table: 500,
+            to: None,
+            via: Some("192.168.1.1".parse().unwrap()),
+            dev: "eth0".into(),
+            scope_link: false,
+        });
+        o.addresses.push(AddressState {
+            dev: "eth0".into(),
+            address: "192.168.1.5/24".parse().unwrap(),
+        });
+        o.endpoints.push(EndpointState {
+            id: 9,
+            address: "10.1.1.77".parse().unwrap(),
+            port: None,
+            dev: None,
+            flags: EndpointFlags::default(),
+            implicit: true,
+        });
+        let argv: Vec<String> = diff(&host(), &o)
+            .iter()
+            .map(|c| c.argv().unwrap().join(" "))
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "ip mptcp endpoint delete id 1 10.1.1.4",
+                "ip rule del from 10.9.9.9 table 100 priority 32764",
+                "ip route del 10.9.0.0/16 dev enp0s8 table 100",
+                "ip address del 10.1.1.99/24 dev enp0s8",
+                "ip mptcp endpoint add 10.1.1.4 dev enp0s8 id 1 laminar",
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_rate_and_removed_shaping() {
+        let mut o = applied();
+        o.qdiscs[0].rate_bps = Some(100_000_000);
+        let c = diff(&host(), &o);
+        assert!(matches!(&c[..], [Change::Apply(Step::Qdisc { .. })]));
+        let mut h = host();
+        h.interfaces[0].shaping = None;
+        let c = diff(&h, &applied());
+        assert_eq!(
+            c,
+            vec![Change::DelQdisc {
+                dev: "enp0s8".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn down_link_and_dropped_routes_come_back() {
+        let mut o = applied();
+        o.links[0].up = false;
+        o.routes.clear();
+        let argv: Vec<String> = diff(&host(), &o)
+            .iter()
+            .map(|c| c.argv().unwrap().join(" "))
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "ip link set dev enp0s8 up",
+                "ip route add 10.1.1.0/24 dev enp0s8 scope link table 100",
+                "ip route add default via 10.1.1.1 dev enp0s8 table 100",
+            ]
+        );
+    }
+}

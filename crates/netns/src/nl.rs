@@ -1,0 +1,128 @@
+//! A blocking netlink connection: one request at a time, acknowledged or dumped.
+//!
+//! The messages are netlink-packet-route's and netlink-packet-generic's types; this module only
+//! frames, sends, receives and checks sequence numbers and errors. (rtnetlink and mptcp-pm wrap
+//! the same types in a tokio runtime; a lab applies a handful of messages per host and wants no
+//! runtime, so the connection is synchronous.)
+
+use std::fmt::Debug;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable,
+};
+use netlink_sys::{Socket, SocketAddr};
+
+use crate::Error;
+
+/// A netlink socket of one protocol, bound in the namespace of the thread that opened it.
+#[derive(Debug)]
+pub struct Conn {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Open a socket of `protocol` (`NETLINK_ROUTE`, `NETLINK_GENERIC`) in the current thread's
+    /// network namespace.
+    pub fn open(protocol: isize) -> Result<Self, Error> {
+        let mut sock =
+            Socket::new(protocol).map_err(|e| Error::io("opening a netlink socket", e))?;
+        sock.bind_auto()
+            .map_err(|e| Error::io("binding a netlink socket", e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| Error::io("connecting a netlink socket", e))?;
+        // Errors carry the kernel's extended ack message where there is one.
+        let _ = sock.set_ext_ack(true);
+        Ok(Self {
+            sock,
+            seq: 0,
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Send `msg` with `flags` (plus REQUEST and ACK) and wait for the acknowledgement.
+    pub fn ack<M>(&mut self, what: &str, msg: M, flags: u16) -> Result<(), Error>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
+        self.exchange(what, msg, NLM_F_REQUEST | NLM_F_ACK | flags)
+            .map(|_| ())
+    }
+
+    /// Send a dump request and collect every message of the reply.
+    pub fn dump<M>(&mut self, what: &str, msg: M) -> Result<Vec<M>, Error>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
+        self.exchange(what, msg, NLM_F_REQUEST | NLM_F_DUMP)
+    }
+
+    /// Send a request that answers with one message (a `GET` without DUMP).
+    pub fn get<M>(&mut self, what: &str, msg: M) -> Result<Vec<M>, Error>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
+        self.exchange(what, msg, NLM_F_REQUEST | NLM_F_ACK)
+    }
+
+    fn exchange<M>(&mut self, what: &str, msg: M, flags: u16) -> Result<Vec<M>, Error>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        packet.finalize();
+        let mut out = vec![0; packet.buffer_len()];
+        packet.serialize(&mut out);
+        self.sock
+            .send(&out, 0)
+            .map_err(|e| Error::io(format!("sending a netlink request ({what})"), e))?;
+
+        let dumping = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut replies = Vec::new();
+        loop {
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(|e| Error::io("receiving a netlink reply", e))?;
+            let mut offset = 0;
+            while offset < n {
+                let parsed = NetlinkMessage::<M>::deserialize(&self.buf[offset..n])
+                    .map_err(|e| Error::Decode(format!("{what}: {e}")))?;
+                let len = parsed.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+                if parsed.header.sequence_number != seq {
+                    continue; // a late reply to an earlier request
+                }
+                match parsed.payload {
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(replies), // the acknowledgement
+                            Some(code) => Err(Error::Netlink {
+                                what: what.to_string(),
+                                source: std::io::Error::from_raw_os_error(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::InnerMessage(m) => {
+                        replies.push(m);
+                        if !dumping && flags & NLM_F_ACK == 0 {
+                            return Ok(replies);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

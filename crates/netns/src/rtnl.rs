@@ -1,0 +1,546 @@
+//! rtnetlink requests: links (bridge, veth), addresses, routes, rules and root qdiscs.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use ipnet::Ipv4Net;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, Nla};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::protocols::NETLINK_ROUTE;
+
+use crate::Error;
+use crate::nl::Conn;
+
+/// A link as rtnetlink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// Carrier and operational state up (IFF_RUNNING).
+    pub running: bool,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// An IPv4 route in any table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub table: u32,
+    pub dst: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub scope_link: bool,
+    pub kind_unicast: bool,
+}
+
+/// An IPv4 rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub from: Option<Ipv4Net>,
+    pub table: u32,
+    pub priority: Option<u32>,
+    pub lookup: bool,
+}
+
+/// A root qdisc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdisc {
+    pub index: u32,
+    pub kind: String,
+    /// tbf's rate in bit/s, read from TCA_TBF_PARMS / TCA_TBF_RATE64.
+    pub rate_bps: Option<u64>,
+}
+
+/// An rtnetlink connection in one namespace.
+#[derive(Debug)]
+pub struct Rtnl {
+    conn: Conn,
+}
+
+impl Rtnl {
+    /// Open in the current thread's namespace.
+    pub fn open() -> Result<Self, Error> {
+        Ok(Self {
+            conn: Conn::open(NETLINK_ROUTE)?,
+        })
+    }
+
+    pub fn links(&mut self) -> Result<Vec<Link>, Error> {
+        let replies = self.conn.dump(
+            "listing links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>, Error> {
+        Ok(self.links()?.into_iter().find(|l| l.name == name))
+    }
+
+    /// The index of `name`, or a clear error naming it.
+    pub fn index(&mut self, name: &str) -> Result<u32, Error> {
+        self.link(name)?
+            .map(|l| l.index)
+            .ok_or_else(|| Error::NoInterface(name.to_string()))
+    }
+
+    pub fn add_bridge(&mut self, name: &str) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.conn.ack(
+            &format!("creating bridge {name}"),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns` (here when `None`),
+    /// with the peer's MAC, MTU and alias.
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        alias: Option<&str>,
+        peer: &VethEnd<'_>,
+    ) -> Result<(), Error> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.name.into()));
+        if let Some(fd) = peer.ns {
+            p.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+        }
+        if let Some(mac) = peer.mac {
+            p.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = peer.mtu {
+            p.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        if let Some(mtu) = peer.mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.conn.ack(
+            &format!("creating veth {name} (peer {})", peer.name),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        if let Some(alias) = alias {
+            let index = self.index(name)?;
+            let mut m = LinkMessage::default();
+            m.header.index = index;
+            m.attributes.push(LinkAttribute::IfAlias(alias.into()));
+            self.conn.ack(
+                &format!("setting the alias of {name}"),
+                RouteNetlinkMessage::SetLink(m),
+                0,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Set a link up or down, its MTU and its bridge.
+    pub fn set_link(
+        &mut self,
+        index: u32,
+        up: Option<bool>,
+        mtu: Option<u32>,
+        master: Option<u32>,
+    ) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        if let Some(up) = up {
+            m.header.change_mask = LinkFlags::Up;
+            if up {
+                m.header.flags = LinkFlags::Up;
+            }
+        }
+        if let Some(mtu) = mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(master) = master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
+        self.conn.ack(
+            &format!("setting link #{index}"),
+            RouteNetlinkMessage::SetLink(m),
+            0,
+        )
+    }
+
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), Error> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.conn.ack(
+            &format!("setting the MAC of link #{index}"),
+            RouteNetlinkMessage::SetLink(m),
+            0,
+        )
+    }
+
+    /// IPv4 addresses: (interface index, address with prefix).
+    pub fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Net)>, Error> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let replies = self
+            .conn
+            .dump("listing addresses", RouteNetlinkMessage::GetAddress(req))?;
+        let mut out = Vec::new();
+        for m in replies {
+            let RouteNetlinkMessage::NewAddress(a) = m else {
+                continue;
+            };
+            if a.header.family != AddressFamily::Inet {
+                continue;
+            }
+            let local = a.attributes.iter().find_map(|at| match at {
+                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            let addr = local.or_else(|| {
+                a.attributes.iter().find_map(|at| match at {
+                    AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                    _ => None,
+                })
+            });
+            if let Some(ip) = addr
+                && let Ok(net) = Ipv4Net::new(ip, a.header.prefix_len)
+            {
+                out.push((a.header.index, net));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn add_address(&mut self, index: u32, net: Ipv4Net) -> Result<(), Error> {
+        self.conn.ack(
+            &format!("adding address {net}"),
+            RouteNetlinkMessage::NewAddress(address_msg(index, net)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    pub fn del_address(&mut self, index: u32, net: Ipv4Net) -> Result<(), Error> {
+        self.conn.ack(
+            &format!("deleting address {net}"),
+            RouteNetlinkMessage::DelAddress(address_msg(index, net)),
+            0,
+        )
+    }
+
+    /// Every IPv4 route in every table.
+    pub fn routes(&mut self) -> Result<Vec<Route>, Error> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let replies = self
+            .conn
+            .dump("listing routes", RouteNetlinkMessage::GetRoute(req))?;
+        let mut out = Vec::new();
+        for m in replies {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
+                continue;
+            };
+            if r.header.address_family != AddressFamily::Inet {
+                continue;
+            }
+            let mut route = Route {
+                table: u32::from(r.header.table),
+                dst: None,
+                gateway: None,
+                oif: None,
+                scope_link: r.header.scope == RouteScope::Link,
+                kind_unicast: r.header.kind == RouteType::Unicast,
+            };
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Table(t) => route.table = *t,
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                        route.dst = Ipv4Net::new(*ip, r.header.destination_prefix_length).ok();
+                    }
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => route.gateway = Some(*ip),
+                    RouteAttribute::Oif(i) => route.oif = Some(*i),
+                    _ => {}
+                }
+            }
+            if route.dst.is_none() && r.header.destination_prefix_length == 0 {
+                route.dst = None; // the default route
+            }
+            out.push(route);
+        }
+        Ok(out)
+    }
+
+    pub fn add_route(&mut self, r: &Route) -> Result<(), Error> {
+        self.conn.ack(
+            &format!("adding {}", describe_route(r)),
+            RouteNetlinkMessage::NewRoute(route_msg(r, false)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    pub fn del_route(&mut self, r: &Route) -> Result<(), Error> {
+        self.conn.ack(
+            &format!("deleting {}", describe_route(r)),
+            RouteNetlinkMessage::DelRoute(route_msg(r, true)),
+            0,
+        )
+    }
+
+    pub fn rules(&mut self) -> Result<Vec<Rule>, Error> {
+        let mut req = RuleMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let replies = self
+            .conn
+            .dump("listing rules", RouteNetlinkMessage::GetRule(req))?;
+        let mut out = Vec::new();
+        for m in replies {
+            let RouteNetlinkMessage::NewRule(r) = m else {
+                continue;
+            };
+            let mut rule = Rule {
+                from: None,
+                table: u32::from(r.header.table),
+                priority: None,
+                lookup: r.header.action == RuleAction::ToTable,
+            };
+            for a in &r.attributes {
+                match a {
+                    RuleAttribute::Source(IpAddr::V4(ip)) => {
+                        rule.from = Ipv4Net::new(*ip, r.header.src_len).ok();
+                    }
+                    RuleAttribute::Table(t) => rule.table = *t,
+                    RuleAttribute::Priority(p) => rule.priority = Some(*p),
+                    _ => {}
+                }
+            }
+            out.push(rule);
+        }
+        Ok(out)
+    }
+
+    pub fn add_rule(&mut self, from: Ipv4Addr, table: u32) -> Result<(), Error> {
+        self.conn.ack(
+            &format!("adding rule from {from} table {table}"),
+            RouteNetlinkMessage::NewRule(rule_msg(from, table, None)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    pub fn del_rule(
+        &mut self,
+        from: Ipv4Addr,
+        table: u32,
+        priority: Option<u32>,
+    ) -> Result<(), Error> {
+        self.conn.ack(
+            &format!("deleting rule from {from} table {table}"),
+            RouteNetlinkMessage::DelRule(rule_msg(from, table, priority)),
+            0,
+        )
+    }
+
+    /// Root qdiscs of every link.
+    pub fn qdiscs(&mut self) -> Result<Vec<Qdisc>, Error> {
+        let replies = self.conn.dump(
+            "listing qdiscs",
+            RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        )?;
+        let mut out = Vec::new();
+        for m in replies {
+            let RouteNetlinkMessage::NewQueueDiscipline(q) = m else {
+                continue;
+            };
+            if q.header.parent != TcHandle::ROOT {
+                continue;
+            }
+            let mut kind = String::new();
+            let mut rate_bps = None;
+            for a in &q.attributes {
+                match a {
+                    TcAttribute::Kind(k) => kind = k.clone(),
+                    TcAttribute::Options(opts) => rate_bps = tbf_rate(opts),
+                    _ => {}
+                }
+            }
+            let rate_bps = rate_bps.filter(|_| kind == "tbf");
+            out.push(Qdisc {
+                index: u32::try_from(q.header.index).unwrap_or(0),
+                kind,
+                rate_bps,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The far end of a veth pair.
+#[derive(Debug, Clone, Copy)]
+pub struct VethEnd<'a> {
+    pub name: &'a str,
+    pub ns: Option<BorrowedFd<'a>>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+}
+
+fn link_of(l: LinkMessage) -> Link {
+    let mut out = Link {
+        index: l.header.index,
+        name: String::new(),
+        up: l.header.flags.contains(LinkFlags::Up),
+        running: l.header.flags.contains(LinkFlags::Running),
+        mtu: 0,
+        mac: None,
+        master: None,
+        alias: None,
+        rx_bytes: 0,
+        tx_bytes: 0,
+    };
+    for a in l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => out.name = n,
+            LinkAttribute::Mtu(m) => out.mtu = m,
+            LinkAttribute::Address(a) => out.mac = a.try_into().ok(),
+            LinkAttribute::Controller(m) => out.master = Some(m),
+            LinkAttribute::IfAlias(a) => out.alias = Some(a),
+            LinkAttribute::Stats64(s) => {
+                out.rx_bytes = s.rx_bytes;
+                out.tx_bytes = s.tx_bytes;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn address_msg(index: u32, net: Ipv4Net) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.prefix_len = net.prefix_len();
+    m.header.index = index;
+    m.attributes
+        .push(AddressAttribute::Local(IpAddr::V4(net.addr())));
+    m.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(net.addr())));
+    if net.prefix_len() < 31 {
+        m.attributes
+            .push(AddressAttribute::Broadcast(net.broadcast()));
+    }
+    m
+}
+
+/// A route request. A delete matches any protocol and, as `ip route del` does, any scope
+/// (RT_SCOPE_NOWHERE), so routes added by other tools are found too.
+fn route_msg(r: &Route, delete: bool) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header = RouteHeader {
+        address_family: AddressFamily::Inet,
+        destination_prefix_length: r.dst.map_or(0, |d| d.prefix_len()),
+        table: u8::try_from(r.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC),
+        protocol: if delete {
+            RouteProtocol::Unspec
+        } else {
+            RouteProtocol::Static
+        },
+        scope: if delete {
+            RouteScope::NoWhere
+        } else if r.scope_link {
+            RouteScope::Link
+        } else {
+            RouteScope::Universe
+        },
+        kind: RouteType::Unicast,
+        ..RouteHeader::default()
+    };
+    m.attributes.push(RouteAttribute::Table(r.table));
+    if let Some(dst) = r.dst {
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                dst.network(),
+            )));
+    }
+    if let Some(gw) = r.gateway {
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+    }
+    if let Some(oif) = r.oif {
+        m.attributes.push(RouteAttribute::Oif(oif));
+    }
+    m
+}
+
+fn describe_route(r: &Route) -> String {
+    let mut s = format!(
+        "route {}",
+        r.dst.map_or_else(|| "default".into(), |d| d.to_string())
+    );
+    if let Some(gw) = r.gateway {
+        s.push_str(&format!(" via {gw}"));
+    }
+    s.push_str(&format!(" table {}", r.table));
+    s
+}
+
+fn rule_msg(from: Ipv4Addr, table: u32, priority: Option<u32>) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.src_len = 32;
+    m.header.action = RuleAction::ToTable;
+    m.header.table = u8::try_from(table).unwrap_or(0);
+    m.attributes.push(RuleAttribute::Source(IpAddr::V4(from)));
+    m.attributes.push(RuleAttribute::Table(table));
+    if let Some(p) = priority {
+        m.attributes.push(RuleAttribute::Priority(p));
+    }
+    m
+}
+
+/// tbf's rate from its options: `TCA_TBF_RATE64` (4) when present, else the `rate` field of
+/// `struct tc_tbf_qopt` in `TCA_TBF_PARMS` (1), at byte offset 8 (after cell_log, linklayer,
+/// overhead, cell_align, mpu). Both are in bytes per second.
+fn tbf_rate(opts: &[TcOption]) -> Option<u64> {
+    let mut parms = None;
+    let mut rate64 = None;
+    for o in opts {
+        let TcOption::Other(nla) = o else { continue };
+        let mut value = vec![0; nla.value_len()];
+        nla.emit_value(&mut value);
+        match nla.kind() {
+            1 if value.len() >= 12 => {
+                parms = Some(u64::from(u32::from_ne_bytes(value[8..12].try_into().ok()?)));
+            }
+            4 if value.len() >= 8 => {
+                rate64 = Some(u64::from_ne_bytes(value[..8].try_into().ok()?));
+            }
+            _ => {}
+        }
+    }
+    rate64.or(parms).map(|bytes| bytes * 8)
+}
