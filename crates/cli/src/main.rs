@@ -4,6 +4,7 @@
 //! Lab.toml, or the built-in lab), calls the library crates and prints. It spawns no process.
 
 mod diagnostics;
+mod instant;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lab::{Lab, Preset};
 
 /// Exit status for findings (`lab doctor`) and failed verdicts.
-const EXIT_FINDINGS: u8 = 1;
+pub(crate) const EXIT_FINDINGS: u8 = 1;
 /// Exit status for an invalid Lab.toml or bad usage (as clap uses for usage errors).
 const EXIT_INVALID: u8 = 2;
 
@@ -41,6 +42,60 @@ enum Command {
     /// Network configuration: render it for people and appliers.
     #[command(subcommand)]
     Net(NetCommand),
+    /// Create the lab's hosts (network namespaces, bridges, veth pairs) and apply each host's
+    /// plan. A lab that is already up is adopted and converged.
+    Up {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Only wire the hosts; leave `lab net apply` for later.
+        #[arg(long)]
+        no_apply: bool,
+    },
+    /// Remove everything the lab owns (also after an interrupted `up`), and nothing else.
+    Down {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Hosts, interfaces, addresses, endpoints and pending changes of the lab.
+    Status {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// MPTCP traffic from the client to the server, measured on every interface and judged:
+    /// exit 1 when a subflow is missing or a path carries less than 10% of its fair share.
+    Test {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[command(flatten)]
+        test: TestArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a host's interface down, or bring it up and restore its routes.
+    Link {
+        #[arg(value_enum)]
+        action: LinkAction,
+        host: String,
+        iface: String,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// The whole job on this machine: the built-in lab up, every link shaped, applied, tested,
+    /// and down again. `--preset guide` shows why the guide's settings fail.
+    Demo {
+        /// `builtin` (default) or `guide`.
+        #[arg(long, default_value = "builtin", value_parser = parse_preset)]
+        preset: Preset,
+        /// Rate of every link (tbf on both ends).
+        #[arg(long, default_value = "50mbit")]
+        rate: String,
+        #[command(flatten)]
+        test: TestArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a lab for the MPTCP misconfigurations people hit, each with its fix.
     Doctor {
         #[command(flatten)]
@@ -49,6 +104,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct TestArgs {
+    /// Length of the transfer.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Traffic generator: lab's own MPTCP sockets, or `mptcpize run iperf3` as in the guide.
+    #[arg(long, value_enum, default_value_t = ToolArg::Builtin)]
+    tool: ToolArg,
+    /// Take a client interface down during the transfer: IFACE@SECONDS (repeatable).
+    #[arg(long, value_name = "IFACE@SECONDS", value_parser = parse_fail)]
+    fail: Vec<(String, f64)>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ToolArg {
+    Builtin,
+    Iperf3,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LinkAction {
+    Down,
+    Up,
+}
+
+fn parse_fail(s: &str) -> Result<(String, f64), String> {
+    let (iface, at) = s
+        .split_once('@')
+        .ok_or_else(|| format!("`{s}`: expected IFACE@SECONDS, e.g. enp0s9@3"))?;
+    let at: f64 = at
+        .parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+        .ok_or_else(|| format!("`{at}` is not a number of seconds"))?;
+    if iface.is_empty() {
+        return Err("the interface name is empty".into());
+    }
+    Ok((iface.to_string(), at))
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +158,20 @@ enum NetCommand {
         host: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Script)]
         format: Format,
+    },
+    /// Converge the lab's hosts on their plans: read the live state, change only the
+    /// difference. A second run reports 0 changes.
+    Apply {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// One host; every host when left out.
+        #[arg(long)]
+        host: Option<String>,
+        /// Print the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -91,7 +200,7 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
 }
 
 /// A failure the CLI reports and turns into an exit status.
-enum Failure {
+pub(crate) enum Failure {
     /// Already printed; exit with this status.
     Exit(u8),
     Report(miette::Report),
@@ -123,37 +232,98 @@ fn run(cli: Cli) -> Result<(), Failure> {
             path,
         } => init(preset, force, &path),
         Command::Net(NetCommand::Render { lab, host, format }) => {
-            let lab = select_lab(&lab)?;
+            let (lab, _) = select_lab(&lab)?;
             render(&lab, host.as_deref(), format)
         }
+        Command::Net(NetCommand::Apply {
+            lab,
+            host,
+            dry_run,
+            json,
+        }) => {
+            let (lab, _) = select_lab(&lab)?;
+            instant::apply(&lab, host.as_deref(), dry_run, json)
+        }
         Command::Doctor { lab, json } => {
-            let lab = select_lab(&lab)?;
+            let (lab, _) = select_lab(&lab)?;
             doctor(&lab, json)
+        }
+        Command::Up { lab, no_apply } => {
+            let (lab, dir) = select_lab(&lab)?;
+            instant::up(&lab, &dir, !no_apply)
+        }
+        Command::Down { lab } => {
+            let (lab, dir) = select_lab(&lab)?;
+            instant::down(&lab, &dir)
+        }
+        Command::Status { lab, json } => {
+            let (lab, _) = select_lab(&lab)?;
+            instant::status(&lab, json)
+        }
+        Command::Test { lab, test, json } => {
+            let (lab, _) = select_lab(&lab)?;
+            instant::test(&lab, &test.options(), json)
+        }
+        Command::Link {
+            action,
+            host,
+            iface,
+            lab,
+        } => {
+            let (lab, _) = select_lab(&lab)?;
+            instant::link(&lab, &host, &iface, matches!(action, LinkAction::Up))
+        }
+        Command::Demo {
+            preset,
+            rate,
+            test,
+            json,
+        } => instant::demo(preset, &rate, &test.options(), json),
+    }
+}
+
+impl TestArgs {
+    fn options(&self) -> lab::instant::TestOptions {
+        lab::instant::TestOptions {
+            seconds: self.seconds,
+            tool: match self.tool {
+                ToolArg::Builtin => measure::Tool::Builtin,
+                ToolArg::Iperf3 => measure::Tool::Iperf3,
+            },
+            fail: self.fail.clone(),
+            ..Default::default()
         }
     }
 }
 
-/// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab.
-fn select_lab(args: &LabArgs) -> Result<Lab, Failure> {
-    let loaded = if let Some(path) = &args.lab {
-        lab::load_file(path)
+/// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab; with the lab's
+/// directory (where `.lab/` state lives): the Lab.toml's, or the current directory.
+fn select_lab(args: &LabArgs) -> Result<(Lab, PathBuf), Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| miette::miette!("cannot read the current directory: {e}"))?;
+    let dir_of = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| cwd.clone(), Path::to_path_buf)
+    };
+    let (loaded, dir) = if let Some(path) = &args.lab {
+        (lab::load_file(path), dir_of(path))
     } else if let Some(preset) = args.preset {
-        preset.load()
+        (preset.load(), cwd.clone())
     } else {
-        let cwd = std::env::current_dir()
-            .map_err(|e| miette::miette!("cannot read the current directory: {e}"))?;
         match lab::find_lab_file(&cwd) {
-            Some(path) => lab::load_file(&path),
-            None => Preset::Builtin.load(),
+            Some(path) => (lab::load_file(&path), dir_of(&path)),
+            None => (Preset::Builtin.load(), cwd.clone()),
         }
     };
-    loaded.map_err(|e| match e {
+    let lab = loaded.map_err(|e| match e {
         lab::LoadError::Invalid(invalid) => {
             diagnostics::print(&invalid);
             Failure::Exit(EXIT_INVALID)
         }
         other => Failure::Report(miette::Report::msg(other.to_string())),
-    })
+    })?;
+    Ok((lab, dir))
 }
 
 fn init(preset: Preset, force: bool, path: &Path) -> Result<(), Failure> {
@@ -245,7 +415,7 @@ fn render(lab: &Lab, host: Option<&str>, format: Format) -> Result<(), Failure> 
     print_out(&out)
 }
 
-fn print_out(s: &str) -> Result<(), Failure> {
+pub(crate) fn print_out(s: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(s.as_bytes()).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),

@@ -289,3 +289,154 @@ pub fn status(lab: &Lab) -> Result<Status, Error> {
         stray,
     })
 }
+
+/// Options of `lab test`.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    pub seconds: u64,
+    pub tool: measure::Tool,
+    /// Client interfaces to take down during the transfer: (interface, seconds after the start).
+    pub fail: Vec<(String, f64)>,
+    /// Each path must carry at least this fraction of its fair share (0.10 for `lab test`).
+    pub min_share: f64,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            seconds: 10,
+            tool: measure::Tool::Builtin,
+            fail: Vec::new(),
+            min_share: 0.10,
+        }
+    }
+}
+
+/// A transfer's report with the plan's expectations and the verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub lab: String,
+    pub server: String,
+    pub client: String,
+    pub dst: std::net::Ipv4Addr,
+    pub expect: measure::Expect,
+    pub report: measure::Report,
+    pub verdict: measure::Verdict,
+}
+
+/// Errors of `lab test`.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    #[error(transparent)]
+    Lab(#[from] Error),
+    #[error(transparent)]
+    Measure(#[from] measure::Error),
+    #[error("the lab needs a host with role \"server\" and one with role \"client\"")]
+    NoPair,
+    #[error("host `{0}` has no statically addressed interface to connect to")]
+    NoAddress(String),
+}
+
+/// MPTCP traffic from the lab's client to its server, measured and judged.
+pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
+    let (server, client) = crate::expect::pair(lab).ok_or(TestError::NoPair)?;
+    let dst = server
+        .path_interfaces()
+        .find_map(|i| i.address)
+        .ok_or_else(|| TestError::NoAddress(server.name.clone()))?
+        .addr();
+    for (iface, _) in &opts.fail {
+        if client.interface(iface).is_none_or(|i| i.is_nat()) {
+            return Err(Error::NoInterface {
+                host: client.name.clone(),
+                iface: iface.clone(),
+            }
+            .into());
+        }
+    }
+    let topo = topology(lab);
+    let open = |h: &crate::Host| {
+        netns::Namespace::open(&topo.host_ns(&h.name)).map_err(|e| match e {
+            netns::Error::NoNamespace(_) => Error::NotUp(lab.name.clone()),
+            e => Error::Netns(e),
+        })
+    };
+    let (sns, cns) = (open(server)?, open(client)?);
+    let names =
+        |h: &crate::Host| -> Vec<String> { h.path_interfaces().map(|i| i.name.clone()).collect() };
+    let (subflows, subflows_why) = crate::expect::subflows(server, client);
+    let rates: Vec<Option<u64>> = client
+        .path_interfaces()
+        .map(|i| i.shaping.and_then(|s| s.rate_bps))
+        .collect();
+    let expect = measure::Expect {
+        subflows,
+        subflows_why,
+        paths: vec![
+            (server.name.clone(), names(server)),
+            (client.name.clone(), names(client)),
+        ],
+        min_share: opts.min_share,
+        rate_sum_bps: rates.iter().copied().sum::<Option<u64>>(),
+    };
+    let events = opts
+        .fail
+        .iter()
+        .map(|(iface, at)| {
+            let (ns, host, iface2) = (
+                topo.host_ns(&client.name),
+                client.name.clone(),
+                iface.clone(),
+            );
+            measure::Event {
+                at: Duration::from_secs_f64(*at),
+                label: format!("{host} {iface} down"),
+                action: Box::new(move || {
+                    NsHost::open(&host, &ns)
+                        .and_then(|mut h| h.set_link(&iface2, false))
+                        .map_err(|e| e.to_string())
+                }),
+            }
+        })
+        .collect();
+    let spec = measure::Spec {
+        dst,
+        duration: Duration::from_secs(opts.seconds),
+        tool: opts.tool,
+    };
+    let measured = measure::traffic::run(
+        &spec,
+        &measure::Side {
+            host: &server.name,
+            ns: &sns,
+            interfaces: names(server),
+        },
+        &measure::Side {
+            host: &client.name,
+            ns: &cns,
+            interfaces: names(client),
+        },
+        events,
+    );
+    // Links taken down come back up, with the routes the kernel dropped, whatever happened.
+    for (iface, _) in &opts.fail {
+        set_link(lab, &client.name, iface, true)?;
+    }
+    let mut report = measured?;
+    for (iface, _) in &opts.fail {
+        report.events.push(format!(
+            "after the test: {} {iface} up, its routes restored",
+            client.name
+        ));
+    }
+    let verdict = measure::judge(&report, &expect);
+    Ok(TestResult {
+        lab: lab.name.clone(),
+        server: server.name.clone(),
+        client: client.name.clone(),
+        dst,
+        expect,
+        report,
+        verdict,
+    })
+}

@@ -9,11 +9,12 @@
 mod derive;
 pub mod diag;
 pub mod doctor;
+pub mod expect;
 pub mod instant;
 pub mod load;
 pub mod model;
 pub mod presets;
-mod units;
+pub mod units;
 
 pub use diag::{Diagnostic, InvalidLab};
 pub use load::{LoadError, find_lab_file, load_file, parse};

@@ -1,0 +1,423 @@
+//! `lab up|down|status|net apply|test|link|demo` on namespace hosts: argument handling and
+//! printing only; the work is `lab::instant`'s.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use lab::instant::{self as inst, TestOptions, TestResult};
+use lab::{Lab, Preset};
+
+use crate::{EXIT_FINDINGS, Failure, print_out};
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::Report(miette::miette!("{e}"))
+}
+
+fn json_out(v: &impl serde::Serialize) -> Result<(), Failure> {
+    let mut s = serde_json::to_string_pretty(v).map_err(fail)?;
+    s.push('\n');
+    print_out(&s)
+}
+
+/// Namespace labs need root; say so before anything fails halfway.
+fn need_root(what: &str) -> Result<(), Failure> {
+    if nix_euid_is_root() {
+        Ok(())
+    } else {
+        Err(Failure::Report(miette::miette!(
+            help = "run it as root, e.g. `sudo lab ...`",
+            "`lab {what}` creates network namespaces, which needs root"
+        )))
+    }
+}
+
+fn nix_euid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn up(lab: &Lab, dir: &Path, apply_plan: bool) -> Result<(), Failure> {
+    need_root("up")?;
+    let r = inst::up(lab, dir).map_err(fail)?;
+    let mut out = if r.adopted {
+        format!(
+            "lab `{}` is already up ({} namespaces)\n",
+            lab.name, r.namespaces
+        )
+    } else {
+        format!(
+            "lab `{}` up: {} namespaces, {} interfaces in {}\n",
+            lab.name,
+            r.namespaces,
+            r.interfaces,
+            ms(r.elapsed)
+        )
+    };
+    if apply_plan {
+        for h in inst::apply(lab, None, false).map_err(fail)? {
+            writeln!(
+                out,
+                "  {}: {} changes in {}",
+                h.host,
+                h.changes.len(),
+                ms(h.elapsed)
+            )
+            .ok();
+        }
+    }
+    let first = lab.hosts.first().map_or("HOST", |h| h.name.as_str());
+    writeln!(
+        out,
+        "next: `lab status`, `lab test`, `lab exec {first} -- ip -br addr` (or `ip netns exec {} ...`), `lab down`",
+        inst::topology(lab).host_ns(first)
+    )
+    .ok();
+    print_out(&out)
+}
+
+pub fn down(lab: &Lab, dir: &Path) -> Result<(), Failure> {
+    need_root("down")?;
+    let removed = inst::down(lab, dir).map_err(fail)?;
+    if removed.is_empty() {
+        print_out(&format!("lab `{}`: nothing to remove\n", lab.name))
+    } else {
+        print_out(&format!(
+            "lab `{}` down: removed {}\n",
+            lab.name,
+            removed.join(", ")
+        ))
+    }
+}
+
+pub fn status(lab: &Lab, json: bool) -> Result<(), Failure> {
+    let s = inst::status(lab).map_err(fail)?;
+    if json {
+        return json_out(&s);
+    }
+    let mut out = format!("lab `{}`: {}\n", s.lab, s.state);
+    for h in &s.hosts {
+        if !h.present {
+            writeln!(out, "\n{} (namespace {}): not present", h.name, h.namespace).ok();
+            continue;
+        }
+        let pending = h.pending_changes.unwrap_or(0);
+        writeln!(
+            out,
+            "\n{} (namespace {}): {}",
+            h.name,
+            h.namespace,
+            if pending == 0 {
+                "applied".to_string()
+            } else {
+                format!("{pending} changes pending (`lab net apply`)")
+            }
+        )
+        .ok();
+        for i in &h.interfaces {
+            writeln!(
+                out,
+                "  {:<10} {:<4} {:<17} mtu {:<5} {:<18} {}",
+                i.name,
+                if i.up { "UP" } else { "DOWN" },
+                i.mac.as_deref().unwrap_or("-"),
+                i.mtu,
+                i.addresses.join(" "),
+                i.qdisc.as_deref().unwrap_or("")
+            )
+            .ok();
+        }
+        for e in &h.endpoints {
+            writeln!(
+                out,
+                "  endpoint id {} {} {} {}",
+                e.id,
+                e.address,
+                e.dev
+                    .as_deref()
+                    .map_or(String::new(), |d| format!("dev {d}")),
+                e.flags.words().join(" ")
+            )
+            .ok();
+        }
+        if let Some(l) = h.limits {
+            writeln!(
+                out,
+                "  limits subflow {} add_addr_accepted {}",
+                l.subflows, l.add_addr_accepted
+            )
+            .ok();
+        }
+    }
+    for seg in &s.segments {
+        writeln!(
+            out,
+            "\nsegment {} (namespace {}): {}",
+            seg.name,
+            seg.namespace,
+            if seg.present {
+                "present"
+            } else {
+                "not present"
+            }
+        )
+        .ok();
+    }
+    if !s.stray.is_empty() {
+        writeln!(
+            out,
+            "\nstray namespaces of this lab (removed by `lab down`): {}",
+            s.stray.join(", ")
+        )
+        .ok();
+    }
+    print_out(&out)
+}
+
+pub fn apply(lab: &Lab, host: Option<&str>, dry_run: bool, json: bool) -> Result<(), Failure> {
+    need_root("net apply")?;
+    let applied = inst::apply(lab, host, dry_run).map_err(fail)?;
+    if json {
+        return json_out(&applied);
+    }
+    let mut out = String::new();
+    let mut total = 0;
+    for h in &applied {
+        total += h.changes.len();
+        writeln!(
+            out,
+            "{}: {} {} in {}",
+            h.host,
+            h.changes.len(),
+            if dry_run { "changes needed" } else { "changes" },
+            ms(h.elapsed)
+        )
+        .ok();
+        for c in &h.changes {
+            let argv = c.argv().unwrap_or_default();
+            writeln!(out, "  {}", net::shell::join(&argv)).ok();
+        }
+    }
+    writeln!(
+        out,
+        "{total} changes{}",
+        if dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    )
+    .ok();
+    print_out(&out)
+}
+
+pub fn link(lab: &Lab, host: &str, iface: &str, up: bool) -> Result<(), Failure> {
+    need_root("link")?;
+    let restored = inst::set_link(lab, host, iface, up).map_err(fail)?;
+    let mut out = format!("{host} {iface} {}\n", if up { "up" } else { "down" });
+    for c in &restored {
+        writeln!(
+            out,
+            "  restored: {}",
+            net::shell::join(&c.argv().unwrap_or_default())
+        )
+        .ok();
+    }
+    print_out(&out)
+}
+
+pub fn test(lab: &Lab, opts: &TestOptions, json: bool) -> Result<(), Failure> {
+    need_root("test")?;
+    let r = inst::test(lab, opts).map_err(fail)?;
+    if json {
+        json_out(&r)?;
+    } else {
+        print_out(&render_test(&r))?;
+    }
+    if r.verdict.pass {
+        Ok(())
+    } else {
+        Err(Failure::Exit(EXIT_FINDINGS))
+    }
+}
+
+fn mbit(bps: f64) -> String {
+    format!("{:.1}", bps / 1e6)
+}
+
+/// The human report of a test.
+pub fn render_test(r: &TestResult) -> String {
+    let rep = &r.report;
+    let mut out = format!(
+        "MPTCP from {} to {} ({}), {:.1} s, {}\n",
+        r.client,
+        r.server,
+        r.dst,
+        rep.seconds,
+        match rep.tool {
+            measure::Tool::Builtin => "built-in sender (IPPROTO_MPTCP)",
+            measure::Tool::Iperf3 => "mptcpize run iperf3",
+        }
+    );
+    let eff = match (r.verdict.efficiency, r.expect.rate_sum_bps) {
+        (Some(e), Some(sum)) => format!(" = {e:.3} of {} Mbit/s shaped", mbit(sum as f64)),
+        _ => String::new(),
+    };
+    writeln!(out, "  goodput     {} Mbit/s{eff}", mbit(rep.goodput_bps)).ok();
+    writeln!(
+        out,
+        "  per second  {}",
+        rep.per_second_bps
+            .iter()
+            .map(|b| format!("{:.0}", b / 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+    .ok();
+    let seen = rep.subflows_max.map_or_else(
+        || format!("{} (server MIB)", rep.subflows_mib),
+        |s| s.to_string(),
+    );
+    writeln!(
+        out,
+        "  subflows    {seen} established, {} expected",
+        r.expect.subflows
+    )
+    .ok();
+    writeln!(out, "              {}", r.expect.subflows_why).ok();
+    let mib = |m: &std::collections::BTreeMap<&str, u64>| {
+        m.iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(out, "  MIB         {}: {}", r.server, mib(&rep.server_mib)).ok();
+    writeln!(out, "              {}: {}", r.client, mib(&rep.client_mib)).ok();
+    writeln!(out, "  interfaces  (tx+rx, Mbit/s per second, like ifstat)").ok();
+    for i in &rep.interfaces {
+        writeln!(
+            out,
+            "    {:<4} {:<8} {:>7.1} MB  {}",
+            i.host,
+            i.iface,
+            i.bytes() as f64 / 1e6,
+            i.per_second_bps
+                .iter()
+                .map(|b| format!("{:>3.0}", b / 1e6))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+        .ok();
+    }
+    for e in &rep.events {
+        writeln!(out, "  event       {e}").ok();
+    }
+    if let Some(err) = &rep.error {
+        writeln!(out, "  error       {err}").ok();
+    }
+    writeln!(
+        out,
+        "verdict: {}",
+        if r.verdict.pass { "PASS" } else { "FAIL" }
+    )
+    .ok();
+    for c in &r.verdict.checks {
+        writeln!(
+            out,
+            "  [{}] {}: {}",
+            if c.pass { "ok" } else { "FAIL" },
+            c.what,
+            c.detail
+        )
+        .ok();
+    }
+    out
+}
+
+pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Result<(), Failure> {
+    need_root("demo")?;
+    let rate_bps = lab::units::rate_bps(rate)
+        .ok_or_else(|| fail(format!("`{rate}` is not a rate (e.g. 50mbit)")))?;
+    let mut lab = preset.load().map_err(fail)?;
+    // A fixed name: a demo interrupted by Ctrl-C is cleaned up by the next one.
+    lab.name = match preset {
+        Preset::Builtin => "demo".into(),
+        Preset::Guide => "demo-guide".into(),
+    };
+    for h in &mut lab.hosts {
+        for i in &mut h.interfaces {
+            if !i.is_nat() {
+                i.shaping = Some(net::Shaping {
+                    rate_bps: Some(rate_bps),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join("lab-demo");
+    let say = |s: String| {
+        if !json {
+            eprintln!("{s}");
+        }
+    };
+    let result = (|| -> Result<TestResult, Failure> {
+        let r = inst::up(&lab, &dir).map_err(fail)?;
+        say(format!(
+            "up: {} namespaces, {} interfaces in {} (lab `{}`, {} preset, every link {rate})",
+            r.namespaces,
+            r.interfaces,
+            ms(r.elapsed),
+            lab.name,
+            preset.name()
+        ));
+        for h in inst::apply(&lab, None, false).map_err(fail)? {
+            say(format!(
+                "apply: {} {} changes in {}",
+                h.host,
+                h.changes.len(),
+                ms(h.elapsed)
+            ));
+        }
+        say(format!("test: {} s of MPTCP traffic...", opts.seconds));
+        inst::test(&lab, opts).map_err(fail)
+    })();
+    let removed = inst::down(&lab, &dir).map_err(fail);
+    let r = result?;
+    let removed = removed?;
+    if json {
+        json_out(&r)?;
+    } else {
+        let mut out = render_test(&r);
+        if !r.verdict.pass {
+            let findings = lab::doctor::check(&lab);
+            if !findings.is_empty() {
+                writeln!(out, "why (lab doctor):").ok();
+                for f in findings {
+                    writeln!(
+                        out,
+                        "  {} [{}] {}\n    fix: {}",
+                        f.host, f.code, f.message, f.fix
+                    )
+                    .ok();
+                }
+            }
+        }
+        print_out(&out)?;
+        say(format!("down: removed {} namespaces", removed.len()));
+    }
+    if r.verdict.pass {
+        Ok(())
+    } else {
+        Err(Failure::Exit(EXIT_FINDINGS))
+    }
+}

@@ -1,0 +1,131 @@
+//! MPTCP traffic between namespace hosts, for real: the built-in lab must use all three paths on
+//! both hosts; the guide's settings must not. Root and MPTCP only; labs are removed by a guard.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use lab::instant::{self, TestOptions};
+use lab::{Lab, Preset};
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+struct Up {
+    lab: Lab,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = instant::down(&self.lab, self.dir.path());
+    }
+}
+
+fn ready() -> bool {
+    testkit::require(
+        "MPTCP traffic",
+        testkit::root().and_then(|()| testkit::mptcp()),
+    )
+}
+
+/// A lab up and applied, with every path interface shaped to `mbit`.
+fn shaped(preset: Preset, mbit: u64) -> Up {
+    let mut lab = preset.load().unwrap();
+    lab.name = format!(
+        "labtest-t{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    for h in &mut lab.hosts {
+        for i in &mut h.interfaces {
+            if !i.is_nat() {
+                i.shaping = Some(net::Shaping {
+                    rate_bps: Some(mbit * 1_000_000),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let up = Up {
+        lab,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    instant::up(&up.lab, up.dir.path()).unwrap();
+    instant::apply(&up.lab, None, false).unwrap();
+    up
+}
+
+fn show(r: &instant::TestResult) -> String {
+    serde_json::to_string_pretty(r).unwrap()
+}
+
+#[test]
+fn builtin_lab_uses_every_path_on_both_hosts() {
+    if !ready() {
+        return;
+    }
+    let up = shaped(Preset::Builtin, 50);
+    let r = instant::test(
+        &up.lab,
+        &TestOptions {
+            seconds: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    eprintln!("{}", show(&r));
+    assert!(r.verdict.pass, "{}", show(&r));
+    assert_eq!(r.expect.subflows, 3);
+    assert_eq!(r.report.subflows_max, Some(3), "{}", show(&r));
+    assert_eq!(r.report.subflows_mib, 3);
+    assert_eq!(r.report.server_mib["MPJoinAckRx"], 2);
+    assert_eq!(r.report.client_mib["AddAddr"], 2);
+    assert_eq!(r.report.interfaces.len(), 6);
+    // Every interface carries at least a quarter of a fair share; goodput is most of 150 Mbit/s.
+    for i in &r.report.interfaces {
+        let host_total: u64 = r
+            .report
+            .interfaces
+            .iter()
+            .filter(|x| x.host == i.host)
+            .map(|x| x.bytes())
+            .sum();
+        assert!(
+            i.bytes() as f64 >= 0.25 * host_total as f64 / 3.0,
+            "{} {}: {}",
+            i.host,
+            i.iface,
+            show(&r)
+        );
+    }
+    assert!(r.verdict.efficiency.unwrap() > 0.80, "{}", show(&r));
+}
+
+#[test]
+fn guide_settings_fail_the_verdict() {
+    if !ready() {
+        return;
+    }
+    let up = shaped(Preset::Guide, 50);
+    let r = instant::test(
+        &up.lab,
+        &TestOptions {
+            seconds: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    eprintln!("{}", show(&r));
+    assert!(!r.verdict.pass, "{}", show(&r));
+    // The server's second and third NICs carry (almost) nothing.
+    let failed: Vec<&str> = r
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| c.what.as_str())
+        .collect();
+    assert!(
+        failed.contains(&"ue1 enp0s9") || failed.contains(&"subflows"),
+        "{failed:?}"
+    );
+    assert!(r.verdict.efficiency.unwrap() < 0.5, "{}", show(&r));
+}

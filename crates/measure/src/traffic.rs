@@ -1,0 +1,466 @@
+//! One MPTCP transfer from a client namespace to a server namespace, measured on every side:
+//! goodput per second at the receiver, the connection's subflows (MPTCP_INFO), the kernel's MIB
+//! counters in both namespaces, and bytes per interface per second on both hosts (what the
+//! guide's ifstat shows).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use guest::{Command, Exec};
+use netns::Namespace;
+use netns::rtnl::Rtnl;
+use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::mib::{self, Mib};
+use crate::mptcp_info::{self, MptcpInfo};
+use crate::{Error, iperf3};
+
+/// Which traffic generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    /// lab's own sender/receiver on IPPROTO_MPTCP sockets.
+    Builtin,
+    /// `mptcpize run iperf3`, as in the guide.
+    Iperf3,
+}
+
+/// One side of the transfer: a host in a namespace and the interfaces to count.
+#[derive(Debug)]
+pub struct Side<'a> {
+    pub host: &'a str,
+    pub ns: &'a Namespace,
+    pub interfaces: Vec<String>,
+}
+
+/// Something to do during the transfer, `at` after it starts (a link taken down).
+pub struct Event {
+    pub at: Duration,
+    pub label: String,
+    pub action: Box<dyn FnOnce() -> Result<(), String> + Send>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("at", &self.at)
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+pub struct Spec {
+    /// The server address the client connects to.
+    pub dst: Ipv4Addr,
+    pub duration: Duration,
+    pub tool: Tool,
+}
+
+/// Bytes an interface carried: totals and per second.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IfaceBytes {
+    pub host: String,
+    pub iface: String,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    /// tx + rx per second of the transfer, in bit/s.
+    pub per_second_bps: Vec<f64>,
+}
+
+impl IfaceBytes {
+    pub fn bytes(&self) -> u64 {
+        self.tx_bytes + self.rx_bytes
+    }
+}
+
+/// What happened during one transfer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: Tool,
+    pub seconds: f64,
+    /// Application bytes the receiver got.
+    pub bytes: u64,
+    pub goodput_bps: f64,
+    pub per_second_bps: Vec<f64>,
+    /// Most subflows seen at once (MPTCP_INFO; builtin only).
+    pub subflows_max: Option<u8>,
+    /// Subflows at the end of the transfer (MPTCP_INFO; builtin only).
+    pub subflows_end: Option<u8>,
+    /// Subflows counted from the server's MIB: the initial one plus MPJoinAckRx.
+    pub subflows_mib: u64,
+    /// The connection fell back to TCP.
+    pub fallback: bool,
+    /// The transfer ran to the end without a socket error.
+    pub survived: bool,
+    pub error: Option<String>,
+    pub server_mib: std::collections::BTreeMap<&'static str, u64>,
+    pub client_mib: std::collections::BTreeMap<&'static str, u64>,
+    pub interfaces: Vec<IfaceBytes>,
+    pub events: Vec<String>,
+}
+
+/// Run one transfer from `client` to `server`, with `events` along the way.
+pub fn run(
+    spec: &Spec,
+    server: &Side<'_>,
+    client: &Side<'_>,
+    events: Vec<Event>,
+) -> Result<Report, Error> {
+    let mib_before = (read_mib(server.ns)?, read_mib(client.ns)?);
+    let sampler = Sampler::start(&[server, client])?;
+    let start = Instant::now();
+    let event_log = run_events(start, events);
+
+    let outcome = match spec.tool {
+        Tool::Builtin => builtin(spec, server, client, start)?,
+        Tool::Iperf3 => iperf3_transfer(spec, server, client)?,
+    };
+
+    let interfaces = sampler.stop();
+    let events = event_log.join().unwrap_or_default();
+    let server_mib = read_mib(server.ns)?.since(&mib_before.0);
+    let client_mib = read_mib(client.ns)?.since(&mib_before.1);
+    let seconds = outcome.seconds;
+    Ok(Report {
+        tool: spec.tool,
+        seconds,
+        bytes: outcome.bytes,
+        goodput_bps: if seconds > 0.0 {
+            outcome.bytes as f64 * 8.0 / seconds
+        } else {
+            0.0
+        },
+        per_second_bps: outcome.per_second_bps,
+        subflows_max: outcome.info_max.map(|i| i.subflows),
+        subflows_end: outcome.info_end.map(|i| i.subflows),
+        subflows_mib: 1 + server_mib.get("MPJoinAckRx"),
+        fallback: outcome.info_end.is_some_and(|i| i.fallback)
+            || server_mib.get("MPCapableSYNRX") == 0,
+        survived: outcome.error.is_none(),
+        error: outcome.error,
+        server_mib: server_mib.reported(),
+        client_mib: client_mib.reported(),
+        interfaces,
+        events,
+    })
+}
+
+fn read_mib(ns: &Namespace) -> Result<Mib, Error> {
+    ns.run(mib::read_here)?
+        .map_err(|e| Error::io("reading /proc/net/netstat", e))
+}
+
+fn run_events(start: Instant, mut events: Vec<Event>) -> JoinHandle<Vec<String>> {
+    events.sort_by_key(|e| e.at);
+    std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for e in events {
+            let wait = e.at.saturating_sub(start.elapsed());
+            std::thread::sleep(wait);
+            let at = start.elapsed().as_secs_f64();
+            match (e.action)() {
+                Ok(()) => log.push(format!("{at:.1}s: {}", e.label)),
+                Err(err) => log.push(format!("{at:.1}s: {} failed: {err}", e.label)),
+            }
+        }
+        log
+    })
+}
+
+struct Outcome {
+    bytes: u64,
+    seconds: f64,
+    per_second_bps: Vec<f64>,
+    info_max: Option<MptcpInfo>,
+    info_end: Option<MptcpInfo>,
+    error: Option<String>,
+}
+
+const CHUNK: usize = 128 * 1024;
+
+fn mptcp_socket() -> Result<Socket, Error> {
+    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP)).map_err(|e| {
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EPROTONOSUPPORT) | Some(libc::ENOPROTOOPT)
+        ) {
+            Error::NoMptcp
+        } else {
+            Error::io("creating an MPTCP socket", e)
+        }
+    })
+}
+
+fn builtin(
+    spec: &Spec,
+    server: &Side<'_>,
+    client: &Side<'_>,
+    start: Instant,
+) -> Result<Outcome, Error> {
+    let listener: TcpListener = server.ns.run(|| -> Result<TcpListener, Error> {
+        let s = mptcp_socket()?;
+        s.set_reuse_address(true)
+            .map_err(|e| Error::io("SO_REUSEADDR", e))?;
+        let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        s.bind(&any.into())
+            .map_err(|e| Error::io("binding the receiver", e))?;
+        s.listen(1).map_err(|e| Error::io("listening", e))?;
+        Ok(s.into())
+    })??;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the receiver's port", e))?
+        .port();
+
+    let receiver = std::thread::spawn(move || -> Result<(u64, Vec<u64>, f64), String> {
+        let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        let t0 = Instant::now();
+        let mut bins: Vec<u64> = Vec::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    total += n as u64;
+                    let bin = t0.elapsed().as_secs() as usize;
+                    if bins.len() <= bin {
+                        bins.resize(bin + 1, 0);
+                    }
+                    bins[bin] += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("receive: {e}")),
+            }
+        }
+        Ok((total, bins, t0.elapsed().as_secs_f64()))
+    });
+
+    let dst = SocketAddr::V4(SocketAddrV4::new(spec.dst, port));
+    let sock = client.ns.run(mptcp_socket)??;
+    sock.connect_timeout(&dst.into(), Duration::from_secs(5))
+        .map_err(|e| Error::io(format!("connecting to {dst}"), e))?;
+    sock.set_write_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| Error::io("SO_SNDTIMEO", e))?;
+    let mut stream: TcpStream = sock.into();
+    let chunk = vec![0x5au8; CHUNK];
+    let mut info_max: Option<MptcpInfo> = None;
+    let mut last_info = Instant::now() - Duration::from_secs(1);
+    let mut error = None;
+    let deadline = start + spec.duration;
+    while Instant::now() < deadline {
+        match stream.write(&chunk) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                error = Some(format!("send: {e}"));
+                break;
+            }
+        }
+        if last_info.elapsed() >= Duration::from_millis(100) {
+            last_info = Instant::now();
+            if let Ok(Some(i)) = mptcp_info::read(&stream) {
+                info_max = Some(match info_max {
+                    Some(m) if m.subflows >= i.subflows => m,
+                    _ => i,
+                });
+            }
+        }
+    }
+    let info_end = mptcp_info::read(&stream).ok().flatten();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let received = receiver.join().map_err(|_| Error::Panicked)?;
+    drop(stream);
+    let (bytes, bins, seconds) = match received {
+        Ok(r) => r,
+        Err(e) => {
+            error.get_or_insert(e);
+            (0, Vec::new(), spec.duration.as_secs_f64())
+        }
+    };
+    // A last bin shorter than half a second says little per second; its bytes stay in the total.
+    let mut per_second_bps: Vec<f64> = bins.iter().map(|b| *b as f64 * 8.0).collect();
+    if seconds - seconds.floor() < 0.5 && per_second_bps.len() > seconds.floor() as usize {
+        per_second_bps.pop();
+    }
+    Ok(Outcome {
+        bytes,
+        seconds,
+        per_second_bps,
+        info_max,
+        info_end,
+        error,
+    })
+}
+
+fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<Outcome, Error> {
+    let port = free_port(server.ns)?;
+    let secs = spec.duration.as_secs().max(1).to_string();
+    let server_exec = guest::Netns::new(server.host, server.ns.name());
+    let server_cmd = Command::new([
+        "mptcpize",
+        "run",
+        "iperf3",
+        "-s",
+        "-1",
+        "-J",
+        "-p",
+        &port.to_string(),
+    ])
+    .timeout(spec.duration + Duration::from_secs(30));
+    let srv = std::thread::spawn(move || server_exec.run(&server_cmd));
+    wait_listening(server.ns, port, Duration::from_secs(5))?;
+    let client_exec = guest::Netns::new(client.host, client.ns.name());
+    let out = client_exec
+        .check(
+            &Command::new([
+                "mptcpize",
+                "run",
+                "iperf3",
+                "-c",
+                &spec.dst.to_string(),
+                "-p",
+                &port.to_string(),
+                "-t",
+                &secs,
+                "-J",
+            ])
+            .timeout(spec.duration + Duration::from_secs(30)),
+        )
+        .map_err(Error::Command);
+    let srv = srv.join().map_err(|_| Error::Panicked)?;
+    let out = out?;
+    let _ = srv.map_err(Error::Command)?;
+    let parsed = iperf3::parse(&out.stdout_lossy())?;
+    Ok(Outcome {
+        bytes: parsed.bytes_received,
+        seconds: parsed.seconds,
+        per_second_bps: parsed.per_second_bps,
+        info_max: None,
+        info_end: None,
+        error: parsed.error,
+    })
+}
+
+/// A port that is free in the namespace (bound and released).
+fn free_port(ns: &Namespace) -> Result<u16, Error> {
+    ns.run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).and_then(|l| l.local_addr()))?
+        .map(|a| a.port())
+        .map_err(|e| Error::io("finding a free port", e))
+}
+
+/// Wait until something listens on `port` in `ns` (a TCP listener in /proc/net/tcp, state 0A;
+/// an MPTCP listener has one).
+fn wait_listening(ns: &Namespace, port: u16, within: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + within;
+    let needle = format!(":{port:04X} 00000000:0000 0A");
+    loop {
+        let table = ns
+            .run(|| std::fs::read_to_string("/proc/thread-self/net/tcp"))?
+            .map_err(|e| Error::io("reading /proc/net/tcp", e))?;
+        if table.contains(&needle) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::NotListening { port });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Samples every interface's byte counters once per second on a thread.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<Vec<IfaceBytes>>,
+}
+
+impl Sampler {
+    fn start(sides: &[&Side<'_>]) -> Result<Self, Error> {
+        let mut conns = Vec::new();
+        for s in sides {
+            let rt = s.ns.run(Rtnl::open)??;
+            conns.push((s.host.to_string(), s.interfaces.clone(), rt));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let read = |conns: &mut Vec<(String, Vec<String>, Rtnl)>| -> Vec<(u64, u64)> {
+                let mut v = Vec::new();
+                for (_, ifaces, rt) in conns.iter_mut() {
+                    let links = rt.links().unwrap_or_default();
+                    for i in ifaces.iter() {
+                        let l = links.iter().find(|l| l.name == *i);
+                        v.push(l.map_or((0, 0), |l| (l.tx_bytes, l.rx_bytes)));
+                    }
+                }
+                v
+            };
+            let first = read(&mut conns);
+            let mut prev = first.clone();
+            let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); first.len()];
+            let t0 = Instant::now();
+            let mut tick = 1u32;
+            loop {
+                let next = t0 + Duration::from_secs(u64::from(tick));
+                while Instant::now() < next {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let now = read(&mut conns);
+                let stopped = flag.load(Ordering::Relaxed);
+                let span = if stopped {
+                    (t0.elapsed().as_secs_f64() - f64::from(tick - 1)).max(1e-3)
+                } else {
+                    1.0
+                };
+                for (k, ((tx, rx), (ptx, prx))) in now.iter().zip(&prev).enumerate() {
+                    let d = (tx.saturating_sub(*ptx) + rx.saturating_sub(*prx)) as f64;
+                    // A final partial second is kept only when it is most of a second.
+                    if !stopped || span >= 0.5 {
+                        per_second[k].push(d * 8.0 / span);
+                    }
+                }
+                prev = now;
+                tick += 1;
+                if stopped {
+                    break;
+                }
+            }
+            let mut out = Vec::new();
+            let mut k = 0;
+            for (host, ifaces, _) in &conns {
+                for i in ifaces {
+                    out.push(IfaceBytes {
+                        host: host.clone(),
+                        iface: i.clone(),
+                        tx_bytes: prev[k].0.saturating_sub(first[k].0),
+                        rx_bytes: prev[k].1.saturating_sub(first[k].1),
+                        per_second_bps: std::mem::take(&mut per_second[k]),
+                    });
+                    k += 1;
+                }
+            }
+            out
+        });
+        Ok(Self { stop, handle })
+    }
+
+    fn stop(self) -> Vec<IfaceBytes> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
+}
