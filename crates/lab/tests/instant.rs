@@ -280,6 +280,11 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
     }
     instant::apply(&a_lab, None, false).unwrap();
     instant::apply(&b.lab, None, false).unwrap();
+    // Shaped interfaces are idempotent too: the second apply reads tbf's rate back.
+    let again = instant::apply(&a_lab, None, false).unwrap();
+    for h in &again {
+        assert!(h.changes.is_empty(), "{}: {:?}", h.host, h.changes);
+    }
     let srv = ns(&a, "srv");
     let link = ip(&srv, &["-br", "link", "show", "eth1"]);
     assert!(link.contains("02:00:00:00:01:01"), "{link}");

@@ -123,9 +123,11 @@ fn guide_settings_fail_the_verdict() {
         .filter(|c| !c.pass)
         .map(|c| c.what.as_str())
         .collect();
-    assert!(
-        failed.contains(&"ue1 enp0s9") || failed.contains(&"subflows"),
-        "{failed:?}"
-    );
-    assert!(r.verdict.efficiency.unwrap() < 0.5, "{}", show(&r));
+    // Without arp_ignore/arp_announce (ARP flux) and without `signal` endpoints, the server's
+    // second NIC never carries data: one join at most (limits subflow 1), into one server NIC.
+    assert!(failed.contains(&"ue1 enp0s9"), "{failed:?}");
+    assert!(r.report.subflows_mib <= 2, "{}", show(&r));
+    // Shaping is on egress: the server's one busy NIC can receive from two client NICs, so the
+    // guide reaches at most 2 of 3 links' worth (0.31 on separate links: ../shared/MEASURED.md).
+    assert!(r.verdict.efficiency.unwrap() < 0.75, "{}", show(&r));
 }

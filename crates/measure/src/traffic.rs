@@ -92,7 +92,11 @@ pub struct Report {
     pub subflows_max: Option<u8>,
     /// Subflows at the end of the transfer (MPTCP_INFO; builtin only).
     pub subflows_end: Option<u8>,
-    /// Subflows counted from the server's MIB: the initial one plus MPJoinAckRx.
+    /// MPTCP connections the server accepted (MPCapableSYNRX): iperf3 opens two, a control
+    /// connection and the data connection.
+    pub connections: u64,
+    /// Subflows per connection from the server's MIB: the initial one plus MPJoinAckRx shared
+    /// out over the connections.
     pub subflows_mib: u64,
     /// The connection fell back to TCP.
     pub fallback: bool,
@@ -139,7 +143,8 @@ pub fn run(
         per_second_bps: outcome.per_second_bps,
         subflows_max: outcome.info_max.map(|i| i.subflows),
         subflows_end: outcome.info_end.map(|i| i.subflows),
-        subflows_mib: 1 + server_mib.get("MPJoinAckRx"),
+        connections: server_mib.get("MPCapableSYNRX"),
+        subflows_mib: 1 + server_mib.get("MPJoinAckRx") / server_mib.get("MPCapableSYNRX").max(1),
         fallback: outcome.info_end.is_some_and(|i| i.fallback)
             || server_mib.get("MPCapableSYNRX") == 0,
         survived: outcome.error.is_none(),
@@ -365,12 +370,22 @@ fn free_port(ns: &Namespace) -> Result<u16, Error> {
 /// an MPTCP listener has one).
 fn wait_listening(ns: &Namespace, port: u16, within: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + within;
-    let needle = format!(":{port:04X} 00000000:0000 0A");
+    let port_hex = format!(":{port:04X} ");
     loop {
+        // iperf3 listens on `::` (IPv4 through IPv6), so look at both tables.
         let table = ns
-            .run(|| std::fs::read_to_string("/proc/thread-self/net/tcp"))?
+            .run(|| {
+                let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp")?;
+                let v6 = std::fs::read_to_string("/proc/thread-self/net/tcp6").unwrap_or_default();
+                Ok::<_, std::io::Error>(v4 + &v6)
+            })?
             .map_err(|e| Error::io("reading /proc/net/tcp", e))?;
-        if table.contains(&needle) {
+        // `local_address rem_address st`: the local port, then state 0A (LISTEN).
+        let listening = table.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(port_hex.trim_end()) && f[3] == "0A"
+        });
+        if listening {
             return Ok(());
         }
         if Instant::now() > deadline {

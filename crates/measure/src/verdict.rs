@@ -50,9 +50,10 @@ pub fn judge(r: &Report, e: &Expect) -> Verdict {
         what: "subflows".into(),
         pass: seen >= e.subflows,
         detail: format!(
-            "{seen} established (expected {}: {}); server MIB: {} joins acknowledged",
+            "{seen} established (expected {}: {}); server MIB: {} connection(s), {} joins acknowledged each",
             e.subflows,
             e.subflows_why,
+            r.connections,
             r.subflows_mib.saturating_sub(1)
         ),
     });

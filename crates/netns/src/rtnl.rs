@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::Ipv4Net;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, Nla};
+use netlink_packet_core::{NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, Nla, NlasIterator};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
@@ -524,23 +524,54 @@ fn rule_msg(from: Ipv4Addr, table: u32, priority: Option<u32>) -> RuleMessage {
 
 /// tbf's rate from its options: `TCA_TBF_RATE64` (4) when present, else the `rate` field of
 /// `struct tc_tbf_qopt` in `TCA_TBF_PARMS` (1), at byte offset 8 (after cell_log, linklayer,
-/// overhead, cell_align, mpu). Both are in bytes per second.
+/// overhead, cell_align, mpu). Both are in bytes per second. netlink-packet-route keeps the
+/// options of a kind it does not know as one raw TCA_OPTIONS attribute holding the nest.
 fn tbf_rate(opts: &[TcOption]) -> Option<u64> {
     let mut parms = None;
     let mut rate64 = None;
     for o in opts {
         let TcOption::Other(nla) = o else { continue };
-        let mut value = vec![0; nla.value_len()];
-        nla.emit_value(&mut value);
-        match nla.kind() {
-            1 if value.len() >= 12 => {
-                parms = Some(u64::from(u32::from_ne_bytes(value[8..12].try_into().ok()?)));
+        let mut nest = vec![0; nla.value_len()];
+        nla.emit_value(&mut nest);
+        for attr in NlasIterator::new(&nest[..]) {
+            let Ok(attr) = attr else { break };
+            let value = attr.value();
+            match attr.kind() & NLA_TYPE_MASK {
+                1 if value.len() >= 12 => {
+                    parms = Some(u64::from(u32::from_ne_bytes(value[8..12].try_into().ok()?)));
+                }
+                4 if value.len() >= 8 => {
+                    rate64 = Some(u64::from_ne_bytes(value[..8].try_into().ok()?));
+                }
+                _ => {}
             }
-            4 if value.len() >= 8 => {
-                rate64 = Some(u64::from_ne_bytes(value[..8].try_into().ok()?));
-            }
-            _ => {}
         }
     }
     rate64.or(parms).map(|bytes| bytes * 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::DefaultNla;
+
+    /// TCA_OPTIONS of `tbf rate 50mbit burst 62500 latency 50ms` as the kernel dumps it.
+    #[test]
+    fn reads_tbf_rate_from_raw_options() {
+        let mut parms = vec![0u8; 36];
+        parms[8..12].copy_from_slice(&6_250_000u32.to_ne_bytes());
+        let mut nest = Vec::new();
+        nest.extend_from_slice(&(4 + 36u16).to_ne_bytes());
+        nest.extend_from_slice(&1u16.to_ne_bytes());
+        nest.extend_from_slice(&parms);
+        let opts = vec![TcOption::Other(DefaultNla::new(2, nest.clone()))];
+        assert_eq!(tbf_rate(&opts), Some(50_000_000));
+        // TCA_TBF_RATE64 wins (rates of 2^32 bytes/s and above).
+        nest.extend_from_slice(&12u16.to_ne_bytes());
+        nest.extend_from_slice(&4u16.to_ne_bytes());
+        nest.extend_from_slice(&10_000_000_000u64.to_ne_bytes());
+        let opts = vec![TcOption::Other(DefaultNla::new(2, nest))];
+        assert_eq!(tbf_rate(&opts), Some(80_000_000_000));
+        assert_eq!(tbf_rate(&[]), None);
+    }
 }
