@@ -48,7 +48,11 @@ fn ms(d: std::time::Duration) -> String {
 
 pub fn up(lab: &Lab, dir: &Path, apply_plan: bool) -> Result<(), Failure> {
     need_root("up")?;
-    let r = inst::up(lab, dir).map_err(fail)?;
+    let (r, applied) = if apply_plan {
+        inst::up_and_apply(lab, dir).map_err(fail)?
+    } else {
+        (inst::up(lab, dir).map_err(fail)?, Vec::new())
+    };
     let mut out = if r.adopted {
         format!(
             "lab `{}` is already up ({} namespaces)\n",
@@ -63,17 +67,15 @@ pub fn up(lab: &Lab, dir: &Path, apply_plan: bool) -> Result<(), Failure> {
             ms(r.elapsed)
         )
     };
-    if apply_plan {
-        for h in inst::apply(lab, None, false).map_err(fail)? {
-            writeln!(
-                out,
-                "  {}: {} changes in {}",
-                h.host,
-                h.changes.len(),
-                ms(h.elapsed)
-            )
-            .ok();
-        }
+    for h in applied {
+        writeln!(
+            out,
+            "  {}: {} changes in {}",
+            h.host,
+            h.changes.len(),
+            ms(h.elapsed)
+        )
+        .ok();
     }
     let first = lab.hosts.first().map_or("HOST", |h| h.name.as_str());
     writeln!(
@@ -266,6 +268,7 @@ pub fn render_test(r: &TestResult) -> String {
         match rep.tool {
             measure::Tool::Builtin => "built-in sender (IPPROTO_MPTCP)",
             measure::Tool::Iperf3 => "mptcpize run iperf3",
+            measure::Tool::Tcp => "plain TCP (baseline)",
         }
     );
     let eff = match (r.verdict.efficiency, r.expect.rate_sum_bps) {
@@ -371,7 +374,7 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
         }
     };
     let result = (|| -> Result<TestResult, Failure> {
-        let r = inst::up(&lab, &dir).map_err(fail)?;
+        let (r, applied) = inst::up_and_apply(&lab, &dir).map_err(fail)?;
         say(format!(
             "up: {} namespaces, {} interfaces in {} (lab `{}`, {} preset, every link {rate})",
             r.namespaces,
@@ -380,7 +383,7 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
             lab.name,
             preset.name()
         ));
-        for h in inst::apply(&lab, None, false).map_err(fail)? {
+        for h in applied {
             say(format!(
                 "apply: {} {} changes in {}",
                 h.host,
@@ -419,5 +422,18 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
         Ok(())
     } else {
         Err(Failure::Exit(EXIT_FINDINGS))
+    }
+}
+
+pub fn bench(opts: &lab::bench::Options, json: bool) -> Result<(), Failure> {
+    need_root("bench")?;
+    let scratch = std::env::temp_dir().join(format!("lab-bench-{}", std::process::id()));
+    let report = lab::bench::run(opts, &scratch, &mut |s| eprintln!("bench: {s}")).map_err(fail);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let report = report?;
+    if json {
+        json_out(&report)
+    } else {
+        print_out(&lab::bench::render(&report))
     }
 }

@@ -96,6 +96,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure lab's claims against baselines run side by side: aggregation efficiency (built-in
+    /// lab, guide, plain TCP), bring-up against `ip -batch`, and a second apply.
+    Bench {
+        /// Seconds per transfer in the efficiency runs (0 skips them).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Repetitions of each bring-up measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Host pairs in the large bring-up run (0 skips it).
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a lab for the MPTCP misconfigurations people hit, each with its fix.
     Doctor {
         #[command(flatten)]
@@ -279,6 +294,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
             test,
             json,
         } => instant::demo(preset, &rate, &test.options(), json),
+        Command::Bench {
+            seconds,
+            runs,
+            pairs,
+            json,
+        } => instant::bench(
+            &lab::bench::Options {
+                seconds,
+                runs,
+                pairs,
+                ..Default::default()
+            },
+            json,
+        ),
     }
 }
 

@@ -80,6 +80,56 @@ pub fn up(lab: &Lab, dir: &Path) -> Result<UpReport, Error> {
     Ok(topology(lab).up(&state_file(dir, lab))?)
 }
 
+/// `up` and `apply` overlapped: each host is configured on its own thread as soon as its
+/// interfaces exist, while the next host is being wired.
+pub fn up_and_apply(lab: &Lab, dir: &Path) -> Result<(UpReport, Vec<HostApplied>), Error> {
+    let topo = topology(lab);
+    let state = state_file(dir, lab);
+    std::thread::scope(|s| {
+        let mut workers = Vec::new();
+        let report = topo.up_with(&state, &mut |mut host| {
+            workers.push(s.spawn(move || -> Result<HostApplied, Error> {
+                let start = Instant::now();
+                let plan = lab
+                    .host(host.name())
+                    .ok_or_else(|| Error::NoHost(host.name().to_string()))?
+                    .net();
+                let changes = host.converge(&plan)?.changes;
+                Ok(HostApplied {
+                    host: host.name().to_string(),
+                    changes,
+                    elapsed: start.elapsed(),
+                })
+            }));
+        });
+        let applied: Vec<Result<HostApplied, Error>> = workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or(Err(Error::Netns(netns::Error::Panicked)))
+            })
+            .collect();
+        let report = report?;
+        Ok((report, applied.into_iter().collect::<Result<_, _>>()?))
+    })
+}
+
+fn converge_host(lab: &Lab, h: &crate::Host, dry_run: bool) -> Result<HostApplied, Error> {
+    let start = Instant::now();
+    let mut host = open_host(lab, &h.name)?;
+    let plan = h.net();
+    let changes = if dry_run {
+        net::diff(&plan, &host.observe(&plan)?)
+    } else {
+        host.converge(&plan)?.changes
+    };
+    Ok(HostApplied {
+        host: h.name.clone(),
+        changes,
+        elapsed: start.elapsed(),
+    })
+}
+
 /// Remove every namespace of the lab. Returns the names removed.
 pub fn down(lab: &Lab, dir: &Path) -> Result<Vec<String>, Error> {
     Ok(netns::topology::down(&lab.name, &state_file(dir, lab))?)
@@ -117,27 +167,23 @@ pub fn apply(lab: &Lab, only: Option<&str>, dry_run: bool) -> Result<Vec<HostApp
     {
         return Err(Error::NoHost(h.to_string()));
     }
-    let mut out = Vec::new();
-    for h in lab
-        .hosts
-        .iter()
-        .filter(|h| only.is_none_or(|o| o == h.name))
-    {
-        let start = Instant::now();
-        let mut host = open_host(lab, &h.name)?;
-        let plan = h.net();
-        let changes = if dry_run {
-            net::diff(&plan, &host.observe(&plan)?)
-        } else {
-            host.converge(&plan)?.changes
-        };
-        out.push(HostApplied {
-            host: h.name.clone(),
-            changes,
-            elapsed: start.elapsed(),
-        });
-    }
-    Ok(out)
+    // Hosts are independent: converge them in parallel.
+    let results: Vec<Result<HostApplied, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = lab
+            .hosts
+            .iter()
+            .filter(|h| only.is_none_or(|o| o == h.name))
+            .map(|h| s.spawn(move || converge_host(lab, h, dry_run)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or(Err(Error::Netns(netns::Error::Panicked)))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
 }
 
 /// Take an interface down, or bring it up again and restore what the kernel dropped with it

@@ -6,6 +6,7 @@
 //! holds the built-in lab and the guide's settings; [`doctor::check`] explains MPTCP
 //! misconfigurations. [`Host::net`] hands a host to the pure renderers of the `net` crate.
 
+pub mod bench;
 mod derive;
 pub mod diag;
 pub mod doctor;

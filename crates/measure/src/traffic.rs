@@ -28,6 +28,8 @@ pub enum Tool {
     Builtin,
     /// `mptcpize run iperf3`, as in the guide.
     Iperf3,
+    /// The built-in sender on plain TCP sockets: the one-path baseline.
+    Tcp,
 }
 
 /// One side of the transfer: a host in a namespace and the interfaces to count.
@@ -122,7 +124,8 @@ pub fn run(
     let event_log = run_events(start, events);
 
     let outcome = match spec.tool {
-        Tool::Builtin => builtin(spec, server, client, start)?,
+        Tool::Builtin => builtin(spec, server, client, start, Protocol::MPTCP)?,
+        Tool::Tcp => builtin(spec, server, client, start, Protocol::TCP)?,
         Tool::Iperf3 => iperf3_transfer(spec, server, client)?,
     };
 
@@ -145,8 +148,9 @@ pub fn run(
         subflows_end: outcome.info_end.map(|i| i.subflows),
         connections: server_mib.get("MPCapableSYNRX"),
         subflows_mib: 1 + server_mib.get("MPJoinAckRx") / server_mib.get("MPCapableSYNRX").max(1),
-        fallback: outcome.info_end.is_some_and(|i| i.fallback)
-            || server_mib.get("MPCapableSYNRX") == 0,
+        fallback: spec.tool != Tool::Tcp
+            && (outcome.info_end.is_some_and(|i| i.fallback)
+                || server_mib.get("MPCapableSYNRX") == 0),
         survived: outcome.error.is_none(),
         error: outcome.error,
         server_mib: server_mib.reported(),
@@ -189,8 +193,8 @@ struct Outcome {
 
 const CHUNK: usize = 128 * 1024;
 
-fn mptcp_socket() -> Result<Socket, Error> {
-    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP)).map_err(|e| {
+fn stream_socket(proto: Protocol) -> Result<Socket, Error> {
+    Socket::new(Domain::IPV4, Type::STREAM, Some(proto)).map_err(|e| {
         if matches!(
             e.raw_os_error(),
             Some(libc::EPROTONOSUPPORT) | Some(libc::ENOPROTOOPT)
@@ -207,9 +211,10 @@ fn builtin(
     server: &Side<'_>,
     client: &Side<'_>,
     start: Instant,
+    proto: Protocol,
 ) -> Result<Outcome, Error> {
     let listener: TcpListener = server.ns.run(|| -> Result<TcpListener, Error> {
-        let s = mptcp_socket()?;
+        let s = stream_socket(proto)?;
         s.set_reuse_address(true)
             .map_err(|e| Error::io("SO_REUSEADDR", e))?;
         let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
@@ -248,7 +253,7 @@ fn builtin(
     });
 
     let dst = SocketAddr::V4(SocketAddrV4::new(spec.dst, port));
-    let sock = client.ns.run(mptcp_socket)??;
+    let sock = client.ns.run(|| stream_socket(proto))??;
     sock.connect_timeout(&dst.into(), Duration::from_secs(5))
         .map_err(|e| Error::io(format!("connecting to {dst}"), e))?;
     sock.set_write_timeout(Some(Duration::from_millis(200)))

@@ -11,9 +11,9 @@ use net::diff::{
 use net::{Change, EndpointFlags, HostNet, Limits, Step};
 
 use crate::Error;
-use crate::mptcp_pm::{MptcpPm, PmEndpoint};
+use crate::mptcp_pm::{MptcpPm, PmEndpoint, PmReq};
 use crate::ns::Namespace;
-use crate::rtnl::{Route, Rtnl};
+use crate::rtnl::{Route, RtReq, Rtnl};
 
 /// The kernel's `implicit` endpoint flag.
 const FLAG_IMPLICIT: u32 = 0x10;
@@ -46,6 +46,16 @@ impl Host {
             rtnl,
             pm,
         })
+    }
+
+    /// A host from connections opened inside `ns`.
+    pub fn from_parts(name: &str, ns: Namespace, rtnl: Rtnl, pm: MptcpPm) -> Self {
+        Self {
+            name: name.to_string(),
+            ns,
+            rtnl,
+            pm,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -203,21 +213,46 @@ impl Host {
         for l in self.rtnl.links()? {
             index.insert(l.name, l.index);
         }
+        let host = self.name.clone();
         let idx = |dev: &str| {
             index
                 .get(dev)
                 .copied()
-                .ok_or_else(|| Error::NoInterface(format!("{dev} (host {})", self.name)))
+                .ok_or_else(|| Error::NoInterface(format!("{dev} (host {host})")))
         };
+        // Consecutive changes of one kind go to the kernel in one write; the order is kept.
+        let mut rt: Vec<RtReq> = Vec::new();
+        let mut pm: Vec<PmReq> = Vec::new();
         for c in changes {
+            let tc_argv = match c {
+                Change::Apply(step @ Step::Qdisc { shaping, .. }) => Some((
+                    step.argv(net::TableNaming::Id).unwrap_or_default(),
+                    shaping.needs_netem(),
+                )),
+                Change::DelQdisc { .. } => Some((c.argv().unwrap_or_default(), false)),
+                _ => None,
+            };
+            if let Some((argv, netem)) = tc_argv {
+                self.flush(&mut rt, &mut pm)?;
+                self.tc(argv, netem)?;
+                continue;
+            }
             match c {
                 Change::Apply(step) => match step {
-                    Step::Sysctl(_) | Step::RtTable { .. } => {}
-                    Step::LinkUp { dev, mtu } => {
-                        self.rtnl.set_link(idx(dev)?, Some(true), *mtu, None)?;
+                    Step::Sysctl(_) | Step::RtTable { .. } | Step::Qdisc { .. } => {}
+                    Step::LinkUp { dev, mtu } => rt.push(RtReq::SetLink {
+                        index: idx(dev)?,
+                        up: Some(true),
+                        mtu: *mtu,
+                        master: None,
+                    }),
+                    Step::Address { dev, address } => {
+                        rt.push(RtReq::AddAddress(idx(dev)?, *address))
                     }
-                    Step::Address { dev, address } => self.rtnl.add_address(idx(dev)?, *address)?,
-                    Step::Rule { from, table_id, .. } => self.rtnl.add_rule(*from, *table_id)?,
+                    Step::Rule { from, table_id, .. } => rt.push(RtReq::AddRule {
+                        from: *from,
+                        table: *table_id,
+                    }),
                     Step::Route {
                         to,
                         via,
@@ -225,50 +260,99 @@ impl Host {
                         scope_link,
                         table_id,
                         ..
-                    } => self.rtnl.add_route(&Route {
+                    } => rt.push(RtReq::AddRoute(Route {
                         table: *table_id,
                         dst: *to,
                         gateway: *via,
                         oif: Some(idx(dev)?),
                         scope_link: *scope_link,
                         kind_unicast: true,
-                    })?,
+                    })),
                     Step::Endpoint(e) => {
                         let ifindex = match &e.dev {
                             Some(d) => i32::try_from(idx(d)?).unwrap_or(0),
                             None => 0,
                         };
-                        self.pm.add_endpoint(&PmEndpoint {
+                        self.flush_rt(&mut rt)?;
+                        pm.push(PmReq::AddEndpoint(PmEndpoint {
                             id: e.id.unwrap_or(0),
                             address: Some(e.address),
                             port: e.port,
                             flags: e.flags.bits(),
                             ifindex,
-                        })?;
+                        }));
                     }
-                    Step::Limits(l) => self.pm.set_limits(l.subflows, l.add_addr_accepted)?,
-                    Step::Qdisc { shaping, .. } => {
-                        let argv = step.argv(net::TableNaming::Id).unwrap_or_default();
-                        self.tc(argv, shaping.needs_netem())?;
+                    Step::Limits(l) => {
+                        self.flush_rt(&mut rt)?;
+                        pm.push(PmReq::SetLimits {
+                            subflows: l.subflows,
+                            add_addr_accepted: l.add_addr_accepted,
+                        });
                     }
                 },
-                Change::DelEndpoint { id, address } => self.pm.del_endpoint(*id, *address)?,
-                Change::DelRule(r) => self.rtnl.del_rule(r.from, r.table, r.priority)?,
-                Change::DelRoute(r) => self.rtnl.del_route(&Route {
-                    table: r.table,
-                    dst: r.to,
-                    gateway: r.via,
-                    oif: Some(idx(&r.dev)?),
-                    scope_link: r.scope_link,
-                    kind_unicast: true,
-                })?,
-                Change::DelAddress(a) => self.rtnl.del_address(idx(&a.dev)?, a.address)?,
-                Change::DelQdisc { .. } => {
-                    self.tc(c.argv().unwrap_or_default(), false)?;
+                Change::DelEndpoint { id, address } => {
+                    self.flush_rt(&mut rt)?;
+                    pm.push(PmReq::DelEndpoint {
+                        id: *id,
+                        address: *address,
+                    });
                 }
+                Change::DelRule(r) => {
+                    self.flush_pm(&mut pm)?;
+                    rt.push(RtReq::DelRule {
+                        from: r.from,
+                        table: r.table,
+                        priority: r.priority,
+                    });
+                }
+                Change::DelRoute(r) => {
+                    self.flush_pm(&mut pm)?;
+                    rt.push(RtReq::DelRoute(Route {
+                        table: r.table,
+                        dst: r.to,
+                        gateway: r.via,
+                        oif: Some(idx(&r.dev)?),
+                        scope_link: r.scope_link,
+                        kind_unicast: true,
+                    }));
+                }
+                Change::DelAddress(a) => {
+                    self.flush_pm(&mut pm)?;
+                    rt.push(RtReq::DelAddress(idx(&a.dev)?, a.address));
+                }
+                Change::DelQdisc { .. } => {}
+            }
+            if matches!(
+                c,
+                Change::Apply(
+                    Step::LinkUp { .. }
+                        | Step::Address { .. }
+                        | Step::Rule { .. }
+                        | Step::Route { .. }
+                )
+            ) {
+                self.flush_pm(&mut pm)?;
             }
         }
+        self.flush(&mut rt, &mut pm)
+    }
+
+    fn flush_rt(&mut self, rt: &mut Vec<RtReq>) -> Result<(), Error> {
+        self.rtnl.batch(rt)?;
+        rt.clear();
         Ok(())
+    }
+
+    fn flush_pm(&mut self, pm: &mut Vec<PmReq>) -> Result<(), Error> {
+        self.pm.batch(pm)?;
+        pm.clear();
+        Ok(())
+    }
+
+    fn flush(&mut self, rt: &mut Vec<RtReq>, pm: &mut Vec<PmReq>) -> Result<(), Error> {
+        // Only one of the two is non-empty: a change of kind flushes the other.
+        self.flush_rt(rt)?;
+        self.flush_pm(pm)
     }
 
     /// Read the state, diff it against `plan`, apply the difference, and return what changed.

@@ -210,6 +210,71 @@ impl ParseableParametrized<[u8], GenlHeader> for PmMessage {
     }
 }
 
+/// A change request, so that many can go in one write ([`MptcpPm::batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PmReq {
+    AddEndpoint(PmEndpoint),
+    DelEndpoint {
+        id: u8,
+        address: Ipv4Addr,
+    },
+    SetLimits {
+        subflows: u32,
+        add_addr_accepted: u32,
+    },
+}
+
+impl PmReq {
+    fn message(&self) -> (String, u8, Vec<PmAttr>) {
+        match self {
+            PmReq::AddEndpoint(e) => {
+                let mut attrs = vec![AddrAttr::Family(AF_INET)];
+                if e.id != 0 {
+                    attrs.push(AddrAttr::Id(e.id));
+                }
+                if let Some(ip) = e.address {
+                    attrs.push(AddrAttr::Addr4(ip));
+                }
+                if let Some(p) = e.port {
+                    attrs.push(AddrAttr::Port(p));
+                }
+                attrs.push(AddrAttr::Flags(e.flags));
+                if e.ifindex != 0 {
+                    attrs.push(AddrAttr::IfIndex(e.ifindex));
+                }
+                let what = format!(
+                    "adding MPTCP endpoint {} (flags 0x{:x})",
+                    e.address.map_or_else(String::new, |a| a.to_string()),
+                    e.flags
+                );
+                (what, CMD_ADD_ADDR, vec![PmAttr::Addr(attrs)])
+            }
+            PmReq::DelEndpoint { id, address } => (
+                format!("deleting MPTCP endpoint id {id} {address}"),
+                CMD_DEL_ADDR,
+                vec![PmAttr::Addr(vec![
+                    AddrAttr::Family(AF_INET),
+                    AddrAttr::Id(*id),
+                    AddrAttr::Addr4(*address),
+                ])],
+            ),
+            PmReq::SetLimits {
+                subflows,
+                add_addr_accepted,
+            } => (
+                format!(
+                    "setting MPTCP limits subflow {subflows} add_addr_accepted {add_addr_accepted}"
+                ),
+                CMD_SET_LIMITS,
+                vec![
+                    PmAttr::RcvAddAddrs(*add_addr_accepted),
+                    PmAttr::Subflows(*subflows),
+                ],
+            ),
+        }
+    }
+}
+
 /// A connection to the MPTCP path manager of one namespace.
 #[derive(Debug)]
 pub struct MptcpPm {
@@ -277,41 +342,30 @@ impl MptcpPm {
 
     /// Add an endpoint (id 0: the kernel picks one).
     pub fn add_endpoint(&mut self, e: &PmEndpoint) -> Result<(), Error> {
-        let mut attrs = vec![AddrAttr::Family(AF_INET)];
-        if e.id != 0 {
-            attrs.push(AddrAttr::Id(e.id));
-        }
-        if let Some(ip) = e.address {
-            attrs.push(AddrAttr::Addr4(ip));
-        }
-        if let Some(p) = e.port {
-            attrs.push(AddrAttr::Port(p));
-        }
-        attrs.push(AddrAttr::Flags(e.flags));
-        if e.ifindex != 0 {
-            attrs.push(AddrAttr::IfIndex(e.ifindex));
-        }
-        let what = format!(
-            "adding MPTCP endpoint {} (flags 0x{:x})",
-            e.address.map_or_else(String::new, |a| a.to_string()),
-            e.flags
-        );
-        let req = self.msg(CMD_ADD_ADDR, vec![PmAttr::Addr(attrs)]);
-        self.conn.ack(&what, req, 0)
+        self.batch(&[PmReq::AddEndpoint(e.clone())])
     }
 
     pub fn del_endpoint(&mut self, id: u8, address: Ipv4Addr) -> Result<(), Error> {
-        let attrs = vec![
-            AddrAttr::Family(AF_INET),
-            AddrAttr::Id(id),
-            AddrAttr::Addr4(address),
-        ];
-        let req = self.msg(CMD_DEL_ADDR, vec![PmAttr::Addr(attrs)]);
-        self.conn.ack(
-            &format!("deleting MPTCP endpoint id {id} {address}"),
-            req,
-            0,
-        )
+        self.batch(&[PmReq::DelEndpoint { id, address }])
+    }
+
+    pub fn set_limits(&mut self, subflows: u32, add_addr_accepted: u32) -> Result<(), Error> {
+        self.batch(&[PmReq::SetLimits {
+            subflows,
+            add_addr_accepted,
+        }])
+    }
+
+    /// Send `reqs` in one write and wait for all of them (in order; the first error stops).
+    pub fn batch(&mut self, reqs: &[PmReq]) -> Result<(), Error> {
+        let msgs = reqs
+            .iter()
+            .map(|r| {
+                let (what, cmd, attrs) = r.message();
+                (what, self.msg(cmd, attrs), 0)
+            })
+            .collect();
+        self.conn.batch(msgs)
     }
 
     pub fn flush(&mut self) -> Result<(), Error> {
@@ -337,22 +391,5 @@ impl MptcpPm {
             }
         }
         Ok((subflows, accepted))
-    }
-
-    pub fn set_limits(&mut self, subflows: u32, add_addr_accepted: u32) -> Result<(), Error> {
-        let req = self.msg(
-            CMD_SET_LIMITS,
-            vec![
-                PmAttr::RcvAddAddrs(add_addr_accepted),
-                PmAttr::Subflows(subflows),
-            ],
-        );
-        self.conn.ack(
-            &format!(
-                "setting MPTCP limits subflow {subflows} add_addr_accepted {add_addr_accepted}"
-            ),
-            req,
-            0,
-        )
     }
 }

@@ -67,6 +67,66 @@ impl Conn {
         self.exchange(what, msg, NLM_F_REQUEST | NLM_F_ACK)
     }
 
+    /// Send several requests in one write (each acknowledged) and wait for every
+    /// acknowledgement; the kernel handles them in order. Stops at the first error.
+    pub fn batch<M>(&mut self, reqs: Vec<(String, M, u16)>) -> Result<(), Error>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let first = self.seq.wrapping_add(1);
+        let mut out = Vec::new();
+        let mut whats = Vec::with_capacity(reqs.len());
+        for (what, msg, flags) in reqs {
+            self.seq = self.seq.wrapping_add(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            header.sequence_number = self.seq;
+            let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+            packet.finalize();
+            let at = out.len();
+            out.resize(at + packet.buffer_len(), 0);
+            packet.serialize(&mut out[at..]);
+            whats.push(what);
+        }
+        self.sock
+            .send(&out, 0)
+            .map_err(|e| Error::io(format!("sending netlink requests ({})", whats[0]), e))?;
+        let mut pending = whats.len();
+        while pending > 0 {
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(|e| Error::io("receiving a netlink reply", e))?;
+            let mut offset = 0;
+            while offset < n {
+                let parsed = NetlinkMessage::<M>::deserialize(&self.buf[offset..n])
+                    .map_err(|e| Error::Decode(format!("{}: {e}", whats[0])))?;
+                let len = parsed.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+                let k = parsed.header.sequence_number.wrapping_sub(first) as usize;
+                if k >= whats.len() {
+                    continue; // a late reply to an earlier request
+                }
+                if let NetlinkPayload::Error(e) = parsed.payload {
+                    if let Some(code) = e.code {
+                        return Err(Error::Netlink {
+                            what: whats[k].clone(),
+                            source: std::io::Error::from_raw_os_error(-code.get()),
+                        });
+                    }
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn exchange<M>(&mut self, what: &str, msg: M, flags: u16) -> Result<Vec<M>, Error>
     where
         M: NetlinkSerializable + NetlinkDeserializable + Debug,

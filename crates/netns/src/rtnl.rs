@@ -119,14 +119,9 @@ impl Rtnl {
         )
     }
 
-    /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns` (here when `None`),
-    /// with the peer's MAC, MTU and alias.
-    pub fn add_veth(
-        &mut self,
-        name: &str,
-        alias: Option<&str>,
-        peer: &VethEnd<'_>,
-    ) -> Result<(), Error> {
+    /// Create a veth pair in one request: `near` here (optionally up and enslaved to a bridge),
+    /// `peer` in the namespace `peer.ns` (here when `None`) with its MAC and MTU.
+    pub fn add_veth(&mut self, near: &VethNear<'_>, peer: &VethEnd<'_>) -> Result<(), Error> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.name.into()));
         if let Some(fd) = peer.ns {
@@ -139,31 +134,29 @@ impl Rtnl {
             p.attributes.push(LinkAttribute::Mtu(mtu));
         }
         let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::IfName(name.into()));
-        if let Some(mtu) = peer.mtu {
+        m.attributes.push(LinkAttribute::IfName(near.name.into()));
+        if near.up {
+            m.header.flags = LinkFlags::Up;
+            m.header.change_mask = LinkFlags::Up;
+        }
+        if let Some(mac) = near.mac {
+            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = near.mtu.or(peer.mtu) {
             m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(master) = near.master {
+            m.attributes.push(LinkAttribute::Controller(master));
         }
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
         ]));
         self.conn.ack(
-            &format!("creating veth {name} (peer {})", peer.name),
+            &format!("creating veth {} (peer {})", near.name, peer.name),
             RouteNetlinkMessage::NewLink(m),
             NLM_F_CREATE | NLM_F_EXCL,
-        )?;
-        if let Some(alias) = alias {
-            let index = self.index(name)?;
-            let mut m = LinkMessage::default();
-            m.header.index = index;
-            m.attributes.push(LinkAttribute::IfAlias(alias.into()));
-            self.conn.ack(
-                &format!("setting the alias of {name}"),
-                RouteNetlinkMessage::SetLink(m),
-                0,
-            )?;
-        }
-        Ok(())
+        )
     }
 
     /// Set a link up or down, its MTU and its bridge.
@@ -174,25 +167,17 @@ impl Rtnl {
         mtu: Option<u32>,
         master: Option<u32>,
     ) -> Result<(), Error> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        if let Some(up) = up {
-            m.header.change_mask = LinkFlags::Up;
-            if up {
-                m.header.flags = LinkFlags::Up;
-            }
-        }
-        if let Some(mtu) = mtu {
-            m.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        if let Some(master) = master {
-            m.attributes.push(LinkAttribute::Controller(master));
-        }
-        self.conn.ack(
-            &format!("setting link #{index}"),
-            RouteNetlinkMessage::SetLink(m),
-            0,
-        )
+        self.batch(&[RtReq::SetLink {
+            index,
+            up,
+            mtu,
+            master,
+        }])
+    }
+
+    /// Send `reqs` in one write and wait for all of them (in order; the first error stops).
+    pub fn batch(&mut self, reqs: &[RtReq]) -> Result<(), Error> {
+        self.conn.batch(reqs.iter().map(RtReq::message).collect())
     }
 
     pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<(), Error> {
@@ -240,22 +225,6 @@ impl Rtnl {
         Ok(out)
     }
 
-    pub fn add_address(&mut self, index: u32, net: Ipv4Net) -> Result<(), Error> {
-        self.conn.ack(
-            &format!("adding address {net}"),
-            RouteNetlinkMessage::NewAddress(address_msg(index, net)),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-    }
-
-    pub fn del_address(&mut self, index: u32, net: Ipv4Net) -> Result<(), Error> {
-        self.conn.ack(
-            &format!("deleting address {net}"),
-            RouteNetlinkMessage::DelAddress(address_msg(index, net)),
-            0,
-        )
-    }
-
     /// Every IPv4 route in every table.
     pub fn routes(&mut self) -> Result<Vec<Route>, Error> {
         let mut req = RouteMessage::default();
@@ -298,22 +267,6 @@ impl Rtnl {
         Ok(out)
     }
 
-    pub fn add_route(&mut self, r: &Route) -> Result<(), Error> {
-        self.conn.ack(
-            &format!("adding {}", describe_route(r)),
-            RouteNetlinkMessage::NewRoute(route_msg(r, false)),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-    }
-
-    pub fn del_route(&mut self, r: &Route) -> Result<(), Error> {
-        self.conn.ack(
-            &format!("deleting {}", describe_route(r)),
-            RouteNetlinkMessage::DelRoute(route_msg(r, true)),
-            0,
-        )
-    }
-
     pub fn rules(&mut self) -> Result<Vec<Rule>, Error> {
         let mut req = RuleMessage::default();
         req.header.family = AddressFamily::Inet;
@@ -344,27 +297,6 @@ impl Rtnl {
             out.push(rule);
         }
         Ok(out)
-    }
-
-    pub fn add_rule(&mut self, from: Ipv4Addr, table: u32) -> Result<(), Error> {
-        self.conn.ack(
-            &format!("adding rule from {from} table {table}"),
-            RouteNetlinkMessage::NewRule(rule_msg(from, table, None)),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-    }
-
-    pub fn del_rule(
-        &mut self,
-        from: Ipv4Addr,
-        table: u32,
-        priority: Option<u32>,
-    ) -> Result<(), Error> {
-        self.conn.ack(
-            &format!("deleting rule from {from} table {table}"),
-            RouteNetlinkMessage::DelRule(rule_msg(from, table, priority)),
-            0,
-        )
     }
 
     /// Root qdiscs of every link.
@@ -399,6 +331,111 @@ impl Rtnl {
         }
         Ok(out)
     }
+}
+
+/// A change request, so that many can go in one write ([`Rtnl::batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtReq {
+    SetLink {
+        index: u32,
+        up: Option<bool>,
+        mtu: Option<u32>,
+        master: Option<u32>,
+    },
+    AddAddress(u32, Ipv4Net),
+    DelAddress(u32, Ipv4Net),
+    AddRoute(Route),
+    DelRoute(Route),
+    AddRule {
+        from: Ipv4Addr,
+        table: u32,
+    },
+    DelRule {
+        from: Ipv4Addr,
+        table: u32,
+        priority: Option<u32>,
+    },
+}
+
+impl RtReq {
+    /// (what, message, extra flags)
+    fn message(&self) -> (String, RouteNetlinkMessage, u16) {
+        const NEW: u16 = NLM_F_CREATE | NLM_F_EXCL;
+        match self {
+            RtReq::SetLink {
+                index,
+                up,
+                mtu,
+                master,
+            } => {
+                let mut m = LinkMessage::default();
+                m.header.index = *index;
+                if let Some(up) = up {
+                    m.header.change_mask = LinkFlags::Up;
+                    if *up {
+                        m.header.flags = LinkFlags::Up;
+                    }
+                }
+                if let Some(mtu) = mtu {
+                    m.attributes.push(LinkAttribute::Mtu(*mtu));
+                }
+                if let Some(master) = master {
+                    m.attributes.push(LinkAttribute::Controller(*master));
+                }
+                (
+                    format!("setting link #{index}"),
+                    RouteNetlinkMessage::SetLink(m),
+                    0,
+                )
+            }
+            RtReq::AddAddress(i, net) => (
+                format!("adding address {net}"),
+                RouteNetlinkMessage::NewAddress(address_msg(*i, *net)),
+                NEW,
+            ),
+            RtReq::DelAddress(i, net) => (
+                format!("deleting address {net}"),
+                RouteNetlinkMessage::DelAddress(address_msg(*i, *net)),
+                0,
+            ),
+            RtReq::AddRoute(r) => (
+                format!("adding {}", describe_route(r)),
+                RouteNetlinkMessage::NewRoute(route_msg(r, false)),
+                NEW,
+            ),
+            RtReq::DelRoute(r) => (
+                format!("deleting {}", describe_route(r)),
+                RouteNetlinkMessage::DelRoute(route_msg(r, true)),
+                0,
+            ),
+            RtReq::AddRule { from, table } => (
+                format!("adding rule from {from} table {table}"),
+                RouteNetlinkMessage::NewRule(rule_msg(*from, *table, None)),
+                NEW,
+            ),
+            RtReq::DelRule {
+                from,
+                table,
+                priority,
+            } => (
+                format!("deleting rule from {from} table {table}"),
+                RouteNetlinkMessage::DelRule(rule_msg(*from, *table, *priority)),
+                0,
+            ),
+        }
+    }
+}
+
+/// The near end of a veth pair (created in the connection's namespace).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VethNear<'a> {
+    pub name: &'a str,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    /// Bring it up at creation.
+    pub up: bool,
+    /// Enslave it to this bridge at creation.
+    pub master: Option<u32>,
 }
 
 /// The far end of a veth pair.

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::host::Host;
+use crate::mptcp_pm::MptcpPm;
 use crate::ns::Namespace;
-use crate::rtnl::{Rtnl, VethEnd};
+use crate::rtnl::{Rtnl, VethEnd, VethNear};
 
 /// What a lab's namespaces are made of. Built by the `lab` crate from a Lab.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,12 +109,34 @@ impl Topology {
     /// Create the lab's namespaces and wiring. A lab that is fully up is adopted as it is; a
     /// partial one (an interrupted `up`) is removed first.
     pub fn up(&self, state_file: &Path) -> Result<UpReport, Error> {
+        self.up_with(state_file, &mut |_| {})
+    }
+
+    /// Open every host of a lab that is up.
+    pub fn open_hosts(&self) -> Result<Vec<Host>, Error> {
+        self.hosts
+            .iter()
+            .map(|h| Host::open(&h.name, &self.host_ns(&h.name)))
+            .collect()
+    }
+
+    /// [`up`](Self::up), handing each host (with its netlink connections open) to `ready` as
+    /// soon as it has all its interfaces, so that configuring it can overlap wiring the rest.
+    /// An adopted lab hands over every host.
+    pub fn up_with(
+        &self,
+        state_file: &Path,
+        ready: &mut dyn FnMut(Host),
+    ) -> Result<UpReport, Error> {
         let start = Instant::now();
         if let Some(s) = read_state(state_file)?
             && s.complete
             && s == self.state(true)
             && s.namespaces.iter().all(|n| crate::ns::path_of(n).exists())
         {
+            for h in self.open_hosts()? {
+                ready(h);
+            }
             return Ok(UpReport {
                 namespaces: s.namespaces.len(),
                 adopted: true,
@@ -123,34 +147,78 @@ impl Topology {
         down(&self.lab, state_file)?;
         write_state(state_file, &self.state(false))?;
 
+        // Namespaces are created in parallel: the kernel's set-up of a namespace dominates.
+        // Each host's netlink connections are opened on its creating thread, inside it.
+        type Made = (Namespace, Option<(Rtnl, MptcpPm)>);
+        let created: Vec<Result<Made, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .hosts
+                .iter()
+                .map(|h| (self.host_ns(&h.name), true))
+                .chain(self.segments.iter().map(|g| (self.segment_ns(g), false)))
+                .map(|(name, is_host)| {
+                    s.spawn(move || {
+                        Namespace::create_with(&name, || {
+                            // Loopback up (services bound to 127.0.0.1 inside a host).
+                            let mut rt = Rtnl::open()?;
+                            let lo = rt.index("lo")?;
+                            rt.set_link(lo, Some(true), None, None)?;
+                            Ok(if is_host {
+                                Some((rt, MptcpPm::open()?))
+                            } else {
+                                None
+                            })
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Error::Panicked)))
+                .collect()
+        });
+        let mut created = created.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let switches: Vec<Namespace> = created
+            .split_off(self.hosts.len())
+            .into_iter()
+            .map(|(ns, _)| ns)
+            .collect();
+        let mut conns = Vec::new();
         let mut hosts = Vec::new();
-        for h in &self.hosts {
-            hosts.push(Namespace::create(&self.host_ns(&h.name))?);
+        for (ns, c) in created {
+            hosts.push(ns);
+            conns.push(c);
         }
         let mut interfaces = 0;
-        // Loopback up in every host (services bound to 127.0.0.1 inside a host).
-        for ns in &hosts {
-            ns.run(|| -> Result<(), Error> {
-                let mut rt = Rtnl::open()?;
-                let lo = rt.index("lo")?;
-                rt.set_link(lo, Some(true), None, None)
-            })??;
-        }
-        for seg in &self.segments {
-            let sw = Namespace::create(&self.segment_ns(seg))?;
+        // One bridge per segment, in the segment's namespace.
+        let mut bridges = Vec::new();
+        for sw in &switches {
             let mut rt = sw.run(Rtnl::open)??;
             rt.add_bridge("br0")?;
             let br = rt.index("br0")?;
             rt.set_link(br, Some(true), None, None)?;
-            for (hi, h) in self.hosts.iter().enumerate() {
-                for (ii, i) in h.interfaces.iter().enumerate() {
-                    if i.attach != TopoAttach::Segment(seg.clone()) {
-                        continue;
-                    }
-                    let port = format!("p{hi}x{ii}");
+            bridges.push((rt, br));
+        }
+        // Host by host, so each host can be configured (`ready`) while the next is wired: a
+        // host's ports on every segment, then its links to hosts after it (links to hosts
+        // before it were made with those).
+        for (hi, h) in self.hosts.iter().enumerate() {
+            for (si, seg) in self.segments.iter().enumerate() {
+                let ports: Vec<(usize, &TopoIface)> = h
+                    .interfaces
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.attach == TopoAttach::Segment(seg.clone()))
+                    .collect();
+                let (rt, br) = &mut bridges[si];
+                for (ii, i) in ports {
                     rt.add_veth(
-                        &port,
-                        Some(&format!("{}:{}", h.name, i.name)),
+                        &VethNear {
+                            name: &format!("p{hi}x{ii}"),
+                            up: true,
+                            master: Some(*br),
+                            ..Default::default()
+                        },
                         &VethEnd {
                             name: &i.name,
                             ns: Some(hosts[hi].fd()),
@@ -158,13 +226,10 @@ impl Topology {
                             mtu: i.mtu,
                         },
                     )?;
-                    let p = rt.index(&port)?;
-                    rt.set_link(p, Some(true), None, Some(br))?;
                     interfaces += 1;
                 }
             }
-        }
-        for (hi, h) in self.hosts.iter().enumerate() {
+            let mut rt = None;
             for i in &h.interfaces {
                 let TopoAttach::Peer { host, iface } = &i.attach else {
                     continue;
@@ -184,10 +249,17 @@ impl Topology {
                     .iter()
                     .find(|x| x.name == *iface)
                     .ok_or_else(|| Error::NoInterface(format!("{iface} (host {host})")))?;
-                let mut rt = hosts[hi].run(Rtnl::open)??;
+                if rt.is_none() {
+                    rt = Some(hosts[hi].run(Rtnl::open)??);
+                }
+                let rt = rt.as_mut().expect("opened above");
                 rt.add_veth(
-                    &i.name,
-                    None,
+                    &VethNear {
+                        name: &i.name,
+                        mac: i.mac,
+                        mtu: i.mtu,
+                        ..Default::default()
+                    },
                     &VethEnd {
                         name: &peer.name,
                         ns: Some(hosts[pi].fd()),
@@ -195,11 +267,11 @@ impl Topology {
                         mtu: peer.mtu,
                     },
                 )?;
-                if i.mac.is_some() {
-                    // The near end's MAC is set after creation (the request carries the peer's).
-                    set_mac(&mut rt, &i.name, i.mac)?;
-                }
                 interfaces += 2;
+            }
+            if let Some((rt, pm)) = conns[hi].take() {
+                let ns = hosts[hi].try_clone()?;
+                ready(Host::from_parts(&h.name, ns, rt, pm));
             }
         }
         write_state(state_file, &self.state(true))?;
@@ -210,12 +282,6 @@ impl Topology {
             adopted: false,
         })
     }
-}
-
-fn set_mac(rt: &mut Rtnl, dev: &str, mac: Option<[u8; 6]>) -> Result<(), Error> {
-    let Some(mac) = mac else { return Ok(()) };
-    let index = rt.index(dev)?;
-    rt.set_mac(index, mac)
 }
 
 /// Remove every namespace of `lab`: those in the state file and any other whose name carries
@@ -271,7 +337,9 @@ pub fn read_state(path: &Path) -> Result<Option<TopologyState>, Error> {
     }
 }
 
-/// Write the state file atomically: a temp file beside it, fsync, rename.
+/// Write the state file atomically: a temp file beside it, then rename. No fsync: the file must
+/// survive the process being killed (the page cache does that), not a power cut, after which
+/// the namespaces it lists are gone anyway.
 fn write_state(path: &Path, state: &TopologyState) -> Result<(), Error> {
     use std::io::Write as _;
     let dir = path
@@ -290,7 +358,6 @@ fn write_state(path: &Path, state: &TopologyState) -> Result<(), Error> {
     let mut f =
         fs::File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     f.write_all(&json)
-        .and_then(|()| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))
 }

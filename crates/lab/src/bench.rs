@@ -1,0 +1,543 @@
+//! `lab bench`: lab's speed and aggregation claims, each measured against a baseline run in the
+//! same process, on the same machine, at the same time. Nothing here is timed against a constant.
+//!
+//! - aggregation efficiency (goodput / sum of the shaped link rates) of the built-in lab, the
+//!   guide's settings and plain TCP, on 3x50 and 3x100 Mbit/s tbf links;
+//! - bring-up (up + apply of the built-in lab, and of 50 host pairs) against the same
+//!   configuration written as `ip -batch` scripts, one per namespace;
+//! - a second `apply` on an applied lab (0 changes).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use guest::{Command, Exec, Local};
+use serde::Serialize;
+
+use crate::instant::{self, TestOptions};
+use crate::model::{Attach, Lab};
+use crate::{Preset, parse};
+
+/// Targets from the instant-labs issue.
+pub const TARGET_EFFICIENCY: f64 = 0.93;
+pub const TARGET_BRINGUP_RATIO: f64 = 4.0;
+pub const TARGET_REAPPLY_MS: f64 = 5.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Instant(#[from] instant::Error),
+    #[error(transparent)]
+    Test(#[from] instant::TestError),
+    #[error(transparent)]
+    Command(#[from] guest::Error),
+    #[error("generated lab is invalid: {0}")]
+    Lab(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Efficiency {
+    pub config: String,
+    pub rate_mbit: u64,
+    pub goodput_mbit: f64,
+    pub efficiency: f64,
+    pub subflows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bringup {
+    pub what: String,
+    pub namespaces: usize,
+    /// Median of the runs, milliseconds.
+    pub lab_ms: f64,
+    pub ip_batch_ms: f64,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub efficiency: Vec<Efficiency>,
+    pub bringup: Vec<Bringup>,
+    /// Median time of a second `lab net apply` (both hosts), milliseconds.
+    pub reapply_ms: f64,
+    pub reapply_changes: usize,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seconds per transfer in the efficiency runs (0: skip them).
+    pub seconds: u64,
+    /// Rates of the efficiency runs, Mbit/s.
+    pub rates_mbit: Vec<u64>,
+    /// Repetitions of each bring-up measurement (the median is reported).
+    pub runs: usize,
+    /// Host pairs in the large bring-up run (0: skip it).
+    pub pairs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            seconds: 10,
+            rates_mbit: vec![50, 100],
+            runs: 5,
+            pairs: 50,
+        }
+    }
+}
+
+/// Run every measurement. `progress` gets a line before each step.
+pub fn run(
+    opts: &Options,
+    scratch: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report, Error> {
+    let tag = std::process::id();
+    let mut efficiency = Vec::new();
+    if opts.seconds > 0 {
+        for &rate in &opts.rates_mbit {
+            for (config, preset, tool) in [
+                ("built-in lab", Preset::Builtin, measure::Tool::Builtin),
+                ("guide's settings", Preset::Guide, measure::Tool::Builtin),
+                ("plain TCP", Preset::Builtin, measure::Tool::Tcp),
+            ] {
+                progress(&format!(
+                    "efficiency: {config}, 3x{rate} Mbit/s, {} s",
+                    opts.seconds
+                ));
+                let mut lab = preset.load().map_err(|e| Error::Lab(e.to_string()))?;
+                lab.name = format!("bench-{tag}-eff");
+                shape_all(&mut lab, rate * 1_000_000);
+                let _guard = Down::new(&lab, scratch);
+                instant::up(&lab, scratch)?;
+                instant::apply(&lab, None, false)?;
+                let r = instant::test(
+                    &lab,
+                    &TestOptions {
+                        seconds: opts.seconds,
+                        tool,
+                        ..Default::default()
+                    },
+                )?;
+                efficiency.push(Efficiency {
+                    config: config.into(),
+                    rate_mbit: rate,
+                    goodput_mbit: r.report.goodput_bps / 1e6,
+                    efficiency: r.verdict.efficiency.unwrap_or(0.0),
+                    subflows: r
+                        .report
+                        .subflows_max
+                        .map_or(r.report.subflows_mib, u64::from),
+                });
+            }
+        }
+    }
+
+    let mut bringup = Vec::new();
+    progress(&format!("bring-up: built-in lab, {} runs each", opts.runs));
+    let mut builtin = Preset::Builtin
+        .load()
+        .map_err(|e| Error::Lab(e.to_string()))?;
+    builtin.name = format!("bench-{tag}-up");
+    bringup.push(compare_bringup(
+        "built-in lab (2 hosts, 1 bridge, 3 NICs each)",
+        std::slice::from_ref(&builtin),
+        opts.runs,
+        scratch,
+    )?);
+    if opts.pairs > 0 {
+        progress(&format!("bring-up: {} host pairs", opts.pairs));
+        let labs: Vec<Lab> = (0..opts.pairs)
+            .map(|i| pair_lab(&format!("bench-{tag}-p{i}")))
+            .collect::<Result<_, _>>()?;
+        bringup.push(compare_bringup(
+            &format!(
+                "{} host pairs ({} namespaces, 3 veth links each)",
+                opts.pairs,
+                opts.pairs * 2
+            ),
+            &labs,
+            opts.runs.min(3),
+            scratch,
+        )?);
+    }
+
+    progress("re-apply on an applied lab");
+    let _guard = Down::new(&builtin, scratch);
+    instant::up(&builtin, scratch)?;
+    instant::apply(&builtin, None, false)?;
+    let mut times = Vec::new();
+    let mut changes = 0;
+    for _ in 0..opts.runs.max(3) * 4 {
+        let t = Instant::now();
+        let applied = instant::apply(&builtin, None, false)?;
+        times.push(ms(t.elapsed()));
+        changes += applied.iter().map(|h| h.changes.len()).sum::<usize>();
+    }
+    Ok(Report {
+        efficiency,
+        bringup,
+        reapply_ms: median(&mut times),
+        reapply_changes: changes,
+    })
+}
+
+/// Takes a lab down when dropped, so a failed measurement leaves nothing behind.
+struct Down<'a> {
+    lab: Lab,
+    dir: &'a Path,
+}
+
+impl<'a> Down<'a> {
+    fn new(lab: &Lab, dir: &'a Path) -> Self {
+        Self {
+            lab: lab.clone(),
+            dir,
+        }
+    }
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = instant::down(&self.lab, self.dir);
+    }
+}
+
+fn shape_all(lab: &mut Lab, rate_bps: u64) {
+    for h in &mut lab.hosts {
+        for i in &mut h.interfaces {
+            if !i.is_nat() {
+                i.shaping = Some(net::Shaping {
+                    rate_bps: Some(rate_bps),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+/// The guide's topology as a pair of hosts on three point-to-point links (as MEASURED.md's
+/// baselines were taken), with lab's derived configuration.
+fn pair_lab(name: &str) -> Result<Lab, Error> {
+    let mut src = format!("[lab]\nname = \"{name}\"\n");
+    for k in 1..=3 {
+        writeln!(src, "[[links]]\nendpoints = [\"s:e{k}\", \"c:e{k}\"]").ok();
+    }
+    src.push_str("[hosts.s]\nrole = \"server\"\n");
+    for k in 1..=3 {
+        writeln!(
+            src,
+            "[[hosts.s.interfaces]]\nname = \"e{k}\"\naddress = \"10.0.{k}.1/24\""
+        )
+        .ok();
+    }
+    src.push_str("[hosts.c]\nrole = \"client\"\n");
+    for k in 1..=3 {
+        writeln!(
+            src,
+            "[[hosts.c.interfaces]]\nname = \"e{k}\"\naddress = \"10.0.{k}.2/24\"\ngateway = \"10.0.{k}.1\""
+        )
+        .ok();
+    }
+    parse("bench.toml", &src).map_err(|e| Error::Lab(e.to_string()))
+}
+
+/// Median bring-up of `labs` with lab (up + apply) and with `ip -batch`, alternating.
+fn compare_bringup(
+    what: &str,
+    labs: &[Lab],
+    runs: usize,
+    scratch: &Path,
+) -> Result<Bringup, Error> {
+    let mut lab_times = Vec::new();
+    let mut ip_times = Vec::new();
+    let namespaces: usize = labs.iter().map(|l| l.hosts.len() + l.networks.len()).sum();
+    for _ in 0..runs.max(1) {
+        let guards: Vec<Down<'_>> = labs.iter().map(|l| Down::new(l, scratch)).collect();
+        let t = Instant::now();
+        for l in labs {
+            instant::up_and_apply(l, scratch)?;
+        }
+        lab_times.push(ms(t.elapsed()));
+        drop(guards);
+        settle();
+
+        let scripts: Vec<IpBatch> = labs.iter().map(ip_batch).collect();
+        let guards: Vec<Down<'_>> = labs.iter().map(|l| Down::new(l, scratch)).collect();
+        let t = Instant::now();
+        for s in &scripts {
+            s.run()?;
+        }
+        ip_times.push(ms(t.elapsed()));
+        drop(guards);
+        settle();
+    }
+    let lab_ms = median(&mut lab_times);
+    let ip_batch_ms = median(&mut ip_times);
+    Ok(Bringup {
+        what: what.into(),
+        namespaces,
+        lab_ms,
+        ip_batch_ms,
+        ratio: if lab_ms > 0.0 {
+            ip_batch_ms / lab_ms
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The kernel frees deleted namespaces asynchronously (cleanup_net, under the rtnl lock): let it
+/// finish before the next run so neither side pays for the other's teardown.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// The same configuration as iproute2 batch scripts: one `ip -batch` to add the namespaces, one
+/// per namespace for links, addresses, rules, routes, endpoints and limits, and one `sysctl`
+/// per host. The namespaces carry the lab's own names, so the lab's `down` removes them.
+#[derive(Debug)]
+pub struct IpBatch {
+    pub steps: Vec<(Vec<String>, String)>,
+}
+
+impl IpBatch {
+    fn run(&self) -> Result<(), Error> {
+        let local = Local::new("bench");
+        for (argv, stdin) in &self.steps {
+            let mut cmd = Command::new(argv.clone());
+            if !stdin.is_empty() {
+                cmd = cmd.stdin(stdin.as_bytes().to_vec());
+            }
+            local.check(&cmd)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write `lab`'s bring-up as `ip -batch` scripts. iproute2 6.1 cannot set the `laminar` flag;
+/// the baseline adds those endpoints as `subflow` (the same netlink request otherwise).
+pub fn ip_batch(lab: &Lab) -> IpBatch {
+    let topo = instant::topology(lab);
+    let argv = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    let mut steps = Vec::new();
+    let mut add = String::new();
+    for h in &lab.hosts {
+        writeln!(add, "netns add {}", topo.host_ns(&h.name)).ok();
+    }
+    for n in &lab.networks {
+        writeln!(add, "netns add {}", topo.segment_ns(&n.name)).ok();
+    }
+    steps.push((argv(&["ip", "-batch", "-"]), add));
+    let mut per_ns: Vec<(String, String)> = lab
+        .hosts
+        .iter()
+        .map(|h| (topo.host_ns(&h.name), "link set lo up\n".to_string()))
+        .collect();
+    for n in &lab.networks {
+        let ns = topo.segment_ns(&n.name);
+        let mut s = "link add br0 type bridge\nlink set br0 up\n".to_string();
+        for (hi, h) in lab.hosts.iter().enumerate() {
+            for (ii, i) in h.interfaces.iter().enumerate() {
+                if i.attach == Attach::Network(n.name.clone()) {
+                    writeln!(
+                        s,
+                        "link add p{hi}x{ii} type veth peer name {} netns {}",
+                        i.name,
+                        topo.host_ns(&h.name)
+                    )
+                    .ok();
+                    writeln!(s, "link set p{hi}x{ii} master br0 up").ok();
+                }
+            }
+        }
+        per_ns.push((ns, s));
+    }
+    let mut creators = Vec::new();
+    for l in &lab.links {
+        let ns_a = topo.host_ns(&l.a.host);
+        let line = format!(
+            "link add {} type veth peer name {} netns {}\n",
+            l.a.interface,
+            l.b.interface,
+            topo.host_ns(&l.b.host)
+        );
+        if let Some(entry) = per_ns.iter_mut().find(|(n, _)| *n == ns_a) {
+            entry.1.push_str(&line);
+        }
+        creators.push(ns_a);
+    }
+    let mut sysctls = Vec::new();
+    for h in &lab.hosts {
+        let ns = topo.host_ns(&h.name);
+        let entry = per_ns
+            .iter_mut()
+            .find(|(n, _)| *n == ns)
+            .expect("every host has a batch");
+        let mut ctl = argv(&["ip", "netns", "exec", &ns, "sysctl", "-q"]);
+        for step in net::plan(&h.net()) {
+            match &step {
+                net::Step::Sysctl(s) => {
+                    ctl.push("-w".into());
+                    ctl.push(format!("{}={}", s.key, s.value));
+                }
+                net::Step::RtTable { .. } | net::Step::Qdisc { .. } => {}
+                _ => {
+                    let words = step.argv(net::TableNaming::Id).unwrap_or_default();
+                    let line: Vec<String> = words
+                        .into_iter()
+                        .skip(1) // "ip"
+                        .map(|w| if w == "laminar" { "subflow".into() } else { w })
+                        .collect();
+                    entry.1.push_str(&line.join(" "));
+                    entry.1.push('\n');
+                }
+            }
+        }
+        if ctl.len() > 6 {
+            sysctls.push((ctl, String::new()));
+        }
+    }
+    // Namespaces that create interfaces (segments, the first end of each link) run first.
+    per_ns.sort_by_key(|(n, _)| (!n.contains(".sw."), !creators.contains(n)));
+    for (ns, script) in per_ns {
+        steps.push((argv(&["ip", "-n", &ns, "-batch", "-"]), script));
+    }
+    // Sysctls need the interfaces (per-NIC keys); they go last.
+    steps.extend(sysctls);
+    IpBatch { steps }
+}
+
+/// The human report.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let holds = |b: bool| if b { "holds" } else { "MISSED" };
+    if !r.efficiency.is_empty() {
+        writeln!(
+            out,
+            "aggregation efficiency = goodput / sum of link rates (tbf, both ends)"
+        )
+        .ok();
+        writeln!(
+            out,
+            "  {:<18} {:>6} {:>10} {:>10} {:>9}",
+            "config", "links", "goodput", "efficiency", "subflows"
+        )
+        .ok();
+        for e in &r.efficiency {
+            writeln!(
+                out,
+                "  {:<18} {:>6} {:>7.1} Mb {:>10.3} {:>9}",
+                e.config,
+                format!("3x{}", e.rate_mbit),
+                e.goodput_mbit,
+                e.efficiency,
+                e.subflows
+            )
+            .ok();
+        }
+        for rate in r
+            .efficiency
+            .iter()
+            .map(|e| e.rate_mbit)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let of = |c: &str| {
+                r.efficiency
+                    .iter()
+                    .find(|e| e.rate_mbit == rate && e.config == c)
+                    .map_or(0.0, |e| e.efficiency)
+            };
+            let b = of("built-in lab");
+            writeln!(
+                out,
+                "  3x{rate}: built-in {b:.3} = {:.2}x plain TCP, {:.2}x the guide; target >= {TARGET_EFFICIENCY}: {}",
+                b / of("plain TCP").max(1e-9),
+                b / of("guide's settings").max(1e-9),
+                holds(b >= TARGET_EFFICIENCY)
+            )
+            .ok();
+        }
+    }
+    writeln!(
+        out,
+        "bring-up (up + apply) against the same configuration as `ip -batch` scripts"
+    )
+    .ok();
+    for b in &r.bringup {
+        writeln!(
+            out,
+            "  {}: lab {:.1} ms, ip -batch {:.1} ms: {:.1}x faster; target >= {TARGET_BRINGUP_RATIO}x: {}",
+            b.what,
+            b.lab_ms,
+            b.ip_batch_ms,
+            b.ratio,
+            holds(b.ratio >= TARGET_BRINGUP_RATIO)
+        )
+        .ok();
+    }
+    writeln!(
+        out,
+        "re-apply on an applied lab: {:.2} ms (median), {} changes; target < {TARGET_REAPPLY_MS} ms and 0 changes: {}",
+        r.reapply_ms,
+        r.reapply_changes,
+        holds(r.reapply_ms < TARGET_REAPPLY_MS && r.reapply_changes == 0)
+    )
+    .ok();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_batch_script_of_the_builtin_lab() {
+        let mut lab = Preset::Builtin.load().unwrap();
+        lab.name = "x".into();
+        let b = ip_batch(&lab);
+        let argv: Vec<String> = b.steps.iter().map(|(a, _)| a.join(" ")).collect();
+        assert_eq!(
+            argv[..4],
+            [
+                "ip -batch -",
+                "ip -n lab.x.sw.ue1-ue2_v1_2 -batch -",
+                "ip -n lab.x.ue1 -batch -",
+                "ip -n lab.x.ue2 -batch -",
+            ]
+        );
+        assert!(
+            b.steps[1]
+                .1
+                .contains("link add p0x1 type veth peer name enp0s8 netns lab.x.ue1")
+        );
+        let ue2 = &b.steps[3].1;
+        assert!(ue2.contains("rule add from 10.1.1.5 table 200\n"), "{ue2}");
+        assert!(
+            ue2.contains("mptcp endpoint add 10.1.1.6 dev enp0s10 id 3 subflow\n"),
+            "{ue2}"
+        );
+        assert!(
+            b.steps[5]
+                .0
+                .contains(&"net.ipv4.conf.enp0s9.arp_ignore=1".to_string())
+        );
+    }
+
+    #[test]
+    fn pair_lab_is_valid_and_derived() {
+        let l = pair_lab("p0").unwrap();
+        assert_eq!(l.links.len(), 3);
+        assert_eq!(l.host("c").unwrap().endpoints.len(), 3);
+    }
+}
