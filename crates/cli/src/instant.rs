@@ -80,7 +80,7 @@ pub fn up(lab: &Lab, dir: &Path, apply_plan: bool) -> Result<(), Failure> {
     let first = lab.hosts.first().map_or("HOST", |h| h.name.as_str());
     writeln!(
         out,
-        "next: `lab status`, `lab test`, `lab exec {first} -- ip -br addr` (or `ip netns exec {} ...`), `lab down`",
+        "next: `lab status`, `lab test`, `ip netns exec {} ip -br addr`, `lab down`",
         inst::topology(lab).host_ns(first)
     )
     .ok();
@@ -260,11 +260,14 @@ fn mbit(bps: f64) -> String {
 pub fn render_test(r: &TestResult) -> String {
     let rep = &r.report;
     let mut out = format!(
-        "MPTCP from {} to {} ({}), {:.1} s, {}\n",
+        "MPTCP from {} to {} ({}), {:.1} s, {}, {}\n",
         r.client,
         r.server,
         r.dst,
         rep.seconds,
+        rep.congestion
+            .as_deref()
+            .unwrap_or("host's congestion control"),
         match rep.tool {
             measure::Tool::Builtin => "built-in sender (IPPROTO_MPTCP)",
             measure::Tool::Iperf3 => "mptcpize run iperf3",

@@ -132,6 +132,10 @@ struct TestArgs {
     /// Take a client interface down during the transfer: IFACE@SECONDS (repeatable).
     #[arg(long, value_name = "IFACE@SECONDS", value_parser = parse_fail)]
     fail: Vec<(String, f64)>,
+    /// TCP congestion control of the sender (cubic, reno, bbr, ...; `host`: the host's
+    /// default). Set per socket, so the machine's sysctls stay untouched.
+    #[arg(long, value_name = "ALGORITHM", default_value = "cubic")]
+    cc: String,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -320,6 +324,7 @@ impl TestArgs {
                 ToolArg::Iperf3 => measure::Tool::Iperf3,
             },
             fail: self.fail.clone(),
+            congestion: (self.cc != "host").then(|| self.cc.clone()),
             ..Default::default()
         }
     }

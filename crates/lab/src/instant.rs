@@ -345,6 +345,10 @@ pub struct TestOptions {
     pub fail: Vec<(String, f64)>,
     /// Each path must carry at least this fraction of its fair share (0.10 for `lab test`).
     pub min_share: f64,
+    /// TCP congestion control of the sender (`None`: the namespace's default). Default: cubic,
+    /// Linux's default and the guide's VMs'; BBR, this machine's default, leaves tbf-shaped
+    /// links partly idle (0.87-0.89 of the rate against 0.94 with cubic, `lab bench`).
+    pub congestion: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -354,6 +358,7 @@ impl Default for TestOptions {
             tool: measure::Tool::Builtin,
             fail: Vec::new(),
             min_share: 0.10,
+            congestion: Some("cubic".into()),
         }
     }
 }
@@ -449,6 +454,7 @@ pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
         dst,
         duration: Duration::from_secs(opts.seconds),
         tool: opts.tool,
+        congestion: opts.congestion.clone(),
     };
     let measured = measure::traffic::run(
         &spec,

@@ -62,6 +62,9 @@ pub struct Spec {
     pub dst: Ipv4Addr,
     pub duration: Duration,
     pub tool: Tool,
+    /// TCP congestion control for the built-in sender's socket (`TCP_CONGESTION`, applied to
+    /// every subflow); `None` keeps the namespace's default.
+    pub congestion: Option<String>,
 }
 
 /// Bytes an interface carried: totals and per second.
@@ -85,6 +88,8 @@ impl IfaceBytes {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub tool: Tool,
+    /// Congestion control of the sender, when set (else the namespace's default).
+    pub congestion: Option<String>,
     pub seconds: f64,
     /// Application bytes the receiver got.
     pub bytes: u64,
@@ -136,6 +141,7 @@ pub fn run(
     let seconds = outcome.seconds;
     Ok(Report {
         tool: spec.tool,
+        congestion: spec.congestion.clone(),
         seconds,
         bytes: outcome.bytes,
         goodput_bps: if seconds > 0.0 {
@@ -254,6 +260,10 @@ fn builtin(
 
     let dst = SocketAddr::V4(SocketAddrV4::new(spec.dst, port));
     let sock = client.ns.run(|| stream_socket(proto))??;
+    if let Some(cc) = &spec.congestion {
+        sock.set_tcp_congestion(cc.as_bytes())
+            .map_err(|e| Error::io(format!("setting congestion control {cc}"), e))?;
+    }
     sock.connect_timeout(&dst.into(), Duration::from_secs(5))
         .map_err(|e| Error::io(format!("connecting to {dst}"), e))?;
     sock.set_write_timeout(Some(Duration::from_millis(200)))
@@ -333,22 +343,26 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
     let srv = std::thread::spawn(move || server_exec.run(&server_cmd));
     wait_listening(server.ns, port, Duration::from_secs(5))?;
     let client_exec = guest::Netns::new(client.host, client.ns.name());
+    let mut client_argv: Vec<String> = [
+        "mptcpize",
+        "run",
+        "iperf3",
+        "-c",
+        &spec.dst.to_string(),
+        "-p",
+        &port.to_string(),
+        "-t",
+        &secs,
+        "-J",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    if let Some(cc) = &spec.congestion {
+        client_argv.extend(["-C".to_string(), cc.clone()]);
+    }
     let out = client_exec
-        .check(
-            &Command::new([
-                "mptcpize",
-                "run",
-                "iperf3",
-                "-c",
-                &spec.dst.to_string(),
-                "-p",
-                &port.to_string(),
-                "-t",
-                &secs,
-                "-J",
-            ])
-            .timeout(spec.duration + Duration::from_secs(30)),
-        )
+        .check(&Command::new(client_argv).timeout(spec.duration + Duration::from_secs(30)))
         .map_err(Error::Command);
     let srv = srv.join().map_err(|_| Error::Panicked)?;
     let out = out?;
