@@ -352,6 +352,13 @@ pub fn render_test(r: &TestResult) -> String {
 
 pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Result<(), Failure> {
     need_root("demo")?;
+    // The demo's promise is stricter than `lab test`'s: every NIC at least a quarter of its
+    // fair share, and goodput at least 0.90 of the links' rate.
+    let opts = &TestOptions {
+        min_share: 0.25,
+        min_efficiency: Some(0.90),
+        ..opts.clone()
+    };
     let rate_bps = lab::units::rate_bps(rate)
         .ok_or_else(|| fail(format!("`{rate}` is not a rate (e.g. 50mbit)")))?;
     let mut lab = preset.load().map_err(fail)?;

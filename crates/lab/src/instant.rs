@@ -345,6 +345,8 @@ pub struct TestOptions {
     pub fail: Vec<(String, f64)>,
     /// Each path must carry at least this fraction of its fair share (0.10 for `lab test`).
     pub min_share: f64,
+    /// Goodput must reach this fraction of the shaped links' rate (`lab demo`: 0.90).
+    pub min_efficiency: Option<f64>,
     /// TCP congestion control of the sender (`None`: the namespace's default). Default: cubic,
     /// Linux's default and the guide's VMs'; BBR, this machine's default, leaves tbf-shaped
     /// links partly idle (0.87-0.89 of the rate against 0.94 with cubic, `lab bench`).
@@ -358,6 +360,7 @@ impl Default for TestOptions {
             tool: measure::Tool::Builtin,
             fail: Vec::new(),
             min_share: 0.10,
+            min_efficiency: None,
             congestion: Some("cubic".into()),
         }
     }
@@ -429,6 +432,7 @@ pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
         ],
         min_share: opts.min_share,
         rate_sum_bps: rates.iter().copied().sum::<Option<u64>>(),
+        min_efficiency: opts.min_efficiency,
     };
     let events = opts
         .fail

@@ -302,3 +302,40 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
     assert_eq!(netns::topology::existing(&b.lab.name).unwrap().len(), 3);
     assert!(netns::topology::existing(&a.lab.name).unwrap().is_empty());
 }
+
+/// Delay and loss need the netem qdisc; where the kernel lacks it (this machine), apply fails
+/// with an error that names what is missing, instead of tc's "Unknown qdisc".
+#[test]
+fn netem_shaping_works_or_names_what_is_missing() {
+    if !root() {
+        return;
+    }
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/labs/p2p-shaped.toml"),
+    )
+    .unwrap();
+    let mut p2p = lab::parse("p2p-shaped.toml", &src).unwrap();
+    for h in &mut p2p.hosts {
+        h.sysctls
+            .retain(|s| s.key != "net.ipv4.tcp_congestion_control");
+    }
+    let up = unique(p2p);
+    instant::up(&up.lab, up.dir.path()).unwrap();
+    match instant::apply(&up.lab, None, false) {
+        Ok(_) => {
+            let q = Command::new("tc")
+                .args(["-n", &ns(&up, "srv"), "qdisc", "show", "dev", "eth3"])
+                .output()
+                .unwrap();
+            let q = String::from_utf8_lossy(&q.stdout);
+            assert!(q.contains("netem") && q.contains("delay 10ms"), "{q}");
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("CONFIG_NET_SCH_NETEM") && e.contains("tbf"),
+                "{e}"
+            );
+        }
+    }
+}

@@ -8,6 +8,9 @@ use lab::{Lab, Preset};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
+/// One transfer at a time: competing transfers on two cores would measure each other.
+static TRAFFIC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Up {
     lab: Lab,
     dir: tempfile::TempDir,
@@ -17,6 +20,10 @@ impl Drop for Up {
     fn drop(&mut self) {
         let _ = instant::down(&self.lab, self.dir.path());
     }
+}
+
+fn traffic() -> std::sync::MutexGuard<'static, ()> {
+    TRAFFIC.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn ready() -> bool {
@@ -62,6 +69,7 @@ fn builtin_lab_uses_every_path_on_both_hosts() {
     if !ready() {
         return;
     }
+    let _one = traffic();
     let up = shaped(Preset::Builtin, 50);
     let r = instant::test(
         &up.lab,
@@ -104,6 +112,7 @@ fn guide_settings_fail_the_verdict() {
     if !ready() {
         return;
     }
+    let _one = traffic();
     let up = shaped(Preset::Guide, 50);
     let r = instant::test(
         &up.lab,

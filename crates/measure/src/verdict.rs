@@ -17,6 +17,8 @@ pub struct Expect {
     pub min_share: f64,
     /// Sum of the shaped rates of the client's paths, if every path is shaped.
     pub rate_sum_bps: Option<u64>,
+    /// When set (and the paths are shaped): goodput must reach this fraction of the rate sum.
+    pub min_efficiency: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +102,17 @@ pub fn judge(r: &Report, e: &Expect) -> Verdict {
         .rate_sum_bps
         .filter(|s| *s > 0)
         .map(|s| r.goodput_bps / s as f64);
+    if let (Some(min), Some(eff), Some(sum)) = (e.min_efficiency, efficiency, e.rate_sum_bps) {
+        checks.push(Check {
+            what: "goodput".into(),
+            pass: eff >= min,
+            detail: format!(
+                "{:.1} Mbit/s = {eff:.3} of the links' {:.0} Mbit/s, at least {min:.2} needed",
+                r.goodput_bps / 1e6,
+                sum as f64 / 1e6
+            ),
+        });
+    }
     Verdict {
         pass: checks.iter().all(|c| c.pass),
         efficiency,
