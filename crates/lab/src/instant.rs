@@ -87,14 +87,23 @@ pub fn up_and_apply(lab: &Lab, dir: &Path) -> Result<(UpReport, Vec<HostApplied>
     let state = state_file(dir, lab);
     std::thread::scope(|s| {
         let mut workers = Vec::new();
-        let report = topo.up_with(&state, &mut |mut host| {
+        let report = topo.up_with(&state, &mut |mut host, fresh| {
             workers.push(s.spawn(move || -> Result<HostApplied, Error> {
                 let start = Instant::now();
                 let plan = lab
                     .host(host.name())
                     .ok_or_else(|| Error::NoHost(host.name().to_string()))?
                     .net();
-                let changes = host.converge(&plan)?.changes;
+                // A namespace created by this very `up` holds nothing yet (its interfaces are
+                // down, nothing is configured): its diff is the whole plan, without reading the
+                // state first. An adopted lab is read and converged as `apply` does.
+                let changes = if fresh {
+                    let changes = net::diff(&plan, &net::Observed::default());
+                    host.apply(&changes)?;
+                    changes
+                } else {
+                    host.converge(&plan)?.changes
+                };
                 Ok(HostApplied {
                     host: host.name().to_string(),
                     changes,

@@ -109,7 +109,7 @@ impl Topology {
     /// Create the lab's namespaces and wiring. A lab that is fully up is adopted as it is; a
     /// partial one (an interrupted `up`) is removed first.
     pub fn up(&self, state_file: &Path) -> Result<UpReport, Error> {
-        self.up_with(state_file, &mut |_| {})
+        self.up_with(state_file, &mut |_, _| {})
     }
 
     /// Open every host of a lab that is up.
@@ -122,11 +122,12 @@ impl Topology {
 
     /// [`up`](Self::up), handing each host (with its netlink connections open) to `ready` as
     /// soon as it has all its interfaces, so that configuring it can overlap wiring the rest.
-    /// An adopted lab hands over every host.
+    /// The flag says whether the host was created just now (nothing configured in it yet); an
+    /// adopted lab hands over every host with `false`.
     pub fn up_with(
         &self,
         state_file: &Path,
-        ready: &mut dyn FnMut(Host),
+        ready: &mut dyn FnMut(Host, bool),
     ) -> Result<UpReport, Error> {
         let start = Instant::now();
         if let Some(s) = read_state(state_file)?
@@ -135,7 +136,7 @@ impl Topology {
             && s.namespaces.iter().all(|n| crate::ns::path_of(n).exists())
         {
             for h in self.open_hosts()? {
-                ready(h);
+                ready(h, false);
             }
             return Ok(UpReport {
                 namespaces: s.namespaces.len(),
@@ -147,71 +148,98 @@ impl Topology {
         down(&self.lab, state_file)?;
         write_state(state_file, &self.state(false))?;
 
-        // Namespaces are created in parallel: the kernel's set-up of a namespace dominates.
-        // Each host's netlink connections are opened on its creating thread, inside it.
-        type Made = (Namespace, Option<(Rtnl, MptcpPm)>);
-        let created: Vec<Result<Made, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .hosts
-                .iter()
-                .map(|h| (self.host_ns(&h.name), true))
-                .chain(self.segments.iter().map(|g| (self.segment_ns(g), false)))
-                .map(|(name, is_host)| {
-                    s.spawn(move || {
-                        Namespace::create_with(&name, || {
-                            // Loopback up (services bound to 127.0.0.1 inside a host).
-                            let mut rt = Rtnl::open()?;
-                            let lo = rt.index("lo")?;
-                            rt.set_link(lo, Some(true), None, None)?;
-                            Ok(if is_host {
-                                Some((rt, MptcpPm::open()?))
-                            } else {
-                                None
-                            })
-                        })
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(Err(Error::Panicked)))
-                .collect()
-        });
-        let mut created = created.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let switches: Vec<Namespace> = created
-            .split_off(self.hosts.len())
-            .into_iter()
-            .map(|(ns, _)| ns)
-            .collect();
-        let mut conns = Vec::new();
-        let mut hosts = Vec::new();
-        for (ns, c) in created {
-            hosts.push(ns);
-            conns.push(c);
-        }
-        let mut interfaces = 0;
-        // One bridge per segment, in the segment's namespace.
-        let mut bridges = Vec::new();
-        for sw in &switches {
-            let mut rt = sw.run(Rtnl::open)??;
-            rt.add_bridge("br0")?;
-            let br = rt.index("br0")?;
-            rt.set_link(br, Some(true), None, None)?;
-            bridges.push((rt, br));
-        }
-        // Host by host, so each host can be configured (`ready`) while the next is wired: a
-        // host's ports on every segment, then its links to hosts after it (links to hosts
-        // before it were made with those).
-        for (hi, h) in self.hosts.iter().enumerate() {
-            for (si, seg) in self.segments.iter().enumerate() {
-                let ports: Vec<(usize, &TopoIface)> = h
-                    .interfaces
+        let interfaces = std::thread::scope(|s| self.create_and_wire(s, ready))?;
+        write_state(state_file, &self.state(true))?;
+        Ok(UpReport {
+            namespaces: self.namespaces().len(),
+            interfaces,
+            elapsed: start.elapsed(),
+            adopted: false,
+        })
+    }
+}
+
+/// What a namespace's creating thread hands back: a host's netlink connections, or a segment's
+/// connection and bridge.
+enum Made {
+    Host(Rtnl, MptcpPm),
+    Segment(Rtnl, u32),
+}
+
+impl Topology {
+    /// Create every namespace in parallel (the kernel's set-up of a namespace dominates) and wire
+    /// host by host as soon as the namespaces a host needs exist, so that creating the rest
+    /// overlaps wiring, and configuring a host (`ready`) overlaps wiring the next.
+    fn create_and_wire<'scope, 'env>(
+        &'env self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        ready: &mut dyn FnMut(Host, bool),
+    ) -> Result<usize, Error> {
+        // Segments are started first: creating one also creates its bridge, and every host's
+        // wiring waits for it.
+        let names: Vec<(usize, String, bool)> = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(si, g)| (self.hosts.len() + si, self.segment_ns(g), false))
+            .chain(
+                self.hosts
                     .iter()
                     .enumerate()
-                    .filter(|(_, i)| i.attach == TopoAttach::Segment(seg.clone()))
-                    .collect();
-                let (rt, br) = &mut bridges[si];
-                for (ii, i) in ports {
+                    .map(|(hi, h)| (hi, self.host_ns(&h.name), true)),
+            )
+            .collect();
+        type Handle<'scope> =
+            std::thread::ScopedJoinHandle<'scope, Result<(Namespace, Made), Error>>;
+        let mut pending: Vec<Option<Handle<'scope>>> = (0..names.len()).map(|_| None).collect();
+        for (k, name, is_host) in names {
+            pending[k] = Some(s.spawn(move || {
+                Namespace::create_with(&name, || {
+                    // Loopback up (services bound to 127.0.0.1 inside a host).
+                    let mut rt = Rtnl::open()?;
+                    let lo = rt.index("lo")?;
+                    rt.set_link(lo, Some(true), None, None)?;
+                    if is_host {
+                        return Ok(Made::Host(rt, MptcpPm::open()?));
+                    }
+                    rt.add_bridge("br0")?;
+                    let br = rt.index("br0")?;
+                    rt.set_link(br, Some(true), None, None)?;
+                    Ok(Made::Segment(rt, br))
+                })
+            }));
+        }
+        let mut nss: Vec<Option<Namespace>> = (0..pending.len()).map(|_| None).collect();
+        let mut made: Vec<Option<Made>> = (0..pending.len()).map(|_| None).collect();
+        // Wait for namespace `k` (hosts first, then segments) on first use.
+        let mut need = |k: usize,
+                        nss: &mut Vec<Option<Namespace>>,
+                        made: &mut Vec<Option<Made>>|
+         -> Result<(), Error> {
+            if let Some(h) = pending[k].take() {
+                let (ns, m) = h.join().unwrap_or(Err(Error::Panicked))?;
+                nss[k] = Some(ns);
+                made[k] = Some(m);
+            }
+            Ok(())
+        };
+        let nh = self.hosts.len();
+        for si in 0..self.segments.len() {
+            need(nh + si, &mut nss, &mut made)?;
+        }
+        let mut interfaces = 0;
+        for (hi, h) in self.hosts.iter().enumerate() {
+            need(hi, &mut nss, &mut made)?;
+            let host_fd = nss[hi].as_ref().expect("joined above").fd();
+            // The host's ports on every segment.
+            for (si, seg) in self.segments.iter().enumerate() {
+                let Some(Made::Segment(rt, br)) = made[nh + si].as_mut() else {
+                    continue;
+                };
+                for (ii, i) in h.interfaces.iter().enumerate() {
+                    if i.attach != TopoAttach::Segment(seg.clone()) {
+                        continue;
+                    }
                     rt.add_veth(
                         &VethNear {
                             name: &format!("p{hi}x{ii}"),
@@ -221,7 +249,7 @@ impl Topology {
                         },
                         &VethEnd {
                             name: &i.name,
-                            ns: Some(hosts[hi].fd()),
+                            ns: Some(host_fd),
                             mac: i.mac,
                             mtu: i.mtu,
                         },
@@ -229,7 +257,7 @@ impl Topology {
                     interfaces += 1;
                 }
             }
-            let mut rt = None;
+            // Its links to hosts after it (links to hosts before it were made with those).
             for i in &h.interfaces {
                 let TopoAttach::Peer { host, iface } = &i.attach else {
                     continue;
@@ -240,7 +268,6 @@ impl Topology {
                         h.name, i.name
                     )));
                 };
-                // Each pair once: from the end that comes first.
                 if (pi, iface.as_str()) < (hi, i.name.as_str()) {
                     continue;
                 }
@@ -249,10 +276,11 @@ impl Topology {
                     .iter()
                     .find(|x| x.name == *iface)
                     .ok_or_else(|| Error::NoInterface(format!("{iface} (host {host})")))?;
-                if rt.is_none() {
-                    rt = Some(hosts[hi].run(Rtnl::open)??);
-                }
-                let rt = rt.as_mut().expect("opened above");
+                need(pi, &mut nss, &mut made)?;
+                let peer_fd = nss[pi].as_ref().expect("joined above").fd();
+                let Some(Made::Host(rt, _)) = made[hi].as_mut() else {
+                    continue;
+                };
                 rt.add_veth(
                     &VethNear {
                         name: &i.name,
@@ -262,25 +290,19 @@ impl Topology {
                     },
                     &VethEnd {
                         name: &peer.name,
-                        ns: Some(hosts[pi].fd()),
+                        ns: Some(peer_fd),
                         mac: peer.mac,
                         mtu: peer.mtu,
                     },
                 )?;
                 interfaces += 2;
             }
-            if let Some((rt, pm)) = conns[hi].take() {
-                let ns = hosts[hi].try_clone()?;
-                ready(Host::from_parts(&h.name, ns, rt, pm));
+            if let Some(Made::Host(rt, pm)) = made[hi].take() {
+                let ns = nss[hi].as_ref().expect("joined above").try_clone()?;
+                ready(Host::from_parts(&h.name, ns, rt, pm), true);
             }
         }
-        write_state(state_file, &self.state(true))?;
-        Ok(UpReport {
-            namespaces: self.namespaces().len(),
-            interfaces,
-            elapsed: start.elapsed(),
-            adopted: false,
-        })
+        Ok(interfaces)
     }
 }
 
