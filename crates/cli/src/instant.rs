@@ -237,9 +237,41 @@ pub fn link(lab: &Lab, host: &str, iface: &str, up: bool) -> Result<(), Failure>
     print_out(&out)
 }
 
+/// Run `f` (a transfer of `seconds`) with a progress bar on an interactive stderr.
+fn with_progress<T: Send>(seconds: u64, f: impl FnOnce() -> T + Send) -> T {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() || seconds == 0 {
+        return f();
+    }
+    let bar = indicatif::ProgressBar::new(seconds * 10);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} MPTCP traffic {bar:30} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = std::time::Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = start.elapsed();
+                bar.set_position((t.as_millis() / 100) as u64);
+                bar.set_message(format!(
+                    "{:.0}/{seconds} s",
+                    t.as_secs_f64().min(seconds as f64)
+                ));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        let out = f();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    })
+}
+
 pub fn test(lab: &Lab, opts: &TestOptions, json: bool) -> Result<(), Failure> {
     need_root("test")?;
-    let r = inst::test(lab, opts).map_err(fail)?;
+    let r = with_progress(opts.seconds, || inst::test(lab, opts)).map_err(fail)?;
     if json {
         json_out(&r)?;
     } else {
@@ -270,10 +302,13 @@ pub fn render_test(r: &TestResult) -> String {
             .unwrap_or("host's congestion control"),
         match rep.tool {
             measure::Tool::Builtin => "built-in sender (IPPROTO_MPTCP)",
-            measure::Tool::Iperf3 => "mptcpize run iperf3",
+            measure::Tool::Iperf3 => "iperf3",
             measure::Tool::Tcp => "plain TCP (baseline)",
         }
     );
+    if let Some(cmd) = &rep.command {
+        writeln!(out, "  command     {}", net::shell::join(cmd)).ok();
+    }
     let eff = match (r.verdict.efficiency, r.expect.rate_sum_bps) {
         (Some(e), Some(sum)) => format!(" = {e:.3} of {} Mbit/s shaped", mbit(sum as f64)),
         _ => String::new(),
@@ -402,7 +437,7 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
             ));
         }
         say(format!("test: {} s of MPTCP traffic...", opts.seconds));
-        inst::test(&lab, opts).map_err(fail)
+        with_progress(opts.seconds, || inst::test(&lab, opts)).map_err(fail)
     })();
     let removed = inst::down(&lab, &dir).map_err(fail);
     let r = result?;

@@ -41,6 +41,32 @@ struct Sum {
     bits_per_second: f64,
 }
 
+/// iperf3's version from `iperf3 --version` (`iperf 3.12 (cJSON 1.7.15)`).
+pub fn version(output: &str) -> Option<(u32, u32)> {
+    let word = output.split_whitespace().nth(1)?;
+    let mut parts = word.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((major, minor))
+}
+
+/// How to make iperf3 speak MPTCP: its own `--mptcp` from 3.19 on, else `mptcpize run`
+/// (LD_PRELOAD from Debian's mptcpd), as the guide does.
+pub fn mptcp_argv(version: Option<(u32, u32)>, args: &[String]) -> Vec<String> {
+    let native = version.is_some_and(|v| v >= (3, 19));
+    let mut v: Vec<String> = if native {
+        vec!["iperf3".into(), "--mptcp".into()]
+    } else {
+        vec!["mptcpize".into(), "run".into(), "iperf3".into()]
+    };
+    v.extend(args.iter().cloned());
+    v
+}
+
 /// Parse the client's `-J` output of an upload test.
 pub fn parse(json: &str) -> Result<Iperf3, Error> {
     let raw: Raw = serde_json::from_str(json).map_err(|e| Error::Iperf3(e.to_string()))?;
@@ -76,6 +102,27 @@ mod tests {
         assert_eq!(r.bytes_received, 34_500_000);
         assert_eq!(r.per_second_bps, vec![136e6, 140e6]);
         assert!(r.error.is_none());
+    }
+
+    #[test]
+    fn version_picks_native_mptcp_from_3_19() {
+        assert_eq!(
+            version("iperf 3.12 (cJSON 1.7.15)\nLinux vm 6.18"),
+            Some((3, 12))
+        );
+        assert_eq!(version("iperf 3.19.1 (cJSON 1.7.15)"), Some((3, 19)));
+        assert_eq!(version("iperf 3.20+ (cJSON 1.7.15)"), Some((3, 20)));
+        assert_eq!(version("garbage"), None);
+        let args = vec!["-s".to_string()];
+        assert_eq!(
+            mptcp_argv(Some((3, 12)), &args),
+            ["mptcpize", "run", "iperf3", "-s"]
+        );
+        assert_eq!(
+            mptcp_argv(Some((3, 19)), &args),
+            ["iperf3", "--mptcp", "-s"]
+        );
+        assert_eq!(mptcp_argv(None, &args), ["mptcpize", "run", "iperf3", "-s"]);
     }
 
     #[test]

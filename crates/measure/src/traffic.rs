@@ -90,6 +90,8 @@ pub struct Report {
     pub tool: Tool,
     /// Congestion control of the sender, when set (else the namespace's default).
     pub congestion: Option<String>,
+    /// The client's command line, when the tool is a program (iperf3).
+    pub command: Option<Vec<String>>,
     pub seconds: f64,
     /// Application bytes the receiver got.
     pub bytes: u64,
@@ -142,6 +144,7 @@ pub fn run(
     Ok(Report {
         tool: spec.tool,
         congestion: spec.congestion.clone(),
+        command: outcome.command.clone(),
         seconds,
         bytes: outcome.bytes,
         goodput_bps: if seconds > 0.0 {
@@ -189,6 +192,8 @@ fn run_events(start: Instant, mut events: Vec<Event>) -> JoinHandle<Vec<String>>
 }
 
 struct Outcome {
+    /// The client's command line, for tools run as a process.
+    command: Option<Vec<String>>,
     bytes: u64,
     seconds: f64,
     per_second_bps: Vec<f64>,
@@ -316,6 +321,7 @@ fn builtin(
         per_second_bps.pop();
     }
     Ok(Outcome {
+        command: None,
         bytes,
         seconds,
         per_second_bps,
@@ -329,24 +335,20 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
     let port = free_port(server.ns)?;
     let secs = spec.duration.as_secs().max(1).to_string();
     let server_exec = guest::Netns::new(server.host, server.ns.name());
-    let server_cmd = Command::new([
-        "mptcpize",
-        "run",
-        "iperf3",
-        "-s",
-        "-1",
-        "-J",
-        "-p",
-        &port.to_string(),
-    ])
+    let client_exec = guest::Netns::new(client.host, client.ns.name());
+    let version = client_exec
+        .check(&Command::new(["iperf3", "--version"]).timeout(Duration::from_secs(10)))
+        .map_err(Error::Command)?;
+    let version = iperf3::version(&version.stdout_lossy());
+    let words = |w: &[&str]| w.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    let server_cmd = Command::new(iperf3::mptcp_argv(
+        version,
+        &words(&["-s", "-1", "-J", "-p", &port.to_string()]),
+    ))
     .timeout(spec.duration + Duration::from_secs(30));
     let srv = std::thread::spawn(move || server_exec.run(&server_cmd));
     wait_listening(server.ns, port, Duration::from_secs(5))?;
-    let client_exec = guest::Netns::new(client.host, client.ns.name());
-    let mut client_argv: Vec<String> = [
-        "mptcpize",
-        "run",
-        "iperf3",
+    let mut args = words(&[
         "-c",
         &spec.dst.to_string(),
         "-p",
@@ -354,21 +356,20 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
         "-t",
         &secs,
         "-J",
-    ]
-    .iter()
-    .map(|s| (*s).to_string())
-    .collect();
+    ]);
     if let Some(cc) = &spec.congestion {
-        client_argv.extend(["-C".to_string(), cc.clone()]);
+        args.extend(["-C".to_string(), cc.clone()]);
     }
+    let client_argv = iperf3::mptcp_argv(version, &args);
     let out = client_exec
-        .check(&Command::new(client_argv).timeout(spec.duration + Duration::from_secs(30)))
+        .check(&Command::new(client_argv.clone()).timeout(spec.duration + Duration::from_secs(30)))
         .map_err(Error::Command);
     let srv = srv.join().map_err(|_| Error::Panicked)?;
     let out = out?;
     let _ = srv.map_err(Error::Command)?;
     let parsed = iperf3::parse(&out.stdout_lossy())?;
     Ok(Outcome {
+        command: Some(client_argv),
         bytes: parsed.bytes_received,
         seconds: parsed.seconds,
         per_second_bps: parsed.per_second_bps,
