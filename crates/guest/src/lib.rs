@@ -9,7 +9,9 @@
 //! carries the host, the argv, the status and stderr.
 
 mod fake;
+pub mod known_hosts;
 mod local;
+mod ssh;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 pub use fake::Fake;
 pub use local::{Local, Netns};
+pub use ssh::{Auth, Connector, Ssh, SshConfig, direct};
 
 /// A command to run: argv, an optional timeout and optional standard input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub struct Command {
     pub argv: Vec<String>,
     pub timeout: Option<Duration>,
     pub stdin: Option<Vec<u8>>,
+    /// Safe to run again if the connection breaks while it runs (reads, idempotent writes).
+    pub retry_safe: bool,
 }
 
 impl Command {
@@ -36,7 +41,14 @@ impl Command {
             argv: argv.into_iter().map(Into::into).collect(),
             timeout: None,
             stdin: None,
+            retry_safe: false,
         }
+    }
+
+    /// Mark the command safe to repeat after a dropped connection.
+    pub fn retry_safe(mut self) -> Self {
+        self.retry_safe = true;
+        self
     }
 
     pub fn timeout(mut self, after: Duration) -> Self {
@@ -166,6 +178,44 @@ pub enum Error {
         op: &'static str,
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("{host}: cannot connect to {target} ({step}): {message}")]
+    Connect {
+        host: String,
+        target: String,
+        step: &'static str,
+        message: String,
+    },
+    #[error(
+        "{host}: the host key of {target} has CHANGED: {known_hosts} has {known}, the server offers {offered}. If the machine was rebuilt, delete its line from {known_hosts}; otherwise someone may be in between",
+        known_hosts = known_hosts.display()
+    )]
+    HostKeyChanged {
+        host: String,
+        target: String,
+        known: String,
+        offered: String,
+        known_hosts: PathBuf,
+    },
+    #[error(
+        "{host}: {target} offers host key {offered}, which is not in {known_hosts}; lab trusts a key on first use only for machines it created (add the key to that file to trust it)",
+        known_hosts = known_hosts.display()
+    )]
+    HostKeyUnknown {
+        host: String,
+        target: String,
+        offered: String,
+        known_hosts: PathBuf,
+    },
+    #[error(
+        "{host}: the SSH session to {target} broke during `{}`: {message}",
+        show(argv)
+    )]
+    SessionLost {
+        host: String,
+        target: String,
+        argv: Vec<String>,
+        message: String,
     },
     #[error("{host}: unexpected command `{}` ({expected})", show(argv))]
     Unexpected {

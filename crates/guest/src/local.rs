@@ -271,6 +271,7 @@ impl Netns {
             argv,
             timeout: cmd.timeout,
             stdin: cmd.stdin.clone(),
+            retry_safe: cmd.retry_safe,
         }
     }
 }

@@ -30,7 +30,7 @@ pub enum Error {
     #[error(transparent)]
     Test(#[from] instant::TestError),
     #[error(transparent)]
-    Command(#[from] guest::Error),
+    Command(#[from] Box<guest::Error>),
     #[error("generated lab is invalid: {0}")]
     Lab(String),
 }
@@ -319,7 +319,7 @@ impl IpBatch {
             if !stdin.is_empty() {
                 cmd = cmd.stdin(stdin.as_bytes().to_vec());
             }
-            local.check(&cmd)?;
+            local.check(&cmd).map_err(Box::new)?;
         }
         Ok(())
     }

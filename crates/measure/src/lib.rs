@@ -27,7 +27,7 @@ pub enum Error {
     #[error(transparent)]
     Netns(#[from] netns::Error),
     #[error(transparent)]
-    Command(guest::Error),
+    Command(Box<guest::Error>),
     #[error("iperf3: {0}")]
     Iperf3(String),
     #[error("nothing listens on port {port} in the server's namespace")]

@@ -338,7 +338,7 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
     let client_exec = guest::Netns::new(client.host, client.ns.name());
     let version = client_exec
         .check(&Command::new(["iperf3", "--version"]).timeout(Duration::from_secs(10)))
-        .map_err(Error::Command)?;
+        .map_err(|e| Error::Command(Box::new(e)))?;
     let version = iperf3::version(&version.stdout_lossy());
     let words = |w: &[&str]| w.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
     let server_cmd = Command::new(iperf3::mptcp_argv(
@@ -363,10 +363,10 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
     let client_argv = iperf3::mptcp_argv(version, &args);
     let out = client_exec
         .check(&Command::new(client_argv.clone()).timeout(spec.duration + Duration::from_secs(30)))
-        .map_err(Error::Command);
+        .map_err(|e| Error::Command(Box::new(e)));
     let srv = srv.join().map_err(|_| Error::Panicked)?;
     let out = out?;
-    let _ = srv.map_err(Error::Command)?;
+    let _ = srv.map_err(|e| Error::Command(Box::new(e)))?;
     let parsed = iperf3::parse(&out.stdout_lossy())?;
     Ok(Outcome {
         command: Some(client_argv),

@@ -380,7 +380,7 @@ impl Host {
             }
             Error::Command {
                 host: self.name.clone(),
-                source,
+                source: Box::new(source),
             }
         })?;
         drop(out);

@@ -63,7 +63,7 @@ pub enum Error {
     Command {
         host: String,
         #[source]
-        source: guest::Error,
+        source: Box<guest::Error>,
     },
     #[error("state file {path}: {message}")]
     State { path: String, message: String },

@@ -1,0 +1,226 @@
+//! An OpenSSH sshd of the test's own: temp host key, config and authorized_keys, listening on
+//! loopback (of this machine, or of a network namespace the test created), stopped by PID.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running sshd. Dropping it kills it (by PID) and removes its directory.
+#[derive(Debug)]
+pub struct Sshd {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// The client key whose public half is in authorized_keys.
+    pub client_key: PathBuf,
+    netns: Option<String>,
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Whether sshd and ssh-keygen are installed.
+pub fn available() -> Result<(), String> {
+    crate::tool(SSHD)?;
+    crate::tool("ssh-keygen")
+}
+
+fn keygen(path: &Path) -> Result<(), String> {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "lab-test", "-f"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ssh-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl Sshd {
+    /// sshd on 127.0.0.1 of this machine, on a free port.
+    pub fn start() -> Result<Self, String> {
+        Self::start_in(None)
+    }
+
+    /// sshd on 127.0.0.1:22 inside the network namespace `ns`.
+    pub fn start_in_netns(ns: &str) -> Result<Self, String> {
+        Self::start_in(Some(ns.to_string()))
+    }
+
+    fn start_in(netns: Option<String>) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        keygen(&dir.path().join("host_key"))?;
+        let client_key = dir.path().join("id_ed25519");
+        keygen(&client_key)?;
+        std::fs::copy(
+            dir.path().join("id_ed25519.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .map_err(|e| e.to_string())?;
+        // sshd's privilege-separation directory (the openssh-server package makes it at boot).
+        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+        let port = match netns {
+            Some(_) => 22,
+            None => {
+                let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                l.local_addr().map_err(|e| e.to_string())?.port()
+            }
+        };
+        let mut sshd = Self {
+            child: None,
+            port,
+            dir,
+            client_key,
+            netns,
+        };
+        sshd.spawn()?;
+        Ok(sshd)
+    }
+
+    fn config(&self) -> String {
+        let d = self.dir.path().display();
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\nLogLevel INFO\nMaxSessions 1000\nMaxStartups 1000\n",
+            port = self.port
+        )
+    }
+
+    /// Start (or restart) sshd with the current keys and wait until it listens.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let cfg = self.dir.path().join("sshd_config");
+        std::fs::write(&cfg, self.config()).map_err(|e| e.to_string())?;
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SSHD]);
+                c
+            }
+            None => Command::new(SSHD),
+        };
+        let mut child = cmd
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting sshd: {e}"))?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Server listening on") {
+                    let _ = tx.send(Ok(()));
+                } else if line.contains("fatal") || line.contains("Bind to port") {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        self.child = Some(child);
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(line)) => {
+                self.kill();
+                Err(format!("sshd failed: {line}"))
+            }
+            Err(_) => {
+                self.kill();
+                Err("sshd did not start listening within 10 s".into())
+            }
+        }
+    }
+
+    /// Kill sshd and every process it forked (per-connection sshd processes and the commands
+    /// they run), by PID, with SIGKILL: connections through it break mid-command.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pids = descendants(c.id());
+            let _ = c.kill();
+            for pid in pids {
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// A new host key (a rebuilt machine, or someone in between); takes effect on restart.
+    pub fn new_host_key(&mut self) -> Result<(), String> {
+        let key = self.dir.path().join("host_key");
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        keygen(&key)
+    }
+
+    /// An authorized key that is not the client's (the client's key is then refused).
+    pub fn authorize_other_key(&self) -> Result<(), String> {
+        let other = self.dir.path().join("other");
+        keygen(&other)?;
+        std::fs::copy(
+            other.with_extension("pub"),
+            self.dir.path().join("authorized_keys"),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every process below `root` in the process tree (from /proc/*/stat).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may contain spaces; read after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parent_of {
+            if *ppid == p && !out.contains(pid) {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
+}
