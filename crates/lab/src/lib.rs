@@ -15,6 +15,7 @@ pub mod instant;
 pub mod load;
 pub mod model;
 pub mod presets;
+pub mod remote;
 pub mod units;
 
 pub use diag::{Diagnostic, InvalidLab};

@@ -7,6 +7,7 @@
 
 pub mod diff;
 pub mod netplan;
+pub mod observe;
 pub mod plan;
 pub mod rt_tables;
 pub mod script;

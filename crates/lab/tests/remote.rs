@@ -1,0 +1,225 @@
+//! `lab net apply` over SSH to a namespace host running its own sshd: the same end state as the
+//! namespace (netlink) applier, checked with iproute2's JSON output, and idempotent.
+
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use guest::{Auth, Ssh, SshConfig};
+use lab::{Lab, instant, remote};
+use testkit::sshd::Sshd;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+struct Up {
+    lab: Lab,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = instant::down(&self.lab, self.dir.path());
+    }
+}
+
+fn p2p() -> Lab {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/labs/p2p-shaped.toml"),
+    )
+    .unwrap();
+    let mut lab = lab::parse("p2p-shaped.toml", &src).unwrap();
+    lab.name = format!(
+        "labtest-r{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    // Rate only (no netem here), and no congestion-control sysctl (restricted in namespaces).
+    for h in &mut lab.hosts {
+        h.sysctls
+            .retain(|s| s.key != "net.ipv4.tcp_congestion_control");
+        for i in &mut h.interfaces {
+            if let Some(s) = &mut i.shaping {
+                s.delay_us = None;
+                s.loss_ppm = None;
+            }
+        }
+    }
+    lab
+}
+
+fn up(lab: Lab) -> Up {
+    let up = Up {
+        lab,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    instant::up(&up.lab, up.dir.path()).unwrap();
+    up
+}
+
+/// iproute2's and tc's view of a namespace, without what differs between two equal hosts
+/// (interface indexes, the route protocol netlink and `ip route add` record differently).
+fn state(ns: &str) -> serde_json::Value {
+    let run = |cmd: &str, args: &[&str]| -> serde_json::Value {
+        let out = Command::new(cmd)
+            .arg("-n")
+            .arg(ns)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd} {args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    let mut v = serde_json::json!({
+        "addr": run("ip", &["-json", "-4", "addr", "show"]),
+        "rule": run("ip", &["-json", "-4", "rule", "show"]),
+        "route": run("ip", &["-json", "-4", "route", "show", "table", "all"]),
+        "endpoints": run("ip", &["-json", "mptcp", "endpoint", "show"]),
+        "limits": run("ip", &["mptcp", "limits", "show"]),
+        "qdisc": run("tc", &["-json", "qdisc", "show"]),
+    });
+    strip(&mut v);
+    v
+}
+
+fn strip(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for k in [
+                "ifindex",
+                "protocol",
+                "handle",
+                "refcnt",
+                "link_index",
+                "link_netnsid",
+            ] {
+                m.remove(k);
+            }
+            m.values_mut().for_each(strip);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+        _ => {}
+    }
+}
+
+#[test]
+fn apply_over_ssh_matches_the_namespace_applier() {
+    if !testkit::require(
+        "lab net apply over SSH",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| testkit::sshd::available()),
+    ) {
+        return;
+    }
+    // Lab A: applied over netlink. Lab B: the same, its server applied over SSH.
+    let a = up(p2p());
+    let b = up(p2p());
+    instant::apply(&a.lab, None, false).unwrap();
+    instant::apply(&b.lab, Some("cli"), false).unwrap();
+
+    let srv_ns = instant::topology(&b.lab).host_ns("srv");
+    let sshd = Sshd::start_in_netns(&srv_ns).unwrap();
+    let mut cfg = SshConfig::new(
+        "srv",
+        "127.0.0.1",
+        sshd.port,
+        "root",
+        Auth::Key(sshd.client_key.clone()),
+        b.dir.path().join("known_hosts"),
+    );
+    cfg.trust_on_first_use = true;
+    // The TCP connection starts inside the host's namespace (sshd listens on its loopback).
+    let ns_name = srv_ns.clone();
+    let ssh = Ssh::with_connector(
+        cfg,
+        Box::new(move |c| {
+            let addr = format!("{}:{}", c.address, c.port).parse().unwrap();
+            let timeout = c.connect_timeout;
+            netns::Namespace::open(&ns_name)
+                .map_err(std::io::Error::other)?
+                .run(|| TcpStream::connect_timeout(&addr, timeout))
+                .map_err(std::io::Error::other)?
+        }),
+    );
+    let plan = b.lab.host("srv").unwrap().net();
+
+    let dry = remote::apply(&ssh, &plan, true, None).unwrap();
+    assert!(!dry.changes.is_empty());
+    assert_ne!(
+        state(&srv_ns),
+        state(&instant::topology(&a.lab).host_ns("srv"))
+    );
+
+    let first = remote::apply(&ssh, &plan, false, None).unwrap();
+    assert_eq!(
+        first.changes, dry.changes,
+        "the dry run said what would be done"
+    );
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+    assert_eq!(
+        state(&srv_ns),
+        state(&instant::topology(&a.lab).host_ns("srv")),
+        "SSH and netlink appliers reach the same state"
+    );
+    // Idempotent over SSH, and the netlink applier agrees that nothing is left to do.
+    assert!(
+        remote::apply(&ssh, &plan, false, None)
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+    assert!(
+        instant::apply(&b.lab, Some("srv"), true).unwrap()[0]
+            .changes
+            .is_empty()
+    );
+
+    // Persisting, under a stand-in root: netplan YAML with mode 600, rt_tables lines once.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/iproute2")).unwrap();
+    std::fs::write(
+        root.path().join("etc/iproute2/rt_tables"),
+        "255\tlocal\n254\tmain\n",
+    )
+    .unwrap();
+    let persist = remote::Persist {
+        root: root.path().to_path_buf(),
+        netplan_apply: false,
+    };
+    let p = remote::apply(&ssh, &plan, false, Some(&persist)).unwrap();
+    assert_eq!(p.files.len(), 2, "{:?}", p.files);
+    let yaml = root.path().join("etc/netplan/60-lab.yaml");
+    assert_eq!(
+        std::fs::metadata(&yaml).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        std::fs::read_to_string(&yaml)
+            .unwrap()
+            .contains("10.0.1.1/24")
+    );
+    let rt = std::fs::read_to_string(root.path().join("etc/iproute2/rt_tables")).unwrap();
+    assert!(
+        rt.starts_with("255\tlocal\n254\tmain\n") && rt.contains("100 table1\n"),
+        "{rt}"
+    );
+    let again = remote::apply(&ssh, &plan, false, Some(&persist)).unwrap();
+    assert_eq!(
+        again.files.len(),
+        1,
+        "rt_tables is not rewritten: {:?}",
+        again.files
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/iproute2/rt_tables")).unwrap(),
+        rt
+    );
+
+    drop(ssh);
+    drop(sshd);
+    std::thread::sleep(Duration::from_millis(50));
+}
