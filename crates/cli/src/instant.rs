@@ -2,6 +2,7 @@
 //! printing only; the work is `lab::instant`'s.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 use lab::instant::{self as inst, TestOptions, TestResult};
@@ -185,32 +186,111 @@ pub fn status(lab: &Lab, json: bool) -> Result<(), Failure> {
     print_out(&out)
 }
 
-pub fn apply(lab: &Lab, host: Option<&str>, dry_run: bool, json: bool) -> Result<(), Failure> {
-    need_root("net apply")?;
-    let applied = inst::apply(lab, host, dry_run).map_err(fail)?;
-    if json {
-        return json_out(&applied);
+pub fn apply(
+    lab: &Lab,
+    dir: &Path,
+    host: Option<&str>,
+    dry_run: bool,
+    persist: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    if let Some(h) = host
+        && lab.host(h).is_none()
+    {
+        return Err(fail(format!("no host `{h}` in lab `{}`", lab.name)));
     }
-    let mut out = String::new();
+    let chosen = |h: &&lab::Host| host.is_none_or(|n| n == h.name);
+    let has_netns = lab
+        .hosts
+        .iter()
+        .filter(chosen)
+        .any(|h| h.provider == lab::Provider::Netns);
+    // (host, changes, elapsed, files, warnings), in Lab.toml order.
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut lines = String::new();
     let mut total = 0;
-    for h in &applied {
-        total += h.changes.len();
+    let mut report = |name: &str,
+                      changes: &[net::Change],
+                      elapsed: Option<std::time::Duration>,
+                      files: &[String],
+                      warnings: &[String]| {
+        total += changes.len();
+        let took = elapsed.map_or(String::new(), |e| format!(" in {}", ms(e)));
         writeln!(
-            out,
-            "{}: {} {} in {}",
-            h.host,
-            h.changes.len(),
+            lines,
+            "{name}: {} {}{took}",
+            changes.len(),
             if dry_run { "changes needed" } else { "changes" },
-            ms(h.elapsed)
         )
         .ok();
-        for c in &h.changes {
-            let argv = c.argv().unwrap_or_default();
-            writeln!(out, "  {}", net::shell::join(&argv)).ok();
+        for c in changes {
+            writeln!(
+                lines,
+                "  {}",
+                net::shell::join(&c.argv().unwrap_or_default())
+            )
+            .ok();
+        }
+        for f in files {
+            writeln!(
+                lines,
+                "  {} {f}",
+                if dry_run { "would write" } else { "wrote" }
+            )
+            .ok();
+        }
+        for w in warnings {
+            writeln!(lines, "  warning: {w}").ok();
+        }
+        rows.push(serde_json::json!({
+            "host": name, "changes": changes, "files": files, "warnings": warnings,
+            "elapsed_us": elapsed.map(|e| e.as_micros()),
+        }));
+    };
+    let mut ns_applied = if has_netns {
+        need_root("net apply")?;
+        inst::apply(lab, host, dry_run).map_err(fail)?
+    } else {
+        Vec::new()
+    };
+    for h in lab.hosts.iter().filter(chosen) {
+        match h.provider {
+            lab::Provider::Netns => {
+                if let Some(k) = ns_applied.iter().position(|a| a.host == h.name) {
+                    let a = ns_applied.remove(k);
+                    report(&a.host, &a.changes, Some(a.elapsed), &[], &[]);
+                }
+            }
+            lab::Provider::Ssh => {
+                let exec = lab::hosts::exec_for(lab, dir, &h.name).map_err(fail)?;
+                let persist = persist.then(|| lab::remote::Persist {
+                    root: "/".into(),
+                    netplan_apply: true,
+                });
+                let start = std::time::Instant::now();
+                let a = lab::remote::apply(exec.as_ref(), &h.net(), dry_run, persist.as_ref())
+                    .map_err(|e| ssh_failure(e.to_string(), h, dir))?;
+                report(
+                    &a.host,
+                    &a.changes,
+                    Some(start.elapsed()),
+                    &a.files,
+                    &a.warnings,
+                );
+            }
+            other => {
+                return Err(fail(format!(
+                    "host `{}`: provider {other:?} cannot be applied to yet",
+                    h.name
+                )));
+            }
         }
     }
+    if json {
+        return json_out(&rows);
+    }
     writeln!(
-        out,
+        lines,
         "{total} changes{}",
         if dry_run {
             " (dry run: nothing changed)"
@@ -219,7 +299,63 @@ pub fn apply(lab: &Lab, host: Option<&str>, dry_run: bool, json: bool) -> Result
         }
     )
     .ok();
-    print_out(&out)
+    print_out(&lines)
+}
+
+/// An SSH failure with the fix where there is one (an existing host's key is not known yet).
+fn ssh_failure(message: String, h: &lab::Host, dir: &Path) -> Failure {
+    if message.contains("not in")
+        && message.contains("known_hosts")
+        && let Some(t) = &h.ssh
+    {
+        return Failure::Report(miette::miette!(
+            help = format!(
+                "check the key with the machine's owner, then: ssh-keyscan -p {} {} >> {}",
+                t.port,
+                t.address,
+                lab::hosts::known_hosts(dir).display()
+            ),
+            "{message}"
+        ));
+    }
+    fail(message)
+}
+
+/// `lab exec HOST -- CMD`: output as it comes, the remote exit status as ours.
+pub fn exec(lab: &Lab, dir: &Path, host: &str, command: &[String]) -> Result<(), Failure> {
+    let h = lab
+        .host(host)
+        .ok_or_else(|| fail(format!("no host `{host}` in lab `{}`", lab.name)))?;
+    if h.provider == lab::Provider::Netns {
+        need_root("exec")?;
+    }
+    let target = lab::hosts::exec_for(lab, dir, host).map_err(fail)?;
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let status = target
+        .run_streaming(&guest::Command::new(command.to_vec()), &mut |s, line| {
+            let _ = match s {
+                guest::Stream::Stdout => writeln!(out, "{line}"),
+                guest::Stream::Stderr => writeln!(err, "{line}"),
+            };
+        })
+        .map_err(|e| ssh_failure(e.to_string(), h, dir))?;
+    let _ = out.flush();
+    match status {
+        guest::Status::Code(0) => Ok(()),
+        guest::Status::Code(c) => Err(Failure::Exit(u8::try_from(c).unwrap_or(1))),
+        guest::Status::Signal(s) => Err(Failure::Exit(u8::try_from(128 + s).unwrap_or(1))),
+    }
+}
+
+/// `lab ssh HOST [-- CMD]`: replaces this process with OpenSSH's client, set up from the lab.
+pub fn ssh(lab: &Lab, dir: &Path, host: &str, command: &[String]) -> Result<(), Failure> {
+    let argv = lab::hosts::interactive_argv(lab, dir, host, command).map_err(fail)?;
+    let e = guest::replace_process(&argv);
+    Err(fail(format!(
+        "cannot run `{}`: {e}",
+        net::shell::join(&argv)
+    )))
 }
 
 pub fn link(lab: &Lab, host: &str, iface: &str, up: bool) -> Result<(), Failure> {

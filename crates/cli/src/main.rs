@@ -111,6 +111,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a command on a host (namespace or SSH) and pass its exit status through.
+    Exec {
+        host: String,
+        /// The command and its arguments, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// An interactive shell on a host reached over SSH (like `vagrant ssh`), or a command.
+    Ssh {
+        host: String,
+        /// A command to run instead of a shell, after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// An OpenSSH client configuration block per host (like `vagrant ssh-config`).
+    SshConfig {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
     /// Check a lab for the MPTCP misconfigurations people hit, each with its fix.
     Doctor {
         #[command(flatten)]
@@ -189,6 +212,10 @@ enum NetCommand {
         /// Print the changes without making them.
         #[arg(long)]
         dry_run: bool,
+        /// On SSH hosts, also persist the configuration: netplan YAML in /etc/netplan (mode
+        /// 600, then `netplan apply`) and the routing-table names in /etc/iproute2/rt_tables.
+        #[arg(long)]
+        persist: bool,
         #[arg(long)]
         json: bool,
     },
@@ -258,10 +285,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             lab,
             host,
             dry_run,
+            persist,
             json,
         }) => {
-            let (lab, _) = select_lab(&lab)?;
-            instant::apply(&lab, host.as_deref(), dry_run, json)
+            let (lab, dir) = select_lab(&lab)?;
+            instant::apply(&lab, &dir, host.as_deref(), dry_run, persist, json)
+        }
+        Command::Exec { host, command, lab } => {
+            let (lab, dir) = select_lab(&lab)?;
+            instant::exec(&lab, &dir, &host, &command)
+        }
+        Command::Ssh { host, command, lab } => {
+            let (lab, dir) = select_lab(&lab)?;
+            instant::ssh(&lab, &dir, &host, &command)
+        }
+        Command::SshConfig { lab } => {
+            let (lab, dir) = select_lab(&lab)?;
+            let text = lab::hosts::openssh_config(&lab, &dir)
+                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            print_out(&text)
         }
         Command::Doctor { lab, json } => {
             let (lab, _) = select_lab(&lab)?;

@@ -111,6 +111,17 @@ fn up_status_apply_link_test_down() {
         "{out}"
     );
 
+    // Commands run inside a host; the exit status passes through.
+    let (code, out, err) = d.lab(&["exec", "ue1", "--", "ip", "-br", "addr"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("enp0s9@") && l.contains("10.1.1.2/24")),
+        "{out}"
+    );
+    let (code, _, _) = d.lab(&["exec", "ue2", "--", "sh", "-c", "exit 4"]);
+    assert_eq!(code, 4);
+
     // Link down: the kernel drops the table's routes; status shows a pending change.
     let (code, _, err) = d.lab(&["link", "down", "ue2", "enp0s9"]);
     assert_eq!(code, 0, "{err}");

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fake::Fake;
-pub use local::{Local, Netns};
+pub use local::{Local, Netns, replace_process};
 pub use ssh::{Auth, Connector, Ssh, SshConfig, direct};
 
 /// A command to run: argv, an optional timeout and optional standard input.

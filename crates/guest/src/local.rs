@@ -301,3 +301,13 @@ impl Exec for Netns {
         self.local.get_file(path)
     }
 }
+
+/// Replace this process with `argv` (an interactive `ssh`, as `vagrant ssh` does). Returns
+/// only on failure.
+pub fn replace_process(argv: &[String]) -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    let Some((program, args)) = argv.split_first() else {
+        return std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command");
+    };
+    std::process::Command::new(program).args(args).exec()
+}

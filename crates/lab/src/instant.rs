@@ -27,10 +27,12 @@ pub enum Error {
 }
 
 /// The namespace wiring of a lab. NAT interfaces (a VM's management NIC) have no counterpart.
+/// Only hosts with provider "netns" (the default) are part of it.
 pub fn topology(lab: &Lab) -> Topology {
-    let hosts = lab
+    let hosts: Vec<TopoHost> = lab
         .hosts
         .iter()
+        .filter(|h| h.provider == crate::Provider::Netns)
         .map(|h| TopoHost {
             name: h.name.clone(),
             interfaces: h
@@ -63,10 +65,23 @@ pub fn topology(lab: &Lab) -> Topology {
                 .collect(),
         })
         .collect();
+    // Segments with at least one namespace host on them.
+    let segments = lab
+        .networks
+        .iter()
+        .filter(|n| {
+            hosts.iter().any(|h: &TopoHost| {
+                h.interfaces
+                    .iter()
+                    .any(|i| i.attach == TopoAttach::Segment(n.name.clone()))
+            })
+        })
+        .map(|n| n.name.clone())
+        .collect();
     Topology {
         lab: lab.name.clone(),
         hosts,
-        segments: lab.networks.iter().map(|n| n.name.clone()).collect(),
+        segments,
     }
 }
 
@@ -182,6 +197,7 @@ pub fn apply(lab: &Lab, only: Option<&str>, dry_run: bool) -> Result<Vec<HostApp
             .hosts
             .iter()
             .filter(|h| only.is_none_or(|o| o == h.name))
+            .filter(|h| h.provider == crate::Provider::Netns)
             .map(|h| s.spawn(move || converge_host(lab, h, dry_run)))
             .collect();
         handles

@@ -11,6 +11,7 @@ mod derive;
 pub mod diag;
 pub mod doctor;
 pub mod expect;
+pub mod hosts;
 pub mod instant;
 pub mod load;
 pub mod model;

@@ -1,0 +1,131 @@
+//! `lab exec`, `lab ssh`, `lab ssh-config` and `lab net apply --dry-run` on an existing host
+//! (provider "ssh"): an sshd this test starts on loopback, reached with the lab's known_hosts.
+
+use assert_cmd::Command;
+use testkit::sshd::Sshd;
+
+fn lab(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn existing_host_over_ssh() {
+    if !testkit::require(
+        "lab exec over SSH",
+        testkit::root()
+            .and_then(|()| testkit::sshd::available())
+            .and_then(|()| testkit::tool("ssh")),
+    ) {
+        return;
+    }
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A host without interfaces of its own: lab reaches it but has nothing to configure on it
+    // (this machine's own network is never touched).
+    std::fs::write(
+        dir.path().join("Lab.toml"),
+        format!(
+            "[lab]\nname = \"labtest-ssh\"\n\n[hosts.box]\nrole = \"server\"\nprovider = \"ssh\"\n\n\
+             [hosts.box.ssh]\naddress = \"127.0.0.1\"\nport = {}\nuser = \"root\"\nkey = \"{}\"\n",
+            sshd.port,
+            sshd.client_key.display()
+        ),
+    )
+    .unwrap();
+
+    // An existing machine's key is not trusted on first use: refused, with the fix.
+    let (code, _, err) = lab(dir.path(), &["exec", "box", "--", "true"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not in") && err.contains("ssh-keyscan -p"),
+        "{err}"
+    );
+
+    // The user records the key (here: the sshd's own public host key), then it works.
+    let pubkey = std::fs::read_to_string(sshd.dir.path().join("host_key.pub")).unwrap();
+    let mut words = pubkey.split_whitespace();
+    let (kind, key) = (words.next().unwrap(), words.next().unwrap());
+    std::fs::create_dir_all(dir.path().join(".lab")).unwrap();
+    std::fs::write(
+        dir.path().join(".lab/known_hosts"),
+        format!("[127.0.0.1]:{} {kind} {key}\n", sshd.port),
+    )
+    .unwrap();
+    let (code, out, err) = lab(dir.path(), &["exec", "box", "--", "ip", "-br", "addr"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("lo ") && out.contains("127.0.0.1/8"), "{out}");
+    // Exit status and stderr pass through; arguments arrive intact.
+    let (code, out, err) = lab(
+        dir.path(),
+        &[
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|' \"$@\"; echo oops >&2; exit 5",
+            "sh",
+            "a b",
+            "$(id)",
+            "c;d",
+        ],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(out.trim_end(), "a b|$(id)|c;d|");
+    assert!(err.contains("oops"));
+
+    // OpenSSH's client with the lab's configuration.
+    let (code, out, _) = lab(dir.path(), &["ssh-config"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Host box\n") && out.contains(&format!("  Port {}\n", sshd.port)),
+        "{out}"
+    );
+    assert!(
+        out.contains("StrictHostKeyChecking yes") && out.contains(".lab/known_hosts"),
+        "{out}"
+    );
+    let cfg = dir.path().join("ssh_config");
+    std::fs::write(&cfg, &out).unwrap();
+    let o = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            &cfg.display().to_string(),
+            "-o",
+            "BatchMode=yes",
+            "box",
+            "echo",
+            "via-openssh",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "via-openssh",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (code, out, err) = lab(
+        dir.path(),
+        &["ssh", "box", "--", "echo", "interactive-path"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "interactive-path");
+
+    // Reading the host's state is harmless: nothing of the plan is missing there.
+    let (code, out, err) = lab(dir.path(), &["net", "apply", "--dry-run", "--host", "box"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("box: 0 changes needed"), "{out}");
+}

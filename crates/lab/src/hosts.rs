@@ -1,0 +1,191 @@
+//! Reaching a lab's hosts: the command seam for each provider, the lab's own SSH key and
+//! known_hosts, and OpenSSH client configuration (`lab ssh-config`, `lab ssh`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use guest::{Auth, Command, Exec, Local, Ssh, SshConfig};
+
+use crate::model::{Host, Lab, Provider};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no host `{0}` in this lab")]
+    NoHost(String),
+    #[error(
+        "host `{host}` uses provider \"{provider}\", which cannot be reached yet (its issue is open)"
+    )]
+    Unsupported {
+        host: String,
+        provider: &'static str,
+    },
+    #[error("host `{0}` is a network namespace: it has no SSH server (use `lab exec {0} -- CMD`)")]
+    NoSsh(String),
+    #[error(transparent)]
+    Command(#[from] Box<guest::Error>),
+}
+
+/// `.lab/` of a lab directory: state, the lab's key, known_hosts.
+pub fn state_dir(dir: &Path) -> PathBuf {
+    dir.join(".lab")
+}
+
+/// The lab-local known_hosts file.
+pub fn known_hosts(dir: &Path) -> PathBuf {
+    state_dir(dir).join("known_hosts")
+}
+
+/// The lab's own ed25519 key (`.lab/id_ed25519`), generated on first use with ssh-keygen.
+pub fn lab_key(dir: &Path) -> Result<PathBuf, Error> {
+    let key = state_dir(dir).join("id_ed25519");
+    if !key.exists() {
+        std::fs::create_dir_all(state_dir(dir)).map_err(|e| {
+            Box::new(guest::Error::File {
+                host: "local".into(),
+                op: "create",
+                path: state_dir(dir),
+                source: e,
+            })
+        })?;
+        Local::new("local")
+            .check(&Command::new([
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "lab",
+                "-f",
+                &key.display().to_string(),
+            ]))
+            .map_err(Box::new)?;
+    }
+    Ok(key)
+}
+
+/// How an existing host is reached: its Lab.toml key, else the user's ssh-agent, else the
+/// lab's own key.
+pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<SshConfig, Error> {
+    let t = h.ssh.as_ref().ok_or_else(|| Error::NoSsh(h.name.clone()))?;
+    let auth = match &t.key {
+        Some(k) if k.is_absolute() => Auth::Key(k.clone()),
+        Some(k) => Auth::Key(dir.join(k)),
+        None if std::env::var_os("SSH_AUTH_SOCK").is_some() => Auth::Agent,
+        None => Auth::Key(lab_key(dir)?),
+    };
+    let _ = lab;
+    let mut c = SshConfig::new(
+        h.name.clone(),
+        t.address.clone(),
+        t.port,
+        t.user.clone(),
+        auth,
+        known_hosts(dir),
+    );
+    // Existing machines are not the lab's: their keys must be known beforehand.
+    c.trust_on_first_use = false;
+    c.connect_timeout = Duration::from_secs(10);
+    Ok(c)
+}
+
+/// The command seam for a host.
+pub fn exec_for(lab: &Lab, dir: &Path, name: &str) -> Result<Box<dyn Exec>, Error> {
+    let h = lab
+        .host(name)
+        .ok_or_else(|| Error::NoHost(name.to_string()))?;
+    match h.provider {
+        Provider::Netns => Ok(Box::new(guest::Netns::new(
+            h.name.clone(),
+            crate::instant::topology(lab).host_ns(&h.name),
+        ))),
+        Provider::Ssh => Ok(Box::new(Ssh::new(ssh_config(lab, dir, h)?))),
+        Provider::Virtualbox => Err(Error::Unsupported {
+            host: h.name.clone(),
+            provider: "virtualbox",
+        }),
+        Provider::Qemu => Err(Error::Unsupported {
+            host: h.name.clone(),
+            provider: "qemu",
+        }),
+    }
+}
+
+/// An OpenSSH client configuration block per host reachable over SSH (like
+/// `vagrant ssh-config`), using the lab's known_hosts strictly.
+pub fn openssh_config(lab: &Lab, dir: &Path) -> Result<String, Error> {
+    let mut out = String::new();
+    for h in &lab.hosts {
+        match h.provider {
+            Provider::Ssh => {
+                let c = ssh_config(lab, dir, h)?;
+                out.push_str(&format!("Host {}\n", h.name));
+                out.push_str(&format!("  HostName {}\n", c.address));
+                out.push_str(&format!("  Port {}\n", c.port));
+                out.push_str(&format!("  User {}\n", c.user));
+                if let Auth::Key(k) = &c.auth {
+                    out.push_str(&format!(
+                        "  IdentityFile {}\n  IdentitiesOnly yes\n",
+                        k.display()
+                    ));
+                }
+                out.push_str(&format!(
+                    "  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  ServerAliveInterval 15\n\n",
+                    c.known_hosts.display()
+                ));
+            }
+            Provider::Netns => out.push_str(&format!(
+                "# {}: a network namespace ({}), reached with `lab exec {} -- CMD`\n\n",
+                h.name,
+                crate::instant::topology(lab).host_ns(&h.name),
+                h.name
+            )),
+            Provider::Virtualbox | Provider::Qemu => {
+                out.push_str(&format!("# {}: provider not available yet\n\n", h.name))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `ssh` argv that opens an interactive session on a host (what `lab ssh` runs).
+pub fn interactive_argv(
+    lab: &Lab,
+    dir: &Path,
+    name: &str,
+    extra: &[String],
+) -> Result<Vec<String>, Error> {
+    let h = lab
+        .host(name)
+        .ok_or_else(|| Error::NoHost(name.to_string()))?;
+    if h.provider == Provider::Netns {
+        return Err(Error::NoSsh(h.name.clone()));
+    }
+    let c = ssh_config(lab, dir, h)?;
+    let mut v: Vec<String> = vec![
+        "ssh".into(),
+        "-p".into(),
+        c.port.to_string(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", c.known_hosts.display()),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        "ServerAliveInterval=15".into(),
+    ];
+    if let Auth::Key(k) = &c.auth {
+        v.extend([
+            "-i".into(),
+            k.display().to_string(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+        ]);
+    }
+    v.push(format!("{}@{}", c.user, c.address));
+    if !extra.is_empty() {
+        v.push("--".into());
+        v.extend(extra.iter().cloned());
+    }
+    Ok(v)
+}
