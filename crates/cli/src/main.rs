@@ -108,6 +108,10 @@ enum Command {
         /// Host pairs in the large bring-up run (0 skips it).
         #[arg(long, default_value_t = 50)]
         pairs: usize,
+        /// Commands in the SSH comparison: one session against one `ssh` process each (0
+        /// skips it).
+        #[arg(long, default_value_t = 200)]
+        ssh_commands: usize,
         #[arg(long)]
         json: bool,
     },
@@ -344,12 +348,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seconds,
             runs,
             pairs,
+            ssh_commands,
             json,
         } => instant::bench(
             &lab::bench::Options {
                 seconds,
                 runs,
                 pairs,
+                ssh_commands,
                 ..Default::default()
             },
             json,

@@ -2,7 +2,7 @@
 //! (provider "ssh"): an sshd this test starts on loopback, reached with the lab's known_hosts.
 
 use assert_cmd::Command;
-use testkit::sshd::Sshd;
+use guest::sshd::Sshd;
 
 fn lab(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::cargo_bin("lab")
@@ -25,7 +25,7 @@ fn existing_host_over_ssh() {
     if !testkit::require(
         "lab exec over SSH",
         testkit::root()
-            .and_then(|()| testkit::sshd::available())
+            .and_then(|()| guest::sshd::available())
             .and_then(|()| testkit::tool("ssh")),
     ) {
         return;

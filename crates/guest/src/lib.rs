@@ -12,6 +12,7 @@ mod fake;
 pub mod known_hosts;
 mod local;
 mod ssh;
+pub mod sshd;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

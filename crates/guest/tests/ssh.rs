@@ -5,13 +5,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use guest::sshd::Sshd;
 use guest::{Auth, Command, Error, Exec, FileMode, Ssh, SshConfig, Status, Stream};
-use testkit::sshd::Sshd;
 
 fn ready(test: &str) -> Option<Sshd> {
     if !testkit::require(
         test,
-        testkit::root().and_then(|()| testkit::sshd::available()),
+        testkit::root().and_then(|()| guest::sshd::available()),
     ) {
         return None;
     }
@@ -369,4 +369,20 @@ fn wait_until_reachable_across_a_restart() {
     drop(sshd);
     let e = ssh.wait_reachable(Duration::from_millis(800)).unwrap_err();
     assert!(e.to_string().contains("not reachable within"), "{e}");
+}
+
+#[test]
+fn commands_for_a_non_root_login_go_through_sudo() {
+    let mut c = SshConfig::new("h", "192.0.2.1", 22, "lab", Auth::Agent, "/nonexistent");
+    let ssh = Ssh::new(c.clone());
+    let argv = vec!["ip".to_string(), "route".into(), "add".into(), "a b".into()];
+    assert_eq!(ssh.command_line(&argv), "sudo -n -- ip route add 'a b'");
+    c.sudo = false;
+    assert_eq!(
+        Ssh::new(c.clone()).command_line(&argv),
+        "ip route add 'a b'"
+    );
+    c.sudo = true;
+    c.user = "root".into();
+    assert_eq!(Ssh::new(c).command_line(&argv), "ip route add 'a b'");
 }

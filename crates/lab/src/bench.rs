@@ -22,6 +22,7 @@ use crate::{Preset, parse};
 pub const TARGET_EFFICIENCY: f64 = 0.93;
 pub const TARGET_BRINGUP_RATIO: f64 = 4.0;
 pub const TARGET_REAPPLY_MS: f64 = 5.0;
+pub const TARGET_SSH_RATIO: f64 = 10.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,7 +56,18 @@ pub struct Bringup {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct SshBench {
+    pub commands: usize,
+    /// All commands over one ssh2 session (connect included), milliseconds.
+    pub session_ms: f64,
+    /// The same commands as one `ssh` process each, milliseconds.
+    pub processes_ms: f64,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub ssh: Option<SshBench>,
     pub efficiency: Vec<Efficiency>,
     pub bringup: Vec<Bringup>,
     /// Median time of a second `lab net apply` (both hosts), milliseconds.
@@ -74,6 +86,8 @@ pub struct Options {
     pub runs: usize,
     /// Host pairs in the large bring-up run (0: skip it).
     pub pairs: usize,
+    /// Commands in the SSH comparison (0: skip it; needs sshd and ssh installed).
+    pub ssh_commands: usize,
 }
 
 impl Default for Options {
@@ -83,6 +97,7 @@ impl Default for Options {
             rates_mbit: vec![50, 100],
             runs: 5,
             pairs: 50,
+            ssh_commands: 200,
         }
     }
 }
@@ -175,11 +190,83 @@ pub fn run(
         times.push(ms(t.elapsed()));
         changes += applied.iter().map(|h| h.changes.len()).sum::<usize>();
     }
+    let ssh = if opts.ssh_commands > 0 {
+        progress(&format!(
+            "ssh: {} commands, one session against one process each",
+            opts.ssh_commands
+        ));
+        Some(ssh_bench(opts.ssh_commands)?)
+    } else {
+        None
+    };
     Ok(Report {
+        ssh,
         efficiency,
         bringup,
         reapply_ms: median(&mut times),
         reapply_changes: changes,
+    })
+}
+
+/// `n` small commands over one ssh2 session against `n` OpenSSH client processes, to the same
+/// private sshd on loopback.
+fn ssh_bench(n: usize) -> Result<SshBench, Error> {
+    use guest::sshd::{self, Sshd};
+    sshd::available().map_err(Error::Lab)?;
+    let server = Sshd::start().map_err(Error::Lab)?;
+    let known = server.dir.path().join("bench_known_hosts");
+    let mut cfg = guest::SshConfig::new(
+        "bench",
+        "127.0.0.1",
+        server.port,
+        "root",
+        guest::Auth::Key(server.client_key.clone()),
+        &known,
+    );
+    cfg.trust_on_first_use = true;
+    let t = Instant::now();
+    let session = guest::Ssh::new(cfg);
+    for _ in 0..n {
+        session.check(&Command::new(["true"])).map_err(Box::new)?;
+    }
+    let session_ms = ms(t.elapsed());
+    drop(session);
+    let argv: Vec<String> = [
+        "ssh",
+        "-q",
+        "-p",
+        &server.port.to_string(),
+        "-i",
+        &server.client_key.display().to_string(),
+        "-o",
+        &format!("UserKnownHostsFile={}", known.display()),
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "root@127.0.0.1",
+        "true",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect();
+    let local = Local::new("bench");
+    let t = Instant::now();
+    for _ in 0..n {
+        local.check(&Command::new(argv.clone())).map_err(Box::new)?;
+    }
+    let processes_ms = ms(t.elapsed());
+    Ok(SshBench {
+        commands: n,
+        session_ms,
+        processes_ms,
+        ratio: if session_ms > 0.0 {
+            processes_ms / session_ms
+        } else {
+            0.0
+        },
     })
 }
 
@@ -483,6 +570,19 @@ pub fn render(r: &Report) -> String {
             b.ip_batch_ms,
             b.ratio,
             holds(b.ratio >= TARGET_BRINGUP_RATIO)
+        )
+        .ok();
+    }
+    if let Some(s) = &r.ssh {
+        writeln!(
+            out,
+            "ssh: {} commands over one session {:.0} ms, as {} ssh processes {:.0} ms: {:.1}x faster; target >= {TARGET_SSH_RATIO}x: {}",
+            s.commands,
+            s.session_ms,
+            s.commands,
+            s.processes_ms,
+            s.ratio,
+            holds(s.ratio >= TARGET_SSH_RATIO)
         )
         .ok();
     }

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use guest::sshd::Sshd;
 use guest::{Auth, Ssh, SshConfig};
 use lab::{Lab, instant, remote};
-use testkit::sshd::Sshd;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -111,7 +111,7 @@ fn apply_over_ssh_matches_the_namespace_applier() {
         "lab net apply over SSH",
         testkit::root()
             .and_then(|()| testkit::mptcp())
-            .and_then(|()| testkit::sshd::available()),
+            .and_then(|()| guest::sshd::available()),
     ) {
         return;
     }

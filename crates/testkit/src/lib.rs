@@ -4,8 +4,6 @@
 //! test prints why and returns early (a skip), except when `LAB_REQUIRE_SYSTEM_TESTS=1` (set by
 //! `.ci/run`), where a missing capability fails the test.
 
-pub mod sshd;
-
 use std::path::PathBuf;
 
 /// The environment variable that turns skips into failures.

@@ -1,5 +1,6 @@
-//! An OpenSSH sshd of the test's own: temp host key, config and authorized_keys, listening on
-//! loopback (of this machine, or of a network namespace the test created), stopped by PID.
+//! A private OpenSSH sshd, for tests and `lab bench`: temp host key, config and
+//! authorized_keys, listening on loopback (of this machine, or of a network namespace the caller
+//! created), stopped by PID with everything it forked.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
@@ -23,8 +24,18 @@ const SSHD: &str = "/usr/sbin/sshd";
 
 /// Whether sshd and ssh-keygen are installed.
 pub fn available() -> Result<(), String> {
-    crate::tool(SSHD)?;
-    crate::tool("ssh-keygen")
+    if !Path::new(SSHD).is_file() {
+        return Err(format!(
+            "`{SSHD}` is not installed (Debian: openssh-server)"
+        ));
+    }
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("ssh-keygen").is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err("`ssh-keygen` is not installed (Debian: openssh-client)".into())
+    }
 }
 
 fn keygen(path: &Path) -> Result<(), String> {
@@ -84,13 +95,18 @@ impl Sshd {
         Ok(sshd)
     }
 
+    /// `SetEnv SHLVL=1`: bash sources ~/.bashrc for commands run by sshd only at shell level 1;
+    /// starting at 1 skips it, so a command costs what it costs, not what the machine's root
+    /// .bashrc costs (pyenv init here: ~80 ms). Both the session and the `ssh` processes of
+    /// `lab bench` talk to this same sshd.
     fn config(&self) -> String {
         let d = self.dir.path().display();
         format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             PermitRootLogin prohibit-password\nLogLevel INFO\nMaxSessions 1000\nMaxStartups 1000\n",
+             PermitRootLogin prohibit-password\nLogLevel INFO\nMaxSessions 1000\nMaxStartups 1000\n\
+             SetEnv SHLVL=1\n",
             port = self.port
         )
     }
