@@ -405,9 +405,11 @@ fn with_progress<T: Send>(seconds: u64, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-pub fn test(lab: &Lab, opts: &TestOptions, json: bool) -> Result<(), Failure> {
-    need_root("test")?;
-    let r = with_progress(opts.seconds, || inst::test(lab, opts)).map_err(fail)?;
+pub fn test(lab: &Lab, dir: &Path, opts: &TestOptions, json: bool) -> Result<(), Failure> {
+    if lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
+        need_root("test")?;
+    }
+    let r = with_progress(opts.seconds, || inst::test(lab, dir, opts)).map_err(fail)?;
     if json {
         json_out(&r)?;
     } else {
@@ -573,7 +575,7 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
             ));
         }
         say(format!("test: {} s of MPTCP traffic...", opts.seconds));
-        with_progress(opts.seconds, || inst::test(&lab, opts)).map_err(fail)
+        with_progress(opts.seconds, || inst::test(&lab, &dir, opts)).map_err(fail)
     })();
     let removed = inst::down(&lab, &dir).map_err(fail);
     let r = result?;

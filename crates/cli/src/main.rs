@@ -326,8 +326,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             instant::status(&lab, json)
         }
         Command::Test { lab, test, json } => {
-            let (lab, _) = select_lab(&lab)?;
-            instant::test(&lab, &test.options(), json)
+            let (lab, dir) = select_lab(&lab)?;
+            instant::test(&lab, &dir, &test.options(), json)
         }
         Command::Link {
             action,

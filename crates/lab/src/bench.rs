@@ -129,6 +129,7 @@ pub fn run(
                 instant::apply(&lab, None, false)?;
                 let r = instant::test(
                     &lab,
+                    scratch,
                     &TestOptions {
                         seconds: opts.seconds,
                         tool,

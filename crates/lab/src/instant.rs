@@ -414,10 +414,61 @@ pub enum TestError {
     NoPair,
     #[error("host `{0}` has no statically addressed interface to connect to")]
     NoAddress(String),
+    #[error(transparent)]
+    Hosts(crate::hosts::Error),
+    #[error(transparent)]
+    Remote(crate::remote::Error),
 }
 
 /// MPTCP traffic from the lab's client to its server, measured and judged.
-pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
+pub fn test(lab: &Lab, dir: &Path, opts: &TestOptions) -> Result<TestResult, TestError> {
+    let (server, client) = crate::expect::pair(lab).ok_or(TestError::NoPair)?;
+    let topo = topology(lab);
+    // Namespace hosts are entered directly; SSH hosts get two sessions each (one runs the
+    // traffic, the other reads counters meanwhile).
+    let mut namespaces = Vec::new();
+    let mut sessions: Vec<Box<dyn guest::Exec>> = Vec::new();
+    for h in [server, client] {
+        match h.provider {
+            crate::Provider::Netns => {
+                namespaces.push(netns::Namespace::open(&topo.host_ns(&h.name)).map_err(
+                    |e| match e {
+                        netns::Error::NoNamespace(_) => Error::NotUp(lab.name.clone()),
+                        e => Error::Netns(e),
+                    },
+                )?);
+            }
+            _ => {
+                for _ in 0..2 {
+                    sessions
+                        .push(crate::hosts::exec_for(lab, dir, &h.name).map_err(TestError::Hosts)?);
+                }
+            }
+        }
+    }
+    let mut ns_iter = namespaces.iter();
+    let mut ex_iter = sessions.iter();
+    let mut place = |h: &crate::Host| -> measure::Place<'_> {
+        if h.provider == crate::Provider::Netns {
+            measure::Place::Netns(ns_iter.next().expect("opened above"))
+        } else {
+            let run = ex_iter.next().expect("opened above").as_ref();
+            let sample = ex_iter.next().expect("opened above").as_ref();
+            measure::Place::Remote { run, sample }
+        }
+    };
+    let (sp, cp) = (place(server), place(client));
+    test_with(lab, opts, sp, cp)
+}
+
+/// [`test`] between two places the caller opened (namespaces, or hosts behind the command
+/// seam); the lab says which hosts are server and client and what the plan expects.
+pub fn test_with(
+    lab: &Lab,
+    opts: &TestOptions,
+    server_place: measure::Place<'_>,
+    client_place: measure::Place<'_>,
+) -> Result<TestResult, TestError> {
     let (server, client) = crate::expect::pair(lab).ok_or(TestError::NoPair)?;
     let dst = server
         .path_interfaces()
@@ -433,14 +484,6 @@ pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
             .into());
         }
     }
-    let topo = topology(lab);
-    let open = |h: &crate::Host| {
-        netns::Namespace::open(&topo.host_ns(&h.name)).map_err(|e| match e {
-            netns::Error::NoNamespace(_) => Error::NotUp(lab.name.clone()),
-            e => Error::Netns(e),
-        })
-    };
-    let (sns, cns) = (open(server)?, open(client)?);
     let names =
         |h: &crate::Host| -> Vec<String> { h.path_interfaces().map(|i| i.name.clone()).collect() };
     let (subflows, subflows_why) = crate::expect::subflows(server, client);
@@ -463,19 +506,29 @@ pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
         .fail
         .iter()
         .map(|(iface, at)| {
-            let (ns, host, iface2) = (
-                topo.host_ns(&client.name),
-                client.name.clone(),
-                iface.clone(),
-            );
-            measure::Event {
-                at: Duration::from_secs_f64(*at),
-                label: format!("{host} {iface} down"),
-                action: Box::new(move || {
-                    NsHost::open(&host, &ns)
-                        .and_then(|mut h| h.set_link(&iface2, false))
+            let (host, iface2) = (client.name.clone(), iface.clone());
+            let action: Box<dyn FnOnce() -> Result<(), String> + Send + '_> = match client_place {
+                measure::Place::Netns(ns) => {
+                    let ns = ns.name().to_string();
+                    Box::new(move || {
+                        NsHost::open(&host, &ns)
+                            .and_then(|mut h| h.set_link(&iface2, false))
+                            .map_err(|e| e.to_string())
+                    })
+                }
+                measure::Place::Remote { sample, .. } => Box::new(move || {
+                    sample
+                        .check(&guest::Command::new([
+                            "ip", "link", "set", "dev", &iface2, "down",
+                        ]))
+                        .map(|_| ())
                         .map_err(|e| e.to_string())
                 }),
+            };
+            measure::Event {
+                at: Duration::from_secs_f64(*at),
+                label: format!("{} {iface} down", client.name),
+                action,
             }
         })
         .collect();
@@ -489,19 +542,32 @@ pub fn test(lab: &Lab, opts: &TestOptions) -> Result<TestResult, TestError> {
         &spec,
         &measure::Side {
             host: &server.name,
-            ns: &sns,
+            place: server_place,
             interfaces: names(server),
         },
         &measure::Side {
             host: &client.name,
-            ns: &cns,
+            place: client_place,
             interfaces: names(client),
         },
         events,
     );
     // Links taken down come back up, with the routes the kernel dropped, whatever happened.
     for (iface, _) in &opts.fail {
-        set_link(lab, &client.name, iface, true)?;
+        match client_place {
+            measure::Place::Netns(ns) => {
+                let mut h = NsHost::open(&client.name, ns.name()).map_err(Error::from)?;
+                h.set_link(iface, true).map_err(Error::from)?;
+                h.converge(&client.net()).map_err(Error::from)?;
+            }
+            measure::Place::Remote { run, .. } => {
+                run.check(&guest::Command::new([
+                    "ip", "link", "set", "dev", iface, "up",
+                ]))
+                .map_err(|e| TestError::Remote(crate::remote::Error::from(e)))?;
+                crate::remote::apply(run, &client.net(), false, None).map_err(TestError::Remote)?;
+            }
+        }
     }
     let mut report = measured?;
     for (iface, _) in &opts.fail {

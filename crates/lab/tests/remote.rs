@@ -223,3 +223,105 @@ fn apply_over_ssh_matches_the_namespace_applier() {
     drop(sshd);
     std::thread::sleep(Duration::from_millis(50));
 }
+
+/// `lab test` between hosts reached only over SSH (each namespace host runs its own sshd):
+/// iperf3 through the remote sessions, counters read on second sessions meanwhile.
+#[test]
+fn traffic_between_hosts_over_ssh() {
+    if !testkit::require(
+        "lab test over SSH",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| guest::sshd::available())
+            .and_then(|()| testkit::tool("iperf3"))
+            .and_then(|()| testkit::tool("mptcpize")),
+    ) {
+        return;
+    }
+    let mut lab = p2p();
+    // Every link 50 Mbit/s on both ends.
+    for h in &mut lab.hosts {
+        for i in &mut h.interfaces {
+            i.shaping = Some(net::Shaping {
+                rate_bps: Some(50_000_000),
+                ..Default::default()
+            });
+        }
+    }
+    let l = up(lab);
+    instant::apply(&l.lab, None, false).unwrap();
+    let topo = instant::topology(&l.lab);
+    let connect = |host: &str, sshd: &Sshd| {
+        let ns_name = topo.host_ns(host);
+        let mut cfg = SshConfig::new(
+            host,
+            "127.0.0.1",
+            sshd.port,
+            "root",
+            Auth::Key(sshd.client_key.clone()),
+            // Both hosts are 127.0.0.1:22 inside their namespaces: one known_hosts each.
+            l.dir.path().join(format!("known_hosts.{host}")),
+        );
+        cfg.trust_on_first_use = true;
+        Ssh::with_connector(
+            cfg,
+            Box::new(move |c| {
+                let addr = format!("{}:{}", c.address, c.port).parse().unwrap();
+                let timeout = c.connect_timeout;
+                netns::Namespace::open(&ns_name)
+                    .map_err(std::io::Error::other)?
+                    .run(|| TcpStream::connect_timeout(&addr, timeout))
+                    .map_err(std::io::Error::other)?
+            }),
+        )
+    };
+    let srv_sshd = Sshd::start_in_netns(&topo.host_ns("srv")).unwrap();
+    let cli_sshd = Sshd::start_in_netns(&topo.host_ns("cli")).unwrap();
+    let (s1, s2) = (connect("srv", &srv_sshd), connect("srv", &srv_sshd));
+    let (c1, c2) = (connect("cli", &cli_sshd), connect("cli", &cli_sshd));
+    let r = instant::test_with(
+        &l.lab,
+        &instant::TestOptions {
+            seconds: 3,
+            tool: measure::Tool::Iperf3,
+            fail: vec![("eth2".into(), 1.5)],
+            ..Default::default()
+        },
+        measure::Place::Remote {
+            run: &s1,
+            sample: &s2,
+        },
+        measure::Place::Remote {
+            run: &c1,
+            sample: &c2,
+        },
+    )
+    .unwrap();
+    let json = serde_json::to_string_pretty(&r).unwrap();
+    assert!(r.report.connections >= 1, "{json}");
+    assert!(r.report.subflows_mib >= 2, "{json}");
+    assert!(r.report.goodput_bps > 40e6, "{json}");
+    assert_eq!(r.report.interfaces.len(), 6);
+    assert!(
+        r.report
+            .interfaces
+            .iter()
+            .filter(|i| i.host == "cli")
+            .all(|i| i.tx_bytes > 0),
+        "{json}"
+    );
+    assert!(
+        r.report.events.iter().any(|e| e.contains("cli eth2 down")),
+        "{json}"
+    );
+    // The downed link is back, with its routes (the remote applier converged the client).
+    let n = topo.host_ns("cli");
+    let routes = Command::new("ip")
+        .args(["-n", &n, "route", "show", "table", "200"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).contains("default via 10.0.2.1"),
+        "{json}"
+    );
+}

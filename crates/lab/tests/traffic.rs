@@ -73,6 +73,7 @@ fn builtin_lab_uses_every_path_on_both_hosts() {
     let up = shaped(Preset::Builtin, 50);
     let r = instant::test(
         &up.lab,
+        up.dir.path(),
         &TestOptions {
             seconds: 5,
             ..Default::default()
@@ -116,6 +117,7 @@ fn guide_settings_fail_the_verdict() {
     let up = shaped(Preset::Guide, 50);
     let r = instant::test(
         &up.lab,
+        up.dir.path(),
         &TestOptions {
             seconds: 3,
             ..Default::default()

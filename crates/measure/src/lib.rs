@@ -11,7 +11,7 @@ pub mod mptcp_info;
 pub mod traffic;
 pub mod verdict;
 
-pub use traffic::{Event, Report, Side, Spec, Tool};
+pub use traffic::{Event, Place, Report, Side, Spec, Tool};
 pub use verdict::{Expect, Verdict, judge};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,10 @@ pub enum Error {
     Iperf3(String),
     #[error("nothing listens on port {port} in the server's namespace")]
     NotListening { port: u16 },
+    #[error(
+        "host {0} is not a namespace on this machine: the built-in sender needs one (use --tool iperf3)"
+    )]
+    NeedsNamespace(String),
     #[error("a measurement thread panicked")]
     Panicked,
 }

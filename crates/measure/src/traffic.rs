@@ -5,9 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use guest::{Command, Exec};
@@ -32,22 +30,72 @@ pub enum Tool {
     Tcp,
 }
 
-/// One side of the transfer: a host in a namespace and the interfaces to count.
+/// Where a side of the transfer lives.
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    /// A network namespace on this machine: sockets, netlink and /proc directly.
+    Netns(&'a Namespace),
+    /// A host reached through the command seam (SSH): `run` carries the commands, `sample` is
+    /// a second session that reads counters while a command runs on the first.
+    Remote {
+        run: &'a dyn Exec,
+        sample: &'a dyn Exec,
+    },
+}
+
+impl std::fmt::Debug for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Netns(ns) => write!(f, "Netns({})", ns.name()),
+            Place::Remote { run, .. } => write!(f, "Remote({})", run.host()),
+        }
+    }
+}
+
+/// One side of the transfer: a host and the interfaces to count.
 #[derive(Debug)]
 pub struct Side<'a> {
     pub host: &'a str,
-    pub ns: &'a Namespace,
+    pub place: Place<'a>,
     pub interfaces: Vec<String>,
 }
 
-/// Something to do during the transfer, `at` after it starts (a link taken down).
-pub struct Event {
-    pub at: Duration,
-    pub label: String,
-    pub action: Box<dyn FnOnce() -> Result<(), String> + Send>,
+impl Side<'_> {
+    fn ns(&self) -> Result<&Namespace, Error> {
+        match self.place {
+            Place::Netns(ns) => Ok(ns),
+            Place::Remote { .. } => Err(Error::NeedsNamespace(self.host.to_string())),
+        }
+    }
+
+    /// Run `f` with the command seam of this side (`ip netns exec`, or the remote session).
+    fn with_exec<R>(&self, f: impl FnOnce(&dyn Exec) -> R) -> R {
+        match self.place {
+            Place::Netns(ns) => f(&guest::Netns::new(self.host, ns.name())),
+            Place::Remote { run, .. } => f(run),
+        }
+    }
+
+    /// A command's stdout on the sampling session (or, in a namespace, the command seam).
+    fn sample_output(&self, argv: &[&str]) -> Result<String, Error> {
+        let cmd = Command::new(argv.iter().copied()).retry_safe();
+        let out = match self.place {
+            Place::Netns(ns) => guest::Netns::new(self.host, ns.name()).check(&cmd),
+            Place::Remote { sample, .. } => sample.check(&cmd),
+        };
+        out.map(|o| o.stdout_lossy())
+            .map_err(|e| Error::Command(Box::new(e)))
+    }
 }
 
-impl std::fmt::Debug for Event {
+/// Something to do during the transfer, `at` after it starts (a link taken down).
+pub struct Event<'a> {
+    pub at: Duration,
+    pub label: String,
+    pub action: Box<dyn FnOnce() -> Result<(), String> + Send + 'a>,
+}
+
+impl std::fmt::Debug for Event<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Event")
             .field("at", &self.at)
@@ -118,28 +166,38 @@ pub struct Report {
     pub events: Vec<String>,
 }
 
-/// Run one transfer from `client` to `server`, with `events` along the way.
+/// Run one transfer from `client` to `server`, with `events` along the way. The built-in
+/// sender needs both sides in namespaces on this machine; iperf3 runs anywhere.
 pub fn run(
     spec: &Spec,
     server: &Side<'_>,
     client: &Side<'_>,
-    events: Vec<Event>,
+    events: Vec<Event<'_>>,
 ) -> Result<Report, Error> {
-    let mib_before = (read_mib(server.ns)?, read_mib(client.ns)?);
-    let sampler = Sampler::start(&[server, client])?;
-    let start = Instant::now();
-    let event_log = run_events(start, events);
-
-    let outcome = match spec.tool {
-        Tool::Builtin => builtin(spec, server, client, start, Protocol::MPTCP)?,
-        Tool::Tcp => builtin(spec, server, client, start, Protocol::TCP)?,
-        Tool::Iperf3 => iperf3_transfer(spec, server, client)?,
-    };
-
-    let interfaces = sampler.stop();
-    let events = event_log.join().unwrap_or_default();
-    let server_mib = read_mib(server.ns)?.since(&mib_before.0);
-    let client_mib = read_mib(client.ns)?.since(&mib_before.1);
+    if spec.tool != Tool::Iperf3 {
+        server.ns()?;
+        client.ns()?;
+    }
+    let mib_before = (read_mib(server)?, read_mib(client)?);
+    let probes = [Probe::open(server)?, Probe::open(client)?];
+    let stop = AtomicBool::new(false);
+    let (outcome, interfaces, events) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| sample(probes, &stop));
+        let start = Instant::now();
+        let event_log = s.spawn(move || run_events(start, events));
+        let outcome = match spec.tool {
+            Tool::Builtin => builtin(spec, server, client, start, Protocol::MPTCP),
+            Tool::Tcp => builtin(spec, server, client, start, Protocol::TCP),
+            Tool::Iperf3 => iperf3_transfer(spec, server, client),
+        };
+        stop.store(true, Ordering::Relaxed);
+        let interfaces = sampler.join().unwrap_or_default();
+        let events = event_log.join().unwrap_or_default();
+        (outcome, interfaces, events)
+    });
+    let outcome = outcome?;
+    let server_mib = read_mib(server)?.since(&mib_before.0);
+    let client_mib = read_mib(client)?.since(&mib_before.1);
     let seconds = outcome.seconds;
     Ok(Report {
         tool: spec.tool,
@@ -169,26 +227,30 @@ pub fn run(
     })
 }
 
-fn read_mib(ns: &Namespace) -> Result<Mib, Error> {
-    ns.run(mib::read_here)?
-        .map_err(|e| Error::io("reading /proc/net/netstat", e))
+fn read_mib(side: &Side<'_>) -> Result<Mib, Error> {
+    match side.place {
+        Place::Netns(ns) => ns
+            .run(mib::read_here)?
+            .map_err(|e| Error::io("reading /proc/net/netstat", e)),
+        Place::Remote { .. } => Ok(Mib::parse(
+            &side.sample_output(&["cat", "/proc/net/netstat"])?,
+        )),
+    }
 }
 
-fn run_events(start: Instant, mut events: Vec<Event>) -> JoinHandle<Vec<String>> {
+fn run_events(start: Instant, mut events: Vec<Event<'_>>) -> Vec<String> {
     events.sort_by_key(|e| e.at);
-    std::thread::spawn(move || {
-        let mut log = Vec::new();
-        for e in events {
-            let wait = e.at.saturating_sub(start.elapsed());
-            std::thread::sleep(wait);
-            let at = start.elapsed().as_secs_f64();
-            match (e.action)() {
-                Ok(()) => log.push(format!("{at:.1}s: {}", e.label)),
-                Err(err) => log.push(format!("{at:.1}s: {} failed: {err}", e.label)),
-            }
+    let mut log = Vec::new();
+    for e in events {
+        let wait = e.at.saturating_sub(start.elapsed());
+        std::thread::sleep(wait);
+        let at = start.elapsed().as_secs_f64();
+        match (e.action)() {
+            Ok(()) => log.push(format!("{at:.1}s: {}", e.label)),
+            Err(err) => log.push(format!("{at:.1}s: {} failed: {err}", e.label)),
         }
-        log
-    })
+    }
+    log
 }
 
 struct Outcome {
@@ -224,7 +286,7 @@ fn builtin(
     start: Instant,
     proto: Protocol,
 ) -> Result<Outcome, Error> {
-    let listener: TcpListener = server.ns.run(|| -> Result<TcpListener, Error> {
+    let listener: TcpListener = server.ns()?.run(|| -> Result<TcpListener, Error> {
         let s = stream_socket(proto)?;
         s.set_reuse_address(true)
             .map_err(|e| Error::io("SO_REUSEADDR", e))?;
@@ -264,7 +326,7 @@ fn builtin(
     });
 
     let dst = SocketAddr::V4(SocketAddrV4::new(spec.dst, port));
-    let sock = client.ns.run(|| stream_socket(proto))??;
+    let sock = client.ns()?.run(|| stream_socket(proto))??;
     if let Some(cc) = &spec.congestion {
         sock.set_tcp_congestion(cc.as_bytes())
             .map_err(|e| Error::io(format!("setting congestion control {cc}"), e))?;
@@ -332,13 +394,14 @@ fn builtin(
 }
 
 fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<Outcome, Error> {
-    let port = free_port(server.ns)?;
+    let port = free_port(server)?;
     let secs = spec.duration.as_secs().max(1).to_string();
-    let server_exec = guest::Netns::new(server.host, server.ns.name());
-    let client_exec = guest::Netns::new(client.host, client.ns.name());
-    let version = client_exec
-        .check(&Command::new(["iperf3", "--version"]).timeout(Duration::from_secs(10)))
-        .map_err(|e| Error::Command(Box::new(e)))?;
+    let cmd_err = |e| Error::Command(Box::new(e));
+    let version = client
+        .with_exec(|x| {
+            x.check(&Command::new(["iperf3", "--version"]).timeout(Duration::from_secs(10)))
+        })
+        .map_err(cmd_err)?;
     let version = iperf3::version(&version.stdout_lossy());
     let words = |w: &[&str]| w.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
     let server_cmd = Command::new(iperf3::mptcp_argv(
@@ -346,8 +409,6 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
         &words(&["-s", "-1", "-J", "-p", &port.to_string()]),
     ))
     .timeout(spec.duration + Duration::from_secs(30));
-    let srv = std::thread::spawn(move || server_exec.run(&server_cmd));
-    wait_listening(server.ns, port, Duration::from_secs(5))?;
     let mut args = words(&[
         "-c",
         &spec.dst.to_string(),
@@ -361,12 +422,23 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
         args.extend(["-C".to_string(), cc.clone()]);
     }
     let client_argv = iperf3::mptcp_argv(version, &args);
-    let out = client_exec
-        .check(&Command::new(client_argv.clone()).timeout(spec.duration + Duration::from_secs(30)))
-        .map_err(|e| Error::Command(Box::new(e)));
-    let srv = srv.join().map_err(|_| Error::Panicked)?;
+    let (out, srv) = std::thread::scope(|s| {
+        let srv = s.spawn(|| server.with_exec(|x| x.run(&server_cmd)));
+        let out = wait_listening(server, port, Duration::from_secs(10)).and_then(|()| {
+            client
+                .with_exec(|x| {
+                    x.check(
+                        &Command::new(client_argv.clone())
+                            .timeout(spec.duration + Duration::from_secs(30)),
+                    )
+                })
+                .map_err(cmd_err)
+        });
+        (out, srv.join())
+    });
+    let srv = srv.map_err(|_| Error::Panicked)?;
     let out = out?;
-    let _ = srv.map_err(|e| Error::Command(Box::new(e)))?;
+    srv.map_err(cmd_err)?;
     let parsed = iperf3::parse(&out.stdout_lossy())?;
     Ok(Outcome {
         command: Some(client_argv),
@@ -379,33 +451,63 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
     })
 }
 
-/// A port that is free in the namespace (bound and released).
-fn free_port(ns: &Namespace) -> Result<u16, Error> {
-    ns.run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).and_then(|l| l.local_addr()))?
-        .map(|a| a.port())
-        .map_err(|e| Error::io("finding a free port", e))
-}
-
-/// Wait until something listens on `port` in `ns` (a TCP listener in /proc/net/tcp, state 0A;
-/// an MPTCP listener has one).
-fn wait_listening(ns: &Namespace, port: u16, within: Duration) -> Result<(), Error> {
-    let deadline = Instant::now() + within;
-    let port_hex = format!(":{port:04X} ");
-    loop {
-        // iperf3 listens on `::` (IPv4 through IPv6), so look at both tables.
-        let table = ns
+/// The TCP listening table (`/proc/net/tcp` and `tcp6`) of a side.
+fn tcp_table(side: &Side<'_>) -> Result<String, Error> {
+    match side.place {
+        Place::Netns(ns) => ns
             .run(|| {
                 let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp")?;
                 let v6 = std::fs::read_to_string("/proc/thread-self/net/tcp6").unwrap_or_default();
                 Ok::<_, std::io::Error>(v4 + &v6)
             })?
-            .map_err(|e| Error::io("reading /proc/net/tcp", e))?;
-        // `local_address rem_address st`: the local port, then state 0A (LISTEN).
-        let listening = table.lines().any(|l| {
+            .map_err(|e| Error::io("reading /proc/net/tcp", e)),
+        Place::Remote { .. } => side.sample_output(&["cat", "/proc/net/tcp", "/proc/net/tcp6"]),
+    }
+}
+
+/// Local ports in state LISTEN (0A) of a `/proc/net/tcp` table.
+fn listening_ports(table: &str) -> Vec<u16> {
+    table
+        .lines()
+        .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1].ends_with(port_hex.trim_end()) && f[3] == "0A"
-        });
-        if listening {
+            if f.len() > 3 && f[3] == "0A" {
+                let port = f[1].rsplit(':').next()?;
+                u16::from_str_radix(port, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// A port nothing listens on: in a namespace, bound and released; on a remote host, one not in
+/// its listening table.
+fn free_port(side: &Side<'_>) -> Result<u16, Error> {
+    match side.place {
+        Place::Netns(ns) => ns
+            .run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).and_then(|l| l.local_addr()))?
+            .map(|a| a.port())
+            .map_err(|e| Error::io("finding a free port", e)),
+        Place::Remote { .. } => {
+            let taken = listening_ports(&tcp_table(side)?);
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            (0..1000u32)
+                .map(|k| 20_000 + ((seed / 7 + k * 7919) % 40_000) as u16)
+                .find(|p| !taken.contains(p))
+                .ok_or_else(|| Error::io("finding a free port", std::io::Error::other("none free")))
+        }
+    }
+}
+
+/// Wait until something listens on `port` (a TCP listener, state 0A; an MPTCP listener has
+/// one; iperf3 listens on `::`, so both tables count).
+fn wait_listening(side: &Side<'_>, port: u16, within: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + within;
+    loop {
+        if listening_ports(&tcp_table(side)?).contains(&port) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -415,87 +517,136 @@ fn wait_listening(ns: &Namespace, port: u16, within: Duration) -> Result<(), Err
     }
 }
 
-/// Samples every interface's byte counters once per second on a thread.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<IfaceBytes>>,
+/// How a side's byte counters are read.
+enum Probe<'a> {
+    Netlink(Rtnl, String, Vec<String>),
+    Remote(Side<'a>),
 }
 
-impl Sampler {
-    fn start(sides: &[&Side<'_>]) -> Result<Self, Error> {
-        let mut conns = Vec::new();
-        for s in sides {
-            let rt = s.ns.run(Rtnl::open)??;
-            conns.push((s.host.to_string(), s.interfaces.clone(), rt));
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let read = |conns: &mut Vec<(String, Vec<String>, Rtnl)>| -> Vec<(u64, u64)> {
-                let mut v = Vec::new();
-                for (_, ifaces, rt) in conns.iter_mut() {
-                    let links = rt.links().unwrap_or_default();
-                    for i in ifaces.iter() {
-                        let l = links.iter().find(|l| l.name == *i);
-                        v.push(l.map_or((0, 0), |l| (l.tx_bytes, l.rx_bytes)));
-                    }
-                }
-                v
-            };
-            let first = read(&mut conns);
-            let mut prev = first.clone();
-            let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); first.len()];
-            let t0 = Instant::now();
-            let mut tick = 1u32;
-            loop {
-                let next = t0 + Duration::from_secs(u64::from(tick));
-                while Instant::now() < next {
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let now = read(&mut conns);
-                let stopped = flag.load(Ordering::Relaxed);
-                let span = if stopped {
-                    (t0.elapsed().as_secs_f64() - f64::from(tick - 1)).max(1e-3)
-                } else {
-                    1.0
-                };
-                for (k, ((tx, rx), (ptx, prx))) in now.iter().zip(&prev).enumerate() {
-                    let d = (tx.saturating_sub(*ptx) + rx.saturating_sub(*prx)) as f64;
-                    // A final partial second is kept only when it is most of a second.
-                    if !stopped || span >= 0.5 {
-                        per_second[k].push(d * 8.0 / span);
-                    }
-                }
-                prev = now;
-                tick += 1;
-                if stopped {
-                    break;
-                }
-            }
-            let mut out = Vec::new();
-            let mut k = 0;
-            for (host, ifaces, _) in &conns {
-                for i in ifaces {
-                    out.push(IfaceBytes {
-                        host: host.clone(),
-                        iface: i.clone(),
-                        tx_bytes: prev[k].0.saturating_sub(first[k].0),
-                        rx_bytes: prev[k].1.saturating_sub(first[k].1),
-                        per_second_bps: std::mem::take(&mut per_second[k]),
-                    });
-                    k += 1;
-                }
-            }
-            out
-        });
-        Ok(Self { stop, handle })
+impl<'a> Probe<'a> {
+    fn open(side: &Side<'a>) -> Result<Self, Error> {
+        Ok(match side.place {
+            Place::Netns(ns) => Probe::Netlink(
+                ns.run(Rtnl::open)??,
+                side.host.to_string(),
+                side.interfaces.clone(),
+            ),
+            Place::Remote { .. } => Probe::Remote(Side {
+                host: side.host,
+                place: side.place,
+                interfaces: side.interfaces.clone(),
+            }),
+        })
     }
 
-    fn stop(self) -> Vec<IfaceBytes> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or_default()
+    fn host(&self) -> &str {
+        match self {
+            Probe::Netlink(_, h, _) => h,
+            Probe::Remote(s) => s.host,
+        }
     }
+
+    fn interfaces(&self) -> &[String] {
+        match self {
+            Probe::Netlink(_, _, i) => i,
+            Probe::Remote(s) => &s.interfaces,
+        }
+    }
+
+    /// (tx, rx) bytes per interface; zeros where unreadable.
+    fn read(&mut self) -> Vec<(u64, u64)> {
+        match self {
+            Probe::Netlink(rt, _, ifaces) => {
+                let links = rt.links().unwrap_or_default();
+                ifaces
+                    .iter()
+                    .map(|i| {
+                        links
+                            .iter()
+                            .find(|l| l.name == *i)
+                            .map_or((0, 0), |l| (l.tx_bytes, l.rx_bytes))
+                    })
+                    .collect()
+            }
+            Probe::Remote(side) => {
+                let paths: Vec<String> = side
+                    .interfaces
+                    .iter()
+                    .flat_map(|i| {
+                        [
+                            format!("/sys/class/net/{i}/statistics/tx_bytes"),
+                            format!("/sys/class/net/{i}/statistics/rx_bytes"),
+                        ]
+                    })
+                    .collect();
+                let mut argv = vec!["cat"];
+                argv.extend(paths.iter().map(String::as_str));
+                let text = side.sample_output(&argv).unwrap_or_default();
+                let nums: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+                (0..side.interfaces.len())
+                    .map(|k| {
+                        (
+                            nums.get(2 * k).copied().unwrap_or(0),
+                            nums.get(2 * k + 1).copied().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Sample every interface's byte counters once per second until `stop`.
+fn sample(mut probes: [Probe<'_>; 2], stop: &AtomicBool) -> Vec<IfaceBytes> {
+    let read = |probes: &mut [Probe<'_>; 2]| -> Vec<(u64, u64)> {
+        probes.iter_mut().flat_map(|p| p.read()).collect()
+    };
+    let first = read(&mut probes);
+    let mut prev = first.clone();
+    let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); first.len()];
+    let t0 = Instant::now();
+    let mut tick = 1u32;
+    loop {
+        let next = t0 + Duration::from_secs(u64::from(tick));
+        while Instant::now() < next {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let now = read(&mut probes);
+        let stopped = stop.load(Ordering::Relaxed);
+        let span = if stopped {
+            (t0.elapsed().as_secs_f64() - f64::from(tick - 1)).max(1e-3)
+        } else {
+            1.0
+        };
+        for (k, ((tx, rx), (ptx, prx))) in now.iter().zip(&prev).enumerate() {
+            let d = (tx.saturating_sub(*ptx) + rx.saturating_sub(*prx)) as f64;
+            // A final partial second is kept only when it is most of a second.
+            if !stopped || span >= 0.5 {
+                per_second[k].push(d * 8.0 / span);
+            }
+        }
+        prev = now;
+        tick += 1;
+        if stopped {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let mut k = 0;
+    for p in &probes {
+        for i in p.interfaces() {
+            out.push(IfaceBytes {
+                host: p.host().to_string(),
+                iface: i.clone(),
+                tx_bytes: prev[k].0.saturating_sub(first[k].0),
+                rx_bytes: prev[k].1.saturating_sub(first[k].1),
+                per_second_bps: std::mem::take(&mut per_second[k]),
+            });
+            k += 1;
+        }
+    }
+    out
 }
