@@ -189,3 +189,23 @@ pub fn interactive_argv(
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lab_key_is_made_once() {
+        if !testkit::require("the lab's key", testkit::tool("ssh-keygen")) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let key = lab_key(dir.path()).unwrap();
+        assert_eq!(key, dir.path().join(".lab/id_ed25519"));
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        let first = std::fs::read(&key).unwrap();
+        lab_key(dir.path()).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), first, "an existing key is kept");
+    }
+}
