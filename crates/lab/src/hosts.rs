@@ -206,6 +206,10 @@ mod tests {
         assert!(public.starts_with("ssh-ed25519 "), "{public}");
         let first = std::fs::read(&key).unwrap();
         lab_key(dir.path()).unwrap();
-        assert_eq!(std::fs::read(&key).unwrap(), first, "an existing key is kept");
+        assert_eq!(
+            std::fs::read(&key).unwrap(),
+            first,
+            "an existing key is kept"
+        );
     }
 }
