@@ -540,16 +540,7 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
         Preset::Builtin => "demo".into(),
         Preset::Guide => "demo-guide".into(),
     };
-    for h in &mut lab.hosts {
-        for i in &mut h.interfaces {
-            if !i.is_nat() {
-                i.shaping = Some(net::Shaping {
-                    rate_bps: Some(rate_bps),
-                    ..Default::default()
-                });
-            }
-        }
-    }
+    lab.shape_paths(rate_bps);
     let dir = std::env::temp_dir().join("lab-demo");
     let say = |s: String| {
         if !json {

@@ -123,7 +123,7 @@ pub fn run(
                 ));
                 let mut lab = preset.load().map_err(|e| Error::Lab(e.to_string()))?;
                 lab.name = format!("bench-{tag}-eff");
-                shape_all(&mut lab, rate * 1_000_000);
+                lab.shape_paths(rate * 1_000_000);
                 let _guard = Down::new(&lab, scratch);
                 instant::up(&lab, scratch)?;
                 instant::apply(&lab, None, false)?;
@@ -289,19 +289,6 @@ impl<'a> Down<'a> {
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = instant::down(&self.lab, self.dir);
-    }
-}
-
-fn shape_all(lab: &mut Lab, rate_bps: u64) {
-    for h in &mut lab.hosts {
-        for i in &mut h.interfaces {
-            if !i.is_nat() {
-                i.shaping = Some(net::Shaping {
-                    rate_bps: Some(rate_bps),
-                    ..Default::default()
-                });
-            }
-        }
     }
 }
 

@@ -233,6 +233,21 @@ impl Host {
 }
 
 impl Lab {
+    /// Shape every MPTCP path (each statically addressed interface of every host) to
+    /// `rate_bps` with tbf, as `lab demo` and `lab bench` do.
+    pub fn shape_paths(&mut self, rate_bps: u64) {
+        for h in &mut self.hosts {
+            for i in &mut h.interfaces {
+                if !i.is_nat() {
+                    i.shaping = Some(net::Shaping {
+                        rate_bps: Some(rate_bps),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }

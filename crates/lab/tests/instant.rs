@@ -2,25 +2,12 @@
 //! checked with iproute2 as an independent observer. Root only; every lab has a unique name and
 //! is removed by a guard even when the test fails.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use common::Up;
 use lab::{Lab, Preset, instant};
-
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A lab that is taken down when dropped (also on panic).
-struct Up {
-    lab: Lab,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = instant::down(&self.lab, self.dir.path());
-    }
-}
 
 fn root() -> bool {
     testkit::require(
@@ -29,16 +16,8 @@ fn root() -> bool {
     )
 }
 
-fn unique(mut lab: Lab) -> Up {
-    lab.name = format!(
-        "labtest-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    Up {
-        lab,
-        dir: tempfile::tempdir().unwrap(),
-    }
+fn unique(lab: Lab) -> Up {
+    common::unique(lab, "i")
 }
 
 fn ip(ns: &str, args: &[&str]) -> String {
@@ -248,11 +227,7 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
     if !root() {
         return;
     }
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/labs/p2p-shaped.toml"),
-    )
-    .unwrap();
-    let mut p2p = lab::parse("p2p-shaped.toml", &src).unwrap();
+    let mut p2p = common::p2p_fixture();
     // No netem on every kernel: keep rate shaping only for this test.
     for h in &mut p2p.hosts {
         for i in &mut h.interfaces {
@@ -310,11 +285,7 @@ fn netem_shaping_works_or_names_what_is_missing() {
     if !root() {
         return;
     }
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/labs/p2p-shaped.toml"),
-    )
-    .unwrap();
-    let mut p2p = lab::parse("p2p-shaped.toml", &src).unwrap();
+    let mut p2p = common::p2p_fixture();
     for h in &mut p2p.hosts {
         h.sysctls
             .retain(|s| s.key != "net.ipv4.tcp_congestion_control");

@@ -2,61 +2,22 @@
 //! namespace (netlink) applier, checked with iproute2's JSON output, and idempotent.
 
 use std::net::TcpStream;
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use guest::sshd::Sshd;
 use guest::{Auth, Ssh, SshConfig};
 use lab::{Lab, instant, remote};
 
-static N: AtomicU32 = AtomicU32::new(0);
-
-struct Up {
-    lab: Lab,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = instant::down(&self.lab, self.dir.path());
-    }
-}
-
 fn p2p() -> Lab {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/labs/p2p-shaped.toml"),
-    )
-    .unwrap();
-    let mut lab = lab::parse("p2p-shaped.toml", &src).unwrap();
-    lab.name = format!(
-        "labtest-r{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    // Rate only (no netem here), and no congestion-control sysctl (restricted in namespaces).
-    for h in &mut lab.hosts {
-        h.sysctls
-            .retain(|s| s.key != "net.ipv4.tcp_congestion_control");
-        for i in &mut h.interfaces {
-            if let Some(s) = &mut i.shaping {
-                s.delay_us = None;
-                s.loss_ppm = None;
-            }
-        }
-    }
-    lab
+    common::p2p()
 }
 
-fn up(lab: Lab) -> Up {
-    let up = Up {
-        lab,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    instant::up(&up.lab, up.dir.path()).unwrap();
-    up
+fn up(lab: Lab) -> common::Up {
+    common::up(lab, "r")
 }
 
 /// iproute2's and tc's view of a namespace, without what differs between two equal hosts
@@ -240,14 +201,7 @@ fn traffic_between_hosts_over_ssh() {
     }
     let mut lab = p2p();
     // Every link 50 Mbit/s on both ends.
-    for h in &mut lab.hosts {
-        for i in &mut h.interfaces {
-            i.shaping = Some(net::Shaping {
-                rate_bps: Some(50_000_000),
-                ..Default::default()
-            });
-        }
-    }
+    lab.shape_paths(50_000_000);
     let l = up(lab);
     instant::apply(&l.lab, None, false).unwrap();
     let topo = instant::topology(&l.lab);

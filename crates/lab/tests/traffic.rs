@@ -1,26 +1,13 @@
 //! MPTCP traffic between namespace hosts, for real: the built-in lab must use all three paths on
 //! both hosts; the guide's settings must not. Root and MPTCP only; labs are removed by a guard.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
+use lab::Preset;
 use lab::instant::{self, TestOptions};
-use lab::{Lab, Preset};
-
-static N: AtomicU32 = AtomicU32::new(0);
 
 /// One transfer at a time: competing transfers on two cores would measure each other.
 static TRAFFIC: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Up {
-    lab: Lab,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = instant::down(&self.lab, self.dir.path());
-    }
-}
 
 fn traffic() -> std::sync::MutexGuard<'static, ()> {
     TRAFFIC.lock().unwrap_or_else(|e| e.into_inner())
@@ -34,28 +21,10 @@ fn ready() -> bool {
 }
 
 /// A lab up and applied, with every path interface shaped to `mbit`.
-fn shaped(preset: Preset, mbit: u64) -> Up {
+fn shaped(preset: Preset, mbit: u64) -> common::Up {
     let mut lab = preset.load().unwrap();
-    lab.name = format!(
-        "labtest-t{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    for h in &mut lab.hosts {
-        for i in &mut h.interfaces {
-            if !i.is_nat() {
-                i.shaping = Some(net::Shaping {
-                    rate_bps: Some(mbit * 1_000_000),
-                    ..Default::default()
-                });
-            }
-        }
-    }
-    let up = Up {
-        lab,
-        dir: tempfile::tempdir().unwrap(),
-    };
-    instant::up(&up.lab, up.dir.path()).unwrap();
+    lab.shape_paths(mbit * 1_000_000);
+    let up = common::up(lab, "t");
     instant::apply(&up.lab, None, false).unwrap();
     up
 }

@@ -47,7 +47,7 @@ impl Conn {
     where
         M: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
-        self.exchange(what, msg, NLM_F_REQUEST | NLM_F_ACK | flags)
+        self.exchange(vec![(what.to_string(), msg, NLM_F_ACK | flags)])
             .map(|_| ())
     }
 
@@ -56,15 +56,15 @@ impl Conn {
     where
         M: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
-        self.exchange(what, msg, NLM_F_REQUEST | NLM_F_DUMP)
+        self.exchange(vec![(what.to_string(), msg, NLM_F_DUMP)])
     }
 
-    /// Send a request that answers with one message (a `GET` without DUMP).
+    /// Send a request that answers with messages and then an acknowledgement (a `GET`).
     pub fn get<M>(&mut self, what: &str, msg: M) -> Result<Vec<M>, Error>
     where
         M: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
-        self.exchange(what, msg, NLM_F_REQUEST | NLM_F_ACK)
+        self.exchange(vec![(what.to_string(), msg, NLM_F_ACK)])
     }
 
     /// Send several requests in one write (each acknowledged) and wait for every
@@ -73,8 +73,22 @@ impl Conn {
     where
         M: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
+        let reqs = reqs
+            .into_iter()
+            .map(|(what, msg, flags)| (what, msg, NLM_F_ACK | flags))
+            .collect();
+        self.exchange(reqs).map(|_| ())
+    }
+
+    /// Send `reqs` (what, message, flags besides REQUEST) in one write and collect the replies
+    /// until each request has ended: with its acknowledgement (an error message with code 0),
+    /// its end of dump, or an error, which stops everything.
+    fn exchange<M>(&mut self, reqs: Vec<(String, M, u16)>) -> Result<Vec<M>, Error>
+    where
+        M: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
         if reqs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let first = self.seq.wrapping_add(1);
         let mut out = Vec::new();
@@ -82,7 +96,7 @@ impl Conn {
         for (what, msg, flags) in reqs {
             self.seq = self.seq.wrapping_add(1);
             let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            header.flags = NLM_F_REQUEST | flags;
             header.sequence_number = self.seq;
             let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
             packet.finalize();
@@ -93,7 +107,8 @@ impl Conn {
         }
         self.sock
             .send(&out, 0)
-            .map_err(|e| Error::io(format!("sending netlink requests ({})", whats[0]), e))?;
+            .map_err(|e| Error::io(format!("sending a netlink request ({})", whats[0]), e))?;
+        let mut replies = Vec::new();
         let mut pending = whats.len();
         while pending > 0 {
             let n = self
@@ -113,76 +128,22 @@ impl Conn {
                 if k >= whats.len() {
                     continue; // a late reply to an earlier request
                 }
-                if let NetlinkPayload::Error(e) = parsed.payload {
-                    if let Some(code) = e.code {
-                        return Err(Error::Netlink {
-                            what: whats[k].clone(),
-                            source: std::io::Error::from_raw_os_error(-code.get()),
-                        });
-                    }
-                    pending -= 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn exchange<M>(&mut self, what: &str, msg: M, flags: u16) -> Result<Vec<M>, Error>
-    where
-        M: NetlinkSerializable + NetlinkDeserializable + Debug,
-    {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.sock
-            .send(&out, 0)
-            .map_err(|e| Error::io(format!("sending a netlink request ({what})"), e))?;
-
-        let dumping = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut replies = Vec::new();
-        loop {
-            let n = self
-                .sock
-                .recv(&mut &mut self.buf[..], 0)
-                .map_err(|e| Error::io("receiving a netlink reply", e))?;
-            let mut offset = 0;
-            while offset < n {
-                let parsed = NetlinkMessage::<M>::deserialize(&self.buf[offset..n])
-                    .map_err(|e| Error::Decode(format!("{what}: {e}")))?;
-                let len = parsed.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
-                if parsed.header.sequence_number != seq {
-                    continue; // a late reply to an earlier request
-                }
                 match parsed.payload {
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(replies), // the acknowledgement
-                            Some(code) => Err(Error::Netlink {
-                                what: what.to_string(),
+                    NetlinkPayload::Done(_) => pending -= 1,
+                    NetlinkPayload::Error(e) => match e.code {
+                        None => pending -= 1,
+                        Some(code) => {
+                            return Err(Error::Netlink {
+                                what: whats[k].clone(),
                                 source: std::io::Error::from_raw_os_error(-code.get()),
-                            }),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(m) => {
-                        replies.push(m);
-                        if !dumping && flags & NLM_F_ACK == 0 {
-                            return Ok(replies);
+                            });
                         }
-                    }
+                    },
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
                     _ => {}
                 }
             }
         }
+        Ok(replies)
     }
 }
