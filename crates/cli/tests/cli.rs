@@ -1,26 +1,13 @@
 //! The `lab` binary end to end: the foundation issue's "Done when" points, as a user runs them.
 
-use assert_cmd::Command;
+mod common;
 
-/// `lab` run in an empty temp dir (so no Lab.toml is found and the built-in lab is used).
-fn lab_in(dir: &std::path::Path) -> Command {
-    let mut c = Command::cargo_bin("lab").unwrap();
-    c.current_dir(dir).env("NO_COLOR", "1");
-    c
-}
+use common::run_in;
 
+/// `lab ARGS` in an empty temp dir (so no Lab.toml is found and the built-in lab is used).
 fn run(args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     run_in(dir.path(), args)
-}
-
-fn run_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = lab_in(dir).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 #[test]

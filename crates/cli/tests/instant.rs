@@ -1,12 +1,12 @@
 //! `lab up|status|net apply|link|test|down|demo` end to end on namespace hosts, as root.
 //! Every lab has a unique name and is removed by a guard, also when a test fails.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-use assert_cmd::Command;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -54,18 +54,7 @@ impl LabDir {
     }
 
     fn lab(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::cargo_bin("lab")
-            .unwrap()
-            .current_dir(self.path())
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
+        common::run_in(self.path(), args)
     }
 
     fn namespaces(&self) -> Vec<String> {
@@ -281,20 +270,7 @@ fn demo_builtin_passes_and_guide_fails_with_reasons() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::cargo_bin("lab")
-            .unwrap()
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    };
+    let run = |args: &[&str]| common::run_in(dir.path(), args);
     let _guard = traffic();
     let (code, out, err) = run(&["demo", "--seconds", "5"]);
     assert_eq!(code, 0, "{out}\n{err}");

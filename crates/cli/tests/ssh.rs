@@ -1,23 +1,12 @@
 //! `lab exec`, `lab ssh`, `lab ssh-config` and `lab net apply --dry-run` on an existing host
 //! (provider "ssh"): an sshd this test starts on loopback, reached with the lab's known_hosts.
 
-use assert_cmd::Command;
+mod common;
+
 use guest::sshd::Sshd;
 
 fn lab(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("lab")
-        .unwrap()
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::run_in(dir, args)
 }
 
 #[test]

@@ -1,0 +1,22 @@
+//! Running the `lab` binary from the tests.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::path::Path;
+
+/// `lab ARGS` in `dir`, without colour and without the caller's ssh-agent: (exit code, stdout,
+/// stderr).
+pub fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = assert_cmd::Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
