@@ -138,6 +138,9 @@ enum Command {
         #[command(flatten)]
         lab: LabArgs,
     },
+    /// Kernels: GRUB's menu and default entry (builds and installs come with their issue).
+    #[command(subcommand)]
+    Kernel(KernelCommand),
     /// Check a lab for the MPTCP misconfigurations people hit, each with its fix.
     Doctor {
         #[command(flatten)]
@@ -190,6 +193,32 @@ fn parse_fail(s: &str) -> Result<(String, f64), String> {
         return Err("the interface name is empty".into());
     }
     Ok((iface.to_string(), at))
+}
+
+#[derive(Subcommand, Debug)]
+enum KernelCommand {
+    /// List GRUB's bootable entries with their positional path (`1>2`, what grub-menu.sh
+    /// shows), id path, title and kernel release, at any depth.
+    GrubMenu {
+        /// A grub.cfg file.
+        #[arg(long, default_value = "/boot/grub/grub.cfg")]
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an entry GRUB's default, chosen by kernel release or title (never by position),
+    /// written as its id path into ROOT/etc/default/grub (backup kept); run update-grub after.
+    GrubDefault {
+        /// Root of the system to edit: ROOT/boot/grub/grub.cfg and ROOT/etc/default/grub.
+        #[arg(long)]
+        root: PathBuf,
+        /// The kernel release to boot (`6.4.0-mptcp`).
+        #[arg(long, conflicts_with = "title", required_unless_present = "title")]
+        release: Option<String>,
+        /// The exact title of the entry.
+        #[arg(long)]
+        title: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,6 +337,39 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let text = lab::hosts::openssh_config(&lab, &dir)
                 .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
             print_out(&text)
+        }
+        Command::Kernel(KernelCommand::GrubMenu { file, json }) => grub_menu(&file, json),
+        Command::Kernel(KernelCommand::GrubDefault {
+            root,
+            release,
+            title,
+        }) => {
+            let sel = match (release, title) {
+                (Some(r), _) => kernel::grub::Selector::Release(r),
+                (None, Some(t)) => kernel::grub::Selector::Title(t),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let done = kernel::grub::set_default_on(&guest::Local::new("local"), &root, &sel)
+                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            let mut out = format!(
+                "{}: {} ({})\nGRUB_DEFAULT=\"{}\"{}\n",
+                if done.changed {
+                    "default set"
+                } else {
+                    "already the default"
+                },
+                done.entry.title,
+                done.entry.path,
+                done.value,
+                done.previous
+                    .map(|p| format!(" (was {p})"))
+                    .unwrap_or_default()
+            );
+            if let Some(b) = done.backup {
+                out.push_str(&format!("backup: {b}\n"));
+            }
+            out.push_str("next: update-grub (grub-mkconfig -o /boot/grub/grub.cfg)\n");
+            print_out(&out)
         }
         Command::Doctor { lab, json } => {
             let (lab, _) = select_lab(&lab)?;
@@ -505,6 +567,31 @@ pub(crate) fn print_out(s: &str) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(miette::miette!("cannot write to stdout: {e}").into()),
     }
+}
+
+fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| miette::miette!("cannot read {}: {e}", file.display()))?;
+    let items =
+        kernel::grub::parse(&text).map_err(|e| miette::miette!("{}: {e}", file.display()))?;
+    let entries = kernel::grub::list(&items);
+    if json {
+        let mut s = serde_json::to_string_pretty(&entries).map_err(|e| miette::miette!("{e}"))?;
+        s.push('\n');
+        return print_out(&s);
+    }
+    let mut out = String::new();
+    for e in &entries {
+        out.push_str(&format!(
+            "{:<7} {}{}\n        release {}  id {}\n",
+            e.path,
+            "  ".repeat(e.depth),
+            e.title,
+            e.release.as_deref().unwrap_or("-"),
+            e.id_path.as_deref().unwrap_or("-"),
+        ));
+    }
+    print_out(&out)
 }
 
 fn doctor(lab: &Lab, json: bool) -> Result<(), Failure> {

@@ -239,3 +239,56 @@ fn missing_file_and_conflicting_flags() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown preset"), "{err}");
 }
+
+#[test]
+fn kernel_grub_menu_and_default() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/kernel");
+    let cfg = fixtures.join("ubuntu-22.04.cfg");
+    let (code, out, err) = run(&["kernel", "grub-menu", "--file", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("1>2       Ubuntu, with Linux 6.4.0-mptcp\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "kernel",
+        "grub-menu",
+        "--file",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[3]["release"], "6.4.0-mptcp");
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("boot/grub")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc/default")).unwrap();
+    std::fs::copy(&cfg, root.path().join("boot/grub/grub.cfg")).unwrap();
+    std::fs::write(
+        root.path().join("etc/default/grub"),
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n",
+    )
+    .unwrap();
+    let r = root.path().to_str().unwrap();
+    let (code, out, err) = run(&[
+        "kernel",
+        "grub-default",
+        "--root",
+        r,
+        "--release",
+        "6.4.0-mptcp",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("default set: Ubuntu, with Linux 6.4.0-mptcp (1>2)"),
+        "{out}"
+    );
+    assert!(out.contains("(was 0)") && out.contains("backup:"), "{out}");
+    let (code, _, err) = run(&["kernel", "grub-default", "--root", r, "--release", "9.9"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no GRUB entry for kernel release 9.9"),
+        "{err}"
+    );
+}
