@@ -197,6 +197,33 @@ fn parse_fail(s: &str) -> Result<(String, f64), String> {
 
 #[derive(Subcommand, Debug)]
 enum KernelCommand {
+    /// Build Debian packages of a kernel with MPTCP on (`make bindeb-pkg`), non-interactively.
+    Build {
+        /// A source tarball (.tar.xz/.tar.gz/.tar.bz2) or an unpacked tree, e.g. Debian's
+        /// /usr/src/linux-source-6.1.tar.xz.
+        #[arg(long)]
+        source: PathBuf,
+        /// Starting configuration: defconfig, tiny, lab, or a .config file (`--config-file`).
+        #[arg(long, default_value = "lab", value_parser = ["defconfig", "tiny", "lab"], conflicts_with = "config_file")]
+        config: String,
+        /// Start from this .config (e.g. /boot/config-$(uname -r)).
+        #[arg(long)]
+        config_file: Option<PathBuf>,
+        /// Where the packages go.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Where the source is unpacked and built.
+        #[arg(long, default_value = ".lab/kernel-build")]
+        work: PathBuf,
+        /// Parallel jobs (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Appended to the kernel release.
+        #[arg(long, default_value = "-mptcp")]
+        localversion: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List GRUB's bootable entries with their positional path (`1>2`, what grub-menu.sh
     /// shows), id path, title and kernel release, at any depth.
     GrubMenu {
@@ -337,6 +364,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let text = lab::hosts::openssh_config(&lab, &dir)
                 .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
             print_out(&text)
+        }
+        Command::Kernel(KernelCommand::Build {
+            source,
+            config,
+            config_file,
+            out,
+            work,
+            jobs,
+            localversion,
+            json,
+        }) => {
+            let profile = match (config_file, config.as_str()) {
+                (Some(f), _) => kernel::config::Profile::File(f.display().to_string()),
+                (None, "tiny") => kernel::config::Profile::Tiny,
+                (None, "defconfig") => kernel::config::Profile::Defconfig,
+                (None, _) => kernel::config::Profile::Lab,
+            };
+            let spec = kernel::build::BuildSpec {
+                source,
+                profile,
+                work,
+                out,
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                localversion,
+                pkgversion: "1".into(),
+            };
+            kernel_build(&spec, json)
         }
         Command::Kernel(KernelCommand::GrubMenu { file, json }) => grub_menu(&file, json),
         Command::Kernel(KernelCommand::GrubDefault {
@@ -567,6 +622,57 @@ pub(crate) fn print_out(s: &str) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(miette::miette!("cannot write to stdout: {e}").into()),
     }
+}
+
+fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failure> {
+    use kernel::build::Progress;
+    use std::io::IsTerminal as _;
+    let tty = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if !tty {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let host = guest::Local::new("local");
+    let result = kernel::build::build(&host, spec, &mut |p| match p {
+        Progress::Step(s) => {
+            if tty {
+                bar.set_message(s);
+            } else {
+                eprintln!("kernel: {s}");
+            }
+        }
+        Progress::Compiled { done, expected } => {
+            if let Some(total) = expected {
+                bar.set_length(total);
+                bar.set_position(done.min(total));
+                bar.set_message(format!("compiled {done} of ~{total} objects"));
+            } else {
+                bar.set_message(format!("compiled {done} objects"));
+            }
+            bar.tick();
+        }
+    });
+    bar.finish_and_clear();
+    let m = result.map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    if json {
+        let mut s = serde_json::to_string_pretty(&m).map_err(|e| miette::miette!("{e}"))?;
+        s.push('\n');
+        return print_out(&s);
+    }
+    let mut out = format!(
+        "built {} in {:.0} s (log: {})\n",
+        m.release,
+        m.seconds,
+        m.log.display()
+    );
+    for p in &m.packages {
+        out.push_str(&format!(
+            "  {} ({:.1} MB)\n",
+            p.file.display(),
+            p.size as f64 / 1e6
+        ));
+    }
+    print_out(&out)
 }
 
 fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {

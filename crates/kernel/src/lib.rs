@@ -4,4 +4,6 @@
 //! Built so far: [`grub`] (the menu tree from grub.cfg, entries with positional and id paths,
 //! selection by release or title, the GRUB_DEFAULT edit). The rest is open (issue "Kernels").
 
+pub mod build;
+pub mod config;
 pub mod grub;

@@ -1,0 +1,209 @@
+//! Kernel configuration: a profile to start from, the options lab always forces (MPTCP on,
+//! no signing keys, no debug info), and the check that the final .config really has MPTCP.
+
+use serde::Serialize;
+
+/// Where the configuration starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// `make defconfig`.
+    Defconfig,
+    /// `make tinyconfig` plus what a QEMU guest needs to boot with networking ([`TINY`]): the
+    /// fastest build, for tests.
+    Tiny,
+    /// `make defconfig` plus a testbed's needs ([`LAB`]): virtio, netem, veth, ACPI poweroff;
+    /// no sound, USB, DRM or wireless.
+    Lab,
+    /// A given .config (the running kernel's /boot/config-RELEASE, or a file).
+    File(String),
+}
+
+impl Profile {
+    /// The make target that creates the starting .config (`None`: the file is copied).
+    pub fn make_target(&self) -> Option<&'static str> {
+        match self {
+            Profile::Defconfig | Profile::Lab => Some("defconfig"),
+            Profile::Tiny => Some("tinyconfig"),
+            Profile::File(_) => None,
+        }
+    }
+
+    /// The profile's own fragment, merged before [`ALWAYS`].
+    pub fn fragment(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Profile::Tiny => TINY,
+            Profile::Lab => LAB,
+            Profile::Defconfig | Profile::File(_) => &[],
+        }
+    }
+}
+
+/// Options lab sets on every kernel, after the profile.
+pub const ALWAYS: &[(&str, &str)] = &[
+    ("CONFIG_NET", "y"),
+    ("CONFIG_INET", "y"),
+    ("CONFIG_IPV6", "y"),
+    ("CONFIG_MPTCP", "y"),
+    ("CONFIG_MPTCP_IPV6", "y"),
+    ("CONFIG_INET_DIAG", "y"),
+    ("CONFIG_INET_MPTCP_DIAG", "y"),
+    // Debian's and Ubuntu's configs name key files that only their build machines have.
+    ("CONFIG_SYSTEM_TRUSTED_KEYS", "\"\""),
+    ("CONFIG_SYSTEM_REVOCATION_KEYS", "\"\""),
+    // No debug info: no dbg package (the guide deletes it anyway), a fraction of the build time.
+    ("CONFIG_DEBUG_INFO_NONE", "y"),
+    ("CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT", "n"),
+    ("CONFIG_DEBUG_INFO_DWARF4", "n"),
+    ("CONFIG_DEBUG_INFO_DWARF5", "n"),
+    ("CONFIG_DEBUG_INFO_BTF", "n"),
+];
+
+/// The options whose absence from the final .config fails the configuration step.
+pub const REQUIRED: &[&str] = &[
+    "CONFIG_MPTCP",
+    "CONFIG_MPTCP_IPV6",
+    "CONFIG_INET_MPTCP_DIAG",
+];
+
+/// tinyconfig is not enough to boot a QEMU guest with a disk and a network: these are.
+pub const TINY: &[(&str, &str)] = &[
+    ("CONFIG_64BIT", "y"),
+    ("CONFIG_PRINTK", "y"),
+    ("CONFIG_TTY", "y"),
+    ("CONFIG_SERIAL_8250", "y"),
+    ("CONFIG_SERIAL_8250_CONSOLE", "y"),
+    ("CONFIG_BINFMT_ELF", "y"),
+    ("CONFIG_BINFMT_SCRIPT", "y"),
+    ("CONFIG_PROC_FS", "y"),
+    ("CONFIG_SYSFS", "y"),
+    ("CONFIG_DEVTMPFS", "y"),
+    ("CONFIG_DEVTMPFS_MOUNT", "y"),
+    ("CONFIG_TMPFS", "y"),
+    ("CONFIG_MULTIUSER", "y"),
+    ("CONFIG_FUTEX", "y"),
+    ("CONFIG_EPOLL", "y"),
+    ("CONFIG_SIGNALFD", "y"),
+    ("CONFIG_TIMERFD", "y"),
+    ("CONFIG_EVENTFD", "y"),
+    ("CONFIG_SHMEM", "y"),
+    ("CONFIG_INOTIFY_USER", "y"),
+    ("CONFIG_FHANDLE", "y"),
+    ("CONFIG_CGROUPS", "y"),
+    ("CONFIG_UNIX", "y"),
+    ("CONFIG_PACKET", "y"),
+    ("CONFIG_PCI", "y"),
+    ("CONFIG_ACPI", "y"),
+    ("CONFIG_BLOCK", "y"),
+    ("CONFIG_BLK_DEV", "y"),
+    ("CONFIG_EXT4_FS", "y"),
+    ("CONFIG_VIRTIO_MENU", "y"),
+    ("CONFIG_VIRTIO", "y"),
+    ("CONFIG_VIRTIO_PCI", "y"),
+    ("CONFIG_VIRTIO_BLK", "y"),
+    ("CONFIG_NETDEVICES", "y"),
+    ("CONFIG_NET_CORE", "y"),
+    ("CONFIG_VIRTIO_NET", "y"),
+    ("CONFIG_ETHERNET", "y"),
+    ("CONFIG_E1000", "y"),
+    ("CONFIG_NET_SCHED", "y"),
+    ("CONFIG_NET_SCH_TBF", "y"),
+    ("CONFIG_NET_SCH_NETEM", "y"),
+    ("CONFIG_VETH", "y"),
+    ("CONFIG_MODULES", "n"),
+];
+
+/// A testbed kernel on top of defconfig, like virtme-ng's and the MPTCP CI's.
+pub const LAB: &[(&str, &str)] = &[
+    ("CONFIG_VIRTIO_PCI", "y"),
+    ("CONFIG_VIRTIO_NET", "y"),
+    ("CONFIG_VIRTIO_BLK", "y"),
+    ("CONFIG_NET_SCHED", "y"),
+    ("CONFIG_NET_SCH_TBF", "y"),
+    ("CONFIG_NET_SCH_NETEM", "y"),
+    ("CONFIG_NET_SCH_FQ", "y"),
+    ("CONFIG_VETH", "y"),
+    ("CONFIG_ACPI", "y"),
+    ("CONFIG_SOUND", "n"),
+    ("CONFIG_USB_SUPPORT", "n"),
+    ("CONFIG_DRM", "n"),
+    ("CONFIG_WLAN", "n"),
+    ("CONFIG_WIRELESS", "n"),
+];
+
+/// A kconfig fragment (`CONFIG_X=y`, `# CONFIG_X is not set`) for `merge_config.sh`.
+pub fn fragment(profile: &Profile) -> String {
+    let mut out = String::from("# lab: MPTCP kernel configuration fragment\n");
+    for (k, v) in profile.fragment().iter().chain(ALWAYS) {
+        if *v == "n" {
+            out.push_str(&format!("# {k} is not set\n"));
+        } else {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+    }
+    out
+}
+
+/// The value of an option in a .config: `Some("y")`, `Some("\"\"")`, `Some("n")` for
+/// `# CONFIG_X is not set`, `None` when absent.
+pub fn value<'a>(config: &'a str, option: &str) -> Option<&'a str> {
+    for line in config.lines() {
+        if let Some(rest) = line.strip_prefix(option)
+            && let Some(v) = rest.strip_prefix('=')
+        {
+            return Some(v);
+        }
+        if line == format!("# {option} is not set") {
+            return Some("n");
+        }
+    }
+    None
+}
+
+/// Check a final .config: every [`REQUIRED`] option must be `y`. Returns each one that is not,
+/// with what the file has (kconfig drops an option whose dependencies are missing).
+pub fn check(config: &str) -> Result<(), Vec<(String, String)>> {
+    let bad: Vec<(String, String)> = REQUIRED
+        .iter()
+        .filter_map(|o| {
+            let v = value(config, o);
+            (v != Some("y")).then(|| ((*o).to_string(), v.unwrap_or("absent").to_string()))
+        })
+        .collect();
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_forces_mptcp_and_drops_debug_info() {
+        let f = fragment(&Profile::Tiny);
+        assert!(f.contains("\nCONFIG_MPTCP=y\n") && f.contains("\nCONFIG_VIRTIO_NET=y\n"));
+        assert!(f.contains("\n# CONFIG_DEBUG_INFO_BTF is not set\n"));
+        assert!(f.contains("\nCONFIG_SYSTEM_TRUSTED_KEYS=\"\"\n"));
+        // ALWAYS comes last, so it wins over a profile's value in merge_config.sh.
+        assert!(f.rfind("CONFIG_MPTCP=y").unwrap() > f.find("CONFIG_VETH").unwrap());
+        assert!(!fragment(&Profile::Defconfig).contains("VIRTIO"));
+    }
+
+    #[test]
+    fn check_names_the_option_that_dropped() {
+        let good = "CONFIG_MPTCP=y\nCONFIG_MPTCP_IPV6=y\nCONFIG_INET_MPTCP_DIAG=y\n";
+        assert_eq!(check(good), Ok(()));
+        let bad = "# CONFIG_MPTCP is not set\nCONFIG_INET_MPTCP_DIAG=m\n";
+        assert_eq!(
+            check(bad).unwrap_err(),
+            vec![
+                ("CONFIG_MPTCP".to_string(), "n".to_string()),
+                ("CONFIG_MPTCP_IPV6".to_string(), "absent".to_string()),
+                ("CONFIG_INET_MPTCP_DIAG".to_string(), "m".to_string()),
+            ]
+        );
+        assert_eq!(
+            value("CONFIG_MPTCPX=y\nCONFIG_MPTCP=y\n", "CONFIG_MPTCP"),
+            Some("y")
+        );
+    }
+}
