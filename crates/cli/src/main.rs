@@ -200,9 +200,13 @@ enum KernelCommand {
     /// Build Debian packages of a kernel with MPTCP on (`make bindeb-pkg`), non-interactively.
     Build {
         /// A source tarball (.tar.xz/.tar.gz/.tar.bz2) or an unpacked tree, e.g. Debian's
-        /// /usr/src/linux-source-6.1.tar.xz.
-        #[arg(long)]
-        source: PathBuf,
+        /// /usr/src/linux-source-6.1.tar.xz (no download).
+        #[arg(long, conflicts_with = "version")]
+        source: Option<PathBuf>,
+        /// Download this version from kernel.org (checked against its sha256sums.asc, cached
+        /// in ~/.cache/lab/kernel).
+        #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
+        version: String,
         /// Starting configuration: defconfig, tiny, lab, or a .config file (`--config-file`).
         #[arg(long, default_value = "lab", value_parser = ["defconfig", "tiny", "lab"], conflicts_with = "config_file")]
         config: String,
@@ -367,6 +371,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Kernel(KernelCommand::Build {
             source,
+            version,
             config,
             config_file,
             out,
@@ -380,6 +385,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 (None, "tiny") => kernel::config::Profile::Tiny,
                 (None, "defconfig") => kernel::config::Profile::Defconfig,
                 (None, _) => kernel::config::Profile::Lab,
+            };
+            let source = match source {
+                Some(s) => s,
+                None => download(&version)?,
             };
             let spec = kernel::build::BuildSpec {
                 source,
@@ -622,6 +631,41 @@ pub(crate) fn print_out(s: &str) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(miette::miette!("cannot write to stdout: {e}").into()),
     }
+}
+
+/// The kernel.org tarball of `version`, from the cache or downloaded with a progress bar.
+fn download(version: &str) -> Result<PathBuf, Failure> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".lab/cache"))
+        .join("lab/kernel");
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("linux-{version}.tar.xz"));
+    let fetched = kernel::source::fetch(
+        kernel::source::KERNEL_ORG,
+        version,
+        &cache,
+        &mut |done, total| {
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    let f = fetched.map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    eprintln!(
+        "kernel: {} ({}sha256 {} verified)",
+        f.path.display(),
+        if f.cached { "cached, " } else { "" },
+        &f.sha256[..16]
+    );
+    Ok(f.path)
 }
 
 fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failure> {
