@@ -228,6 +228,25 @@ enum KernelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Whether a host's running kernel has MPTCP (then no build is needed).
+    Check {
+        host: String,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Install built packages on an SSH host: upload, dpkg -i, GRUB default by release,
+    /// update-grub, reboot, wait, and verify `uname -r` and net.mptcp.enabled.
+    Install {
+        host: String,
+        /// The release the packages carry (`lab kernel build` prints it).
+        #[arg(long)]
+        release: String,
+        /// The .deb files (linux-image, and linux-headers/linux-libc-dev if wanted).
+        #[arg(required = true)]
+        packages: Vec<PathBuf>,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
     /// List GRUB's bootable entries with their positional path (`1>2`, what grub-menu.sh
     /// shows), id path, title and kernel release, at any depth.
     GrubMenu {
@@ -403,6 +422,44 @@ fn run(cli: Cli) -> Result<(), Failure> {
             kernel_build(&spec, json)
         }
         Command::Kernel(KernelCommand::GrubMenu { file, json }) => grub_menu(&file, json),
+        Command::Kernel(KernelCommand::Check { host, lab }) => {
+            let (lab, dir) = select_lab(&lab)?;
+            let exec = lab::hosts::exec_for(&lab, &dir, &host)
+                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            let c = kernel::install::check(exec.as_ref())
+                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            print_out(&format!(
+                "{host}: kernel {}, MPTCP {}\n",
+                c.release,
+                match c.mptcp_enabled.as_deref() {
+                    Some("1") => "built in and enabled: no kernel build needed",
+                    Some(_) => "built in but disabled (net.mptcp.enabled=0; lab net apply sets it)",
+                    None => "missing: build one with `lab kernel build`",
+                }
+            ))
+        }
+        Command::Kernel(KernelCommand::Install {
+            host,
+            release,
+            packages,
+            lab,
+        }) => {
+            let (lab, dir) = select_lab(&lab)?;
+            let h = lab.host(&host).ok_or_else(|| {
+                Failure::Report(miette::miette!("no host `{host}` in lab `{}`", lab.name))
+            })?;
+            let cfg = lab::hosts::ssh_config(&lab, &dir, h)
+                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            let ssh = guest::Ssh::new(cfg);
+            let done = kernel::install::install(&ssh, &packages, &release, &mut || {
+                ssh.wait_reachable(std::time::Duration::from_secs(600))
+            })
+            .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            print_out(&format!(
+                "{host}: running {} with MPTCP on; GRUB_DEFAULT=\"{}\"; back after {:.0} s\n",
+                done.release, done.grub_default, done.boot_seconds
+            ))
+        }
         Command::Kernel(KernelCommand::GrubDefault {
             root,
             release,

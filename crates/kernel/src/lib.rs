@@ -7,4 +7,5 @@
 pub mod build;
 pub mod config;
 pub mod grub;
+pub mod install;
 pub mod source;
