@@ -244,6 +244,10 @@ enum KernelCommand {
         /// The .deb files (linux-image, and linux-headers/linux-libc-dev if wanted).
         #[arg(required = true)]
         packages: Vec<PathBuf>,
+        /// Boot the new kernel once (GRUB_DEFAULT=saved + grub-reboot) and make it the default
+        /// (grub-set-default) only after it came up with MPTCP.
+        #[arg(long)]
+        trial: bool,
         #[command(flatten)]
         lab: LabArgs,
     },
@@ -442,6 +446,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             host,
             release,
             packages,
+            trial,
             lab,
         }) => {
             let (lab, dir) = select_lab(&lab)?;
@@ -451,7 +456,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let cfg = lab::hosts::ssh_config(&lab, &dir, h)
                 .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
             let ssh = guest::Ssh::new(cfg);
-            let done = kernel::install::install(&ssh, &packages, &release, &mut || {
+            let done = kernel::install::install(&ssh, &packages, &release, trial, &mut || {
                 ssh.wait_reachable(std::time::Duration::from_secs(600))
             })
             .map_err(|e| Failure::Report(miette::miette!("{e}")))?;

@@ -116,7 +116,10 @@ fn existing_host_over_ssh() {
     // Whether the host's kernel needs building at all.
     let (code, out, err) = lab(dir.path(), &["kernel", "check", "box"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("box: kernel ") && out.contains("MPTCP"), "{out}");
+    assert!(
+        out.starts_with("box: kernel ") && out.contains("MPTCP"),
+        "{out}"
+    );
 
     // Reading the host's state is harmless: nothing of the plan is missing there.
     let (code, out, err) = lab(dir.path(), &["net", "apply", "--dry-run", "--host", "box"]);

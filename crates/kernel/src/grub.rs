@@ -403,15 +403,35 @@ pub fn set_default_on(
     root: &std::path::Path,
     sel: &Selector,
 ) -> Result<DefaultSet, EditError> {
+    let entry = find_on(host, root, sel)?;
+    let value = default_value(&entry).to_string();
+    write_default_on(host, root, entry, &value)
+}
+
+/// The entry `sel` names in a host's `ROOT/boot/grub/grub.cfg`.
+pub fn find_on(
+    host: &dyn guest::Exec,
+    root: &std::path::Path,
+    sel: &Selector,
+) -> Result<Listed, EditError> {
     let cfg = host.get_file(&root.join(GRUB_CFG)).map_err(Box::new)?;
     let items = parse(&String::from_utf8_lossy(&cfg))?;
-    let entries = list(&items);
-    let entry = select(&entries, sel)?.clone();
+    Ok(select(&list(&items), sel)?.clone())
+}
+
+/// Write `GRUB_DEFAULT=value` into `ROOT/etc/default/grub` (atomically, every other byte kept,
+/// a backup taken before lab's first edit). `value` is the entry's id path, or `saved` for the
+/// trial flow (`grub-reboot` once, `grub-set-default` after a good boot).
+pub fn write_default_on(
+    host: &dyn guest::Exec,
+    root: &std::path::Path,
+    entry: Listed,
+    value: &str,
+) -> Result<DefaultSet, EditError> {
     let path = root.join(DEFAULT_GRUB);
     let file = String::from_utf8_lossy(&host.get_file(&path).map_err(Box::new)?).into_owned();
-    let value = default_value(&entry).to_string();
     let previous = current_default(&file);
-    let updated = set_default(&file, &value);
+    let updated = set_default(&file, value);
     let mut backup = None;
     let changed = updated != file;
     if changed {
@@ -426,7 +446,7 @@ pub fn set_default_on(
     }
     Ok(DefaultSet {
         entry,
-        value,
+        value: value.to_string(),
         previous,
         backup,
         changed,

@@ -85,12 +85,14 @@ pub struct Installed {
 }
 
 /// Install `packages` (local .deb files) built for `release` on `host`, reboot into it and
-/// verify. `wait_back` waits until the host answers again after the reboot (for SSH:
+/// verify. With `trial`, the new kernel boots once and becomes the default only after the
+/// checks pass. `wait_back` waits until the host answers again after the reboot (for SSH:
 /// `Ssh::wait_reachable`) and returns how long it took.
 pub fn install(
     host: &dyn Exec,
     packages: &[PathBuf],
     release: &str,
+    trial: bool,
     wait_back: &mut dyn FnMut() -> Result<Duration, guest::Error>,
 ) -> Result<Installed, InstallError> {
     host.check(&Command::new(["mkdir", "-p", REMOTE_DIR]))?;
@@ -126,12 +128,21 @@ pub fn install(
     dpkg.extend(remote);
     host.check(&Command::new(dpkg).timeout(Duration::from_secs(900)))?;
     // dpkg's postinst hooks regenerated grub.cfg with the new kernel in it: select it there.
-    let set = grub::set_default_on(
+    let entry = grub::find_on(
         host,
         Path::new("/"),
         &Selector::Release(release.to_string()),
     )?;
+    let id = grub::default_value(&entry).to_string();
+    // A trial boots the new kernel once (grub-reboot) with GRUB_DEFAULT=saved, so a kernel that
+    // does not come up falls back to the old default on the next reset; it becomes the default
+    // (grub-set-default) only after it booted and passed the checks.
+    let written = if trial { "saved" } else { id.as_str() };
+    grub::write_default_on(host, Path::new("/"), entry, written)?;
     host.check(&Command::new(["update-grub"]).timeout(Duration::from_secs(300)))?;
+    if trial {
+        host.check(&Command::new(["grub-reboot", id.as_str()]))?;
+    }
     // The reboot ends the session; what it returns does not matter.
     let _ = host.run(&Command::new(["systemctl", "reboot"]).timeout(Duration::from_secs(10)));
     let boot = wait_back()?;
@@ -150,9 +161,12 @@ pub fn install(
             value: c.mptcp_enabled.unwrap_or_else(|| "absent".into()),
         });
     }
+    if trial {
+        host.check(&Command::new(["grub-set-default", id.as_str()]))?;
+    }
     Ok(Installed {
         release: release.to_string(),
-        grub_default: set.value,
+        grub_default: id,
         boot_seconds: boot.as_secs_f64(),
         check: c,
     })

@@ -57,7 +57,7 @@ fn install_plan_in_order_with_the_grub_edit() {
     let dir = tempfile::tempdir().unwrap();
     let host = guest("6.4.0-mptcp", Output::ok("1\n"));
     let mut waited = 0;
-    let done = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", &mut || {
+    let done = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", false, &mut || {
         waited += 1;
         Ok(Duration::from_secs(21))
     })
@@ -94,7 +94,7 @@ fn install_plan_in_order_with_the_grub_edit() {
 fn a_wrong_kernel_or_missing_mptcp_after_reboot_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let host = guest("5.15.0-91-generic", Output::ok("1\n"));
-    let e = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", &mut || {
+    let e = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", false, &mut || {
         Ok(Duration::ZERO)
     })
     .unwrap_err();
@@ -111,7 +111,7 @@ fn a_wrong_kernel_or_missing_mptcp_after_reboot_is_an_error() {
             "cat: /proc/sys/net/mptcp/enabled: No such file or directory",
         ),
     );
-    let e = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", &mut || {
+    let e = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", false, &mut || {
         Ok(Duration::ZERO)
     })
     .unwrap_err();
@@ -130,4 +130,41 @@ fn check_reports_the_running_kernel() {
         c.has_mptcp(),
         "Ubuntu 22.04's stock kernel has MPTCP: no build needed"
     );
+}
+
+/// The safe flow: GRUB_DEFAULT=saved, one trial boot with grub-reboot, grub-set-default only
+/// after the new kernel came up with MPTCP.
+#[test]
+fn trial_boot_then_make_it_permanent() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "gnulinux-advanced-3f1c2a9e-6b1d-4c55-9a0e-2d7f8e41b6a0>gnulinux-6.4.0-mptcp-advanced-3f1c2a9e-6b1d-4c55-9a0e-2d7f8e41b6a0";
+    let host = Fake::new("ue1")
+        .with_file("/boot/grub/grub.cfg", fixture("ubuntu-22.04.cfg"))
+        .with_file("/etc/default/grub", "GRUB_DEFAULT=0\n")
+        .expect(&["mkdir", "-p", "/var/cache/lab/kernel"], Output::ok(""))
+        .expect(
+            &[
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "dpkg",
+                "-i",
+                "/var/cache/lab/kernel/linux-image-6.4.0-mptcp_1_amd64.deb",
+                "/var/cache/lab/kernel/linux-libc-dev_1_amd64.deb",
+            ],
+            Output::ok(""),
+        )
+        .expect(&["update-grub"], Output::ok(""))
+        .expect(&["grub-reboot", id], Output::ok(""))
+        .expect(&["systemctl", "reboot"], Output::failed(255, ""))
+        .expect(&["uname", "-r"], Output::ok("6.4.0-mptcp\n"))
+        .expect(&["cat", "/proc/sys/net/mptcp/enabled"], Output::ok("1\n"))
+        .expect(&["grub-set-default", id], Output::ok(""));
+    let done = install::install(&host, &debs(dir.path()), "6.4.0-mptcp", true, &mut || {
+        Ok(Duration::ZERO)
+    })
+    .unwrap();
+    host.finish().unwrap();
+    assert_eq!(done.grub_default, id);
+    let (grub, _) = host.file(Path::new("/etc/default/grub")).unwrap();
+    assert_eq!(String::from_utf8(grub).unwrap(), "GRUB_DEFAULT=\"saved\"\n");
 }
