@@ -518,9 +518,9 @@ pub fn test_with(
                 }
                 measure::Place::Remote { sample, .. } => Box::new(move || {
                     sample
-                        .check(&guest::Command::new([
-                            "ip", "link", "set", "dev", &iface2, "down",
-                        ]))
+                        .check(&guest::Command::new(net::plan::link_state_argv(
+                            &iface2, false,
+                        )))
                         .map(|_| ())
                         .map_err(|e| e.to_string())
                 }),
@@ -561,9 +561,9 @@ pub fn test_with(
                 h.converge(&client.net()).map_err(Error::from)?;
             }
             measure::Place::Remote { run, .. } => {
-                run.check(&guest::Command::new([
-                    "ip", "link", "set", "dev", iface, "up",
-                ]))
+                run.check(&guest::Command::new(net::plan::link_state_argv(
+                    iface, true,
+                )))
                 .map_err(|e| TestError::Remote(crate::remote::Error::from(e)))?;
                 crate::remote::apply(run, &client.net(), false, None).map_err(TestError::Remote)?;
             }

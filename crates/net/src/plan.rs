@@ -309,6 +309,18 @@ pub fn plan(host: &HostNet) -> Vec<Step> {
     steps
 }
 
+/// `ip link set dev DEV up|down`: failure injection and its repair.
+pub fn link_state_argv(dev: &str, up: bool) -> Vec<String> {
+    argv([
+        "ip",
+        "link",
+        "set",
+        "dev",
+        dev,
+        if up { "up" } else { "down" },
+    ])
+}
+
 /// A step with its argv in both namings, for `--format json`.
 #[derive(Debug, Serialize)]
 pub struct RenderedStep<'a> {
