@@ -1,18 +1,11 @@
 //! GRUB menus from fixtures/kernel (see its README for what they are), listed, selected by
 //! release, and the GRUB_DEFAULT edit.
 
-use std::path::Path;
+mod common;
+
+use common::fixture;
 
 use kernel::grub::{self, Selector};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fixtures/kernel")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn listing(name: &str) -> String {
     let items = grub::parse(&fixture(name)).unwrap();

@@ -1,20 +1,14 @@
 //! The install plan against the scripted fake: every command in order, the GRUB edit, and the
 //! verification after the reboot. (The real reboot is tested against a VM later.)
 
+mod common;
+
+use common::fixture;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use guest::{Fake, Output};
 use kernel::install::{self, InstallError};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../fixtures/kernel")
-            .join(name),
-    )
-    .unwrap()
-}
 
 fn debs(dir: &Path) -> Vec<PathBuf> {
     [
@@ -30,10 +24,12 @@ fn debs(dir: &Path) -> Vec<PathBuf> {
     .collect()
 }
 
-fn guest(running: &str, mptcp: Output) -> Fake {
+/// A guest with Ubuntu's menu that expects the upload directory and `dpkg -i` of both
+/// packages, image first.
+fn installing(default_grub: &str) -> Fake {
     Fake::new("ue1")
         .with_file("/boot/grub/grub.cfg", fixture("ubuntu-22.04.cfg"))
-        .with_file("/etc/default/grub", "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n")
+        .with_file("/etc/default/grub", default_grub)
         .expect(&["mkdir", "-p", "/var/cache/lab/kernel"], Output::ok(""))
         .expect(
             &[
@@ -46,6 +42,10 @@ fn guest(running: &str, mptcp: Output) -> Fake {
             ],
             Output::ok(""),
         )
+}
+
+fn guest(running: &str, mptcp: Output) -> Fake {
+    installing("GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n")
         .expect(&["update-grub"], Output::ok(""))
         .expect(&["systemctl", "reboot"], Output::failed(255, ""))
         .expect(&["uname", "-r"], Output::ok(format!("{running}\n")))
@@ -138,21 +138,7 @@ fn check_reports_the_running_kernel() {
 fn trial_boot_then_make_it_permanent() {
     let dir = tempfile::tempdir().unwrap();
     let id = "gnulinux-advanced-3f1c2a9e-6b1d-4c55-9a0e-2d7f8e41b6a0>gnulinux-6.4.0-mptcp-advanced-3f1c2a9e-6b1d-4c55-9a0e-2d7f8e41b6a0";
-    let host = Fake::new("ue1")
-        .with_file("/boot/grub/grub.cfg", fixture("ubuntu-22.04.cfg"))
-        .with_file("/etc/default/grub", "GRUB_DEFAULT=0\n")
-        .expect(&["mkdir", "-p", "/var/cache/lab/kernel"], Output::ok(""))
-        .expect(
-            &[
-                "env",
-                "DEBIAN_FRONTEND=noninteractive",
-                "dpkg",
-                "-i",
-                "/var/cache/lab/kernel/linux-image-6.4.0-mptcp_1_amd64.deb",
-                "/var/cache/lab/kernel/linux-libc-dev_1_amd64.deb",
-            ],
-            Output::ok(""),
-        )
+    let host = installing("GRUB_DEFAULT=0\n")
         .expect(&["update-grub"], Output::ok(""))
         .expect(&["grub-reboot", id], Output::ok(""))
         .expect(&["systemctl", "reboot"], Output::failed(255, ""))

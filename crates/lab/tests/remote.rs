@@ -1,7 +1,6 @@
 //! `lab net apply` over SSH to a namespace host running its own sshd: the same end state as the
 //! namespace (netlink) applier, checked with iproute2's JSON output, and idempotent.
 
-use std::net::TcpStream;
 mod common;
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -94,18 +93,7 @@ fn apply_over_ssh_matches_the_namespace_applier() {
     );
     cfg.trust_on_first_use = true;
     // The TCP connection starts inside the host's namespace (sshd listens on its loopback).
-    let ns_name = srv_ns.clone();
-    let ssh = Ssh::with_connector(
-        cfg,
-        Box::new(move |c| {
-            let addr = format!("{}:{}", c.address, c.port).parse().unwrap();
-            let timeout = c.connect_timeout;
-            netns::Namespace::open(&ns_name)
-                .map_err(std::io::Error::other)?
-                .run(|| TcpStream::connect_timeout(&addr, timeout))
-                .map_err(std::io::Error::other)?
-        }),
-    );
+    let ssh = Ssh::with_connector(cfg, netns::ns::connector(srv_ns.clone()));
     let plan = b.lab.host("srv").unwrap().net();
 
     let dry = remote::apply(&ssh, &plan, true, None).unwrap();
@@ -217,17 +205,7 @@ fn traffic_between_hosts_over_ssh() {
             l.dir.path().join(format!("known_hosts.{host}")),
         );
         cfg.trust_on_first_use = true;
-        Ssh::with_connector(
-            cfg,
-            Box::new(move |c| {
-                let addr = format!("{}:{}", c.address, c.port).parse().unwrap();
-                let timeout = c.connect_timeout;
-                netns::Namespace::open(&ns_name)
-                    .map_err(std::io::Error::other)?
-                    .run(|| TcpStream::connect_timeout(&addr, timeout))
-                    .map_err(std::io::Error::other)?
-            }),
-        )
+        Ssh::with_connector(cfg, netns::ns::connector(ns_name))
     };
     let srv_sshd = Sshd::start_in_netns(&topo.host_ns("srv")).unwrap();
     let cli_sshd = Sshd::start_in_netns(&topo.host_ns("cli")).unwrap();

@@ -8,6 +8,7 @@
 
 use std::fs::{self, File};
 use std::io;
+use std::net::ToSocketAddrs as _;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -246,4 +247,20 @@ fn prepare_run_dir() -> Result<(), Error> {
     })
     .clone()
     .map_err(Error::Setup)
+}
+
+/// A [`guest::Connector`] whose TCP connection starts inside the namespace `name`: how a lab
+/// reaches an sshd that listens on a namespace host's own loopback.
+pub fn connector(name: String) -> guest::Connector {
+    Box::new(move |c: &guest::SshConfig| {
+        let addr = (c.address.as_str(), c.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+        let timeout = c.connect_timeout;
+        Namespace::open(&name)
+            .map_err(io::Error::other)?
+            .run(|| std::net::TcpStream::connect_timeout(&addr, timeout))
+            .map_err(io::Error::other)?
+    })
 }
