@@ -140,9 +140,7 @@ fn stale_configuration_is_corrected_and_foreign_state_kept() {
     if !root() {
         return;
     }
-    let up = unique(Preset::Builtin.load().unwrap());
-    instant::up(&up.lab, up.dir.path()).unwrap();
-    instant::apply(&up.lab, None, false).unwrap();
+    let up = common::applied(Preset::Builtin.load().unwrap(), "i");
     let n = ns(&up, "ue2");
     // Someone edits the host by hand: a wrong endpoint, a stray route in a lab table, a route
     // deleted, and a table lab does not own.
@@ -207,9 +205,7 @@ fn link_up_restores_the_routes_the_kernel_dropped() {
     if !root() {
         return;
     }
-    let up = unique(Preset::Builtin.load().unwrap());
-    instant::up(&up.lab, up.dir.path()).unwrap();
-    instant::apply(&up.lab, None, false).unwrap();
+    let up = common::applied(Preset::Builtin.load().unwrap(), "i");
     let n = ns(&up, "ue2");
     instant::set_link(&up.lab, "ue2", "enp0s9", false).unwrap();
     assert_eq!(

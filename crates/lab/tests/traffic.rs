@@ -24,9 +24,7 @@ fn ready() -> bool {
 fn shaped(preset: Preset, mbit: u64) -> common::Up {
     let mut lab = preset.load().unwrap();
     lab.shape_paths(mbit * 1_000_000);
-    let up = common::up(lab, "t");
-    instant::apply(&up.lab, None, false).unwrap();
-    up
+    common::applied(lab, "t")
 }
 
 fn show(r: &instant::TestResult) -> String {

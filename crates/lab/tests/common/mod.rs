@@ -42,6 +42,13 @@ pub fn up(lab: Lab, tag: &str) -> Up {
     u
 }
 
+/// `lab`, uniquely named, up and applied.
+pub fn applied(lab: Lab, tag: &str) -> Up {
+    let u = up(lab, tag);
+    instant::apply(&u.lab, None, false).unwrap();
+    u
+}
+
 /// fixtures/labs/p2p-shaped.toml as written.
 pub fn p2p_fixture() -> Lab {
     let src = std::fs::read_to_string(
