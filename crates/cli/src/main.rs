@@ -98,7 +98,10 @@ enum Command {
     },
     /// Measure lab's claims against baselines run side by side: aggregation efficiency (built-in
     /// lab, guide, plain TCP), bring-up against `ip -batch`, and a second apply.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        what: Option<BenchCommand>,
         /// Seconds per transfer in the efficiency runs (0 skips them).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -199,34 +202,25 @@ fn parse_fail(s: &str) -> Result<(String, f64), String> {
 enum KernelCommand {
     /// Build Debian packages of a kernel with MPTCP on (`make bindeb-pkg`), non-interactively.
     Build {
-        /// A source tarball (.tar.xz/.tar.gz/.tar.bz2) or an unpacked tree, e.g. Debian's
-        /// /usr/src/linux-source-6.1.tar.xz (no download).
-        #[arg(long, conflicts_with = "version")]
-        source: Option<PathBuf>,
-        /// Download this version from kernel.org (checked against its sha256sums.asc, cached
-        /// in ~/.cache/lab/kernel).
-        #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
-        version: String,
-        /// Starting configuration: defconfig, tiny, lab, or a .config file (`--config-file`).
-        #[arg(long, default_value = "lab", value_parser = ["defconfig", "tiny", "lab"], conflicts_with = "config_file")]
-        config: String,
-        /// Start from this .config (e.g. /boot/config-$(uname -r)).
-        #[arg(long)]
-        config_file: Option<PathBuf>,
+        #[command(flatten)]
+        source: KernelSourceArgs,
         /// Where the packages go.
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Where the source is unpacked and built.
-        #[arg(long, default_value = ".lab/kernel-build")]
-        work: PathBuf,
         /// Parallel jobs (default: the number of CPUs).
         #[arg(long)]
         jobs: Option<usize>,
-        /// Appended to the kernel release.
-        #[arg(long, default_value = "-mptcp")]
-        localversion: String,
+        /// Do not compile through ccache even when it is installed.
+        #[arg(long)]
+        no_ccache: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Only configure: unpack, start from the profile, force MPTCP on, check, and print where
+    /// the .config is (`lab kernel build` with the same options goes on from there).
+    Config {
+        #[command(flatten)]
+        source: KernelSourceArgs,
     },
     /// Whether a host's running kernel has MPTCP (then no build is needed).
     Check {
@@ -273,6 +267,73 @@ enum KernelCommand {
         #[arg(long)]
         title: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Kernel build times: each profile from scratch, and for the first one a rebuild after
+    /// touching net/mptcp/protocol.c and one after `make clean` with a warm ccache. Tens of
+    /// minutes for lab and defconfig.
+    Kernel(BenchKernelArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchKernelArgs {
+    /// A source tarball or tree (default: download `--version`).
+    #[arg(long, conflicts_with = "version")]
+    source: Option<PathBuf>,
+    #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
+    version: String,
+    /// The profiles to build, in order.
+    #[arg(long, value_delimiter = ',', default_value = "tiny,lab,defconfig", value_parser = ["tiny", "lab", "defconfig"])]
+    profiles: Vec<String>,
+    /// Where the trees are built (each is deleted after its figures unless --keep).
+    #[arg(long, default_value = ".lab/bench-kernel")]
+    work: PathBuf,
+    #[arg(long)]
+    keep: bool,
+    /// Parallel jobs (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where a kernel's source and configuration come from (`lab kernel build` and `config`).
+#[derive(Args, Debug)]
+struct KernelSourceArgs {
+    /// A source tarball (.tar.xz/.tar.gz/.tar.bz2) or an unpacked tree, e.g. Debian's
+    /// /usr/src/linux-source-6.1.tar.xz (no download).
+    #[arg(long, conflicts_with = "version")]
+    source: Option<PathBuf>,
+    /// Download this version from kernel.org (checked against its sha256sums.asc, cached
+    /// in ~/.cache/lab/kernel).
+    #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
+    version: String,
+    /// Starting configuration: defconfig, tiny (tests), lab (testbeds), running (the running
+    /// kernel's config, of this machine or of `--from HOST`), localmod (that config with only
+    /// the modules `lsmod` lists), or a file (`--config-file`).
+    #[arg(long, default_value = "lab", value_parser = ["defconfig", "tiny", "lab", "running", "localmod"], conflicts_with = "config_file")]
+    config: String,
+    /// Start from this .config.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// The lab host whose running kernel `running` and `localmod` start from (default: this
+    /// machine).
+    #[arg(long, value_name = "HOST")]
+    from: Option<String>,
+    /// Open `make menuconfig` after lab's settings, as the guide does by hand; MPTCP is
+    /// checked again afterwards.
+    #[arg(long)]
+    menuconfig: bool,
+    /// Where the source is unpacked and built.
+    #[arg(long, default_value = ".lab/kernel-build")]
+    work: PathBuf,
+    /// Appended to the kernel release.
+    #[arg(long, default_value = "-mptcp")]
+    localversion: String,
+    #[command(flatten)]
+    lab: LabArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -394,36 +455,40 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Kernel(KernelCommand::Build {
             source,
-            version,
-            config,
-            config_file,
             out,
-            work,
             jobs,
-            localversion,
+            no_ccache,
             json,
         }) => {
-            let profile = match (config_file, config.as_str()) {
-                (Some(f), _) => kernel::config::Profile::File(f.display().to_string()),
-                (None, "tiny") => kernel::config::Profile::Tiny,
-                (None, "defconfig") => kernel::config::Profile::Defconfig,
-                (None, _) => kernel::config::Profile::Lab,
-            };
-            let source = match source {
-                Some(s) => s,
-                None => download(&version)?,
-            };
-            let spec = kernel::build::BuildSpec {
-                source,
-                profile,
-                work,
-                out,
-                jobs: jobs
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-                localversion,
-                pkgversion: "1".into(),
-            };
+            let mut spec = kernel_spec(source)?;
+            spec.out = out;
+            if let Some(j) = jobs {
+                spec.jobs = j;
+            }
+            spec.ccache = !no_ccache;
             kernel_build(&spec, json)
+        }
+        Command::Kernel(KernelCommand::Config { source }) => {
+            let spec = kernel_spec(source)?;
+            let c = kernel::build::prepare(&guest::Local::new("local"), &spec, &mut |p| {
+                if let kernel::build::Progress::Step(s) = p {
+                    eprintln!("kernel: {s}");
+                }
+            })
+            .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            let mut out = format!(
+                "configured linux {} ({}): {}\n",
+                c.version,
+                spec.profile.describe(),
+                c.config.display()
+            );
+            for o in kernel::config::REQUIRED {
+                out.push_str(&format!(
+                    "  {o}={}\n",
+                    kernel::config::value(&c.text, o).unwrap_or("absent")
+                ));
+            }
+            print_out(&out)
         }
         Command::Kernel(KernelCommand::GrubMenu { file, json }) => grub_menu(&file, json),
         Command::Kernel(KernelCommand::Check { host, lab }) => {
@@ -533,6 +598,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => instant::demo(preset, &rate, &test.options(), json),
         Command::Bench {
+            what: Some(BenchCommand::Kernel(k)),
+            ..
+        } => bench_kernel(k),
+        Command::Bench {
+            what: None,
             seconds,
             runs,
             pairs,
@@ -695,13 +765,117 @@ pub(crate) fn print_out(s: &str) -> Result<(), Failure> {
     }
 }
 
-/// The kernel.org tarball of `version`, from the cache or downloaded with a progress bar.
-fn download(version: &str) -> Result<PathBuf, Failure> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+/// lab's cache directory for kernels: ~/.cache/lab/kernel (or under $XDG_CACHE_HOME).
+fn kernel_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".lab/cache"))
-        .join("lab/kernel");
+        .join("lab/kernel")
+}
+
+/// The build spec of `lab kernel build|config`: the source (downloaded when no `--source`)
+/// and the profile, reading a running kernel's config from `--from HOST` when asked.
+fn kernel_spec(a: KernelSourceArgs) -> Result<kernel::build::BuildSpec, Failure> {
+    use kernel::config::Profile;
+    let report = |e: &dyn std::fmt::Display| Failure::Report(miette::miette!("{e}"));
+    let from = |name: &Option<String>| -> Result<Box<dyn guest::Exec>, Failure> {
+        match name {
+            None => Ok(Box::new(guest::Local::new("local"))),
+            Some(h) => {
+                let (lab, dir) = select_lab(&a.lab)?;
+                lab::hosts::exec_for(&lab, &dir, h).map_err(|e| report(&e))
+            }
+        }
+    };
+    if a.from.is_some() && !matches!(a.config.as_str(), "running" | "localmod") {
+        return Err(report(
+            &"--from HOST only goes with --config running or localmod",
+        ));
+    }
+    let profile = match (&a.config_file, a.config.as_str()) {
+        (Some(f), _) => Profile::Given {
+            origin: f.display().to_string(),
+            text: std::fs::read_to_string(f)
+                .map_err(|e| report(&format!("cannot read {}: {e}", f.display())))?,
+        },
+        (None, "tiny") => Profile::Tiny,
+        (None, "defconfig") => Profile::Defconfig,
+        (None, "running") => {
+            let r = kernel::config::running(from(&a.from)?.as_ref()).map_err(|e| report(&e))?;
+            Profile::Given {
+                origin: r.origin,
+                text: r.text,
+            }
+        }
+        (None, "localmod") => {
+            let host = from(&a.from)?;
+            let r = kernel::config::running(host.as_ref()).map_err(|e| report(&e))?;
+            let lsmod = kernel::config::lsmod(host.as_ref()).map_err(|e| report(&e))?;
+            Profile::LocalMod {
+                origin: r.origin,
+                base: r.text,
+                lsmod,
+            }
+        }
+        (None, _) => Profile::Lab,
+    };
+    let source = match a.source {
+        Some(s) => s,
+        None => download(&a.version)?,
+    };
+    let mut spec = kernel::build::BuildSpec::new(source, profile, a.work, PathBuf::from("."));
+    spec.localversion = a.localversion;
+    spec.menuconfig = a.menuconfig;
+    spec.history = Some(kernel_cache().join("objects.json"));
+    Ok(spec)
+}
+
+fn bench_kernel(a: BenchKernelArgs) -> Result<(), Failure> {
+    use kernel::config::Profile;
+    let source = match a.source {
+        Some(s) => s,
+        None => download(&a.version)?,
+    };
+    let opts = kernel::bench::Options {
+        source,
+        profiles: a
+            .profiles
+            .iter()
+            .map(|p| match p.as_str() {
+                "tiny" => Profile::Tiny,
+                "defconfig" => Profile::Defconfig,
+                _ => Profile::Lab,
+            })
+            .collect(),
+        work: a.work,
+        jobs: a
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        keep: a.keep,
+    };
+    let mut last = String::new();
+    let report = kernel::bench::run(&guest::Local::new("local"), &opts, &mut |label, p| {
+        if label != last {
+            eprintln!("bench: {label}");
+            last = label.to_string();
+        }
+        if let kernel::build::Progress::Step(s) = p {
+            eprintln!("  {s}");
+        }
+    })
+    .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    if a.json {
+        let mut s = serde_json::to_string_pretty(&report).map_err(|e| miette::miette!("{e}"))?;
+        s.push('\n');
+        return print_out(&s);
+    }
+    print_out(&kernel::bench::render(&report))
+}
+
+/// The kernel.org tarball of `version`, from the cache or downloaded with a progress bar.
+fn download(version: &str) -> Result<PathBuf, Failure> {
+    let cache = kernel_cache();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes}")
@@ -766,8 +940,11 @@ fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failu
         return print_out(&s);
     }
     let mut out = format!(
-        "built {} in {:.0} s (log: {})\n",
+        "built {} ({}, {} objects{}) in {:.0} s (log: {})\n",
         m.release,
+        m.profile,
+        m.objects,
+        if m.ccache { ", ccache" } else { "" },
         m.seconds,
         m.log.display()
     );

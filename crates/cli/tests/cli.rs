@@ -292,3 +292,63 @@ fn kernel_grub_menu_and_default() {
         "{err}"
     );
 }
+
+#[test]
+fn kernel_from_host_needs_a_running_profile() {
+    let (code, _, err) = run(&[
+        "kernel",
+        "config",
+        "--source",
+        "/nonexistent",
+        "--config",
+        "tiny",
+        "--from",
+        "ue1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--from HOST only goes with --config running or localmod"),
+        "{err}"
+    );
+}
+
+/// `lab kernel config --config running` on Debian's linux-source-6.1: this machine's own
+/// kernel config, MPTCP forced on, and the path of the result.
+#[test]
+fn kernel_config_from_the_running_kernel() {
+    const SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
+    let have = if std::path::Path::new(SOURCE).is_file() {
+        Ok(())
+    } else {
+        Err(format!("{SOURCE} is missing (Debian: linux-source-6.1)"))
+    };
+    if !testkit::require("kernel config", have) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let (code, out, err) = run_in(
+        dir.path(),
+        &[
+            "kernel",
+            "config",
+            "--source",
+            SOURCE,
+            "--config",
+            "running",
+            "--work",
+            work.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("configured linux 6.1."), "{out}");
+    assert!(out.contains("  CONFIG_MPTCP=y\n"), "{out}");
+    assert!(err.contains("configuring (given (local: "), "{err}");
+    let path = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(": ").next())
+        .unwrap();
+    let config = std::fs::read_to_string(path).unwrap();
+    assert!(config.lines().any(|l| l == "CONFIG_INET_MPTCP_DIAG=y"));
+}

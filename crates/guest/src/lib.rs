@@ -218,6 +218,11 @@ pub enum Error {
         argv: Vec<String>,
         message: String,
     },
+    #[error(
+        "{host}: `{}` needs a terminal, and this host cannot lend one (run it on the machine itself)",
+        show(argv)
+    )]
+    NoTerminal { host: String, argv: Vec<String> },
     #[error("{host}: unexpected command `{}` ({expected})", show(argv))]
     Unexpected {
         host: String,
@@ -251,6 +256,15 @@ pub trait Exec: Send + Sync {
 
     /// Read a whole file.
     fn get_file(&self, path: &Path) -> Result<Vec<u8>, Error>;
+
+    /// Run a command on the user's terminal (stdin, stdout and stderr inherited), such as
+    /// `make menuconfig`. Only a local host has a terminal to lend; the others refuse.
+    fn interactive(&self, cmd: &Command) -> Result<Status, Error> {
+        Err(Error::NoTerminal {
+            host: self.host().to_string(),
+            argv: cmd.argv.clone(),
+        })
+    }
 
     /// Run a command that must succeed: a non-zero exit becomes [`Error::Failed`].
     fn check(&self, cmd: &Command) -> Result<Output, Error> {

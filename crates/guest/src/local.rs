@@ -236,6 +236,25 @@ impl Exec for Local {
             source,
         })
     }
+
+    fn interactive(&self, cmd: &Command) -> Result<Status, Error> {
+        let Some((program, args)) = cmd.argv.split_first() else {
+            return Err(Error::Spawn {
+                host: self.host.clone(),
+                argv: cmd.argv.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
+            });
+        };
+        let st = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|source| Error::Spawn {
+                host: self.host.clone(),
+                argv: cmd.argv.clone(),
+                source,
+            })?;
+        Ok(status(st))
+    }
 }
 
 /// A network namespace of this machine (`/run/netns/NAME`). Commands run through

@@ -25,6 +25,35 @@ pub struct BuildSpec {
     pub localversion: String,
     /// The Debian revision of the packages, fixed so names are stable across rebuilds.
     pub pkgversion: String,
+    /// Open `make menuconfig` on the terminal after lab's fragment (the guide's manual step).
+    pub menuconfig: bool,
+    /// Compile through ccache when the host has it.
+    pub ccache: bool,
+    /// ccache's cache directory (`CCACHE_DIR`), when not the user's own.
+    pub ccache_dir: Option<PathBuf>,
+    /// A file remembering how many objects earlier builds compiled, per kernel version and
+    /// profile: the progress estimate of a first build in a new work directory.
+    pub history: Option<PathBuf>,
+}
+
+impl BuildSpec {
+    /// A spec with lab's defaults: `-mptcp`, package revision 1, ccache when installed, no
+    /// menuconfig, no history.
+    pub fn new(source: PathBuf, profile: Profile, work: PathBuf, out: PathBuf) -> BuildSpec {
+        BuildSpec {
+            source,
+            profile,
+            work,
+            out,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            localversion: "-mptcp".into(),
+            pkgversion: "1".into(),
+            menuconfig: false,
+            ccache: true,
+            ccache_dir: None,
+            history: None,
+        }
+    }
 }
 
 /// A built package.
@@ -42,6 +71,24 @@ pub struct Manifest {
     pub config: PathBuf,
     pub log: PathBuf,
     pub seconds: f64,
+    /// The starting configuration, e.g. `tiny`.
+    pub profile: String,
+    /// Whether the compiler ran through ccache.
+    pub ccache: bool,
+    /// Objects compiled (`CC` lines), the next build's estimate.
+    pub objects: u64,
+}
+
+/// A configured tree, ready to build.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    pub tree: PathBuf,
+    /// `make kernelversion`, e.g. `6.1.158`.
+    pub version: String,
+    /// The final .config.
+    pub config: PathBuf,
+    /// Its text (checked: MPTCP is on).
+    pub text: String,
 }
 
 /// Progress reports, for a progress bar in the CLI.
@@ -203,26 +250,44 @@ fn prepare_tree(
 }
 
 /// Configure the tree: the profile's starting .config, lab's fragment merged over it,
-/// `olddefconfig`, then the MPTCP check. Returns the final .config's text.
+/// `olddefconfig`, optionally `make menuconfig` on the terminal, then the MPTCP check.
+/// Returns the final .config's text.
 pub fn configure(
     host: &dyn Exec,
     tree: &Path,
     profile: &Profile,
     work: &Path,
+    menuconfig: bool,
 ) -> Result<String, BuildError> {
     let t = path(tree);
-    match profile.make_target() {
-        Some(target) => {
-            host.check(
-                &Command::new(["make", "-C", &t, target]).timeout(Duration::from_secs(600)),
-            )?;
+    let make = |args: &[&str]| -> Result<(), BuildError> {
+        let mut argv = words(&["make", "-C", &t]);
+        argv.extend(args.iter().map(|a| (*a).to_string()));
+        // kconfig asks about options the starting .config does not mention when stdin is a
+        // terminal; an empty stdin takes every default instead.
+        host.check(
+            &Command::new(argv)
+                .stdin(Vec::new())
+                .timeout(Duration::from_secs(600)),
+        )?;
+        Ok(())
+    };
+    let dot_config = tree.join(".config");
+    match profile {
+        Profile::Defconfig | Profile::Lab | Profile::Tiny => {
+            let target = profile.make_target().unwrap_or("defconfig");
+            make(&[target])?;
         }
-        None => {
-            let Profile::File(f) = profile else {
-                unreachable!("only File has no target")
-            };
-            let text = host.get_file(Path::new(f))?;
-            host.put_file(&tree.join(".config"), &text, guest::FileMode::mode(0o644))?;
+        Profile::Given { text, .. } => {
+            host.put_file(&dot_config, text.as_bytes(), guest::FileMode::mode(0o644))?;
+        }
+        Profile::LocalMod { base, lsmod, .. } => {
+            host.put_file(&dot_config, base.as_bytes(), guest::FileMode::mode(0o644))?;
+            // First settle the base on this tree, so localmodconfig asks about nothing new.
+            make(&["olddefconfig"])?;
+            let list = work.join("lsmod");
+            host.put_file(&list, lsmod.as_bytes(), guest::FileMode::mode(0o644))?;
+            make(&[&format!("LSMOD={}", path(&list)), "localmodconfig"])?;
         }
     }
     let fragment = work.join("lab.config");
@@ -242,12 +307,83 @@ pub fn configure(
         ]))
         .timeout(Duration::from_secs(600)),
     )?;
-    host.check(
-        &Command::new(["make", "-C", &t, "olddefconfig"]).timeout(Duration::from_secs(600)),
-    )?;
-    let text = String::from_utf8_lossy(&host.get_file(&tree.join(".config"))?).into_owned();
+    make(&["olddefconfig"])?;
+    if menuconfig {
+        let st = host.interactive(&Command::new(words(&["make", "-C", &t, "menuconfig"])))?;
+        if !st.success() {
+            return Err(BuildError::Source(format!(
+                "`make menuconfig` ended with {st}"
+            )));
+        }
+        make(&["olddefconfig"])?;
+    }
+    let text = String::from_utf8_lossy(&host.get_file(&dot_config)?).into_owned();
     config::check(&text).map_err(BuildError::Config)?;
     Ok(text)
+}
+
+/// Check the dependencies, unpack the source (once) and configure it: what `lab kernel
+/// config` does, and the first half of [`build`].
+pub fn prepare(
+    host: &dyn Exec,
+    spec: &BuildSpec,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Configured, BuildError> {
+    progress(Progress::Step("checking build dependencies".into()));
+    check_dependencies(host)?;
+    let tree = prepare_tree(host, spec, progress)?;
+    let t = path(&tree);
+    progress(Progress::Step(format!(
+        "configuring ({})",
+        spec.profile.describe()
+    )));
+    host.check(&Command::new(["mkdir", "-p", &path(&spec.work)]))?;
+    let text = configure(host, &tree, &spec.profile, &spec.work, spec.menuconfig)?;
+    let version = host
+        .check(&Command::new(words(&[
+            "make",
+            "-C",
+            &t,
+            "-s",
+            "kernelversion",
+        ])))?
+        .stdout_lossy()
+        .trim()
+        .to_string();
+    Ok(Configured {
+        config: tree.join(".config"),
+        tree,
+        version,
+        text,
+    })
+}
+
+/// The history key of a build: the kernel version and the profile.
+fn history_key(version: &str, profile: &Profile) -> String {
+    format!("{version} {}", profile.describe())
+}
+
+fn read_history(host: &dyn Exec, file: &Path) -> std::collections::BTreeMap<String, u64> {
+    host.get_file(file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Mark a file as changed (the edit of an edit-build-boot loop), so the next build compiles it
+/// again.
+pub fn touch(host: &dyn Exec, tree: &Path, file: &str) -> Result<(), BuildError> {
+    host.check(&Command::new(words(&["touch", &path(&tree.join(file))])))?;
+    Ok(())
+}
+
+/// `make clean` in a tree: the next build compiles everything again (from ccache, if on).
+pub fn clean(host: &dyn Exec, tree: &Path) -> Result<(), BuildError> {
+    host.check(
+        &Command::new(words(&["make", "-C", &path(tree), "clean"]))
+            .timeout(Duration::from_secs(600)),
+    )?;
+    Ok(())
 }
 
 /// The whole build.
@@ -257,13 +393,13 @@ pub fn build(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Manifest, BuildError> {
     let start = Instant::now();
-    progress(Progress::Step("checking build dependencies".into()));
-    check_dependencies(host)?;
-    let tree = prepare_tree(host, spec, progress)?;
+    let Configured {
+        tree,
+        version,
+        config: config_path,
+        ..
+    } = prepare(host, spec, progress)?;
     let t = path(&tree);
-    progress(Progress::Step(format!("configuring ({:?})", spec.profile)));
-    host.check(&Command::new(["mkdir", "-p", &path(&spec.work)]))?;
-    configure(host, &tree, &spec.profile, &spec.work)?;
     let localversion = format!("LOCALVERSION={}", spec.localversion);
     let release = host
         .check(&Command::new(words(&[
@@ -277,38 +413,56 @@ pub fn build(
         .stdout_lossy()
         .trim()
         .to_string();
+    let ccache = spec.ccache
+        && host
+            .run(&Command::new(["sh", "-c", "command -v ccache"]))?
+            .success();
 
     progress(Progress::Step(format!(
-        "building {release} with {} jobs",
-        spec.jobs
+        "building {release} with {} jobs{}",
+        spec.jobs,
+        if ccache { " through ccache" } else { "" }
     )));
+    // The estimate: this work directory's last build, else the history's figure for this
+    // version and profile.
     let counted = spec.work.join(".lab-objects");
+    let key = history_key(&version, &spec.profile);
     let expected = host
         .get_file(&counted)
         .ok()
-        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok());
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+        .or_else(|| {
+            spec.history
+                .as_deref()
+                .and_then(|h| read_history(host, h).get(&key).copied())
+        });
     let log_path = spec.work.join("build.log");
     let mut log = Vec::new();
     let mut done = 0u64;
-    let status = host.run_streaming(
-        &Command::new(words(&[
-            "make",
-            "-C",
-            &t,
-            &format!("-j{}", spec.jobs.max(1)),
-            "bindeb-pkg",
-            &localversion,
-            &format!("KDEB_PKGVERSION={}", spec.pkgversion),
-        ])),
-        &mut |stream, line| {
-            log.extend_from_slice(line.as_bytes());
-            log.push(b'\n');
-            if stream == Stream::Stdout && line.trim_start().starts_with("CC ") {
-                done += 1;
-                progress(Progress::Compiled { done, expected });
-            }
-        },
-    )?;
+    let mut argv = words(&[
+        "make",
+        "-C",
+        &t,
+        &format!("-j{}", spec.jobs.max(1)),
+        "bindeb-pkg",
+        &localversion,
+        &format!("KDEB_PKGVERSION={}", spec.pkgversion),
+    ]);
+    if ccache {
+        argv.push("CC=ccache gcc".into());
+        // make exports command-line variables to its recipes, so ccache sees this.
+        if let Some(dir) = &spec.ccache_dir {
+            argv.push(format!("CCACHE_DIR={}", path(dir)));
+        }
+    }
+    let status = host.run_streaming(&Command::new(argv), &mut |stream, line| {
+        log.extend_from_slice(line.as_bytes());
+        log.push(b'\n');
+        if stream == Stream::Stdout && line.trim_start().starts_with("CC ") {
+            done += 1;
+            progress(Progress::Compiled { done, expected });
+        }
+    })?;
     host.put_file(&log_path, &log, guest::FileMode::mode(0o644))?;
     if !status.success() {
         let text = String::from_utf8_lossy(&log);
@@ -321,11 +475,23 @@ pub fn build(
                 .collect(),
         });
     }
-    host.put_file(
-        &counted,
-        done.to_string().as_bytes(),
-        guest::FileMode::mode(0o644),
-    )?;
+    // Remember the count only for a build from scratch: an incremental one compiles a few.
+    if expected.is_none_or(|e| done * 2 >= e) {
+        host.put_file(
+            &counted,
+            done.to_string().as_bytes(),
+            guest::FileMode::mode(0o644),
+        )?;
+        if let Some(h) = &spec.history {
+            let mut all = read_history(host, h);
+            all.insert(key, done);
+            if let Some(dir) = h.parent().filter(|d| !d.as_os_str().is_empty()) {
+                host.check(&Command::new(["mkdir", "-p", &path(dir)]))?;
+            }
+            let json = serde_json::to_vec_pretty(&all).unwrap_or_default();
+            host.put_file(h, &json, guest::FileMode::mode(0o644))?;
+        }
+    }
 
     // bindeb-pkg writes the packages beside the tree.
     let parent = tree
@@ -367,8 +533,11 @@ pub fn build(
     Ok(Manifest {
         release,
         packages,
-        config: tree.join(".config"),
+        config: config_path,
         log: log_path,
         seconds: start.elapsed().as_secs_f64(),
+        profile: spec.profile.describe(),
+        ccache,
+        objects: done,
     })
 }

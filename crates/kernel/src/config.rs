@@ -1,11 +1,8 @@
 //! Kernel configuration: a profile to start from, the options lab always forces (MPTCP on,
 //! no signing keys, no debug info), and the check that the final .config really has MPTCP.
 
-use serde::Serialize;
-
 /// Where the configuration starts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Profile {
     /// `make defconfig`.
     Defconfig,
@@ -15,17 +12,24 @@ pub enum Profile {
     /// `make defconfig` plus a testbed's needs ([`LAB`]): virtio, netem, veth, ACPI poweroff;
     /// no sound, USB, DRM or wireless.
     Lab,
-    /// A given .config (the running kernel's /boot/config-RELEASE, or a file).
-    File(String),
+    /// A given .config: a file (`--config-file`), or a running kernel's own ([`running`]).
+    Given { origin: String, text: String },
+    /// `make localmodconfig`: a running kernel's config ([`running`]) with every module that
+    /// its `lsmod` does not list turned off.
+    LocalMod {
+        origin: String,
+        base: String,
+        lsmod: String,
+    },
 }
 
 impl Profile {
-    /// The make target that creates the starting .config (`None`: the file is copied).
+    /// The make target that creates the starting .config (`None`: it is given as text).
     pub fn make_target(&self) -> Option<&'static str> {
         match self {
             Profile::Defconfig | Profile::Lab => Some("defconfig"),
             Profile::Tiny => Some("tinyconfig"),
-            Profile::File(_) => None,
+            Profile::Given { .. } | Profile::LocalMod { .. } => None,
         }
     }
 
@@ -34,9 +38,61 @@ impl Profile {
         match self {
             Profile::Tiny => TINY,
             Profile::Lab => LAB,
-            Profile::Defconfig | Profile::File(_) => &[],
+            _ => &[],
         }
     }
+
+    /// A short name for messages and manifests: `tiny`, `running (host1: /proc/config.gz)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Profile::Defconfig => "defconfig".into(),
+            Profile::Tiny => "tiny".into(),
+            Profile::Lab => "lab".into(),
+            Profile::Given { origin, .. } => format!("given ({origin})"),
+            Profile::LocalMod { origin, .. } => format!("localmod ({origin})"),
+        }
+    }
+}
+
+/// A running kernel's configuration, read from a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// `uname -r` on the host.
+    pub release: String,
+    /// Where the text came from, e.g. `host1: /boot/config-5.15.0-91-generic`.
+    pub origin: String,
+    pub text: String,
+}
+
+/// Read the running kernel's configuration from a host: /boot/config-$(uname -r), as Debian
+/// and Ubuntu install it, else /proc/config.gz (kernels built with IKCONFIG_PROC).
+pub fn running(host: &dyn guest::Exec) -> Result<Running, guest::Error> {
+    use guest::Command;
+    let release = host
+        .check(&Command::new(["uname", "-r"]))?
+        .stdout_lossy()
+        .trim()
+        .to_string();
+    let boot = format!("/boot/config-{release}");
+    let found = host.run(&Command::new(["cat", boot.as_str()]))?;
+    if found.success() && !found.stdout.is_empty() {
+        return Ok(Running {
+            origin: format!("{}: {boot}", host.host()),
+            release,
+            text: found.stdout_lossy(),
+        });
+    }
+    let proc = host.check(&Command::new(["gzip", "-dc", "/proc/config.gz"]))?;
+    Ok(Running {
+        origin: format!("{}: /proc/config.gz", host.host()),
+        release,
+        text: proc.stdout_lossy(),
+    })
+}
+
+/// A host's `lsmod`, for [`Profile::LocalMod`].
+pub fn lsmod(host: &dyn guest::Exec) -> Result<String, guest::Error> {
+    Ok(host.check(&guest::Command::new(["lsmod"]))?.stdout_lossy())
 }
 
 /// Options lab sets on every kernel, after the profile.
@@ -48,6 +104,9 @@ pub const ALWAYS: &[(&str, &str)] = &[
     ("CONFIG_MPTCP_IPV6", "y"),
     ("CONFIG_INET_DIAG", "y"),
     ("CONFIG_INET_MPTCP_DIAG", "y"),
+    // The release is the version plus `--localversion`, whatever suffix the base config had.
+    ("CONFIG_LOCALVERSION", "\"\""),
+    ("CONFIG_LOCALVERSION_AUTO", "n"),
     // Debian's and Ubuntu's configs name key files that only their build machines have.
     ("CONFIG_SYSTEM_TRUSTED_KEYS", "\"\""),
     ("CONFIG_SYSTEM_REVOCATION_KEYS", "\"\""),

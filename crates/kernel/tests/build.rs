@@ -9,26 +9,28 @@ use kernel::config::Profile;
 
 const SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
 
-#[test]
-fn tiny_build_from_debian_linux_source_has_mptcp() {
+fn have_source(test: &str) -> bool {
     let have = if Path::new(SOURCE).is_file() {
         Ok(())
     } else {
         Err(format!("{SOURCE} is missing (Debian: linux-source-6.1)"))
     };
-    if !testkit::require("kernel build", have) {
+    testkit::require(test, have)
+}
+
+#[test]
+fn tiny_build_from_debian_linux_source_has_mptcp() {
+    if !have_source("kernel build") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let spec = BuildSpec {
-        source: SOURCE.into(),
-        profile: Profile::Tiny,
-        work: work.path().join("work"),
-        out: work.path().join("out"),
-        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        localversion: "-mptcp".into(),
-        pkgversion: "1".into(),
-    };
+    let mut spec = BuildSpec::new(
+        SOURCE.into(),
+        Profile::Tiny,
+        work.path().join("work"),
+        work.path().join("out"),
+    );
+    spec.history = Some(work.path().join("history.json"));
     let mut steps = Vec::new();
     let mut compiled = 0;
     let m = build::build(&guest::Local::new("local"), &spec, &mut |p| match p {
@@ -42,6 +44,20 @@ fn tiny_build_from_debian_linux_source_has_mptcp() {
     );
     assert!(m.release.ends_with("-mptcp"), "{}", m.release);
     assert!(compiled > 100, "{compiled}");
+    assert_eq!(m.objects, compiled);
+    assert_eq!(
+        m.ccache,
+        testkit::which("ccache").is_some(),
+        "ccache when installed"
+    );
+    // The count is remembered: the next build of this version and profile has an estimate.
+    let history: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&std::fs::read(work.path().join("history.json")).unwrap()).unwrap();
+    assert_eq!(
+        history.get(&format!("{} tiny", m.release.trim_end_matches("-mptcp"))),
+        Some(&compiled),
+        "{history:?}"
+    );
     let image = m
         .packages
         .iter()
@@ -93,4 +109,89 @@ fn tiny_build_from_debian_linux_source_has_mptcp() {
     );
     assert!(config.lines().any(|l| l == "CONFIG_VIRTIO_NET=y"));
     assert!(!config.lines().any(|l| l == "CONFIG_DEBUG_INFO=y"));
+}
+
+/// `running` starts from this machine's own kernel config (/boot/config-RELEASE or
+/// /proc/config.gz); `localmod` trims a config to the modules an `lsmod` lists, with the real
+/// streamline_config.pl. Both end with MPTCP on and the release free of the base's suffix.
+#[test]
+fn running_and_localmod_profiles_configure_with_mptcp() {
+    if !have_source("kernel config") {
+        return;
+    }
+    let host = guest::Local::new("local");
+    let running = match kernel::config::running(&host) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(
+                testkit::require("kernel config", Err(format!("no running config: {e}"))),
+                "unreachable"
+            );
+            return;
+        }
+    };
+    assert!(running.text.contains("CONFIG_"), "{}", running.origin);
+    let work = tempfile::tempdir().unwrap();
+    let spec = |profile| {
+        BuildSpec::new(
+            SOURCE.into(),
+            profile,
+            work.path().join("work"),
+            work.path().join("out"),
+        )
+    };
+    let c = build::prepare(
+        &host,
+        &spec(Profile::Given {
+            origin: running.origin.clone(),
+            text: running.text.clone(),
+        }),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.version.starts_with("6.1."), "{}", c.version);
+    assert_eq!(kernel::config::check(&c.text), Ok(()));
+    assert_eq!(
+        kernel::config::value(&c.text, "CONFIG_LOCALVERSION"),
+        Some("\"\""),
+        "the base's own suffix would end up in the release"
+    );
+
+    // A base with four modules, of which lsmod lists two.
+    let mut base: String = running
+        .text
+        .lines()
+        .filter(|l| {
+            !["VETH", "NET_SCH_NETEM", "DUMMY", "BONDING", "MODULES"]
+                .iter()
+                .any(|o| l.contains(&format!("CONFIG_{o}=")) || l.contains(&format!("CONFIG_{o} ")))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    base.push_str(
+        "CONFIG_MODULES=y\nCONFIG_VETH=m\nCONFIG_NET_SCH_NETEM=m\nCONFIG_DUMMY=m\nCONFIG_BONDING=m\n",
+    );
+    let lsmod = "Module                  Size  Used by\n\
+                 veth                   40960  0\n\
+                 sch_netem              20480  1\n";
+    let c = build::prepare(
+        &host,
+        &spec(Profile::LocalMod {
+            origin: "test".into(),
+            base,
+            lsmod: lsmod.into(),
+        }),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let v = |o| kernel::config::value(&c.text, o);
+    assert_eq!(kernel::config::check(&c.text), Ok(()));
+    assert_eq!(v("CONFIG_VETH"), Some("m"), "listed by lsmod: kept");
+    assert_eq!(
+        v("CONFIG_NET_SCH_NETEM"),
+        Some("m"),
+        "listed by lsmod: kept"
+    );
+    assert_eq!(v("CONFIG_DUMMY"), Some("n"), "not listed: dropped");
+    assert_eq!(v("CONFIG_BONDING"), Some("n"), "not listed: dropped");
 }
