@@ -261,7 +261,7 @@ pub fn apply(
                     report(&a.host, &a.changes, Some(a.elapsed), &[], &[]);
                 }
             }
-            lab::Provider::Ssh => {
+            lab::Provider::Ssh | lab::Provider::Virtualbox => {
                 let exec = lab::hosts::exec_for(lab, dir, &h.name).map_err(fail)?;
                 let persist = persist.then(|| lab::remote::Persist {
                     root: "/".into(),

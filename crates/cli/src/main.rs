@@ -5,6 +5,7 @@
 
 mod diagnostics;
 mod instant;
+mod vms;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,19 +43,50 @@ enum Command {
     /// Network configuration: render it for people and appliers.
     #[command(subcommand)]
     Net(NetCommand),
-    /// Create the lab's hosts (network namespaces, bridges, veth pairs) and apply each host's
-    /// plan. A lab that is already up is adopted and converged.
+    /// Create the lab's hosts (network namespaces, bridges, veth pairs; or VirtualBox VMs) and
+    /// apply each host's plan. A lab that is already up is adopted and converged.
     Up {
         #[command(flatten)]
         lab: LabArgs,
-        /// Only wire the hosts; leave `lab net apply` for later.
+        /// Only create the hosts; leave `lab net apply` for later.
         #[arg(long)]
         no_apply: bool,
+        /// Every host on this provider, whatever Lab.toml says (`virtualbox`: the guide's VMs).
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        /// Print the VBoxManage commands, in order, without running them (VM providers).
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for a VM's SSH (an unattended install takes tens of minutes).
+        #[arg(long, default_value_t = 600)]
+        boot_timeout: u64,
     },
-    /// Remove everything the lab owns (also after an interrupted `up`), and nothing else.
+    /// Remove everything the lab owns (also after an interrupted `up`), and nothing else:
+    /// namespaces, and VMs with their disks (found by their group even without lab's state).
+    #[command(alias = "destroy")]
     Down {
         #[command(flatten)]
         lab: LabArgs,
+        /// Look for the lab's VMs on this provider even when lab has no state of them.
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+    },
+    /// Shut the lab's VMs down: ACPI power button, then power off after the grace time.
+    Halt {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long, default_value_t = 60)]
+        grace: u64,
+    },
+    /// Save or restore a snapshot of every VM of the lab.
+    Snapshot {
+        #[arg(value_enum)]
+        action: SnapshotAction,
+        name: String,
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long, default_value_t = 600)]
+        boot_timeout: u64,
     },
     /// Hosts, interfaces, addresses, endpoints and pending changes of the lab.
     Status {
@@ -267,6 +299,18 @@ enum KernelCommand {
         #[arg(long)]
         title: Option<String>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ProviderArg {
+    Netns,
+    Virtualbox,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SnapshotAction {
+    Save,
+    Restore,
 }
 
 #[derive(Subcommand, Debug)]
@@ -566,16 +610,91 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let (lab, _) = select_lab(&lab)?;
             doctor(&lab, json)
         }
-        Command::Up { lab, no_apply } => {
+        Command::Up {
+            lab,
+            no_apply,
+            provider,
+            dry_run,
+            boot_timeout,
+        } => {
             let (lab, dir) = select_lab(&lab)?;
-            instant::up(&lab, &dir, !no_apply)
+            let lab = match provider {
+                Some(ProviderArg::Virtualbox) => lab::virtualbox::with_provider(&lab),
+                Some(ProviderArg::Netns) => {
+                    let mut l = lab;
+                    for h in &mut l.hosts {
+                        h.provider = lab::Provider::Netns;
+                    }
+                    l
+                }
+                None => lab,
+            };
+            let netns = lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns);
+            if dry_run && netns {
+                return Err(miette::miette!(
+                    "--dry-run shows VM provider commands; namespace hosts have none (`lab net render` shows their configuration)"
+                )
+                .into());
+            }
+            if netns {
+                instant::up(&lab, &dir, !no_apply)?;
+            }
+            if vms::has_vms(&lab) {
+                let opts = lab::virtualbox::UpOptions {
+                    dry_run,
+                    boot_timeout: std::time::Duration::from_secs(boot_timeout),
+                };
+                vms::up(&lab, &dir, &opts, !no_apply)?;
+            }
+            Ok(())
         }
-        Command::Down { lab } => {
+        Command::Down { lab, provider } => {
             let (lab, dir) = select_lab(&lab)?;
-            instant::down(&lab, &dir)
+            let lab = match provider {
+                Some(ProviderArg::Virtualbox) => lab::virtualbox::with_provider(&lab),
+                _ => lab,
+            };
+            if lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
+                instant::down(&lab, &dir)?;
+            }
+            if vms::has_vms(&lab) {
+                let removed = vms::destroy(&lab, &dir)?;
+                print_out(&if removed.is_empty() {
+                    format!("lab `{}`: no VM to remove\n", lab.name)
+                } else {
+                    format!("removed {} and their disks\n", removed.join(", "))
+                })?;
+            }
+            Ok(())
+        }
+        Command::Halt { lab, grace } => {
+            let (lab, _) = select_lab(&lab)?;
+            vms::halt(&lab, std::time::Duration::from_secs(grace))
+        }
+        Command::Snapshot {
+            action,
+            name,
+            lab,
+            boot_timeout,
+        } => {
+            let (lab, dir) = select_lab(&lab)?;
+            vms::snapshot(
+                &lab,
+                &dir,
+                action == SnapshotAction::Restore,
+                &name,
+                std::time::Duration::from_secs(boot_timeout),
+            )
         }
         Command::Status { lab, json } => {
-            let (lab, _) = select_lab(&lab)?;
+            let (lab, dir) = select_lab(&lab)?;
+            if vms::has_vms(&lab) {
+                let text = vms::status(&lab, &dir)?;
+                print_out(&text)?;
+                if !lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
+                    return Ok(());
+                }
+            }
             instant::status(&lab, json)
         }
         Command::Test { lab, test, json } => {
@@ -663,6 +782,8 @@ fn select_lab(args: &LabArgs) -> Result<(Lab, PathBuf), Failure> {
         }
         other => Failure::Report(miette::Report::msg(other.to_string())),
     })?;
+    // After `lab up --provider virtualbox`, every command sees the VMs.
+    let lab = lab::virtualbox::adopt_provider(&lab, &dir);
     Ok((lab, dir))
 }
 

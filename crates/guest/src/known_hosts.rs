@@ -73,6 +73,31 @@ pub fn record(path: &Path, pattern: &str, kind: &str, blob: &[u8]) -> io::Result
     writeln!(f, "{pattern} {kind} {}", STANDARD.encode(blob))
 }
 
+/// Drop every line for `pattern` (a machine lab destroyed: the next one at that address and
+/// port has a new key). Other lines stay as they are.
+pub fn forget(path: &Path, pattern: &str) -> io::Result<()> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_none_or(|hosts| !hosts.split(',').any(|h| h == pattern))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if kept != text {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, kept)?;
+        fs::rename(&tmp, path)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +122,11 @@ mod tests {
         );
         assert_eq!(lookup(&path, "[h]:3").unwrap(), None);
         assert!(parse("# comment\n\nbroken\na,b ssh-rsa AAAA\n", "b").is_some());
+        forget(&path, "[h]:2").unwrap();
+        assert_eq!(lookup(&path, "[h]:2").unwrap(), None);
+        assert!(
+            lookup(&path, "other").unwrap().is_some(),
+            "other hosts stay"
+        );
     }
 }

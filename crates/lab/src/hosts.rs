@@ -19,6 +19,8 @@ pub enum Error {
         host: String,
         provider: &'static str,
     },
+    #[error("host `{0}`: its VM is not known here (run `lab up --provider virtualbox` first)")]
+    NotUp(String),
     #[error("host `{0}` is a network namespace: it has no SSH server (use `lab exec {0} -- CMD`)")]
     NoSsh(String),
     #[error(transparent)]
@@ -65,9 +67,41 @@ pub fn lab_key(dir: &Path) -> Result<PathBuf, Error> {
     Ok(key)
 }
 
-/// How an existing host is reached: its Lab.toml key, else the user's ssh-agent, else the
-/// lab's own key.
+/// Forget the host key recorded for `address:port` (a VM lab destroyed).
+pub fn forget_host_key(dir: &Path, address: &str, port: u16) -> Result<(), Error> {
+    let path = known_hosts(dir);
+    guest::known_hosts::forget(&path, &guest::known_hosts::pattern(address, port)).map_err(|e| {
+        Error::Command(Box::new(guest::Error::File {
+            host: "local".into(),
+            op: "rewrite",
+            path,
+            source: e,
+        }))
+    })
+}
+
+/// How a host is reached. A VM lab created: root on its loopback SSH forward with the lab's
+/// key, its host key trusted on first use. An existing machine: its Lab.toml key, else the
+/// user's ssh-agent, else the lab's own key, and a host key known beforehand.
 pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<SshConfig, Error> {
+    if h.provider == Provider::Virtualbox {
+        let port = crate::virtualbox::load_state(dir, lab)
+            .vms
+            .get(&h.name)
+            .map(|r| r.ssh_port)
+            .ok_or_else(|| Error::NotUp(h.name.clone()))?;
+        let mut c = SshConfig::new(
+            h.name.clone(),
+            "127.0.0.1",
+            port,
+            h.vm.user.clone(),
+            Auth::Key(lab_key(dir)?),
+            known_hosts(dir),
+        );
+        c.trust_on_first_use = true;
+        c.connect_timeout = Duration::from_secs(10);
+        return Ok(c);
+    }
     let t = h.ssh.as_ref().ok_or_else(|| Error::NoSsh(h.name.clone()))?;
     let auth = match &t.key {
         Some(k) if k.is_absolute() => Auth::Key(k.clone()),
@@ -100,11 +134,7 @@ pub fn exec_for(lab: &Lab, dir: &Path, name: &str) -> Result<Box<dyn Exec>, Erro
             h.name.clone(),
             crate::instant::topology(lab).host_ns(&h.name),
         ))),
-        Provider::Ssh => Ok(Box::new(Ssh::new(ssh_config(lab, dir, h)?))),
-        Provider::Virtualbox => Err(Error::Unsupported {
-            host: h.name.clone(),
-            provider: "virtualbox",
-        }),
+        Provider::Ssh | Provider::Virtualbox => Ok(Box::new(Ssh::new(ssh_config(lab, dir, h)?))),
         Provider::Qemu => Err(Error::Unsupported {
             host: h.name.clone(),
             provider: "qemu",
@@ -118,7 +148,7 @@ pub fn openssh_config(lab: &Lab, dir: &Path) -> Result<String, Error> {
     let mut out = String::new();
     for h in &lab.hosts {
         match h.provider {
-            Provider::Ssh => {
+            Provider::Ssh | Provider::Virtualbox => {
                 let c = ssh_config(lab, dir, h)?;
                 out.push_str(&format!("Host {}\n", h.name));
                 out.push_str(&format!("  HostName {}\n", c.address));
@@ -141,7 +171,7 @@ pub fn openssh_config(lab: &Lab, dir: &Path) -> Result<String, Error> {
                 crate::instant::topology(lab).host_ns(&h.name),
                 h.name
             )),
-            Provider::Virtualbox | Provider::Qemu => {
+            Provider::Qemu => {
                 out.push_str(&format!("# {}: provider not available yet\n\n", h.name))
             }
         }

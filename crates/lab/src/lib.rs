@@ -18,6 +18,7 @@ pub mod model;
 pub mod presets;
 pub mod remote;
 pub mod units;
+pub mod virtualbox;
 
 pub use diag::{Diagnostic, InvalidLab};
 pub use load::{LoadError, find_lab_file, load_file, parse};

@@ -101,6 +101,7 @@ struct RawVm {
     cpus: Option<Spanned<u32>>,
     disk_gib: Option<Spanned<u32>>,
     image: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -586,6 +587,23 @@ impl Validator {
                 );
             }
             vm.image = img.get_ref().clone();
+        }
+        if let Some(u) = &raw.user {
+            let name = u.get_ref();
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !valid {
+                self.err(
+                    span(u),
+                    format!("`{name}` is not a user name"),
+                    "lowercase letters, digits, `_` and `-`, starting with a letter",
+                );
+            }
+            vm.user = name.clone();
         }
         vm
     }

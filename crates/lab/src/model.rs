@@ -106,7 +106,11 @@ pub struct Vm {
     pub memory_mib: u32,
     pub cpus: u32,
     pub disk_gib: u32,
+    /// `ubuntu-22.04` (an installer ISO in lab's cache), a path to an `.iso` or `.ova`, or
+    /// `vbox:BASE[@SNAPSHOT]` (a VirtualBox VM to clone).
     pub image: String,
+    /// The account lab logs in as over SSH (with the lab's key).
+    pub user: String,
 }
 
 impl Default for Vm {
@@ -116,6 +120,7 @@ impl Default for Vm {
             cpus: 2,
             disk_gib: 20,
             image: "ubuntu-22.04".into(),
+            user: "root".into(),
         }
     }
 }

@@ -1,0 +1,512 @@
+//! `lab up|status|halt|snapshot|destroy --provider virtualbox` against the fake VBoxManage.
+//!
+//! This test binary is also the fake: run under the name `VBoxManage` (a symlink put first
+//! on PATH), it answers as `vbox::fake` does. VirtualBox itself never runs here. Each VM the
+//! fake starts gets an sshd on its forwarded loopback port that accepts the lab's key and
+//! answers `true`, `uname -r` and `hostname` only, so lab's wait for SSH is real and nothing
+//! can configure this machine.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use vbox::fake::{Fault, FaultKind, World};
+
+mod common;
+
+fn main() {
+    let me = std::env::args().next().unwrap_or_default();
+    if Path::new(&me)
+        .file_name()
+        .is_some_and(|n| n == "VBoxManage")
+    {
+        std::process::exit(vbox::fake::main());
+    }
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: &[(&str, fn())] = &[
+        (
+            "dry_run_prints_the_guides_two_vms",
+            dry_run_prints_the_guides_two_vms,
+        ),
+        (
+            "up_adopt_halt_snapshot_destroy",
+            up_adopt_halt_snapshot_destroy,
+        ),
+        ("virtualbox_6_1_spelling", virtualbox_6_1_spelling),
+        ("failures_name_their_fix", failures_name_their_fix),
+    ];
+    let mut failed = Vec::new();
+    for (name, f) in tests {
+        if !filters.is_empty() && !filters.iter().any(|x| name.contains(x.as_str())) {
+            continue;
+        }
+        print!("test {name} ... ");
+        match std::panic::catch_unwind(f) {
+            Ok(()) => println!("ok"),
+            Err(_) => {
+                println!("FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!("failed: {failed:?}");
+        std::process::exit(101);
+    }
+}
+
+/// A private VirtualBox: the fake's world, PATH with the fake first, a lab directory.
+struct Rig {
+    tmp: tempfile::TempDir,
+    world: PathBuf,
+    bin: PathBuf,
+    lab: PathBuf,
+}
+
+impl Rig {
+    fn new(version: &str, image: &str) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let world = tmp.path().join("world");
+        World::create(&world, version).unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        symlink(std::env::current_exe().unwrap(), bin.join("VBoxManage")).unwrap();
+        let lab = tmp.path().join("lab");
+        std::fs::create_dir_all(&lab).unwrap();
+        // The built-in lab (the guide's two VMs), from a base VM, logging in as root.
+        let toml = lab::Preset::Builtin.source().replace(
+            "image = \"ubuntu-22.04\"",
+            &format!("image = \"{image}\"\nuser = \"root\""),
+        );
+        std::fs::write(lab.join("Lab.toml"), toml).unwrap();
+        Rig {
+            tmp,
+            world,
+            bin,
+            lab,
+        }
+    }
+
+    /// A base VM with a disk and a snapshot `clean`, to clone.
+    fn base_vm(&self) {
+        let run = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            let r = vbox::fake::run(&self.world, &args);
+            assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        };
+        let base = self.tmp.path().join("base");
+        let disk = base.join("ubuntu-base/ubuntu-base.vdi");
+        let (b, d) = (base.display().to_string(), disk.display().to_string());
+        run(&[
+            "createvm",
+            "--name",
+            "ubuntu-base",
+            "--ostype",
+            "Ubuntu_64",
+            "--basefolder",
+            &b,
+            "--register",
+        ]);
+        run(&["createmedium", "disk", "--filename", &d, "--size", "20480"]);
+        run(&[
+            "storagectl",
+            "ubuntu-base",
+            "--name",
+            "SATA",
+            "--add",
+            "sata",
+        ]);
+        run(&[
+            "storageattach",
+            "ubuntu-base",
+            "--storagectl",
+            "SATA",
+            "--port",
+            "0",
+            "--device",
+            "0",
+            "--type",
+            "hdd",
+            "--medium",
+            &d,
+        ]);
+        run(&["snapshot", "ubuntu-base", "take", "clean"]);
+    }
+
+    fn lab(&self, args: &[&str]) -> (i32, String, String) {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut all = args.to_vec();
+        let toml = self.lab.join("Lab.toml");
+        let toml = toml.to_str().unwrap();
+        all.extend(["--lab", toml]);
+        let out = assert_cmd::Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(&self.lab)
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK")
+            .env(vbox::fake::DIR_ENV, &self.world)
+            .env(vbox::fake::KEYS_ENV, self.lab.join(".lab/id_ed25519.pub"))
+            .args(&all)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            unwrap_report(&String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let (code, out, err) = self.lab(args);
+        assert_eq!(code, 0, "lab {args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        (out, err)
+    }
+
+    fn world(&self) -> World {
+        World::load(&self.world).unwrap()
+    }
+
+    fn calls(&self, sub: &str) -> usize {
+        self.world().calls.iter().filter(|c| c[0] == sub).count()
+    }
+}
+
+impl Drop for Rig {
+    /// Whatever happened, no stand-in sshd outlives the test (ended by the PIDs the fake
+    /// recorded, which it started).
+    fn drop(&mut self) {
+        if let Ok(w) = World::load(&self.world) {
+            for vm in w.vms {
+                if let Some(pid) = vm.sshd_pid {
+                    let _ = std::process::Command::new("kill")
+                        .arg("-KILL")
+                        .arg(pid.to_string())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+/// miette's report, which wraps lines to the terminal, without its frame and line breaks:
+/// lines joined with single spaces, and a word broken after `/` joined again.
+fn unwrap_report(s: &str) -> String {
+    let mut out = String::new();
+    for line in s.lines() {
+        let t = line
+            .trim_start()
+            .trim_start_matches(['│', '×', '╰', '─', '▶'])
+            .trim();
+        if t.is_empty() {
+            continue;
+        }
+        if !out.is_empty() && !out.ends_with('/') {
+            out.push(' ');
+        }
+        out.push_str(t);
+    }
+    out
+}
+
+fn have_sshd() -> bool {
+    let have = testkit::tool("ssh-keygen").and_then(|()| {
+        if Path::new("/usr/sbin/sshd").is_file() {
+            Ok(())
+        } else {
+            Err("/usr/sbin/sshd is missing (Debian: openssh-server)".into())
+        }
+    });
+    testkit::require(
+        "VirtualBox provider flow (fake VBoxManage, real sshd)",
+        have,
+    )
+}
+
+fn uname_r() -> String {
+    String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-r")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string()
+}
+
+/// The README's promise: the guide's two VMs, as VBoxManage commands, without VirtualBox.
+fn dry_run_prints_the_guides_two_vms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        common::run_in(dir.path(), &["up", "--provider", "virtualbox", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let calls: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("VBoxManage "))
+        .collect();
+    assert_eq!(calls.len(), 14, "{out}");
+    for vm in ["lab-mptcp-ue1", "lab-mptcp-ue2"] {
+        let of: Vec<&&str> = calls.iter().filter(|c| c.contains(vm)).collect();
+        assert!(of[0].starts_with(&format!(
+            "VBoxManage createvm --name {vm} --groups /lab-mptcp"
+        )));
+        let modify = of.iter().find(|c| c.contains(" modifyvm ")).unwrap();
+        for want in [
+            "--memory 2048",
+            "--cpus 2",
+            "--nic1 nat",
+            "--nic2 intnet --intnet2 ue1-ue2_v1_2 --nic-promisc2 allow-all",
+            "--nic3 intnet --intnet3 ue1-ue2_v1_2",
+            "--nic4 intnet --intnet4 ue1-ue2_v1_2",
+        ] {
+            assert!(modify.contains(want), "{want} missing in {modify}");
+        }
+        assert!(
+            of.iter()
+                .any(|c| c.contains("createmedium disk") && c.contains("--size 20480"))
+        );
+        assert!(of.last().unwrap().contains("unattended install"));
+    }
+    // Nothing was created: no state, no VM folder.
+    assert!(!dir.path().join(".lab/mptcp.vbox.json").exists());
+    assert!(!dir.path().join(".lab/vbox").exists());
+}
+
+fn up_adopt_halt_snapshot_destroy() {
+    if !have_sshd() {
+        return;
+    }
+    let rig = Rig::new("7.0.14r161095", "vbox:ubuntu-base@clean");
+    rig.base_vm();
+    // A VM that is not the lab's: it must survive everything below.
+    let foreign = rig.tmp.path().join("foreign");
+    let r = vbox::fake::run(
+        &rig.world,
+        &[
+            "createvm",
+            "--name",
+            "student-vm",
+            "--basefolder",
+            foreign.to_str().unwrap(),
+            "--register",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Up: two linked clones, configured as the guide's VMs, started, reached over SSH.
+    let (out, err) = rig.ok(&["up", "--provider", "virtualbox", "--no-apply"]);
+    let kernel = uname_r();
+    for host in ["ue1", "ue2"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{host}:")))
+            .unwrap();
+        assert!(
+            line.contains("created") && line.contains("reachable after"),
+            "{out}"
+        );
+        // The kernel comes from `uname -r` over SSH (here: the stand-in's host).
+        assert!(line.contains(&format!("kernel {kernel}")), "{out}\n{err}");
+    }
+    let w = rig.world();
+    for name in ["lab-mptcp-ue1", "lab-mptcp-ue2"] {
+        let vm = w.vm(name).unwrap();
+        assert_eq!(vm.state, "running");
+        assert_eq!(vm.groups, ["/lab-mptcp"]);
+        assert_eq!((vm.memory, vm.cpus), (2048, 2));
+        assert_eq!(vm.nics[&1].kind, "nat");
+        assert_eq!(vm.nics[&1].forwards.len(), 1);
+        for slot in 2..=4 {
+            assert_eq!(vm.nics[&slot].kind, "intnet");
+            assert_eq!(vm.nics[&slot].intnet.as_deref(), Some("ue1-ue2_v1_2"));
+            assert_eq!(vm.nics[&slot].promisc, "allow-all");
+        }
+        assert!(vm.folder.starts_with(rig.lab.join(".lab/vbox")));
+    }
+    assert_eq!(rig.calls("clonevm"), 2);
+
+    // The NAT NIC is no MPTCP path: nothing lab applies names enp0s3.
+    let (plan, _) = rig.ok(&["net", "render", "--host", "ue1"]);
+    assert!(
+        !plan.contains("enp0s3") || !plan.contains("mptcp endpoint add 10.0.2"),
+        "{plan}"
+    );
+    assert!(
+        plan.lines()
+            .filter(|l| l.contains("mptcp endpoint add"))
+            .all(|l| !l.contains("enp0s3")),
+        "{plan}"
+    );
+
+    // Status.
+    let (status, _) = rig.ok(&["status"]);
+    assert!(
+        status.contains("lab-mptcp-ue1") && status.contains("running"),
+        "{status}"
+    );
+
+    // A second up adopts: nothing is created, nothing is started again.
+    let (out, _) = rig.ok(&["up", "--no-apply"]);
+    assert_eq!(out.matches("adopted").count(), 2, "{out}");
+    assert_eq!(rig.calls("clonevm"), 2);
+    assert_eq!(rig.calls("startvm"), 2);
+
+    // Halt, then up again while another session holds ue1 twice: retried, not failed.
+    let (out, _) = rig.ok(&["halt"]);
+    assert!(out.contains("halted"), "{out}");
+    assert!(rig.world().vms.iter().all(|v| v.state != "running"));
+    World::update(&rig.world, |w| {
+        w.faults.push(Fault {
+            subcommand: "startvm".into(),
+            kind: FaultKind::Locked,
+            times: 2,
+        })
+    })
+    .unwrap();
+    // ue1's SSH port is taken by someone else meanwhile: the forward moves.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(rig.lab.join(".lab/mptcp.vbox.json")).unwrap())
+            .unwrap();
+    let old_port = state["vms"]["ue1"]["ssh_port"].as_u64().unwrap() as u16;
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", old_port)).unwrap();
+    let (out, err) = rig.ok(&["up", "--no-apply"]);
+    assert!(err.contains(&format!("port {old_port} is taken")), "{err}");
+    let line = out.lines().find(|l| l.starts_with("ue1:")).unwrap();
+    assert!(!line.contains(&format!(":{old_port},")), "{line}");
+    assert!(line.contains("reachable after"), "{line}");
+    assert_eq!(
+        rig.calls("startvm"),
+        2 + 2 + 2,
+        "two lock errors, then both VMs"
+    );
+    drop(squatter);
+
+    // Snapshots.
+    rig.ok(&["snapshot", "save", "fresh"]);
+    assert!(
+        rig.world()
+            .vms
+            .iter()
+            .filter(|v| v.name.starts_with("lab-"))
+            .all(|v| v.snapshots == ["fresh"])
+    );
+    let (out, _) = rig.ok(&["snapshot", "restore", "fresh"]);
+    assert!(out.contains("reachable again"), "{out}");
+
+    // ue2 deleted behind lab's back: the next up recreates it and adopts ue1.
+    World::update(&rig.world, |w| {
+        let i = w
+            .vms
+            .iter()
+            .position(|v| v.name == "lab-mptcp-ue2")
+            .unwrap();
+        let vm = w.vms.remove(i);
+        if let Some(pid) = vm.sshd_pid {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    })
+    .unwrap();
+    let (out, _) = rig.ok(&["up", "--no-apply"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ue2:") && l.contains("created")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ue1:") && l.contains("adopted")),
+        "{out}"
+    );
+
+    // Destroy without the state file: found by group; disks and folders gone; the
+    // student's VM stays.
+    std::fs::remove_file(rig.lab.join(".lab/mptcp.vbox.json")).unwrap();
+    let (out, _) = rig.ok(&["destroy", "--provider", "virtualbox"]);
+    assert!(
+        out.contains("lab-mptcp-ue1") && out.contains("lab-mptcp-ue2"),
+        "{out}"
+    );
+    let w = rig.world();
+    let left: Vec<&str> = w.vms.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(left, ["ubuntu-base", "student-vm"]);
+    assert!(!rig.lab.join(".lab/vbox/lab-mptcp-ue1").exists());
+    assert!(!rig.lab.join(".lab/vbox/lab-mptcp-ue2").exists());
+    let (out, _) = rig.ok(&["destroy", "--provider", "virtualbox"]);
+    assert!(out.contains("no VM to remove"), "{out}");
+}
+
+/// VirtualBox 6.1 knows only the old option names; the fake refuses the new ones, so this
+/// passes only if lab spells modifyvm for the release it finds.
+fn virtualbox_6_1_spelling() {
+    if !have_sshd() {
+        return;
+    }
+    let rig = Rig::new("6.1.38_Ubuntur153438", "vbox:ubuntu-base");
+    rig.base_vm();
+    let (out, _) = rig.ok(&["up", "--provider", "virtualbox", "--dry-run"]);
+    assert!(
+        out.contains("--nicpromisc2 allow-all") && !out.contains("--nic-promisc"),
+        "{out}"
+    );
+    assert!(
+        out.contains("clonevm ubuntu-base --name lab-mptcp-ue1"),
+        "{out}"
+    );
+    rig.ok(&["up", "--provider", "virtualbox", "--no-apply"]);
+    let modify = rig
+        .world()
+        .calls
+        .iter()
+        .filter(|c| c[0] == "modifyvm")
+        .count();
+    assert_eq!(modify, 2);
+    rig.ok(&["destroy"]);
+    assert_eq!(rig.world().vms.len(), 1);
+}
+
+fn failures_name_their_fix() {
+    let rig = Rig::new("7.0.14r161095", "vbox:ubuntu-base@clean");
+    rig.base_vm();
+    World::update(&rig.world, |w| {
+        w.faults.push(Fault {
+            subcommand: "startvm".into(),
+            kind: FaultKind::Driver,
+            times: 1,
+        })
+    })
+    .unwrap();
+    let (code, _, err) = rig.lab(&["up", "--provider", "virtualbox", "--no-apply"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("sudo /sbin/vboxconfig"), "{err}");
+    rig.lab(&["destroy", "--provider", "virtualbox"]);
+
+    let old = Rig::new("5.2.44r139111", "vbox:ubuntu-base");
+    let (code, _, err) = old.lab(&["up", "--provider", "virtualbox", "--no-apply"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("5.2.44") && err.contains("6.1 to 7.1"),
+        "{err}"
+    );
+
+    // An ISO that is not there: the message says where to put it.
+    let iso = Rig::new("7.0.14r161095", "/nonexistent/ubuntu.iso");
+    let (code, _, err) = iso.lab(&["up", "--provider", "virtualbox", "--no-apply"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("/nonexistent/ubuntu.iso") && err.contains("releases.ubuntu.com"),
+        "{err}"
+    );
+    assert!(iso.world().vms.is_empty(), "nothing created");
+}

@@ -1,0 +1,832 @@
+//! The VirtualBox provider: the guide's VMs from a Lab.toml, through `vbox` (the only crate
+//! that knows VBoxManage's syntax).
+//!
+//! `up` creates what is missing (a linked clone of a base VM, an imported appliance, or an
+//! unattended install from an ISO), adopts what exists, moves an SSH forward whose loopback
+//! port another program took, starts the VMs headless and waits for SSH with the lab's key.
+//! The lab's VMs carry the group `/lab-<lab>` and live in `.lab/vbox/`; `.lab/<lab>.vbox.json`
+//! remembers their names and SSH ports, and is written before anything is created, so an
+//! interrupted `up` is adopted by the next one. `destroy` finds the VMs by their group even
+//! without that file.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+pub use vbox::VBoxManage;
+use vbox::args::{self, Attachment, Forward, Nic, Settings, Unattended};
+use vbox::{Call, State as VmState};
+
+use crate::hosts;
+use crate::model::{Attach, Host, Lab, Provider};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    VBox(#[from] vbox::Error),
+    #[error("host `{host}`: {message}")]
+    Model { host: String, message: String },
+    #[error(
+        "host `{host}`: the installer ISO {} is missing. Download ubuntu-22.04.5-live-server-amd64.iso from https://releases.ubuntu.com/22.04/ (check it against SHA256SUMS there) into that path, or set `image` to an .iso, an .ova or `vbox:BASE_VM`",
+        path.display()
+    )]
+    NoIso { host: String, path: PathBuf },
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("host `{host}`: SSH did not come up: {source}")]
+    Ssh {
+        host: String,
+        source: Box<guest::Error>,
+    },
+    #[error(transparent)]
+    Hosts(#[from] hosts::Error),
+    #[error(
+        "VirtualBox {0} is not supported: lab knows the syntax of 6.1 to 7.1 (set LAB_VBOX_ANY_VERSION=1 to try anyway)"
+    )]
+    Unsupported(vbox::Version),
+}
+
+/// The VM name of a host: `lab-<lab>-<host>`.
+pub fn vm_name(lab: &Lab, host: &str) -> String {
+    format!("lab-{}-{host}", lab.name)
+}
+
+/// The VirtualBox group of a lab's VMs.
+pub fn group(lab: &Lab) -> String {
+    format!("/lab-{}", lab.name)
+}
+
+/// Where the lab's VMs live: `<dir>/.lab/vbox` (absolute: VirtualBox resolves relative paths
+/// against its own directory).
+pub fn basefolder(dir: &Path) -> PathBuf {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    hosts::state_dir(&dir).join("vbox")
+}
+
+/// What lab remembers of a lab's VMs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    pub vms: BTreeMap<String, VmRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub name: String,
+    /// The loopback port forwarded to the guest's SSH.
+    pub ssh_port: u16,
+}
+
+/// `<dir>/.lab/<lab>.vbox.json`.
+pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
+    hosts::state_dir(dir).join(format!("{}.vbox.json", lab.name))
+}
+
+pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
+    std::fs::read(state_file(dir, lab))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
+    let path = state_file(dir, lab);
+    let file_err = |source| Error::File {
+        what: "cannot write",
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(hosts::state_dir(dir)).map_err(file_err)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s).unwrap_or_default()).map_err(file_err)?;
+    std::fs::rename(&tmp, &path).map_err(file_err)
+}
+
+/// Give every host the VirtualBox provider (`lab up --provider virtualbox`).
+pub fn with_provider(lab: &Lab) -> Lab {
+    let mut l = lab.clone();
+    for h in &mut l.hosts {
+        h.provider = Provider::Virtualbox;
+    }
+    l
+}
+
+/// The lab's hosts that are VirtualBox VMs: per Lab.toml, or all of them once a
+/// `lab up --provider virtualbox` left its state file.
+pub fn adopt_provider(lab: &Lab, dir: &Path) -> Lab {
+    if state_file(dir, lab).exists() {
+        with_provider(lab)
+    } else {
+        lab.clone()
+    }
+}
+
+fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {
+    lab.hosts
+        .iter()
+        .filter(|h| h.provider == Provider::Virtualbox)
+}
+
+/// Where a VM comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An unattended install from an installer ISO (slow: tens of minutes).
+    Iso(PathBuf),
+    /// A linked clone of a base VM's snapshot, or a full clone (fast).
+    Clone {
+        base: String,
+        snapshot: Option<String>,
+    },
+    /// An appliance.
+    Ova(PathBuf),
+}
+
+/// lab's image cache: ~/.cache/lab/images (or under $XDG_CACHE_HOME).
+pub fn image_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".lab/cache"))
+        .join("lab/images")
+}
+
+/// The guide's OS, Ubuntu 22.04: the live server installer.
+pub const UBUNTU_22_04_ISO: &str = "ubuntu-22.04.5-live-server-amd64.iso";
+
+pub fn source(h: &Host, dir: &Path) -> Result<Source, Error> {
+    let image = h.vm.image.as_str();
+    if let Some(base) = image.strip_prefix("vbox:") {
+        let (base, snapshot) = match base.split_once('@') {
+            Some((b, s)) => (b.to_string(), Some(s.to_string())),
+            None => (base.to_string(), None),
+        };
+        return Ok(Source::Clone { base, snapshot });
+    }
+    let path = |p: &str| {
+        let p = PathBuf::from(p);
+        if p.is_absolute() { p } else { dir.join(p) }
+    };
+    if image.ends_with(".ova") || image.ends_with(".ovf") {
+        return Ok(Source::Ova(
+            std::path::absolute(path(image)).unwrap_or_else(|_| path(image)),
+        ));
+    }
+    if image.ends_with(".iso") {
+        return Ok(Source::Iso(
+            std::path::absolute(path(image)).unwrap_or_else(|_| path(image)),
+        ));
+    }
+    match image {
+        "ubuntu-22.04" => Ok(Source::Iso(image_cache().join(UBUNTU_22_04_ISO))),
+        other => Err(Error::Model {
+            host: h.name.clone(),
+            message: format!(
+                "image `{other}` has no VirtualBox source: use ubuntu-22.04, an .iso or .ova path, or vbox:BASE_VM[@SNAPSHOT]"
+            ),
+        }),
+    }
+}
+
+/// The adapters of a host's VM: its NAT interface on NIC 1 (SSH forward, never an MPTCP
+/// path), the others in Lab.toml order on NICs 2-8, each on an internal network.
+pub fn settings(lab: &Lab, h: &Host, ssh_port: u16) -> Result<Settings, Error> {
+    let model = |message: String| Error::Model {
+        host: h.name.clone(),
+        message,
+    };
+    let Some(first) = h.interfaces.first().filter(|i| i.is_nat()) else {
+        return Err(model(
+            "a VirtualBox VM needs a NAT interface first (`nat = true`): lab reaches it over SSH through NAT"
+                .into(),
+        ));
+    };
+    let mut nics = vec![Nic {
+        slot: 1,
+        attachment: Attachment::Nat(vec![Forward::ssh(ssh_port)]),
+        mac: first.mac.map(|m| m.0),
+    }];
+    for (i, iface) in h.interfaces.iter().enumerate().skip(1) {
+        let slot = u8::try_from(i + 1)
+            .ok()
+            .filter(|s| *s <= 8)
+            .ok_or_else(|| model("a VirtualBox VM has at most 8 network adapters".into()))?;
+        let net = match &iface.attach {
+            Attach::Network(n) => n.clone(),
+            // A point-to-point link is an internal network with two members.
+            Attach::Link(l) => format!("lab-{}-{l}", lab.name),
+            Attach::Nat => {
+                return Err(model(format!(
+                    "{}: only the first interface can be NAT",
+                    iface.name
+                )));
+            }
+        };
+        nics.push(Nic {
+            slot,
+            attachment: Attachment::IntNet(net),
+            mac: iface.mac.map(|m| m.0),
+        });
+    }
+    Ok(Settings {
+        memory_mib: h.vm.memory_mib,
+        cpus: h.vm.cpus,
+        nics,
+    })
+}
+
+/// Run at the end of an unattended install, as root in the installer: the lab's key for
+/// root, and openssh-server in the installed system.
+pub fn post_install_command(public_key: &str) -> String {
+    let key = net::shell::quote(public_key.trim());
+    format!(
+        "t=/target; [ -d /target/etc ] || t=; mkdir -p $t/root/.ssh && echo {key} >> $t/root/.ssh/authorized_keys && chmod 700 $t/root/.ssh && chmod 600 $t/root/.ssh/authorized_keys && (chroot ${{t:-/}} apt-get install -y openssh-server || true)"
+    )
+}
+
+/// The calls that create a host's VM, in order. The ISO path starts the VM itself
+/// (`unattended install --start-vm=headless`).
+pub fn create_calls(
+    q: vbox::Quirks,
+    lab: &Lab,
+    h: &Host,
+    src: &Source,
+    base: &Path,
+    ssh_port: u16,
+    public_key: &str,
+) -> Result<Vec<Call>, Error> {
+    let name = vm_name(lab, &h.name);
+    let g = group(lab);
+    let s = settings(lab, h, ssh_port)?;
+    Ok(match src {
+        Source::Iso(iso) => {
+            let disk = base.join(&name).join(format!("{name}.vdi"));
+            vec![
+                args::createvm(&name, &g, "Ubuntu_64", base),
+                args::modifyvm(q, &name, &s),
+                args::createmedium_disk(&disk, u64::from(h.vm.disk_gib) * 1024),
+                args::storagectl_sata(&name),
+                args::attach_disk(&name, &disk),
+                args::attach_empty_dvd(&name),
+                args::unattended_install(
+                    &name,
+                    &Unattended {
+                        iso: iso.display().to_string(),
+                        user: "lab".into(),
+                        password: "lab".into(),
+                        hostname: format!("{}.lab.internal", h.name),
+                        post_install_command: post_install_command(public_key),
+                    },
+                ),
+            ]
+        }
+        Source::Clone { base: b, snapshot } => vec![
+            args::clonevm(b, snapshot.as_deref(), &name, &g, base),
+            args::modifyvm(q, &name, &s),
+        ],
+        Source::Ova(ova) => vec![
+            args::import(ova, &name, &g, base),
+            args::modifyvm(q, &name, &s),
+        ],
+    })
+}
+
+/// Whether a loopback port can be bound now.
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free loopback port for a host's SSH forward: 42200 + the host's index when free (stable
+/// across runs, like Vagrant's 2222), else the next free one, else one the kernel picks.
+pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
+    (preferred..preferred.saturating_add(200))
+        .find(|p| !taken.contains(p) && port_free(*p))
+        .or_else(|| {
+            TcpListener::bind("127.0.0.1:0")
+                .ok()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+        })
+        .unwrap_or(preferred)
+}
+
+/// What `up`, `halt`, ... report as they go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A VBoxManage call that changes something (printed, not run, with `--dry-run`).
+    Call(String),
+    Note(String),
+}
+
+/// Runs calls, or only reports the mutating ones (`--dry-run`).
+struct Driver<'a> {
+    vbm: &'a VBoxManage<'a>,
+    dry_run: bool,
+    /// Without VBoxManage a dry run assumes that no VM exists yet.
+    absent: bool,
+    events: &'a mut dyn FnMut(Event),
+}
+
+impl Driver<'_> {
+    fn call(&mut self, c: &Call) -> Result<String, Error> {
+        if c.mutates() {
+            (self.events)(Event::Call(c.to_string()));
+            if self.dry_run {
+                return Ok(String::new());
+            }
+        }
+        Ok(self.vbm.run(c)?)
+    }
+
+    fn show(&self, vm: &str) -> Result<Option<vbox::VmInfo>, Error> {
+        if self.absent {
+            return Ok(None);
+        }
+        Ok(self.vbm.show(vm)?)
+    }
+}
+
+/// A VM after `up`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpVm {
+    pub host: String,
+    pub name: String,
+    pub ssh_port: u16,
+    pub created: bool,
+    /// Seconds from start to SSH (None in a dry run).
+    pub boot_seconds: Option<f64>,
+    /// `uname -r` of the guest.
+    pub kernel: Option<String>,
+}
+
+/// Options of `up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub dry_run: bool,
+    /// How long to wait for SSH: an unattended install takes tens of minutes.
+    pub boot_timeout: Duration,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            dry_run: false,
+            boot_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+fn version_check(vbm: &VBoxManage<'_>) -> Result<vbox::Quirks, Error> {
+    let v = vbm.version()?;
+    if !v.supported() && std::env::var_os("LAB_VBOX_ANY_VERSION").is_none() {
+        return Err(Error::Unsupported(v));
+    }
+    Ok(v.quirks())
+}
+
+/// Create, adopt and start the lab's VMs, then wait for SSH on each.
+pub fn up(
+    lab: &Lab,
+    dir: &Path,
+    vbm: &VBoxManage<'_>,
+    opts: &UpOptions,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<UpVm>, Error> {
+    let (quirks, absent) = match version_check(vbm) {
+        Ok(q) => (q, false),
+        Err(Error::VBox(vbox::Error::NotInstalled { .. })) if opts.dry_run => {
+            events(Event::Note(
+                "VBoxManage is not installed here: showing the commands for VirtualBox 7.x on a machine with no VMs yet".into(),
+            ));
+            (vbox::Quirks::default(), true)
+        }
+        Err(e) => return Err(e),
+    };
+    let base = basefolder(dir);
+    let key = hosts::lab_key(dir)?;
+    let public_key =
+        std::fs::read_to_string(key.with_extension("pub")).map_err(|source| Error::File {
+            what: "cannot read",
+            path: key.with_extension("pub"),
+            source,
+        })?;
+    let mut state = load_state(dir, lab);
+    let mut d = Driver {
+        vbm,
+        dry_run: opts.dry_run,
+        absent,
+        events,
+    };
+    let mut out = Vec::new();
+    let mut starting = Vec::new();
+    for (index, h) in hosts_of(lab).enumerate() {
+        let name = vm_name(lab, &h.name);
+        let taken: Vec<u16> = state
+            .vms
+            .iter()
+            .filter(|(k, _)| **k != h.name)
+            .map(|(_, v)| v.ssh_port)
+            .collect();
+        let info = d.show(&name)?;
+        let created = info.is_none();
+        let recorded = state.vms.get(&h.name).map(|r| r.ssh_port);
+        match info {
+            None => {
+                let src = source(h, dir)?;
+                if let Source::Iso(iso) = &src
+                    && !opts.dry_run
+                    && !iso.is_file()
+                {
+                    return Err(Error::NoIso {
+                        host: h.name.clone(),
+                        path: iso.clone(),
+                    });
+                }
+                let preferred = 42201 + u16::try_from(index).unwrap_or(0);
+                let port = match recorded {
+                    Some(p) if port_free(p) => p,
+                    _ => pick_port(preferred, &taken),
+                };
+                // Remembered before anything is created: an interrupted `up` is adopted.
+                state.vms.insert(
+                    h.name.clone(),
+                    VmRecord {
+                        name: name.clone(),
+                        ssh_port: port,
+                    },
+                );
+                if !opts.dry_run {
+                    save_state(dir, lab, &state)?;
+                }
+                for c in create_calls(quirks, lab, h, &src, &base, port, &public_key)? {
+                    d.call(&c)?;
+                }
+                if !matches!(src, Source::Iso(_)) {
+                    d.call(&args::startvm(&name))?;
+                }
+                starting.push((h, port, created));
+            }
+            Some(info) => {
+                let forward = info
+                    .nics
+                    .iter()
+                    .find(|n| n.slot == 1)
+                    .and_then(|n| n.forwards.iter().find(|f| f.name == "ssh"))
+                    .map(|f| f.host_port);
+                let mut port = forward.or(recorded).ok_or_else(|| Error::Model {
+                    host: h.name.clone(),
+                    message: format!("VM {name} exists but has no `ssh` NAT forward on NIC 1"),
+                })?;
+                if !info.state.is_on() && !port_free(port) {
+                    let new = pick_port(port.saturating_add(1), &taken);
+                    (d.events)(Event::Note(format!(
+                        "{}: loopback port {port} is taken by another program; SSH moves to {new}",
+                        h.name
+                    )));
+                    if forward.is_some() {
+                        d.call(&args::natpf_delete(quirks, &name, 1, "ssh"))?;
+                    }
+                    d.call(&args::natpf_add(quirks, &name, 1, &Forward::ssh(new)))?;
+                    port = new;
+                }
+                state.vms.insert(
+                    h.name.clone(),
+                    VmRecord {
+                        name: name.clone(),
+                        ssh_port: port,
+                    },
+                );
+                if !opts.dry_run {
+                    save_state(dir, lab, &state)?;
+                }
+                if info.state == VmState::Inaccessible {
+                    return Err(Error::Model {
+                        host: h.name.clone(),
+                        message: format!(
+                            "VM {name} is inaccessible (its settings file is gone): `lab destroy` removes it"
+                        ),
+                    });
+                }
+                if !info.state.is_on() {
+                    d.call(&args::startvm(&name))?;
+                }
+                starting.push((h, port, false));
+            }
+        }
+    }
+    if opts.dry_run {
+        return Ok(starting
+            .into_iter()
+            .map(|(h, port, created)| UpVm {
+                host: h.name.clone(),
+                name: vm_name(lab, &h.name),
+                ssh_port: port,
+                created,
+                boot_seconds: None,
+                kernel: None,
+            })
+            .collect());
+    }
+    // Wait for every VM's SSH at once.
+    let results: Vec<Result<UpVm, Error>> = std::thread::scope(|s| {
+        let workers: Vec<_> = starting
+            .iter()
+            .map(|(h, port, created)| {
+                let started = Instant::now();
+                s.spawn(move || -> Result<UpVm, Error> {
+                    let cfg = hosts::ssh_config(lab, dir, h)?;
+                    let ssh = guest::Ssh::new(cfg);
+                    ssh.wait_reachable(opts.boot_timeout)
+                        .map_err(|e| Error::Ssh {
+                            host: h.name.clone(),
+                            source: Box::new(e),
+                        })?;
+                    let kernel = guest::Exec::run(&ssh, &guest::Command::new(["uname", "-r"]))
+                        .ok()
+                        .filter(guest::Output::success)
+                        .map(|o| o.stdout_lossy().trim().to_string());
+                    Ok(UpVm {
+                        host: h.name.clone(),
+                        name: vm_name(lab, &h.name),
+                        ssh_port: *port,
+                        created: *created,
+                        boot_seconds: Some(started.elapsed().as_secs_f64()),
+                        kernel,
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| panic!("SSH wait thread panicked"))
+            })
+            .collect()
+    });
+    for r in results {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// A VM's state, for `lab status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmStatus {
+    pub host: String,
+    pub name: String,
+    /// `None`: no such VM.
+    pub state: Option<String>,
+    pub ssh_port: Option<u16>,
+}
+
+pub fn status(lab: &Lab, dir: &Path, vbm: &VBoxManage<'_>) -> Result<Vec<VmStatus>, Error> {
+    let state = load_state(dir, lab);
+    hosts_of(lab)
+        .map(|h| {
+            let name = vm_name(lab, &h.name);
+            let info = vbm.show(&name)?;
+            Ok(VmStatus {
+                host: h.name.clone(),
+                state: info.as_ref().map(|i| i.state.as_str().to_string()),
+                ssh_port: info
+                    .as_ref()
+                    .and_then(|i| i.nics.iter().find(|n| n.slot == 1))
+                    .and_then(|n| n.forwards.iter().find(|f| f.name == "ssh"))
+                    .map(|f| f.host_port)
+                    .or_else(|| state.vms.get(&h.name).map(|r| r.ssh_port)),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Shut the VMs down: ACPI power button, then power off after `grace`.
+pub fn halt(
+    lab: &Lab,
+    vbm: &VBoxManage<'_>,
+    grace: Duration,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<String>, Error> {
+    let mut asked = Vec::new();
+    for h in hosts_of(lab) {
+        let name = vm_name(lab, &h.name);
+        match vbm.show(&name)? {
+            Some(i) if i.state.is_on() => {
+                events(Event::Call(
+                    args::controlvm(&name, args::Control::AcpiPowerButton).to_string(),
+                ));
+                vbm.run(&args::controlvm(&name, args::Control::AcpiPowerButton))?;
+                asked.push(name);
+            }
+            _ => {}
+        }
+    }
+    let deadline = Instant::now() + grace;
+    let mut halted = Vec::new();
+    for name in asked {
+        loop {
+            let on = vbm.show(&name)?.is_some_and(|i| i.state.is_on());
+            if !on {
+                break;
+            }
+            if Instant::now() >= deadline {
+                events(Event::Note(format!(
+                    "{name} ignored the ACPI power button for {grace:?}: powering it off"
+                )));
+                let c = args::controlvm(&name, args::Control::PowerOff);
+                events(Event::Call(c.to_string()));
+                vbm.run(&c)?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        halted.push(name);
+    }
+    Ok(halted)
+}
+
+/// Remove the lab's VMs and their disks: those of the state file and every VM in the lab's
+/// group (also when the state file is gone), stopping running ones first.
+pub fn destroy(
+    lab: &Lab,
+    dir: &Path,
+    vbm: &VBoxManage<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<String>, Error> {
+    let state = load_state(dir, lab);
+    let g = group(lab);
+    let mut names: Vec<String> = state.vms.values().map(|r| r.name.clone()).collect();
+    for listed in vbm.list_vms()? {
+        let Some(name) = listed.name else {
+            events(Event::Note(format!(
+                "VM {{{}}} is inaccessible: its group cannot be read, so it is left alone",
+                listed.uuid
+            )));
+            continue;
+        };
+        if names.contains(&name) {
+            continue;
+        }
+        if let Some(info) = vbm.show(&listed.uuid)?
+            && info.groups.contains(&g)
+        {
+            names.push(name);
+        }
+    }
+    let mut removed = Vec::new();
+    for name in names {
+        let Some(info) = vbm.show(&name)? else {
+            continue;
+        };
+        if info.state.is_on() {
+            let c = args::controlvm(&name, args::Control::PowerOff);
+            events(Event::Call(c.to_string()));
+            vbm.run(&c)?;
+        }
+        let c = args::unregistervm_delete(&name);
+        events(Event::Call(c.to_string()));
+        vbm.run(&c)?;
+        removed.push(name);
+    }
+    for r in state.vms.values() {
+        hosts::forget_host_key(dir, "127.0.0.1", r.ssh_port)?;
+    }
+    let _ = std::fs::remove_file(state_file(dir, lab));
+    Ok(removed)
+}
+
+/// `lab snapshot save NAME`: a snapshot of every VM (running ones live).
+pub fn snapshot_save(
+    lab: &Lab,
+    vbm: &VBoxManage<'_>,
+    snapshot: &str,
+    events: &mut dyn FnMut(Event),
+) -> Result<(), Error> {
+    for h in hosts_of(lab) {
+        let c = args::snapshot_take(&vm_name(lab, &h.name), snapshot);
+        events(Event::Call(c.to_string()));
+        vbm.run(&c)?;
+    }
+    Ok(())
+}
+
+/// `lab snapshot restore NAME`: power off, restore, start again, wait for SSH.
+pub fn snapshot_restore(
+    lab: &Lab,
+    dir: &Path,
+    vbm: &VBoxManage<'_>,
+    snapshot: &str,
+    boot_timeout: Duration,
+    events: &mut dyn FnMut(Event),
+) -> Result<(), Error> {
+    for h in hosts_of(lab) {
+        let name = vm_name(lab, &h.name);
+        if vbm.show(&name)?.is_some_and(|i| i.state.is_on()) {
+            let c = args::controlvm(&name, args::Control::PowerOff);
+            events(Event::Call(c.to_string()));
+            vbm.run(&c)?;
+        }
+        for c in [
+            args::snapshot_restore(&name, snapshot),
+            args::startvm(&name),
+        ] {
+            events(Event::Call(c.to_string()));
+            vbm.run(&c)?;
+        }
+    }
+    for h in hosts_of(lab) {
+        let ssh = guest::Ssh::new(hosts::ssh_config(lab, dir, h)?);
+        ssh.wait_reachable(boot_timeout).map_err(|e| Error::Ssh {
+            host: h.name.clone(),
+            source: Box::new(e),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Preset;
+
+    fn builtin() -> Lab {
+        with_provider(&Preset::Builtin.load().unwrap())
+    }
+
+    #[test]
+    fn the_guides_vm_settings() {
+        let lab = builtin();
+        let h = lab.host("ue1").unwrap();
+        let s = settings(&lab, h, 42201).unwrap();
+        assert_eq!((s.memory_mib, s.cpus), (2048, 2));
+        assert_eq!(
+            s.nics[0].attachment,
+            Attachment::Nat(vec![Forward::ssh(42201)])
+        );
+        assert_eq!(s.nics.len(), 4);
+        for n in &s.nics[1..] {
+            assert_eq!(n.attachment, Attachment::IntNet("ue1-ue2_v1_2".into()));
+        }
+        assert_eq!(vm_name(&lab, "ue1"), "lab-mptcp-ue1");
+        assert_eq!(group(&lab), "/lab-mptcp");
+    }
+
+    #[test]
+    fn a_vm_needs_nat_first_and_at_most_eight_nics() {
+        let mut lab = builtin();
+        let h = &mut lab.hosts[0];
+        h.interfaces.rotate_left(1);
+        let e = settings(&lab, &lab.hosts[0], 1).unwrap_err();
+        assert!(e.to_string().contains("NAT interface first"), "{e}");
+
+        let mut lab = builtin();
+        let extra = lab.hosts[0].interfaces[1].clone();
+        for i in 0..6 {
+            let mut x = extra.clone();
+            x.name = format!("eth{i}");
+            lab.hosts[0].interfaces.push(x);
+        }
+        let e = settings(&lab, &lab.hosts[0], 1).unwrap_err();
+        assert!(e.to_string().contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn image_sources() {
+        let lab = builtin();
+        let mut h = lab.hosts[0].clone();
+        let dir = Path::new("/labs/x");
+        assert_eq!(
+            source(&h, dir).unwrap(),
+            Source::Iso(image_cache().join(UBUNTU_22_04_ISO))
+        );
+        h.vm.image = "vbox:base@clean".into();
+        assert_eq!(
+            source(&h, dir).unwrap(),
+            Source::Clone {
+                base: "base".into(),
+                snapshot: Some("clean".into())
+            }
+        );
+        h.vm.image = "images/u.ova".into();
+        assert_eq!(
+            source(&h, dir).unwrap(),
+            Source::Ova("/labs/x/images/u.ova".into())
+        );
+        h.vm.image = "debian-12".into();
+        assert!(source(&h, dir).is_err());
+    }
+
+    #[test]
+    fn the_post_install_command_quotes_the_key() {
+        let c = post_install_command("ssh-ed25519 AAAA lab's key\n");
+        assert!(
+            c.contains(r#"echo 'ssh-ed25519 AAAA lab'"'"'s key' >>"#),
+            "{c}"
+        );
+    }
+}
