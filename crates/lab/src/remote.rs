@@ -77,14 +77,35 @@ pub fn apply(
     dry_run: bool,
     persist: Option<&Persist>,
 ) -> Result<Applied, Error> {
-    let observed = observe(exec, plan)?;
-    let changes = net::diff(plan, &observed);
     let mut out = Applied {
         host: exec.host().to_string(),
         changes: Vec::new(),
         files: Vec::new(),
         warnings: Vec::new(),
     };
+    // Without the laminar flag (iproute2 before 6.18 cannot set it) a laminar endpoint goes in
+    // as `subflow`, which is what the kernel does without laminar; planning it that way keeps a
+    // second apply at 0 changes.
+    let adjusted;
+    let plan = if plan.endpoints.iter().any(|e| e.flags.laminar) && !laminar_supported(exec)? {
+        let mut p = plan.clone();
+        for e in &mut p.endpoints {
+            if e.flags.laminar {
+                e.flags.laminar = false;
+                e.flags.subflow = true;
+                out.warnings.push(format!(
+                    "{}: this iproute2 cannot set the laminar flag; `subflow` instead",
+                    e.address
+                ));
+            }
+        }
+        adjusted = p;
+        &adjusted
+    } else {
+        plan
+    };
+    let observed = observe(exec, plan)?;
+    let changes = net::diff(plan, &observed);
     if dry_run {
         out.changes = changes;
         if let Some(p) = persist {
@@ -124,6 +145,12 @@ pub fn apply(
         out.files = persist_files(exec, plan, p)?;
     }
     Ok(out)
+}
+
+/// Whether the host's iproute2 knows the `laminar` endpoint flag (its usage text names it).
+fn laminar_supported(exec: &dyn Exec) -> Result<bool, Error> {
+    let help = exec.run(&Command::new(["ip", "mptcp", "endpoint", "help"]).retry_safe())?;
+    Ok(help.stdout_lossy().contains("laminar") || help.stderr_lossy().contains("laminar"))
 }
 
 fn is_laminar_unsupported(change: &net::Change, e: &guest::Error) -> bool {

@@ -183,7 +183,7 @@ fn stale_configuration_is_corrected_and_foreign_state_kept() {
     assert_eq!(
         argv,
         [
-            "ip mptcp endpoint delete id 7 10.1.1.5",
+            "ip mptcp endpoint delete id 7",
             "ip route del 10.9.0.0/16 dev enp0s8 table 100",
             "ip route add default via 10.1.1.1 dev enp0s9 table 200",
             "ip mptcp endpoint add 10.1.1.4 dev enp0s8 id 1 laminar",

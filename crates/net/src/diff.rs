@@ -108,15 +108,19 @@ impl Change {
         let s = |w: &[&str]| w.iter().map(|w| (*w).to_string()).collect::<Vec<_>>();
         Some(match self {
             Change::Apply(step) => return step.argv(TableNaming::Id),
-            Change::DelEndpoint { id, address } => s(&[
+            // iproute2 takes an address only for id 0 ("invalid for non-zero id address").
+            Change::DelEndpoint { id: 0, address } => s(&[
                 "ip",
                 "mptcp",
                 "endpoint",
                 "delete",
                 "id",
-                &id.to_string(),
+                "0",
                 &address.to_string(),
             ]),
+            Change::DelEndpoint { id, .. } => {
+                s(&["ip", "mptcp", "endpoint", "delete", "id", &id.to_string()])
+            }
             Change::DelRule(r) => {
                 let mut v = s(&["ip", "rule", "del", "from", &r.from.to_string()]);
                 v.extend(s(&["table", &r.table.to_string()]));
@@ -495,7 +499,7 @@ mod tests {
         assert_eq!(
             argv,
             [
-                "ip mptcp endpoint delete id 1 10.1.1.4",
+                "ip mptcp endpoint delete id 1",
                 "ip rule del from 10.9.9.9 table 100 priority 32764",
                 "ip route del 10.9.0.0/16 dev enp0s8 table 100",
                 "ip address del 10.1.1.99/24 dev enp0s8",
