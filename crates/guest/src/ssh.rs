@@ -193,12 +193,14 @@ impl Ssh {
                 Err(e @ (Error::HostKeyChanged { .. } | Error::HostKeyUnknown { .. })) => {
                     return Err(e);
                 }
+                // A refused key is final; a machine still booting may time out in the middle
+                // of authentication (libssh2's -9), which is worth another try.
                 Err(
                     e @ Error::Connect {
                         step: "authentication",
                         ..
                     },
-                ) => return Err(e),
+                ) if !e.to_string().contains("Timed out") => return Err(e),
                 Err(e) => {
                     if start.elapsed() + delay > within {
                         return Err(self.err(

@@ -57,14 +57,14 @@ impl BuildSpec {
 }
 
 /// A built package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Package {
     pub file: PathBuf,
     pub size: u64,
 }
 
 /// What a build produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub release: String,
     pub packages: Vec<Package>,

@@ -169,6 +169,22 @@ pub const TINY: &[(&str, &str)] = &[
     ("CONFIG_NET_SCH_TBF", "y"),
     ("CONFIG_NET_SCH_NETEM", "y"),
     ("CONFIG_VETH", "y"),
+    // What Debian's systemd, sshd and dpkg need from the kernel (tinyconfig turns them off).
+    ("CONFIG_POSIX_TIMERS", "y"),
+    ("CONFIG_FILE_LOCKING", "y"),
+    ("CONFIG_PROC_SYSCTL", "y"),
+    ("CONFIG_UNIX98_PTYS", "y"),
+    ("CONFIG_NAMESPACES", "y"),
+    ("CONFIG_SECCOMP", "y"),
+    ("CONFIG_SECCOMP_FILTER", "y"),
+    ("CONFIG_ADVISE_SYSCALLS", "y"),
+    ("CONFIG_MEMBARRIER", "y"),
+    ("CONFIG_RTC_CLASS", "y"),
+    // The guide's per-source routing tables (`ip rule`).
+    ("CONFIG_IP_ADVANCED_ROUTER", "y"),
+    ("CONFIG_IP_MULTIPLE_TABLES", "y"),
+    ("CONFIG_IPV6_MULTIPLE_TABLES", "y"),
+    ("CONFIG_BLK_DEV_INITRD", "n"),
     ("CONFIG_MODULES", "n"),
 ];
 

@@ -285,9 +285,24 @@ pub enum SelectError {
 /// in "Advanced options" when the top-level entry boots the newest kernel by other means).
 pub fn select<'a>(entries: &'a [Listed], sel: &Selector) -> Result<&'a Listed, SelectError> {
     let found = match sel {
-        Selector::Release(r) => entries
-            .iter()
-            .find(|e| e.release.as_deref() == Some(r.as_str()) && !e.recovery),
+        // The top-level entry boots the newest kernel, whichever that is at the next
+        // update-grub: prefer the entry whose own id names the release (the per-kernel entry
+        // of the "Advanced options" submenu), which no other kernel can take over.
+        Selector::Release(r) => {
+            let matching = || {
+                entries
+                    .iter()
+                    .filter(|e| e.release.as_deref() == Some(r.as_str()) && !e.recovery)
+            };
+            matching()
+                .find(|e| {
+                    e.id_path
+                        .as_deref()
+                        .and_then(|p| p.rsplit('>').next())
+                        .is_some_and(|id| id.contains(r.as_str()))
+                })
+                .or_else(|| matching().next())
+        }
         Selector::Title(t) => entries.iter().find(|e| e.title == *t),
     };
     found.ok_or_else(|| SelectError::NotFound {

@@ -31,6 +31,10 @@ pub enum InstallError {
         running: String,
         expected: String,
     },
+    #[error(
+        "{host} answered with the same boot id for 5 minutes after `systemctl reboot`: it did not reboot"
+    )]
+    NoReboot { host: String },
     #[error("{host} runs {release}, but net.mptcp.enabled is {value}")]
     MptcpOff {
         host: String,
@@ -73,6 +77,9 @@ pub fn check(host: &dyn Exec) -> Result<Check, InstallError> {
         mptcp_enabled: out.success().then(|| out.stdout_lossy().trim().to_string()),
     })
 }
+
+/// Changes on every boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// What an install did.
 #[derive(Debug, Clone, Serialize)]
@@ -143,9 +150,37 @@ pub fn install(
     if trial {
         host.check(&Command::new(["grub-reboot", id.as_str()]))?;
     }
+    // The boot id tells the new boot from the old one: right after `reboot` the old system may
+    // still answer for a moment.
+    let boot_id = |host: &dyn Exec| -> Result<String, guest::Error> {
+        Ok(host
+            .check(&Command::new(["cat", BOOT_ID]).retry_safe())?
+            .stdout_lossy()
+            .trim()
+            .to_string())
+    };
+    let before = boot_id(host)?;
+    let started = std::time::Instant::now();
     // The reboot ends the session; what it returns does not matter.
     let _ = host.run(&Command::new(["systemctl", "reboot"]).timeout(Duration::from_secs(10)));
-    let boot = wait_back()?;
+    let mut attempts = 0;
+    let boot = loop {
+        wait_back()?;
+        match boot_id(host) {
+            Ok(now) if now != before => break started.elapsed(),
+            // Still the old boot, or the session broke as it went down: wait again.
+            Ok(_) | Err(_) if attempts < 300 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(_) => {
+                return Err(InstallError::NoReboot {
+                    host: host.host().to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let c = check(host)?;
     if c.release != release {
         return Err(InstallError::WrongKernel {

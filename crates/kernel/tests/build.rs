@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kernel::build::{self, BuildSpec, Progress};
+use kernel::build::{self, BuildSpec};
 use kernel::config::Profile;
 
 const SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
@@ -18,44 +18,43 @@ fn have_source(test: &str) -> bool {
     testkit::require(test, have)
 }
 
+/// The tiny build, shared with the QEMU end-to-end test (testkit::kernel: built once per
+/// target directory, by whichever test runs first).
 #[test]
 fn tiny_build_from_debian_linux_source_has_mptcp() {
     if !have_source("kernel build") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let mut spec = BuildSpec::new(
-        SOURCE.into(),
-        Profile::Tiny,
-        work.path().join("work"),
-        work.path().join("out"),
-    );
-    spec.history = Some(work.path().join("history.json"));
-    let mut steps = Vec::new();
-    let mut compiled = 0;
-    let m = build::build(&guest::Local::new("local"), &spec, &mut |p| match p {
-        Progress::Step(s) => steps.push(s),
-        Progress::Compiled { done, .. } => compiled = done,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let built = testkit::kernel::tiny().unwrap_or_else(|e| panic!("{e}"));
+    let m = built.manifest;
     eprintln!(
-        "built {} in {:.0} s, {compiled} objects: {:?}",
-        m.release, m.seconds, m.packages
+        "{} {} in {:.0} s, {} objects: {:?}",
+        if built.fresh { "built" } else { "reused" },
+        m.release,
+        m.seconds,
+        m.objects,
+        m.packages
     );
     assert!(m.release.ends_with("-mptcp"), "{}", m.release);
-    assert!(compiled > 100, "{compiled}");
-    assert_eq!(m.objects, compiled);
+    assert!(m.objects > 100, "{}", m.objects);
     assert_eq!(
         m.ccache,
         testkit::which("ccache").is_some(),
         "ccache when installed"
     );
     // The count is remembered: the next build of this version and profile has an estimate.
+    let history_file = m
+        .log
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("history.json");
     let history: std::collections::BTreeMap<String, u64> =
-        serde_json::from_slice(&std::fs::read(work.path().join("history.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(&history_file).unwrap()).unwrap();
     assert_eq!(
         history.get(&format!("{} tiny", m.release.trim_end_matches("-mptcp"))),
-        Some(&compiled),
+        Some(&m.objects),
         "{history:?}"
     );
     let image = m

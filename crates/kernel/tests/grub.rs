@@ -184,3 +184,26 @@ fn set_default_on_a_root_directory() {
         2
     );
 }
+
+/// Menus GRUB really wrote (Debian 12, grub-pc 2.06-13+deb12u2, in a QEMU VM of lab's image):
+/// the stock kernel alone, then with lab's kernel installed by `lab kernel install`.
+#[test]
+fn recorded_debian_12_menus() {
+    insta::assert_snapshot!("debian-12-recorded", listing("debian-12-recorded.cfg"));
+    insta::assert_snapshot!(
+        "debian-12-two-kernels-recorded",
+        listing("debian-12-two-kernels-recorded.cfg")
+    );
+    // The top-level entry boots the newest kernel (here lab's, by version order): selection by
+    // release takes the submenu entry whose own id names the release, which stays that kernel
+    // whatever is installed later.
+    let entries = grub::list(&grub::parse(&fixture("debian-12-two-kernels-recorded.cfg")).unwrap());
+    let e = grub::select(&entries, &Selector::Release("6.1.192-mptcp".into())).unwrap();
+    assert_eq!(e.path, "1>0");
+    assert!(
+        grub::default_value(e)
+            .ends_with(">gnulinux-6.1.192-mptcp-advanced-ca970fed-1380-4ec3-968e-87325a38f632"),
+        "{}",
+        grub::default_value(e)
+    );
+}

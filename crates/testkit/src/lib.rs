@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+pub mod kernel;
+
 /// The environment variable that turns skips into failures.
 pub const REQUIRE_ENV: &str = "LAB_REQUIRE_SYSTEM_TESTS";
 
