@@ -261,7 +261,7 @@ pub fn apply(
                     report(&a.host, &a.changes, Some(a.elapsed), &[], &[]);
                 }
             }
-            lab::Provider::Ssh | lab::Provider::Virtualbox => {
+            lab::Provider::Ssh | lab::Provider::Virtualbox | lab::Provider::Qemu => {
                 let exec = lab::hosts::exec_for(lab, dir, &h.name).map_err(fail)?;
                 let persist = persist.then(|| lab::remote::Persist {
                     root: "/".into(),
@@ -277,12 +277,6 @@ pub fn apply(
                     &a.files,
                     &a.warnings,
                 );
-            }
-            other => {
-                return Err(fail(format!(
-                    "host `{}`: provider {other:?} cannot be applied to yet",
-                    h.name
-                )));
             }
         }
     }

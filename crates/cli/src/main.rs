@@ -4,6 +4,7 @@
 //! Lab.toml, or the built-in lab), calls the library crates and prints. It spawns no process.
 
 mod diagnostics;
+mod guide;
 mod instant;
 mod vms;
 
@@ -70,6 +71,35 @@ enum Command {
         /// Look for the lab's VMs on this provider even when lab has no state of them.
         #[arg(long, value_enum)]
         provider: Option<ProviderArg>,
+    },
+    /// The guide's whole sequence on QEMU VMs: up, provision, kernel build (or reuse), install
+    /// through GRUB on every host, network applied, MPTCP test; one summary with every step's
+    /// time.
+    Guide {
+        /// Kernel source: a tarball or tree (Debian's linux-source-6.1 here, no download).
+        #[arg(long, default_value = "/usr/src/linux-source-6.1.tar.xz")]
+        source: PathBuf,
+        /// Kernel configuration profile.
+        #[arg(long, default_value = "tiny", value_parser = ["tiny", "lab", "defconfig"])]
+        config: String,
+        #[arg(long, default_value_t = 600)]
+        boot_timeout: u64,
+        /// Seconds of traffic in the test.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Install and check the guide's tools (mptcpd, mptcpize, iperf3, ifstat, tshark) on the
+    /// lab's SSH-reachable hosts, and warn when mptcpd would fight the lab's endpoints.
+    Provision {
+        /// One host; every reachable host when left out.
+        host: Option<String>,
+        /// Only report what is missing.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        lab: LabArgs,
     },
     /// Shut the lab's VMs down: ACPI power button, then power off after the grace time.
     Halt {
@@ -305,6 +335,17 @@ enum KernelCommand {
 enum ProviderArg {
     Netns,
     Virtualbox,
+    Qemu,
+}
+
+impl From<ProviderArg> for lab::Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Netns => lab::Provider::Netns,
+            ProviderArg::Virtualbox => lab::Provider::Virtualbox,
+            ProviderArg::Qemu => lab::Provider::Qemu,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,20 +600,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             lab,
         }) => {
             let (lab, dir) = select_lab(&lab)?;
-            let h = lab.host(&host).ok_or_else(|| {
-                Failure::Report(miette::miette!("no host `{host}` in lab `{}`", lab.name))
-            })?;
-            let cfg = lab::hosts::ssh_config(&lab, &dir, h)
-                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
-            let ssh = guest::Ssh::new(cfg);
-            let done = kernel::install::install(&ssh, &packages, &release, trial, &mut || {
-                ssh.wait_reachable(std::time::Duration::from_secs(600))
-            })
-            .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
-            print_out(&format!(
-                "{host}: running {} with MPTCP on; GRUB_DEFAULT=\"{}\"; back after {:.0} s\n",
-                done.release, done.grub_default, done.boot_seconds
-            ))
+            install_kernel(&lab, &dir, &host, &release, &packages, trial).map(|_| ())
         }
         Command::Kernel(KernelCommand::GrubDefault {
             root,
@@ -619,14 +647,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let (lab, dir) = select_lab(&lab)?;
             let lab = match provider {
-                Some(ProviderArg::Virtualbox) => lab::virtualbox::with_provider(&lab),
-                Some(ProviderArg::Netns) => {
-                    let mut l = lab;
-                    for h in &mut l.hosts {
-                        h.provider = lab::Provider::Netns;
-                    }
-                    l
-                }
+                Some(p) => lab.with_provider(p.into()),
                 None => lab,
             };
             let netns = lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns);
@@ -646,16 +667,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 };
                 vms::up(&lab, &dir, &opts, !no_apply)?;
             }
+            if vms::has_qemu(&lab) {
+                if dry_run {
+                    return Err(miette::miette!("--dry-run is for the VirtualBox provider").into());
+                }
+                vms::qemu_up(
+                    &lab,
+                    &dir,
+                    std::time::Duration::from_secs(boot_timeout),
+                    !no_apply,
+                )?;
+            }
             Ok(())
         }
         Command::Down { lab, provider } => {
             let (lab, dir) = select_lab(&lab)?;
             let lab = match provider {
-                Some(ProviderArg::Virtualbox) => lab::virtualbox::with_provider(&lab),
-                _ => lab,
+                Some(p) => lab.with_provider(p.into()),
+                None => lab,
             };
             if lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
                 instant::down(&lab, &dir)?;
+            }
+            if vms::has_qemu(&lab) {
+                vms::qemu_destroy(&lab, &dir)?;
             }
             if vms::has_vms(&lab) {
                 let removed = vms::destroy(&lab, &dir)?;
@@ -667,9 +702,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Guide {
+            source,
+            config,
+            boot_timeout,
+            seconds,
+            lab,
+        } => {
+            let (lab, dir) = select_lab(&lab)?;
+            guide::run(
+                &lab,
+                &dir,
+                &guide::GuideOptions {
+                    source,
+                    profile: match config.as_str() {
+                        "tiny" => kernel::config::Profile::Tiny,
+                        "defconfig" => kernel::config::Profile::Defconfig,
+                        _ => kernel::config::Profile::Lab,
+                    },
+                    boot_timeout: std::time::Duration::from_secs(boot_timeout),
+                    seconds,
+                },
+            )
+        }
+        Command::Provision { host, check, lab } => {
+            let (lab, dir) = select_lab(&lab)?;
+            vms::provision(&lab, &dir, host.as_deref(), check)
+        }
         Command::Halt { lab, grace } => {
-            let (lab, _) = select_lab(&lab)?;
-            vms::halt(&lab, std::time::Duration::from_secs(grace))
+            let (lab, dir) = select_lab(&lab)?;
+            let grace = std::time::Duration::from_secs(grace);
+            if vms::has_qemu(&lab) {
+                vms::qemu_halt(&lab, &dir, grace)?;
+            }
+            if vms::has_vms(&lab) {
+                vms::halt(&lab, grace)?;
+            }
+            Ok(())
         }
         Command::Snapshot {
             action,
@@ -691,9 +760,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if vms::has_vms(&lab) {
                 let text = vms::status(&lab, &dir)?;
                 print_out(&text)?;
-                if !lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
-                    return Ok(());
-                }
+            }
+            if vms::has_qemu(&lab) {
+                print_out(&vms::qemu_status(&lab, &dir))?;
+            }
+            if !lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
+                return Ok(());
             }
             instant::status(&lab, json)
         }
@@ -1025,7 +1097,41 @@ fn download(version: &str) -> Result<PathBuf, Failure> {
     Ok(f.path)
 }
 
+/// `lab kernel install` on one host: upload, dpkg, GRUB, reboot, wait, verify; prints a line.
+pub(crate) fn install_kernel(
+    lab: &Lab,
+    dir: &Path,
+    host: &str,
+    release: &str,
+    packages: &[PathBuf],
+    trial: bool,
+) -> Result<kernel::install::Installed, Failure> {
+    let h = lab.host(host).ok_or_else(|| {
+        Failure::Report(miette::miette!("no host `{host}` in lab `{}`", lab.name))
+    })?;
+    let cfg =
+        lab::hosts::ssh_config(lab, dir, h).map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    let ssh = guest::Ssh::new(cfg);
+    let done = kernel::install::install(&ssh, packages, release, trial, &mut || {
+        ssh.wait_reachable(std::time::Duration::from_secs(600))
+    })
+    .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    print_out(&format!(
+        "{host}: running {} with MPTCP on; GRUB_DEFAULT=\"{}\"; back after {:.0} s\n",
+        done.release, done.grub_default, done.boot_seconds
+    ))?;
+    Ok(done)
+}
+
 fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failure> {
+    kernel_build_manifest(spec, json).map(|_| ())
+}
+
+/// [`kernel_build`], handing back the manifest.
+pub(crate) fn kernel_build_manifest(
+    spec: &kernel::build::BuildSpec,
+    json: bool,
+) -> Result<kernel::build::Manifest, Failure> {
     use kernel::build::Progress;
     use std::io::IsTerminal as _;
     let tty = std::io::stderr().is_terminal();
@@ -1058,7 +1164,8 @@ fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failu
     if json {
         let mut s = serde_json::to_string_pretty(&m).map_err(|e| miette::miette!("{e}"))?;
         s.push('\n');
-        return print_out(&s);
+        print_out(&s)?;
+        return Ok(m);
     }
     let mut out = format!(
         "built {} ({}, {} objects{}) in {:.0} s (log: {})\n",
@@ -1076,7 +1183,8 @@ fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failu
             p.size as f64 / 1e6
         ));
     }
-    print_out(&out)
+    print_out(&out)?;
+    Ok(m)
 }
 
 fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {

@@ -127,3 +127,143 @@ pub fn snapshot(
         print_out(&format!("saved snapshot `{name}` of every VM\n"))
     }
 }
+
+pub fn has_qemu(lab: &Lab) -> bool {
+    lab.hosts.iter().any(|h| h.provider == lab::Provider::Qemu)
+}
+
+pub fn qemu_up(
+    lab: &Lab,
+    dir: &Path,
+    boot_timeout: Duration,
+    provision: bool,
+) -> Result<(), Failure> {
+    use lab::qemu::Event as Q;
+    let opts = lab::qemu::UpOptions {
+        boot_timeout,
+        cache: lab::virtualbox::image_cache(),
+    };
+    let vms = lab::qemu::up(
+        lab,
+        dir,
+        &guest::Local::new("local"),
+        &opts,
+        &mut |e| match e {
+            Q::Step(s) => eprintln!("{s}"),
+            Q::Note(n) => eprintln!("note: {n}"),
+        },
+    )
+    .map_err(fail)?;
+    let mut out = String::new();
+    for v in &vms {
+        writeln!(
+            out,
+            "{}: VM {} {}, SSH on 127.0.0.1:{}, kernel {}{}",
+            v.host,
+            v.name,
+            if v.started { "started" } else { "adopted" },
+            v.ssh_port,
+            v.kernel,
+            if v.started {
+                format!(", boot to SSH {:.1} s", v.boot_seconds)
+            } else {
+                String::new()
+            }
+        )
+        .ok();
+    }
+    print_out(&out)?;
+    if provision {
+        crate::instant::apply(lab, dir, None, false, false, false)?;
+    }
+    Ok(())
+}
+
+pub fn qemu_status(lab: &Lab, dir: &Path) -> String {
+    let mut out = format!("lab `{}` on QEMU:\n", lab.name);
+    for r in lab::qemu::status(lab, dir) {
+        writeln!(
+            out,
+            "  {:<8} {:<24} {:<12} {}",
+            r.host,
+            r.name,
+            if r.running { "running" } else { "stopped" },
+            r.ssh_port
+                .map_or(String::new(), |p| format!("ssh 127.0.0.1:{p}"))
+        )
+        .ok();
+    }
+    out
+}
+
+pub fn qemu_halt(lab: &Lab, dir: &Path, grace: Duration) -> Result<(), Failure> {
+    let halted = lab::qemu::halt(lab, dir, grace, &mut |e| {
+        if let lab::qemu::Event::Note(n) = e {
+            eprintln!("note: {n}");
+        }
+    });
+    print_out(&if halted.is_empty() {
+        format!("lab `{}`: no VM was running\n", lab.name)
+    } else {
+        format!("halted {}\n", halted.join(", "))
+    })
+}
+
+pub fn qemu_destroy(lab: &Lab, dir: &Path) -> Result<(), Failure> {
+    let ended = lab::qemu::destroy(lab, dir).map_err(fail)?;
+    print_out(&if ended.is_empty() {
+        format!("lab `{}`: no QEMU process to end\n", lab.name)
+    } else {
+        format!("ended {} and removed their disks\n", ended.join(", "))
+    })
+}
+
+pub fn provision(lab: &Lab, dir: &Path, host: Option<&str>, check: bool) -> Result<(), Failure> {
+    let mut out = String::new();
+    let mut missing = false;
+    for h in lab
+        .hosts
+        .iter()
+        .filter(|h| host.is_none_or(|n| n == h.name))
+        .filter(|h| h.provider != lab::Provider::Netns)
+    {
+        let exec = lab::hosts::exec_for(lab, dir, &h.name).map_err(fail)?;
+        let p = lab::provision::provision(exec.as_ref(), check).map_err(fail)?;
+        writeln!(
+            out,
+            "{}: present {}{}{}",
+            p.host,
+            if p.present.is_empty() {
+                "-".into()
+            } else {
+                p.present.join(", ")
+            },
+            if p.installed.is_empty() {
+                String::new()
+            } else {
+                format!("; installed {}", p.installed.join(", "))
+            },
+            if p.missing.is_empty() {
+                String::new()
+            } else {
+                format!("; MISSING {}", p.missing.join(", "))
+            }
+        )
+        .ok();
+        for w in &p.warnings {
+            writeln!(out, "  warning: {w}").ok();
+        }
+        missing |= !p.missing.is_empty();
+    }
+    if out.is_empty() {
+        out = format!(
+            "lab `{}`: no host reached over SSH (namespace hosts use this machine's tools)\n",
+            lab.name
+        );
+    }
+    print_out(&out)?;
+    if missing {
+        return Err(Failure::Exit(1));
+    }
+    Ok(())
+}

@@ -6,6 +6,8 @@
 //! - the server announces its extra addresses as `signal` endpoints; the client gets `laminar`
 //!   endpoints (or `subflow`/`fullmesh`, by `mptcp.join`);
 //! - limits subflows = add_addr_accepted = the largest number of paths of any host (capped at 8);
+//!   with a `fullmesh` client, subflows = paths x paths - 1 (every local address to every
+//!   server address), still capped at 8;
 //! - net.mptcp.enabled=1; rp_filter loose (2) on multi-path hosts; arp_ignore=1 and
 //!   arp_announce=2 on every NIC that shares a segment with another NIC of the same host.
 //!
@@ -20,6 +22,17 @@ use crate::model::{Attach, Host, JoinMode, Lab, Role};
 
 pub(crate) fn derive(lab: &mut Lab) {
     let max_paths = lab.max_paths();
+    // A full mesh joins every local address to every address of the server: room for all of
+    // those subflows (on both ends: the server accepts no more joins than its own limit).
+    let fullmesh = lab
+        .hosts
+        .iter()
+        .any(|h| h.role == Role::Client && h.join == JoinMode::Fullmesh);
+    let wanted = if fullmesh {
+        max_paths * max_paths - 1
+    } else {
+        max_paths
+    };
     let endpoints_given: Vec<bool> = lab.hosts.iter().map(|h| !h.endpoints.is_empty()).collect();
     for (host, given) in lab.hosts.iter_mut().zip(endpoints_given) {
         tables(host);
@@ -27,10 +40,11 @@ pub(crate) fn derive(lab: &mut Lab) {
             endpoints(host);
         }
         if host.limits.is_none() && max_paths >= 2 {
-            let n = u32::try_from(max_paths).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+            let n = u32::try_from(wanted).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+            let accepted = u32::try_from(max_paths).unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
             host.limits = Some(Limits {
                 subflows: n,
-                add_addr_accepted: n,
+                add_addr_accepted: accepted,
             });
         }
         sysctls(host);

@@ -19,7 +19,7 @@ pub enum Error {
         host: String,
         provider: &'static str,
     },
-    #[error("host `{0}`: its VM is not known here (run `lab up --provider virtualbox` first)")]
+    #[error("host `{0}`: its VM is not known here (run `lab up` with its provider first)")]
     NotUp(String),
     #[error("host `{0}` is a network namespace: it has no SSH server (use `lab exec {0} -- CMD`)")]
     NoSsh(String),
@@ -102,6 +102,25 @@ pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<SshConfig, Error> {
         c.connect_timeout = Duration::from_secs(10);
         return Ok(c);
     }
+    if h.provider == Provider::Qemu {
+        let state = crate::qemu::load_state(dir, lab);
+        let port = state
+            .vms
+            .get(&h.name)
+            .map(|r| r.ssh_port)
+            .ok_or_else(|| Error::NotUp(h.name.clone()))?;
+        let mut c = SshConfig::new(
+            h.name.clone(),
+            "127.0.0.1",
+            port,
+            "root",
+            Auth::Key(state.key.clone()),
+            known_hosts(dir),
+        );
+        c.trust_on_first_use = true;
+        c.connect_timeout = Duration::from_secs(10);
+        return Ok(c);
+    }
     let t = h.ssh.as_ref().ok_or_else(|| Error::NoSsh(h.name.clone()))?;
     let auth = match &t.key {
         Some(k) if k.is_absolute() => Auth::Key(k.clone()),
@@ -134,11 +153,9 @@ pub fn exec_for(lab: &Lab, dir: &Path, name: &str) -> Result<Box<dyn Exec>, Erro
             h.name.clone(),
             crate::instant::topology(lab).host_ns(&h.name),
         ))),
-        Provider::Ssh | Provider::Virtualbox => Ok(Box::new(Ssh::new(ssh_config(lab, dir, h)?))),
-        Provider::Qemu => Err(Error::Unsupported {
-            host: h.name.clone(),
-            provider: "qemu",
-        }),
+        Provider::Ssh | Provider::Virtualbox | Provider::Qemu => {
+            Ok(Box::new(Ssh::new(ssh_config(lab, dir, h)?)))
+        }
     }
 }
 
@@ -148,7 +165,7 @@ pub fn openssh_config(lab: &Lab, dir: &Path) -> Result<String, Error> {
     let mut out = String::new();
     for h in &lab.hosts {
         match h.provider {
-            Provider::Ssh | Provider::Virtualbox => {
+            Provider::Ssh | Provider::Virtualbox | Provider::Qemu => {
                 let c = ssh_config(lab, dir, h)?;
                 out.push_str(&format!("Host {}\n", h.name));
                 out.push_str(&format!("  HostName {}\n", c.address));
@@ -171,9 +188,6 @@ pub fn openssh_config(lab: &Lab, dir: &Path) -> Result<String, Error> {
                 crate::instant::topology(lab).host_ns(&h.name),
                 h.name
             )),
-            Provider::Qemu => {
-                out.push_str(&format!("# {}: provider not available yet\n\n", h.name))
-            }
         }
     }
     Ok(out)

@@ -16,6 +16,8 @@ pub mod instant;
 pub mod load;
 pub mod model;
 pub mod presets;
+pub mod provision;
+pub mod qemu;
 pub mod remote;
 pub mod units;
 pub mod virtualbox;

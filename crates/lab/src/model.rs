@@ -253,6 +253,15 @@ impl Lab {
         }
     }
 
+    /// The same lab with every host on `provider` (`lab up --provider ...`).
+    pub fn with_provider(&self, provider: Provider) -> Lab {
+        let mut l = self.clone();
+        for h in &mut l.hosts {
+            h.provider = provider;
+        }
+        l
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }

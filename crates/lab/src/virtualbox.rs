@@ -109,18 +109,16 @@ fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
 
 /// Give every host the VirtualBox provider (`lab up --provider virtualbox`).
 pub fn with_provider(lab: &Lab) -> Lab {
-    let mut l = lab.clone();
-    for h in &mut l.hosts {
-        h.provider = Provider::Virtualbox;
-    }
-    l
+    lab.with_provider(Provider::Virtualbox)
 }
 
-/// The lab's hosts that are VirtualBox VMs: per Lab.toml, or all of them once a
-/// `lab up --provider virtualbox` left its state file.
+/// The lab's hosts' providers: per Lab.toml, or all VirtualBox (QEMU) once a
+/// `lab up --provider virtualbox` (`qemu`) left its state file.
 pub fn adopt_provider(lab: &Lab, dir: &Path) -> Lab {
     if state_file(dir, lab).exists() {
         with_provider(lab)
+    } else if crate::qemu::state_file(dir, lab).exists() {
+        lab.with_provider(Provider::Qemu)
     } else {
         lab.clone()
     }

@@ -1,0 +1,235 @@
+//! The guide end to end on real VMs: QEMU (software emulation here), lab's Debian image booting
+//! through GRUB, the built-in lab's two hosts with three NICs each on one switched segment.
+//! `lab up --provider qemu` applies the network over SSH; `lab test` measures MPTCP across the
+//! VMs; `lab kernel install` puts the tiny MPTCP kernel (the one the kernel crate's build test
+//! makes, shared) on both, GRUB boots it, and the test runs again on it. Minutes; needs root,
+//! QEMU, vde2, debootstrap and linux-source-6.1 (`.ci/run` installs them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::run_in;
+
+const LAB: &str = "qe2e";
+
+/// The tests of this file take turns: VMs under software emulation share two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lab_toml() -> String {
+    lab::Preset::Builtin
+        .source()
+        .replace("name = \"mptcp\"", &format!("name = \"{LAB}\""))
+        // Under software emulation a VM's CPUs are host threads: one each leaves room for the
+        // traffic generator and the other VM.
+        .replace("cpus = 2", "cpus = 1")
+        .replace("memory_mib = 2048", "memory_mib = 1024")
+}
+
+fn capabilities() -> Result<(), String> {
+    testkit::root()?;
+    for tool in [
+        "qemu-system-x86_64",
+        "qemu-img",
+        "vde_switch",
+        "debootstrap",
+        "sfdisk",
+        "mkfs.ext4",
+        "debugfs",
+    ] {
+        testkit::tool(tool)?;
+    }
+    if !Path::new(testkit::kernel::SOURCE).is_file() {
+        return Err(format!(
+            "{} is missing (Debian: linux-source-6.1)",
+            testkit::kernel::SOURCE
+        ));
+    }
+    Ok(())
+}
+
+/// `lab destroy` whatever happened; then nothing of the lab may run.
+struct Destroy(PathBuf);
+
+impl Drop for Destroy {
+    fn drop(&mut self) {
+        let (_, out, err) = run_in(&self.0, &["destroy"]);
+        eprintln!("{out}{err}");
+    }
+}
+
+fn step(dir: &Path, args: &[&str]) -> String {
+    let t = Instant::now();
+    let (code, out, err) = run_in(dir, args);
+    eprintln!(
+        "$ lab {} ({:.1} s)\n{out}{err}",
+        args.join(" "),
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(code, 0, "lab {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn guide_end_to_end_on_qemu() {
+    if !testkit::require("QEMU end to end", capabilities()) {
+        return;
+    }
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    std::fs::write(dir.join("Lab.toml"), lab_toml()).unwrap();
+    let guard = Destroy(dir.clone());
+
+    // Up: image (built or cached), VMs, SSH, NIC names by MAC, the network over SSH.
+    let out = step(&dir, &["up", "--provider", "qemu", "--boot-timeout", "600"]);
+    let stock = out
+        .lines()
+        .find(|l| l.starts_with("ue1:"))
+        .and_then(|l| l.split("kernel ").nth(1))
+        .map(|k| k.split(',').next().unwrap_or(k).trim().to_string())
+        .unwrap();
+    assert!(stock.ends_with("-amd64"), "Debian's kernel first: {out}");
+    mptcp_across_vms(&dir, &stock);
+
+    // The kernel: built once for this target directory (the kernel crate's test shares it).
+    let built = testkit::kernel::tiny().unwrap_or_else(|e| panic!("{e}"));
+    let release = built.manifest.release.clone();
+    let image = built
+        .manifest
+        .packages
+        .iter()
+        .find(|p| {
+            p.file
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
+        })
+        .unwrap()
+        .file
+        .display()
+        .to_string();
+    for host in ["ue1", "ue2"] {
+        let out = step(
+            &dir,
+            &["kernel", "install", host, "--release", &release, &image],
+        );
+        assert!(
+            out.contains(&format!("running {release} with MPTCP on")),
+            "{out}"
+        );
+    }
+    // GRUB's default is the new kernel by id path; the stock kernel is still in the menu.
+    let menu = step(&dir, &["exec", "ue1", "--", "cat", "/boot/grub/grub.cfg"]);
+    assert!(menu.contains(&format!("with Linux {release}")), "{menu}");
+    assert!(menu.contains(&format!("with Linux {stock}")), "{menu}");
+
+    // After the reboot the network is applied again (lab up adopts and converges) and MPTCP
+    // runs across the VMs on the lab's kernel.
+    let out = step(&dir, &["up", "--boot-timeout", "600"]);
+    assert_eq!(
+        out.matches(&format!("kernel {release}")).count(),
+        2,
+        "both VMs run the built kernel: {out}"
+    );
+    mptcp_across_vms(&dir, &release);
+    // Tools and mptcpd checked over SSH.
+    let out = step(&dir, &["provision", "--check"]);
+    assert_eq!(
+        out.matches("present mptcpd, mptcpize, iperf3, ifstat, tshark")
+            .count(),
+        2,
+        "{out}"
+    );
+
+    drop(guard);
+    let left = qemu_pids_of(&format!("lab-{LAB}-"));
+    assert!(left.is_empty(), "QEMU left: {left:?}");
+}
+
+/// `lab up` killed with SIGKILL while its VMs start: `lab destroy` still ends every QEMU and
+/// switch of the lab (their PID files are written before lab waits for anything).
+#[test]
+fn destroy_after_kill_9_during_up() {
+    if !testkit::require("QEMU kill -9", capabilities()) {
+        return;
+    }
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    std::fs::write(
+        dir.join("Lab.toml"),
+        lab_toml().replace(&format!("name = \"{LAB}\""), &format!("name = \"{LAB}k\"")),
+    )
+    .unwrap();
+    let guard = Destroy(dir.clone());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .current_dir(&dir)
+        .args(["up", "--provider", "qemu", "--no-apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill as soon as both VMs run (the image may need building first).
+    let t = Instant::now();
+    let started = loop {
+        let n = qemu_pids_of(&format!("lab-{LAB}k-")).len();
+        if n >= 2 || t.elapsed().as_secs() > 900 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(started >= 2, "the VMs never started");
+    drop(guard);
+    assert!(
+        qemu_pids_of(&format!("lab-{LAB}k-")).is_empty(),
+        "QEMU left after destroy"
+    );
+    assert!(
+        !dir.join(".lab/qemu")
+            .join(format!("lab-{LAB}k-ue1"))
+            .exists()
+    );
+}
+
+/// `lab test` across the VMs: MPTCP in use and the expected subflows established (the
+/// verdict's per-NIC shares are printed; see the README for what kernels before 6.18 do).
+fn mptcp_across_vms(dir: &Path, kernel: &str) {
+    let t = Instant::now();
+    let (code, out, err) = run_in(dir, &["test", "--tool", "iperf3", "--seconds", "8"]);
+    eprintln!(
+        "$ lab test on {kernel} ({:.1} s, exit {code})\n{out}{err}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        code == 0 || code == 1,
+        "lab test could not run:\n{out}\n{err}"
+    );
+    assert!(out.contains("[ok] MPTCP in use"), "{out}");
+    assert!(out.contains("[ok] subflows"), "{out}");
+    // Every client NIC sends.
+    for nic in ["enp0s8", "enp0s9", "enp0s10"] {
+        assert!(out.contains(&format!("[ok] ue2 {nic}")), "ue2 {nic}: {out}");
+    }
+}
+
+fn qemu_pids_of(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&c).contains(needle)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}

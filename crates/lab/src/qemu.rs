@@ -1,0 +1,534 @@
+//! The QEMU provider: one VM per host from lab's Debian base image (a qcow2 overlay each),
+//! booting through GRUB from its own disk, NIC 1 on user-mode NAT with SSH forwarded from a free
+//! loopback port, the lab's segments and links as `vde_switch`es (never the host's network).
+//!
+//! Every process lab starts (QEMU, switches) writes a PID file under `.lab/qemu/` and is
+//! recorded in `.lab/<lab>.qemu.json` before lab waits for anything, so `destroy` ends them
+//! even after lab itself was killed.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use guest::{Command, Exec};
+use qemu::accel::Accel;
+use qemu::vm::{self, SegmentNic, VmSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::hosts;
+use crate::model::{Attach, Host, Lab, Provider};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] qemu::image::Error),
+    #[error(transparent)]
+    Host(#[from] Box<guest::Error>),
+    #[error(transparent)]
+    Hosts(#[from] hosts::Error),
+    #[error("host `{host}`: {message}")]
+    Model { host: String, message: String },
+    #[error("host `{host}`: SSH did not come up (serial console: {}): {source}", console.display())]
+    Ssh {
+        host: String,
+        console: PathBuf,
+        source: Box<guest::Error>,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<guest::Error> for Error {
+    fn from(e: guest::Error) -> Self {
+        Error::Host(Box::new(e))
+    }
+}
+
+/// The PCI slots of NICs 2-8, as VirtualBox numbers them (enp0s8, enp0s9, enp0s10, enp0s16...).
+pub const SEGMENT_SLOTS: [u8; 7] = [8, 9, 10, 16, 17, 18, 19];
+
+pub fn vm_name(lab: &Lab, host: &str) -> String {
+    format!("lab-{}-{host}", lab.name)
+}
+
+/// `<dir>/.lab/qemu` (absolute).
+pub fn workdir(dir: &Path) -> PathBuf {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    hosts::state_dir(&dir).join("qemu")
+}
+
+pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
+    hosts::state_dir(dir).join(format!("{}.qemu.json", lab.name))
+}
+
+/// What lab remembers of a lab's VMs and switches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    pub image: PathBuf,
+    /// The key the image's root accepts.
+    pub key: PathBuf,
+    pub vms: BTreeMap<String, VmRecord>,
+    /// Segment or link name -> the switch's PID file.
+    pub switches: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub name: String,
+    pub ssh_port: u16,
+    pub disk: PathBuf,
+    pub pidfile: PathBuf,
+    pub monitor: PathBuf,
+    pub console: PathBuf,
+}
+
+pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
+    std::fs::read(state_file(dir, lab))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
+    let path = state_file(dir, lab);
+    let err = |source| Error::File {
+        what: "cannot write",
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(hosts::state_dir(dir)).map_err(err)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s).unwrap_or_default()).map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)
+}
+
+fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {
+    lab.hosts.iter().filter(|h| h.provider == Provider::Qemu)
+}
+
+/// The PID in a PID file, if that process still runs and is `expect` (`qemu-system`,
+/// `vde_switch`): a PID the system reused for something else is not ours.
+pub fn running_pid(pidfile: &Path, expect: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(expect)
+        .then_some(pid)
+}
+
+fn kill(pidfile: &Path, expect: &str) -> bool {
+    match running_pid(pidfile, expect) {
+        Some(pid) => {
+            // SIGKILL by PID, only to a process lab started (checked above).
+            let _ =
+                guest::Local::new("local").run(&Command::new(["kill", "-KILL", &pid.to_string()]));
+            let until = Instant::now() + Duration::from_secs(5);
+            while running_pid(pidfile, expect).is_some() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free loopback port, from `preferred` on.
+pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
+    (preferred..preferred.saturating_add(200))
+        .find(|p| !taken.contains(p) && port_free(*p))
+        .unwrap_or(preferred)
+}
+
+/// The segment (or link) each non-NAT interface is on, with its slot and MAC.
+fn segment_nics(
+    lab: &Lab,
+    h: &Host,
+    work: &Path,
+) -> Result<Vec<(String, SegmentNic, String)>, Error> {
+    let mut out = Vec::new();
+    let mut slots = SEGMENT_SLOTS.iter();
+    for (i, iface) in h.interfaces.iter().enumerate() {
+        let seg = match &iface.attach {
+            Attach::Nat if i == 0 => continue,
+            Attach::Nat => {
+                return Err(Error::Model {
+                    host: h.name.clone(),
+                    message: format!("{}: only the first interface can be NAT", iface.name),
+                });
+            }
+            Attach::Network(n) => format!("{}-net-{n}", lab.name),
+            Attach::Link(l) => format!("{}-link-{l}", lab.name),
+        };
+        let slot = *slots.next().ok_or_else(|| Error::Model {
+            host: h.name.clone(),
+            message: "a QEMU VM of lab has at most 8 NICs".into(),
+        })?;
+        let mac = iface
+            .mac
+            .map(|m| m.0)
+            .unwrap_or_else(|| vm::stable_mac(&lab.name, &h.name, slot));
+        out.push((
+            seg.clone(),
+            SegmentNic {
+                pci_slot: slot,
+                mac,
+                switch: work.join("switch").join(&seg),
+            },
+            iface.name.clone(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A VM's QEMU spec.
+pub fn vm_spec(
+    lab: &Lab,
+    h: &Host,
+    rec: &VmRecord,
+    accel: &Accel,
+    work: &Path,
+) -> Result<VmSpec, Error> {
+    if h.interfaces.first().is_none_or(|i| !i.is_nat()) {
+        return Err(Error::Model {
+            host: h.name.clone(),
+            message: "a QEMU VM needs a NAT interface first (`nat = true`): lab reaches it over SSH through it".into(),
+        });
+    }
+    Ok(VmSpec {
+        name: rec.name.clone(),
+        memory_mib: h.vm.memory_mib,
+        cpus: h.vm.cpus,
+        accel: accel.clone(),
+        disk: rec.disk.clone(),
+        disk_format: "qcow2",
+        ssh_port: Some(rec.ssh_port),
+        nat_mac: Some(
+            h.interfaces[0]
+                .mac
+                .map(|m| m.0)
+                .unwrap_or_else(|| vm::stable_mac(&lab.name, &h.name, 3)),
+        ),
+        nics: segment_nics(lab, h, work)?
+            .into_iter()
+            .map(|(_, n, _)| n)
+            .collect(),
+        serial_log: rec.console.clone(),
+        monitor: Some(rec.monitor.clone()),
+        pidfile: Some(rec.pidfile.clone()),
+        direct_boot: None,
+    })
+}
+
+/// What `up` reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Step(String),
+    Note(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub boot_timeout: Duration,
+    /// lab's image cache (~/.cache/lab/images).
+    pub cache: PathBuf,
+}
+
+/// A VM after `up`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpVm {
+    pub host: String,
+    pub name: String,
+    pub ssh_port: u16,
+    pub started: bool,
+    pub boot_seconds: f64,
+    pub kernel: String,
+}
+
+/// Build or reuse the base image, start the switches and VMs (adopting running ones), wait for
+/// SSH, and give the guests' NICs the Lab.toml names by MAC.
+pub fn up(
+    lab: &Lab,
+    dir: &Path,
+    host: &dyn Exec,
+    opts: &UpOptions,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<UpVm>, Error> {
+    let accel = qemu::accel::probe(Path::new("/"));
+    if let Accel::Tcg { why } = &accel {
+        events(Event::Note(format!("software emulation (TCG): {why}")));
+    }
+    let spec = qemu::image::ImageSpec::bookworm(Path::new("/"))?;
+    let image = qemu::image::build(host, &spec, &opts.cache, &accel, &mut |s| {
+        events(Event::Step(format!("image: {s}")));
+    })?;
+    if !image.cached {
+        events(Event::Note(format!(
+            "built the base image {} in {:.0} s",
+            image.qcow2.display(),
+            image.seconds
+        )));
+    }
+    let work = workdir(dir);
+    host.check(&Command::new([
+        "mkdir",
+        "-p",
+        &work.join("switch").display().to_string(),
+    ]))?;
+    let mut state = load_state(dir, lab);
+    state.image = image.qcow2.clone();
+    state.key = image.key.clone();
+
+    // Switches for every segment and link a QEMU host is on.
+    let mut segments = Vec::new();
+    for h in hosts_of(lab) {
+        for (seg, n, _) in segment_nics(lab, h, &work)? {
+            if !segments.iter().any(|(s, _)| *s == seg) {
+                segments.push((seg, n.switch));
+            }
+        }
+    }
+    for (seg, sock) in &segments {
+        let pidfile = work.join(format!("switch-{seg}.pid"));
+        state.switches.insert(seg.clone(), pidfile.clone());
+        save_state(dir, lab, &state)?;
+        if running_pid(&pidfile, "vde_switch").is_none() {
+            host.check(&Command::new(vm::switch_argv(sock, &pidfile)))?;
+        }
+    }
+
+    let mut started = Vec::new();
+    for (index, h) in hosts_of(lab).enumerate() {
+        let name = vm_name(lab, &h.name);
+        let vmdir = work.join(&name);
+        host.check(&Command::new(["mkdir", "-p", &vmdir.display().to_string()]))?;
+        let taken: Vec<u16> = state
+            .vms
+            .iter()
+            .filter(|(k, _)| **k != h.name)
+            .map(|(_, v)| v.ssh_port)
+            .collect();
+        let pidfile = vmdir.join("qemu.pid");
+        let running = running_pid(&pidfile, "qemu-system").is_some();
+        let port = match state.vms.get(&h.name) {
+            Some(r) if running || port_free(r.ssh_port) => r.ssh_port,
+            _ => pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
+        };
+        let rec = VmRecord {
+            name: name.clone(),
+            ssh_port: port,
+            disk: vmdir.join("disk.qcow2"),
+            pidfile,
+            monitor: vmdir.join("monitor.sock"),
+            console: vmdir.join("console.log"),
+        };
+        state.vms.insert(h.name.clone(), rec.clone());
+        save_state(dir, lab, &state)?;
+        if running {
+            started.push((h, rec, false, Instant::now()));
+            continue;
+        }
+        if !host
+            .run(&Command::new([
+                "test",
+                "-f",
+                &rec.disk.display().to_string(),
+            ]))?
+            .success()
+        {
+            host.check(&Command::new(vm::overlay_argv(&image.qcow2, &rec.disk)))?;
+        }
+        let _ = std::fs::remove_file(&rec.monitor);
+        events(Event::Step(format!("{}: starting {name}", h.name)));
+        let t = Instant::now();
+        host.check(&Command::new(vm::argv(&vm_spec(
+            lab, h, &rec, &accel, &work,
+        )?)))?;
+        started.push((h, rec, true, t));
+    }
+
+    let results: Vec<Result<UpVm, Error>> = std::thread::scope(|s| {
+        let workers: Vec<_> = started
+            .iter()
+            .map(|(h, rec, fresh, t)| {
+                let work = &work;
+                s.spawn(move || -> Result<UpVm, Error> {
+                    let ssh = guest::Ssh::new(hosts::ssh_config(lab, dir, h)?);
+                    ssh.wait_reachable(opts.boot_timeout)
+                        .map_err(|e| Error::Ssh {
+                            host: h.name.clone(),
+                            console: rec.console.clone(),
+                            source: Box::new(e),
+                        })?;
+                    let boot = t.elapsed().as_secs_f64();
+                    name_nics(&ssh, lab, h, work)?;
+                    let kernel = ssh
+                        .check(&Command::new(["uname", "-r"]))?
+                        .stdout_lossy()
+                        .trim()
+                        .to_string();
+                    Ok(UpVm {
+                        host: h.name.clone(),
+                        name: rec.name.clone(),
+                        ssh_port: rec.ssh_port,
+                        started: *fresh,
+                        boot_seconds: boot,
+                        kernel,
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| panic!("SSH wait thread panicked"))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+/// Guest NIC names depend on the kernel and the machine (`ens8` or `enp0s8`): find each lab
+/// NIC by its MAC and give it the Lab.toml name now, and in a systemd .link file for every
+/// later boot (whatever kernel).
+fn name_nics(ssh: &dyn Exec, lab: &Lab, h: &Host, work: &Path) -> Result<(), Error> {
+    let links = ssh.check(&Command::new(["ip", "-json", "link", "show"]))?;
+    let parsed: serde_json::Value = serde_json::from_str(&links.stdout_lossy()).unwrap_or_default();
+    for (_, nic, want) in segment_nics(lab, h, work)? {
+        let mac = vm::mac(nic.mac);
+        let link = parsed.as_array().and_then(|a| {
+            a.iter()
+                .find(|l| l["address"].as_str() == Some(mac.as_str()))
+        });
+        let Some(link) = link else {
+            return Err(Error::Model {
+                host: h.name.clone(),
+                message: format!("no NIC with MAC {mac} (for {want}) in the guest"),
+            });
+        };
+        let current = link["ifname"].as_str().unwrap_or_default().to_string();
+        if current != want {
+            // udev may already hold the wanted name as an alternative name of this NIC.
+            let altnames: Vec<&str> = link["altnames"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            let mut steps: Vec<Vec<&str>> = Vec::new();
+            if altnames.contains(&want.as_str()) {
+                steps.push(vec![
+                    "ip", "link", "property", "del", "dev", &current, "altname", &want,
+                ]);
+            }
+            steps.push(vec!["ip", "link", "set", "dev", &current, "down"]);
+            steps.push(vec!["ip", "link", "set", "dev", &current, "name", &want]);
+            for argv in steps {
+                ssh.check(&Command::new(argv))?;
+            }
+        }
+        ssh.put_file(
+            Path::new(&format!("/etc/systemd/network/10-lab-{want}.link")),
+            format!("[Match]\nMACAddress={mac}\n\n[Link]\nName={want}\n").as_bytes(),
+            guest::FileMode::mode(0o644),
+        )?;
+    }
+    Ok(())
+}
+
+/// A VM's state for `lab status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmStatus {
+    pub host: String,
+    pub name: String,
+    pub running: bool,
+    pub ssh_port: Option<u16>,
+}
+
+pub fn status(lab: &Lab, dir: &Path) -> Vec<VmStatus> {
+    let state = load_state(dir, lab);
+    hosts_of(lab)
+        .map(|h| {
+            let rec = state.vms.get(&h.name);
+            VmStatus {
+                host: h.name.clone(),
+                name: vm_name(lab, &h.name),
+                running: rec.is_some_and(|r| running_pid(&r.pidfile, "qemu-system").is_some()),
+                ssh_port: rec.map(|r| r.ssh_port),
+            }
+        })
+        .collect()
+}
+
+/// ACPI shutdown through the monitor; killed after `grace`.
+pub fn halt(lab: &Lab, dir: &Path, grace: Duration, events: &mut dyn FnMut(Event)) -> Vec<String> {
+    let state = load_state(dir, lab);
+    let mut halted = Vec::new();
+    for (host, r) in &state.vms {
+        if running_pid(&r.pidfile, "qemu-system").is_none() {
+            continue;
+        }
+        let _ = qemu::monitor::command(&r.monitor, "system_powerdown");
+        let until = Instant::now() + grace;
+        while running_pid(&r.pidfile, "qemu-system").is_some() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if kill(&r.pidfile, "qemu-system") {
+            events(Event::Note(format!(
+                "{host}: no ACPI shutdown within {grace:?}; killed"
+            )));
+        }
+        halted.push(r.name.clone());
+    }
+    halted
+}
+
+/// End every process of the lab (from the state file and from the PID files under
+/// `.lab/qemu`, so also after a crash before the state was complete) and remove the overlays.
+pub fn destroy(lab: &Lab, dir: &Path) -> Result<Vec<String>, Error> {
+    let state = load_state(dir, lab);
+    let work = workdir(dir);
+    let mut ended = Vec::new();
+    let prefix = format!("lab-{}-", lab.name);
+    let mut pidfiles: Vec<(PathBuf, &str, String)> = Vec::new();
+    for r in state.vms.values() {
+        pidfiles.push((r.pidfile.clone(), "qemu-system", r.name.clone()));
+    }
+    for (seg, p) in &state.switches {
+        pidfiles.push((p.clone(), "vde_switch", format!("switch {seg}")));
+    }
+    if let Ok(entries) = std::fs::read_dir(&work) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                pidfiles.push((e.path().join("qemu.pid"), "qemu-system", name));
+            } else if name.starts_with(&format!("switch-{}-", lab.name)) && name.ends_with(".pid") {
+                pidfiles.push((e.path(), "vde_switch", name));
+            }
+        }
+    }
+    for (p, what, name) in pidfiles {
+        if kill(&p, what) && !ended.contains(&name) {
+            ended.push(name);
+        }
+    }
+    for r in state.vms.values() {
+        hosts::forget_host_key(dir, "127.0.0.1", r.ssh_port)?;
+    }
+    // Only this lab's VMs' files: another lab may share `.lab/qemu`.
+    for h in &lab.hosts {
+        let _ = std::fs::remove_dir_all(work.join(vm_name(lab, &h.name)));
+    }
+    for p in state.switches.values() {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_file(state_file(dir, lab));
+    Ok(ended)
+}

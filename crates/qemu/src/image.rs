@@ -1,0 +1,465 @@
+//! The Debian base image every QEMU VM of a lab boots from (through a qcow2 overlay).
+//!
+//! Made without loop or nbd devices: debootstrap into a directory, lab's files written into
+//! it, `mkfs.ext4 -d` turns the directory into a filesystem image, which goes into partition
+//! 1 of a raw disk with an MBR (sfdisk and dd on plain files). The first boot loads the
+//! kernel directly (`-kernel`/`-initrd`) and runs `grub-install /dev/vda` and `update-grub`
+//! inside the guest, then powers off: from then on the VM boots through GRUB from its own
+//! disk, and GRUB_DEFAULT decides which kernel runs. The result is converted to qcow2 and
+//! cached; its grub.cfg is copied out (fixtures of the kernel crate come from it).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use guest::{Command, Exec, FileMode};
+
+use crate::accel::Accel;
+use crate::vm::{self, DirectBoot, VmSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Host(#[from] Box<guest::Error>),
+    #[error("no Debian mirror for {suite} in /etc/apt (sources.list or *.sources)")]
+    NoMirror { suite: String },
+    #[error(
+        "the image's first boot did not install GRUB (serial console: {}); last lines:\n{tail}",
+        log.display()
+    )]
+    FirstBoot { log: PathBuf, tail: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<guest::Error> for Error {
+    fn from(e: guest::Error) -> Self {
+        Error::Host(Box::new(e))
+    }
+}
+
+/// What goes into the base image.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub suite: String,
+    pub mirror: String,
+    pub packages: Vec<String>,
+    pub size_mib: u64,
+}
+
+/// The version of what [`configure`] writes: a change makes a new image.
+pub const LAYOUT: u32 = 3;
+
+/// The guide's tools and what a lab needs to boot, be reached and measure.
+pub const PACKAGES: &[&str] = &[
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "openssh-server",
+    "iproute2",
+    "procps",
+    "kmod",
+    "linux-image-amd64",
+    "initramfs-tools",
+    "grub-pc",
+    "mptcpd",
+    "mptcpize",
+    "iperf3",
+    "ifstat",
+    "tshark",
+];
+
+impl ImageSpec {
+    /// Debian bookworm from the machine's own Debian source.
+    pub fn bookworm(apt_root: &Path) -> Result<ImageSpec, Error> {
+        let suite = "bookworm".to_string();
+        let mirror = debian_mirror(apt_root, &suite).ok_or_else(|| Error::NoMirror {
+            suite: suite.clone(),
+        })?;
+        Ok(ImageSpec {
+            suite,
+            mirror,
+            packages: PACKAGES.iter().map(|s| (*s).to_string()).collect(),
+            size_mib: 3072,
+        })
+    }
+
+    /// The cache key: suite, package list, size and the layout of lab's files in the image
+    /// ([`LAYOUT`]), not the mirror.
+    pub fn id(&self) -> String {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self
+            .packages
+            .join(",")
+            .bytes()
+            .chain(self.size_mib.to_le_bytes())
+            .chain(LAYOUT.to_le_bytes())
+        {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        format!("debian-{}-{h:08x}", self.suite)
+    }
+}
+
+/// The first `URIs:`/`deb` source that serves `suite` with `main`, from `root`/etc/apt.
+pub fn debian_mirror(root: &Path, suite: &str) -> Option<String> {
+    let apt = root.join("etc/apt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(apt.join("sources.list.d"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.insert(0, apt.join("sources.list"));
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        if f.extension().is_some_and(|e| e == "sources") {
+            for stanza in text.split("\n\n") {
+                let field = |name: &str| {
+                    stanza.lines().find_map(|l| {
+                        l.strip_prefix(name)
+                            .and_then(|r| r.strip_prefix(':'))
+                            .map(str::trim)
+                    })
+                };
+                if field("Types").is_some_and(|t| t.split_whitespace().any(|x| x == "deb"))
+                    && field("Suites").is_some_and(|s| s.split_whitespace().any(|x| x == suite))
+                    && field("Components")
+                        .is_some_and(|c| c.split_whitespace().any(|x| x == "main"))
+                    && let Some(uri) = field("URIs").and_then(|u| u.split_whitespace().next())
+                {
+                    return Some(uri.to_string());
+                }
+            }
+        } else {
+            for l in text.lines() {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                // deb [opts] URI SUITE COMPONENTS...
+                let w: Vec<&str> = w.into_iter().filter(|x| !x.starts_with('[')).collect();
+                if w.first() == Some(&"deb") && w.get(2) == Some(&suite) && w[3..].contains(&"main")
+                {
+                    return Some(w[1].to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub qcow2: PathBuf,
+    /// The key root accepts (`.pub` beside it).
+    pub key: PathBuf,
+    /// The grub.cfg GRUB wrote on the first boot.
+    pub grub_cfg: PathBuf,
+    pub cached: bool,
+    pub seconds: f64,
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn put(host: &dyn Exec, root: &Path, rel: &str, text: &str, mode: u32) -> Result<(), Error> {
+    let p = root.join(rel.trim_start_matches('/'));
+    if let Some(dir) = p.parent() {
+        host.check(&Command::new(["mkdir", "-p", &path(dir)]))?;
+    }
+    host.put_file(&p, text.as_bytes(), FileMode::mode(mode))?;
+    Ok(())
+}
+
+/// lab's files in the image.
+fn configure(host: &dyn Exec, root: &Path, public_key: &str) -> Result<(), Error> {
+    put(host, root, "etc/hostname", "lab\n", 0o644)?;
+    put(
+        host,
+        root,
+        "etc/hosts",
+        "127.0.0.1 localhost\n127.0.1.1 lab\n",
+        0o644,
+    )?;
+    put(
+        host,
+        root,
+        "etc/fstab",
+        "/dev/vda1 / ext4 errors=remount-ro 0 1\n",
+        0o644,
+    )?;
+    // GRUB on the serial console, short timeout, the root device by name: a kernel without an
+    // initramfs (lab's tiny kernels) cannot resolve root=UUID=.
+    put(
+        host,
+        root,
+        "etc/default/grub",
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n\
+         GRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"console=ttyS0,115200n8\"\n\
+         GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n\
+         GRUB_DISABLE_LINUX_UUID=true\nGRUB_DISABLE_OS_PROBER=true\n",
+        0o644,
+    )?;
+    // NIC 1 (slot 3) gets its address from QEMU's user-mode DHCP; the lab's NICs are lab's.
+    put(
+        host,
+        root,
+        "etc/systemd/network/10-lab-nat.network",
+        "[Match]\nName=enp0s3 ens3 eth0\n\n[Network]\nDHCP=ipv4\n",
+        0o644,
+    )?;
+    put(
+        host,
+        root,
+        "root/.ssh/authorized_keys",
+        &format!("{}\n", public_key.trim()),
+        0o600,
+    )?;
+    // Every VM gets host keys of its own on its first boot, not the image's.
+    put(
+        host,
+        root,
+        "etc/systemd/system/ssh.service.d/lab-host-keys.conf",
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
+        0o644,
+    )?;
+    put(
+        host,
+        root,
+        "etc/systemd/system/lab-grub-install.service",
+        "[Unit]\nDescription=lab: install GRUB on the image's first boot\nConditionPathExists=/etc/lab-grub-pending\n\
+         After=local-fs.target\n\n[Service]\nType=oneshot\nStandardOutput=journal+console\n\
+         ExecStart=/bin/sh -c 'grub-install /dev/vda && update-grub && rm /etc/lab-grub-pending && echo lab-grub-installed > /dev/ttyS0'\n\
+         ExecStartPost=/bin/systemctl --no-block poweroff\n\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    )?;
+    put(host, root, "etc/lab-grub-pending", "", 0o644)?;
+    for (link, target) in [
+        (
+            "etc/systemd/system/multi-user.target.wants/lab-grub-install.service",
+            "/etc/systemd/system/lab-grub-install.service",
+        ),
+        (
+            "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+            "/lib/systemd/system/systemd-networkd.service",
+        ),
+    ] {
+        host.check(&Command::new([
+            "ln",
+            "-sf",
+            target,
+            &path(&root.join(link)),
+        ]))?;
+    }
+    // The image's own host keys are not shipped.
+    host.check(&Command::new([
+        "sh",
+        "-c",
+        "rm -f \"$1\"/etc/ssh/ssh_host_*",
+        "sh",
+        &path(root),
+    ]))?;
+    Ok(())
+}
+
+/// Build the image into `cache` (or return the cached one). `progress` gets one line per step.
+pub fn build(
+    host: &dyn Exec,
+    spec: &ImageSpec,
+    cache: &Path,
+    accel: &Accel,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Image, Error> {
+    let start = Instant::now();
+    let id = spec.id();
+    let dir = cache.join(&id);
+    let qcow2 = dir.join("base.qcow2");
+    let key = cache.join("id_ed25519");
+    let grub_cfg = dir.join("grub.cfg");
+    if host
+        .run(&Command::new(["test", "-f", &path(&qcow2)]))?
+        .success()
+    {
+        return Ok(Image {
+            qcow2,
+            key,
+            grub_cfg,
+            cached: true,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    let work = dir.join("work");
+    host.check(&Command::new(["rm", "-rf", &path(&work)]))?;
+    host.check(&Command::new(["mkdir", "-p", &path(&work)]))?;
+    if !host
+        .run(&Command::new(["test", "-f", &path(&key)]))?
+        .success()
+    {
+        host.check(&Command::new([
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "lab-qemu-images",
+            "-f",
+            &path(&key),
+        ]))?;
+    }
+    let public_key =
+        String::from_utf8_lossy(&host.get_file(&key.with_extension("pub"))?).into_owned();
+
+    let rootfs = work.join("rootfs");
+    progress(&format!(
+        "debootstrap {} from {} ({} packages)",
+        spec.suite,
+        spec.mirror,
+        spec.packages.len()
+    ));
+    host.check(
+        &Command::new([
+            "debootstrap".to_string(),
+            "--variant=minbase".into(),
+            format!("--include={}", spec.packages.join(",")),
+            spec.suite.clone(),
+            path(&rootfs),
+            spec.mirror.clone(),
+        ])
+        .timeout(Duration::from_secs(1800)),
+    )?;
+    progress("configuring the image");
+    configure(host, &rootfs, &public_key)?;
+
+    progress("making the disk (mkfs.ext4 -d, sfdisk, no loop device)");
+    let part = work.join("part.raw");
+    let disk = work.join("disk.raw");
+    let part_mib = spec.size_mib - 1;
+    host.check(
+        &Command::new([
+            "mkfs.ext4".to_string(),
+            "-q".into(),
+            "-F".into(),
+            "-L".into(),
+            "labroot".into(),
+            "-d".into(),
+            path(&rootfs),
+            path(&part),
+            format!("{part_mib}M"),
+        ])
+        .timeout(Duration::from_secs(600)),
+    )?;
+    host.check(&Command::new([
+        "truncate".to_string(),
+        "-s".into(),
+        format!("{}M", spec.size_mib),
+        path(&disk),
+    ]))?;
+    host.check(
+        &Command::new(["sfdisk", "-q", &path(&disk)])
+            .stdin("label: dos\nstart=2048, type=83, bootable\n"),
+    )?;
+    host.check(
+        &Command::new([
+            "dd".to_string(),
+            format!("if={}", path(&part)),
+            format!("of={}", path(&disk)),
+            "bs=1M".into(),
+            "seek=1".into(),
+            "conv=notrunc,sparse".into(),
+            "status=none".into(),
+        ])
+        .timeout(Duration::from_secs(600)),
+    )?;
+
+    progress(&format!(
+        "first boot: grub-install and update-grub inside the guest ({})",
+        accel.name()
+    ));
+    let kernel = newest(host, &rootfs.join("boot"), "vmlinuz-")?;
+    let initrd = newest(host, &rootfs.join("boot"), "initrd.img-")?;
+    let log = work.join("first-boot.log");
+    let spec_vm = VmSpec {
+        name: "lab-image-build".into(),
+        memory_mib: 1024,
+        cpus: 2,
+        accel: accel.clone(),
+        disk: disk.clone(),
+        disk_format: "raw",
+        ssh_port: None,
+        nat_mac: None,
+        nics: Vec::new(),
+        serial_log: log.clone(),
+        monitor: None,
+        pidfile: None,
+        direct_boot: Some(DirectBoot {
+            kernel,
+            initrd: Some(initrd),
+            append: "root=/dev/vda1 rw console=ttyS0,115200n8".into(),
+        }),
+    };
+    let st = host.run(&Command::new(vm::argv(&spec_vm)).timeout(Duration::from_secs(900)))?;
+    let console = String::from_utf8_lossy(&host.get_file(&log).unwrap_or_default()).into_owned();
+    if !st.success() || !console.contains("lab-grub-installed") {
+        let lines: Vec<&str> = console.lines().collect();
+        return Err(Error::FirstBoot {
+            log,
+            tail: lines[lines.len().saturating_sub(30)..].join("\n"),
+        });
+    }
+
+    progress("converting to qcow2");
+    let part_q = dir.join("base.qcow2.part");
+    host.check(
+        &Command::new([
+            "qemu-img",
+            "convert",
+            "-q",
+            "-O",
+            "qcow2",
+            &path(&disk),
+            &path(&part_q),
+        ])
+        .timeout(Duration::from_secs(600)),
+    )?;
+    // grub.cfg as GRUB wrote it: read back from the disk with debugfs (no mount).
+    let cfg = host.check(&Command::new([
+        "sh",
+        "-c",
+        "dd if=\"$1\" bs=1M skip=1 status=none of=\"$2\" && debugfs -R 'cat /boot/grub/grub.cfg' \"$2\" 2>/dev/null",
+        "sh",
+        &path(&disk),
+        &path(&part),
+    ]))?;
+    host.put_file(&grub_cfg, &cfg.stdout, FileMode::mode(0o644))?;
+    host.check(&Command::new(["mv", "-f", &path(&part_q), &path(&qcow2)]))?;
+    host.check(&Command::new(["rm", "-rf", &path(&work)]))?;
+    Ok(Image {
+        qcow2,
+        key,
+        grub_cfg,
+        cached: false,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The newest `prefix*` file in `dir` (version sort).
+fn newest(host: &dyn Exec, dir: &Path, prefix: &str) -> Result<PathBuf, Error> {
+    let out = host.check(&Command::new([
+        "sh",
+        "-c",
+        "ls -1 \"$1\" | grep \"^$2\" | sort -V | tail -n 1",
+        "sh",
+        &path(dir),
+        prefix,
+    ]))?;
+    let name = out.stdout_lossy().trim().to_string();
+    if name.is_empty() {
+        return Err(Error::Other(format!(
+            "no {prefix}* in {} (is linux-image-amd64 in the image?)",
+            dir.display()
+        )));
+    }
+    Ok(dir.join(name))
+}
