@@ -76,6 +76,9 @@ enum Command {
     /// through GRUB on every host, network applied, MPTCP test; one summary with every step's
     /// time.
     Guide {
+        /// Where the VMs run (QEMU only, for now).
+        #[arg(long, value_enum, default_value = "qemu")]
+        provider: ProviderArg,
         /// Kernel source: a tarball or tree (Debian's linux-source-6.1 here, no download).
         #[arg(long, default_value = "/usr/src/linux-source-6.1.tar.xz")]
         source: PathBuf,
@@ -703,12 +706,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Guide {
+            provider,
             source,
             config,
             boot_timeout,
             seconds,
             lab,
         } => {
+            if provider != ProviderArg::Qemu {
+                return Err(miette::miette!(
+                    "lab guide runs on QEMU VMs for now (`--provider qemu`)"
+                )
+                .into());
+            }
             let (lab, dir) = select_lab(&lab)?;
             guide::run(
                 &lab,

@@ -20,7 +20,7 @@ fn render_builtin_script_is_the_corrected_configuration() {
         "ip route add 10.1.1.0/24 dev enp0s9 scope link table table2",
         "ip mptcp endpoint add 10.1.1.2 dev enp0s9 id 2 signal",
         "ip mptcp endpoint add 10.1.1.3 dev enp0s10 id 3 signal",
-        "ip mptcp limits set subflow 3 add_addr_accepted 3",
+        "ip mptcp limits set subflow 5 add_addr_accepted 3",
     ] {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }

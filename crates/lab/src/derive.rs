@@ -5,9 +5,10 @@
 //!   numbered like the guide's: table1..N = 100, 200, ...;
 //! - the server announces its extra addresses as `signal` endpoints; the client gets `laminar`
 //!   endpoints (or `subflow`/`fullmesh`, by `mptcp.join`);
-//! - limits subflows = add_addr_accepted = the largest number of paths of any host (capped at 8);
-//!   with a `fullmesh` client, subflows = paths x paths - 1 (every local address to every
-//!   server address), still capped at 8;
+//! - limits add_addr_accepted = N, the largest number of paths of any host, and subflows =
+//!   2N - 1 (room for a kernel without laminar, whose `subflow` endpoints join the server's
+//!   first address before the announced ones), or N x N - 1 with a `fullmesh` client (every
+//!   local address to every server address); both capped at 8;
 //! - net.mptcp.enabled=1; rp_filter loose (2) on multi-path hosts; arp_ignore=1 and
 //!   arp_announce=2 on every NIC that shares a segment with another NIC of the same host.
 //!
@@ -28,10 +29,14 @@ pub(crate) fn derive(lab: &mut Lab) {
         .hosts
         .iter()
         .any(|h| h.role == Role::Client && h.join == JoinMode::Fullmesh);
+    // Otherwise 2N-1: laminar needs only N (one subflow per announced address), but a
+    // kernel without laminar (before 6.18) gets `subflow` endpoints, whose joins go to the
+    // server's first address before the announced ones are joined; with N the last
+    // announcement finds no room and that server NIC stays idle (measured on 6.1 VMs).
     let wanted = if fullmesh {
-        max_paths * max_paths - 1
+        (max_paths * max_paths).saturating_sub(1)
     } else {
-        max_paths
+        (2 * max_paths).saturating_sub(1)
     };
     let endpoints_given: Vec<bool> = lab.hosts.iter().map(|h| !h.endpoints.is_empty()).collect();
     for (host, given) in lab.hosts.iter_mut().zip(endpoints_given) {

@@ -102,7 +102,7 @@ fn builtin_lab_up_apply_twice_down() {
         "10.1.1.0/24 dev enp0s9 table 200 proto static scope link",
         "default via 10.1.1.1 dev enp0s10 table 300 proto static",
         "10.1.1.5 id 2 rawflags 20 dev enp0s9",
-        "add_addr_accepted 3 subflows 3",
+        "add_addr_accepted 3 subflows 5",
     ] {
         assert!(ue2.contains(want), "ue2 lacks `{want}`:\n{ue2}");
     }
