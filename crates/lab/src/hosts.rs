@@ -67,6 +67,59 @@ pub fn lab_key(dir: &Path) -> Result<PathBuf, Error> {
     Ok(key)
 }
 
+/// A JSON state file under `.lab/` (missing or unreadable: the default).
+pub fn read_state<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Write a JSON state file atomically (a temp file beside it, then rename).
+pub fn write_state<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Whether a loopback port can be bound now.
+pub fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free loopback port for a VM's SSH forward: from `preferred` on (stable across runs, like
+/// Vagrant's 2222), skipping `taken`, else one the kernel picks.
+pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
+    (preferred..preferred.saturating_add(200))
+        .find(|p| !taken.contains(p) && port_free(*p))
+        .or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+        })
+        .unwrap_or(preferred)
+}
+
+/// SSH to a VM lab created: `user` on its loopback forward with `key`, the host key trusted
+/// on first use (the machine is the lab's).
+fn vm_ssh_config(dir: &Path, h: &Host, port: u16, user: &str, key: PathBuf) -> SshConfig {
+    let mut c = SshConfig::new(
+        h.name.clone(),
+        "127.0.0.1",
+        port,
+        user,
+        Auth::Key(key),
+        known_hosts(dir),
+    );
+    c.trust_on_first_use = true;
+    c.connect_timeout = Duration::from_secs(10);
+    c
+}
+
 /// Forget the host key recorded for `address:port` (a VM lab destroyed).
 pub fn forget_host_key(dir: &Path, address: &str, port: u16) -> Result<(), Error> {
     let path = known_hosts(dir);
@@ -90,17 +143,7 @@ pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<SshConfig, Error> {
             .get(&h.name)
             .map(|r| r.ssh_port)
             .ok_or_else(|| Error::NotUp(h.name.clone()))?;
-        let mut c = SshConfig::new(
-            h.name.clone(),
-            "127.0.0.1",
-            port,
-            h.vm.user.clone(),
-            Auth::Key(lab_key(dir)?),
-            known_hosts(dir),
-        );
-        c.trust_on_first_use = true;
-        c.connect_timeout = Duration::from_secs(10);
-        return Ok(c);
+        return Ok(vm_ssh_config(dir, h, port, &h.vm.user, lab_key(dir)?));
     }
     if h.provider == Provider::Qemu {
         let state = crate::qemu::load_state(dir, lab);
@@ -109,17 +152,7 @@ pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<SshConfig, Error> {
             .get(&h.name)
             .map(|r| r.ssh_port)
             .ok_or_else(|| Error::NotUp(h.name.clone()))?;
-        let mut c = SshConfig::new(
-            h.name.clone(),
-            "127.0.0.1",
-            port,
-            "root",
-            Auth::Key(state.key.clone()),
-            known_hosts(dir),
-        );
-        c.trust_on_first_use = true;
-        c.connect_timeout = Duration::from_secs(10);
-        return Ok(c);
+        return Ok(vm_ssh_config(dir, h, port, "root", state.key.clone()));
     }
     let t = h.ssh.as_ref().ok_or_else(|| Error::NoSsh(h.name.clone()))?;
     let auth = match &t.key {

@@ -7,7 +7,6 @@
 //! even after lab itself was killed.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -88,23 +87,16 @@ pub struct VmRecord {
 }
 
 pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
-    std::fs::read(state_file(dir, lab))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    hosts::read_state(&state_file(dir, lab))
 }
 
 fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
     let path = state_file(dir, lab);
-    let err = |source| Error::File {
+    hosts::write_state(&path, s).map_err(|source| Error::File {
         what: "cannot write",
-        path: path.clone(),
+        path,
         source,
-    };
-    std::fs::create_dir_all(hosts::state_dir(dir)).map_err(err)?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s).unwrap_or_default()).map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    })
 }
 
 fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {
@@ -135,17 +127,6 @@ fn kill(pidfile: &Path, expect: &str) -> bool {
         }
         None => false,
     }
-}
-
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A free loopback port, from `preferred` on.
-pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
-    (preferred..preferred.saturating_add(200))
-        .find(|p| !taken.contains(p) && port_free(*p))
-        .unwrap_or(preferred)
 }
 
 /// The segment (or link) each non-NAT interface is on, with its slot and MAC.
@@ -319,8 +300,8 @@ pub fn up(
         let pidfile = vmdir.join("qemu.pid");
         let running = running_pid(&pidfile, "qemu-system").is_some();
         let port = match state.vms.get(&h.name) {
-            Some(r) if running || port_free(r.ssh_port) => r.ssh_port,
-            _ => pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
+            Some(r) if running || hosts::port_free(r.ssh_port) => r.ssh_port,
+            _ => hosts::pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
         };
         let rec = VmRecord {
             name: name.clone(),

@@ -10,7 +10,6 @@
 //! without that file.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -88,23 +87,16 @@ pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
 }
 
 pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
-    std::fs::read(state_file(dir, lab))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    hosts::read_state(&state_file(dir, lab))
 }
 
 fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
     let path = state_file(dir, lab);
-    let file_err = |source| Error::File {
+    hosts::write_state(&path, s).map_err(|source| Error::File {
         what: "cannot write",
-        path: path.clone(),
+        path,
         source,
-    };
-    std::fs::create_dir_all(hosts::state_dir(dir)).map_err(file_err)?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s).unwrap_or_default()).map_err(file_err)?;
-    std::fs::rename(&tmp, &path).map_err(file_err)
+    })
 }
 
 /// Give every host the VirtualBox provider (`lab up --provider virtualbox`).
@@ -293,25 +285,6 @@ pub fn create_calls(
     })
 }
 
-/// Whether a loopback port can be bound now.
-fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A free loopback port for a host's SSH forward: 42200 + the host's index when free (stable
-/// across runs, like Vagrant's 2222), else the next free one, else one the kernel picks.
-pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
-    (preferred..preferred.saturating_add(200))
-        .find(|p| !taken.contains(p) && port_free(*p))
-        .or_else(|| {
-            TcpListener::bind("127.0.0.1:0")
-                .ok()
-                .and_then(|l| l.local_addr().ok())
-                .map(|a| a.port())
-        })
-        .unwrap_or(preferred)
-}
-
 /// What `up`, `halt`, ... report as they go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -446,8 +419,8 @@ pub fn up(
                 }
                 let preferred = 42201 + u16::try_from(index).unwrap_or(0);
                 let port = match recorded {
-                    Some(p) if port_free(p) => p,
-                    _ => pick_port(preferred, &taken),
+                    Some(p) if hosts::port_free(p) => p,
+                    _ => hosts::pick_port(preferred, &taken),
                 };
                 // Remembered before anything is created: an interrupted `up` is adopted.
                 state.vms.insert(
@@ -479,8 +452,8 @@ pub fn up(
                     host: h.name.clone(),
                     message: format!("VM {name} exists but has no `ssh` NAT forward on NIC 1"),
                 })?;
-                if !info.state.is_on() && !port_free(port) {
-                    let new = pick_port(port.saturating_add(1), &taken);
+                if !info.state.is_on() && !hosts::port_free(port) {
+                    let new = hosts::pick_port(port.saturating_add(1), &taken);
                     (d.events)(Event::Note(format!(
                         "{}: loopback port {port} is taken by another program; SSH moves to {new}",
                         h.name
