@@ -359,6 +359,38 @@ fn version_check(vbm: &VBoxManage<'_>) -> Result<vbox::Quirks, Error> {
     Ok(v.quirks())
 }
 
+/// The loopback port of a VM's `ssh` forward on NIC 1, as VirtualBox reports it.
+fn ssh_forward(info: &vbox::VmInfo) -> Option<u16> {
+    info.nics
+        .iter()
+        .find(|n| n.slot == 1)
+        .and_then(|n| n.forwards.iter().find(|f| f.name == "ssh"))
+        .map(|f| f.host_port)
+}
+
+/// Record a host's VM and SSH port in the state file (not in a dry run).
+fn remember(
+    dir: &Path,
+    lab: &Lab,
+    state: &mut LabState,
+    h: &Host,
+    ssh_port: u16,
+    dry_run: bool,
+) -> Result<(), Error> {
+    state.vms.insert(
+        h.name.clone(),
+        VmRecord {
+            name: vm_name(lab, &h.name),
+            ssh_port,
+        },
+    );
+    if dry_run {
+        Ok(())
+    } else {
+        save_state(dir, lab, state)
+    }
+}
+
 /// Create, adopt and start the lab's VMs, then wait for SSH on each.
 pub fn up(
     lab: &Lab,
@@ -423,16 +455,7 @@ pub fn up(
                     _ => hosts::pick_port(preferred, &taken),
                 };
                 // Remembered before anything is created: an interrupted `up` is adopted.
-                state.vms.insert(
-                    h.name.clone(),
-                    VmRecord {
-                        name: name.clone(),
-                        ssh_port: port,
-                    },
-                );
-                if !opts.dry_run {
-                    save_state(dir, lab, &state)?;
-                }
+                remember(dir, lab, &mut state, h, port, opts.dry_run)?;
                 for c in create_calls(quirks, lab, h, &src, &base, port, &public_key)? {
                     d.call(&c)?;
                 }
@@ -442,12 +465,7 @@ pub fn up(
                 starting.push((h, port, created));
             }
             Some(info) => {
-                let forward = info
-                    .nics
-                    .iter()
-                    .find(|n| n.slot == 1)
-                    .and_then(|n| n.forwards.iter().find(|f| f.name == "ssh"))
-                    .map(|f| f.host_port);
+                let forward = ssh_forward(&info);
                 let mut port = forward.or(recorded).ok_or_else(|| Error::Model {
                     host: h.name.clone(),
                     message: format!("VM {name} exists but has no `ssh` NAT forward on NIC 1"),
@@ -464,16 +482,7 @@ pub fn up(
                     d.call(&args::natpf_add(quirks, &name, 1, &Forward::ssh(new)))?;
                     port = new;
                 }
-                state.vms.insert(
-                    h.name.clone(),
-                    VmRecord {
-                        name: name.clone(),
-                        ssh_port: port,
-                    },
-                );
-                if !opts.dry_run {
-                    save_state(dir, lab, &state)?;
-                }
+                remember(dir, lab, &mut state, h, port, opts.dry_run)?;
                 if info.state == VmState::Inaccessible {
                     return Err(Error::Model {
                         host: h.name.clone(),
@@ -566,9 +575,7 @@ pub fn status(lab: &Lab, dir: &Path, vbm: &VBoxManage<'_>) -> Result<Vec<VmStatu
                 state: info.as_ref().map(|i| i.state.as_str().to_string()),
                 ssh_port: info
                     .as_ref()
-                    .and_then(|i| i.nics.iter().find(|n| n.slot == 1))
-                    .and_then(|n| n.forwards.iter().find(|f| f.name == "ssh"))
-                    .map(|f| f.host_port)
+                    .and_then(ssh_forward)
                     .or_else(|| state.vms.get(&h.name).map(|r| r.ssh_port)),
                 name,
             })
