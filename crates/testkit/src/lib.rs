@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+pub mod http;
 pub mod kernel;
 
 /// The environment variable that turns skips into failures.

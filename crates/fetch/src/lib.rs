@@ -1,0 +1,275 @@
+//! Verified, cached downloads: a file, checked against the SHA-256 that a sums file beside it
+//! lists (kernel.org's `sha256sums.asc`, Ubuntu's `SHA256SUMS`), kept in a cache directory and
+//! fetched again when the cached copy is corrupt, partial or no longer what the sums file lists.
+//!
+//! The download goes to a `.part` file, hashed while it streams, and is renamed only when the
+//! hash matches, so the cache never holds a file that failed the check. Beside each verified
+//! file lab writes `<file>.sha256`: when the sums file cannot be reached (offline), a cached
+//! copy that still has that hash is used, and the caller is told ([`Fetched::offline`]).
+//!
+//! Signatures (PGP on the sums files) are not checked: that needs gpg and the publishers' keys.
+//! What is checked is that the bytes match the sums served by the same host.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("downloading {url}: {message}")]
+    Download { url: String, message: String },
+    #[error("{sums} does not list {file}")]
+    NotListed { sums: String, file: String },
+    #[error(
+        "{file}: SHA-256 {got}, but the sums file says {want} (the download was corrupt or cut short)"
+    )]
+    Mismatch {
+        file: String,
+        want: String,
+        got: String,
+    },
+    #[error("`{0}` has no file name to cache it under")]
+    NoFileName(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The hash `sums` lists for `file`: `HASH  NAME` (sha256sum's text mode), `HASH *NAME`
+/// (binary mode, Ubuntu's SHA256SUMS) or `HASH  ./NAME`, also inside a PGP clearsigned
+/// message. Lower case.
+pub fn listed_hash(sums: &str, file: &str) -> Option<String> {
+    sums.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (hash, name) = (w.next()?, w.next()?);
+        let name = name.trim_start_matches('*').trim_start_matches("./");
+        (name == file && hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| hash.to_ascii_lowercase())
+    })
+}
+
+/// The SHA-256 of a file, lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String, Error> {
+    let mut f = fs::File::open(path).map_err(io(format!("reading {}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn get(url: &str) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    ureq::get(url).call().map_err(|e| Error::Download {
+        url: url.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The last path segment of a URL (without query or fragment).
+pub fn file_name(url: &str) -> Result<String, Error> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    match path.rsplit('/').next() {
+        Some(n) if !n.is_empty() && n != ".." && n != "." && !path.ends_with("://") => {
+            Ok(n.to_string())
+        }
+        _ => Err(Error::NoFileName(url.to_string())),
+    }
+}
+
+/// The sums file of the same directory: `url`'s last segment replaced by `sums`.
+pub fn beside(url: &str, sums: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{sums}"),
+        None => sums.to_string(),
+    }
+}
+
+/// What [`fetch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub path: PathBuf,
+    pub sha256: String,
+    /// Taken from the cache without downloading.
+    pub cached: bool,
+    /// A cached copy failed the check (or the sums file lists a newer file) and was replaced.
+    pub replaced: bool,
+    /// The sums file could not be reached; the cached copy was used because it still has the
+    /// hash lab recorded when it verified it. The message says why the sums were unreachable.
+    pub offline: Option<String>,
+}
+
+/// `url` into `cache` (as its file name), checked against the hash `sums_url` lists for that
+/// name. A cached copy with the listed hash is used as is. `progress(done, total)` reports
+/// bytes while downloading.
+pub fn fetch(
+    url: &str,
+    sums_url: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Fetched, Error> {
+    let file = file_name(url)?;
+    fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
+    let path = cache.join(&file);
+    let record = cache.join(format!("{file}.sha256"));
+    let sums = match get(sums_url).and_then(|mut r| {
+        r.body_mut().read_to_string().map_err(|e| Error::Download {
+            url: sums_url.to_string(),
+            message: e.to_string(),
+        })
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            // Offline: a copy verified earlier still counts if its bytes did not change.
+            if let Ok(recorded) = fs::read_to_string(&record)
+                && path.exists()
+                && sha256_file(&path)? == recorded.trim()
+            {
+                return Ok(Fetched {
+                    path,
+                    sha256: recorded.trim().to_string(),
+                    cached: true,
+                    replaced: false,
+                    offline: Some(e.to_string()),
+                });
+            }
+            return Err(e);
+        }
+    };
+    let want = listed_hash(&sums, &file).ok_or_else(|| Error::NotListed {
+        sums: sums_url.to_string(),
+        file: file.clone(),
+    })?;
+    let mut replaced = false;
+    if path.exists() {
+        if sha256_file(&path)? == want {
+            fs::write(&record, format!("{want}\n"))
+                .map_err(io(format!("writing {}", record.display())))?;
+            return Ok(Fetched {
+                path,
+                sha256: want,
+                cached: true,
+                replaced: false,
+                offline: None,
+            });
+        }
+        fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))?;
+        let _ = fs::remove_file(&record);
+        replaced = true;
+    }
+    let mut resp = get(url)?;
+    let total = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let part = cache.join(format!("{file}.part"));
+    let mut out = fs::File::create(&part).map_err(io(format!("writing {}", part.display())))?;
+    let mut reader = resp.body_mut().as_reader();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| {
+            let _ = fs::remove_file(&part);
+            Error::Download {
+                url: url.to_string(),
+                message: format!("{e} after {done} bytes"),
+            }
+        })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(io(format!("writing {}", part.display())))?;
+        done += n as u64;
+        progress(done, total);
+    }
+    out.sync_all()
+        .map_err(io(format!("writing {}", part.display())))?;
+    let got = hex(&h.finalize());
+    if got != want {
+        let _ = fs::remove_file(&part);
+        return Err(Error::Mismatch { file, want, got });
+    }
+    fs::rename(&part, &path).map_err(io(format!("renaming {}", part.display())))?;
+    fs::write(&record, format!("{want}\n")).map_err(io(format!("writing {}", record.display())))?;
+    Ok(Fetched {
+        path,
+        sha256: want,
+        cached: false,
+        replaced,
+        offline: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_from_sums_files_of_every_kind() {
+        let h = "a".repeat(64);
+        let other = "b".repeat(64);
+        let clearsigned = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{other}  linux-6.3.tar.xz\n{h}  linux-6.4.tar.xz\n-----BEGIN PGP SIGNATURE-----\nxyz\n",
+        );
+        assert_eq!(
+            listed_hash(&clearsigned, "linux-6.4.tar.xz"),
+            Some(h.clone())
+        );
+        assert_eq!(listed_hash(&clearsigned, "linux-6.4.tar.gz"), None);
+        // Ubuntu's SHA256SUMS: binary mode, a `*` before the name.
+        let ubuntu = format!(
+            "{other} *ubuntu-22.04-server-cloudimg-amd64-disk-kvm.img\n{} *ubuntu-22.04-server-cloudimg-amd64.img\n",
+            h.to_uppercase()
+        );
+        assert_eq!(
+            listed_hash(&ubuntu, "ubuntu-22.04-server-cloudimg-amd64.img"),
+            Some(h.clone())
+        );
+        assert_eq!(listed_hash(&format!("{h}  ./x.img\n"), "x.img"), Some(h));
+        assert_eq!(
+            listed_hash(&format!("{}  x.img\n", "z".repeat(64)), "x.img"),
+            None
+        );
+    }
+
+    #[test]
+    fn names_and_neighbours() {
+        let u = "https://cloud-images.ubuntu.com/releases/22.04/release/ubuntu-22.04-server-cloudimg-amd64.img";
+        assert_eq!(
+            file_name(u).unwrap(),
+            "ubuntu-22.04-server-cloudimg-amd64.img"
+        );
+        assert_eq!(
+            beside(u, "SHA256SUMS"),
+            "https://cloud-images.ubuntu.com/releases/22.04/release/SHA256SUMS"
+        );
+        assert_eq!(file_name("http://h/a/b.img?x=1#y").unwrap(), "b.img");
+        for bad in ["http://h/a/", "http://", "http://h/.."] {
+            assert!(file_name(bad).is_err(), "{bad}");
+        }
+    }
+}
