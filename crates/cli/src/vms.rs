@@ -142,18 +142,35 @@ pub fn qemu_up(
     let opts = lab::qemu::UpOptions {
         boot_timeout,
         cache: lab::virtualbox::image_cache(),
+        ubuntu_mirror: std::env::var("LAB_UBUNTU_CLOUD_IMAGES")
+            .unwrap_or_else(|_| lab::qemu::UBUNTU_CLOUD_IMAGES.to_string()),
     };
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let vms = lab::qemu::up(
         lab,
         dir,
         &guest::Local::new("local"),
         &opts,
         &mut |e| match e {
-            Q::Step(s) => eprintln!("{s}"),
-            Q::Note(n) => eprintln!("note: {n}"),
+            Q::Step(s) => bar.suspend(|| eprintln!("{s}")),
+            Q::Note(n) => bar.suspend(|| eprintln!("note: {n}")),
+            Q::Download { done, total } => {
+                if bar.is_hidden() {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(done);
+            }
         },
-    )
-    .map_err(fail)?;
+    );
+    bar.finish_and_clear();
+    let vms = vms.map_err(fail)?;
     let mut out = String::new();
     for v in &vms {
         writeln!(

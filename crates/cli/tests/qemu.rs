@@ -198,6 +198,126 @@ fn destroy_after_kill_9_during_up() {
     );
 }
 
+/// `image = "ubuntu-22.04"` from a mirror on loopback (`LAB_UBUNTU_CLOUD_IMAGES`): the image is
+/// downloaded once and checked against the mirror's SHA256SUMS, each VM gets a NoCloud seed, and
+/// real cloud-init in the guest takes its hostname and the lab's key from it. No Ubuntu image
+/// can be fetched here, so the mirror serves a cloud image lab builds from Debian (cloud-init,
+/// no key, NoCloud only) under Ubuntu's file name.
+#[test]
+fn ubuntu_cloud_image_from_a_mirror() {
+    let caps = capabilities()
+        .and_then(|()| testkit::tool("genisoimage"))
+        .and_then(|()| testkit::tool("isoinfo"));
+    if !testkit::require("QEMU cloud image", caps) {
+        return;
+    }
+    let _turn = turn();
+    let local = guest::Local::new("local");
+    let spec = qemu::image::ImageSpec::bookworm_cloud(Path::new("/")).unwrap();
+    let t = Instant::now();
+    let image = qemu::image::build(
+        &local,
+        &spec,
+        &lab::virtualbox::image_cache(),
+        &qemu::accel::probe(Path::new("/")),
+        &mut |s| eprintln!("cloud image: {s}"),
+    )
+    .unwrap();
+    eprintln!(
+        "cloud image {} ({}, {:.0} s)",
+        image.qcow2.display(),
+        if image.cached { "cached" } else { "built" },
+        t.elapsed().as_secs_f64()
+    );
+    let dir_url = "/releases/22.04/release";
+    let name = "ubuntu-22.04-server-cloudimg-amd64.img";
+    let sums = format!(
+        "{} *ubuntu-22.04-server-cloudimg-arm64.img\n{} *{name}\n",
+        "0".repeat(64),
+        fetch::sha256_file(&image.qcow2).unwrap()
+    );
+    let server = testkit::http::Server::start(
+        [(format!("{dir_url}/SHA256SUMS"), sums.into_bytes())].into(),
+        &[],
+    );
+    server.put_path(&format!("{dir_url}/{name}"), &image.qcow2);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    // One host: what is tested is the image and the seed, not MPTCP.
+    std::fs::write(
+        dir.join("Lab.toml"),
+        format!(
+            "[lab]\nname = \"{LAB}c\"\n\n[networks.seg]\nsubnet = \"10.1.1.0/24\"\n\n\
+             [hosts.cloud1]\nrole = \"server\"\n\n[hosts.cloud1.vm]\nmemory_mib = 1024\ncpus = 1\n\
+             disk_gib = 6\nimage = \"ubuntu-22.04\"\n\n\
+             [[hosts.cloud1.interfaces]]\nname = \"enp0s3\"\nnat = true\n\n\
+             [[hosts.cloud1.interfaces]]\nname = \"lab0\"\nnetwork = \"seg\"\naddress = \"10.1.1.1/24\"\n"
+        ),
+    )
+    .unwrap();
+    let guard = Destroy(dir.clone());
+    let run = |args: &[&str]| {
+        let t = Instant::now();
+        let out = assert_cmd::Command::cargo_bin("lab")
+            .unwrap()
+            .current_dir(&dir)
+            .env("LAB_UBUNTU_CLOUD_IMAGES", &server.base)
+            .args(args)
+            .output()
+            .unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        eprintln!(
+            "$ lab {} ({:.1} s)\n{o}{e}",
+            args.join(" "),
+            t.elapsed().as_secs_f64()
+        );
+        assert!(out.status.success(), "lab {args:?}:\n{o}\n{e}");
+        (o, e)
+    };
+    let (out, err) = run(&[
+        "up",
+        "--provider",
+        "qemu",
+        "--no-apply",
+        "--boot-timeout",
+        "600",
+    ]);
+    assert!(err.contains("sha256"), "the download is verified: {err}");
+    assert!(out.contains("cloud1: VM"), "{out}");
+    assert_eq!(server.gets(&format!("{dir_url}/{name}")), 1);
+
+    // cloud-init read the seed: the hostname is the host's (the image says `lab`), root has the
+    // lab's key (this very login), the NIC got its Lab.toml name by MAC, the disk is 6 GiB.
+    let (host, _) = run(&["exec", "cloud1", "--", "hostname"]);
+    assert_eq!(host.trim(), "cloud1");
+    let (ci, _) = run(&["exec", "cloud1", "--", "cloud-init", "status", "--wait"]);
+    assert!(ci.contains("done"), "{ci}");
+    let (ds, _) = run(&[
+        "exec",
+        "cloud1",
+        "--",
+        "cat",
+        "/run/cloud-init/instance-data.json",
+    ]);
+    assert!(ds.contains("nocloud") || ds.contains("NoCloud"), "{ds}");
+    let (links, _) = run(&["exec", "cloud1", "--", "ip", "-o", "link", "show", "lab0"]);
+    assert!(links.contains("lab0"), "{links}");
+    let (size, _) = run(&["exec", "cloud1", "--", "cat", "/sys/block/vda/size"]);
+    assert_eq!(size.trim().parse::<u64>().unwrap() * 512, 6 << 30);
+
+    // A second `up` adopts the VM; the image is not downloaded again (the sums are read again).
+    run(&["up", "--no-apply"]);
+    assert_eq!(server.gets(&format!("{dir_url}/{name}")), 1);
+    assert_eq!(server.gets(&format!("{dir_url}/SHA256SUMS")), 2);
+
+    drop(guard);
+    assert!(qemu_pids_of(&format!("lab-{LAB}c-")).is_empty());
+}
+
 /// `lab test` across the VMs: MPTCP in use, the expected subflows, every NIC of both hosts
 /// carrying its share: the verdict passes.
 fn mptcp_across_vms(dir: &Path, kernel: &str) {

@@ -77,9 +77,10 @@ impl Rig {
         std::fs::create_dir_all(&lab).unwrap();
         // The built-in lab (the guide's two VMs), from a base VM, logging in as root.
         let toml = lab::Preset::Builtin.source().replace(
-            "image = \"ubuntu-22.04\"",
-            &format!("image = \"{image}\"\nuser = \"root\""),
+            "disk_gib = 20\n",
+            &format!("disk_gib = 20\nimage = \"{image}\"\nuser = \"root\"\n"),
         );
+        assert_eq!(toml.matches(image).count(), 2, "both VMs");
         std::fs::write(lab.join("Lab.toml"), toml).unwrap();
         Rig {
             tmp,

@@ -152,7 +152,7 @@ pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<SshConfig, Error> {
             .get(&h.name)
             .map(|r| r.ssh_port)
             .ok_or_else(|| Error::NotUp(h.name.clone()))?;
-        return Ok(vm_ssh_config(dir, h, port, "root", state.key.clone()));
+        return Ok(vm_ssh_config(dir, h, port, &h.vm.user, state.key.clone()));
     }
     let t = h.ssh.as_ref().ok_or_else(|| Error::NoSsh(h.name.clone()))?;
     let auth = match &t.key {

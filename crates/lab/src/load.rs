@@ -586,7 +586,7 @@ impl Validator {
                     "e.g. ubuntu-22.04 or debian-12",
                 );
             }
-            vm.image = img.get_ref().clone();
+            vm.image = Some(img.get_ref().clone());
         }
         if let Some(u) = &raw.user {
             let name = u.get_ref();

@@ -106,11 +106,25 @@ pub struct Vm {
     pub memory_mib: u32,
     pub cpus: u32,
     pub disk_gib: u32,
-    /// `ubuntu-22.04` (an installer ISO in lab's cache), a path to an `.iso` or `.ova`, or
-    /// `vbox:BASE[@SNAPSHOT]` (a VirtualBox VM to clone).
-    pub image: String,
+    /// Where the VM's system comes from; `None`: the provider's default ([`Vm::image_for`]).
+    /// VirtualBox: `ubuntu-22.04` (an installer ISO in lab's cache), a path to an `.iso` or
+    /// `.ova`, or `vbox:BASE[@SNAPSHOT]` (a VirtualBox VM to clone). QEMU: `debian-12` (built
+    /// by lab), `ubuntu-22.04` (the cloud image), a cloud image's URL or file.
+    pub image: Option<String>,
     /// The account lab logs in as over SSH (with the lab's key).
     pub user: String,
+}
+
+impl Vm {
+    /// The image, or the provider's default: the guide's Ubuntu 22.04 on VirtualBox, lab's
+    /// Debian 12 on QEMU (built from this machine's Debian mirror, no internet needed).
+    pub fn image_for(&self, provider: Provider) -> &str {
+        match (&self.image, provider) {
+            (Some(i), _) => i,
+            (None, Provider::Qemu) => "debian-12",
+            (None, _) => "ubuntu-22.04",
+        }
+    }
 }
 
 impl Default for Vm {
@@ -119,7 +133,7 @@ impl Default for Vm {
             memory_mib: 2048,
             cpus: 2,
             disk_gib: 20,
-            image: "ubuntu-22.04".into(),
+            image: None,
             user: "root".into(),
         }
     }

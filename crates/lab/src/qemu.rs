@@ -15,6 +15,8 @@ use qemu::accel::Accel;
 use qemu::vm::{self, SegmentNic, VmSpec};
 use serde::{Deserialize, Serialize};
 
+pub use qemu::cloud::UBUNTU_CLOUD_IMAGES;
+
 use crate::hosts;
 use crate::model::{Attach, Host, Lab, Provider};
 
@@ -22,6 +24,8 @@ use crate::model::{Attach, Host, Lab, Provider};
 pub enum Error {
     #[error(transparent)]
     Image(#[from] qemu::image::Error),
+    #[error(transparent)]
+    Fetch(#[from] fetch::Error),
     #[error(transparent)]
     Host(#[from] Box<guest::Error>),
     #[error(transparent)]
@@ -68,6 +72,7 @@ pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
 /// What lab remembers of a lab's VMs and switches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
+    /// The base image of the last VM started (each VM's own is in its record).
     pub image: PathBuf,
     /// The key the image's root accepts.
     pub key: PathBuf,
@@ -84,6 +89,12 @@ pub struct VmRecord {
     pub pidfile: PathBuf,
     pub monitor: PathBuf,
     pub console: PathBuf,
+    /// The image its overlay is on.
+    #[serde(default)]
+    pub base: PathBuf,
+    /// The NoCloud seed (cloud images).
+    #[serde(default)]
+    pub seed: Option<PathBuf>,
 }
 
 pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
@@ -206,6 +217,7 @@ pub fn vm_spec(
         monitor: Some(rec.monitor.clone()),
         pidfile: Some(rec.pidfile.clone()),
         direct_boot: None,
+        seed: rec.seed.clone(),
     })
 }
 
@@ -214,6 +226,11 @@ pub fn vm_spec(
 pub enum Event {
     Step(String),
     Note(String),
+    /// Bytes of a download so far, and of the whole file when the server said.
+    Download {
+        done: u64,
+        total: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +238,138 @@ pub struct UpOptions {
     pub boot_timeout: Duration,
     /// lab's image cache (~/.cache/lab/images).
     pub cache: PathBuf,
+    /// Where `ubuntu-XX.YY` images come from ([`qemu::cloud::UBUNTU_CLOUD_IMAGES`] or a
+    /// mirror of its layout).
+    pub ubuntu_mirror: String,
+}
+
+/// A VM's base disk.
+#[derive(Debug, Clone)]
+struct Base {
+    path: PathBuf,
+    format: String,
+    virtual_size: u64,
+    /// A cloud image: each VM gets a NoCloud seed.
+    seeded: bool,
+}
+
+/// Build, download or find the image of `h` (once per image for the whole lab).
+fn base_of(
+    h: &Host,
+    dir: &Path,
+    host: &dyn Exec,
+    opts: &UpOptions,
+    accel: &Accel,
+    events: &mut dyn FnMut(Event),
+) -> Result<Base, Error> {
+    let image = h.vm.image_for(Provider::Qemu);
+    let model = |message: String| Error::Model {
+        host: h.name.clone(),
+        message,
+    };
+    let source = qemu::cloud::source(image, &opts.ubuntu_mirror, dir).map_err(model)?;
+    let path = match &source {
+        qemu::cloud::Source::Debian => {
+            if h.vm.user != "root" {
+                return Err(model(format!(
+                    "lab's Debian image has the key for root only, not `{}`: leave `user` unset or use a cloud image",
+                    h.vm.user
+                )));
+            }
+            let spec = qemu::image::ImageSpec::bookworm(Path::new("/"))?;
+            let built = qemu::image::build(host, &spec, &opts.cache, accel, &mut |s| {
+                events(Event::Step(format!("image: {s}")));
+            })?;
+            if !built.cached {
+                events(Event::Note(format!(
+                    "built the base image {} in {:.0} s",
+                    built.qcow2.display(),
+                    built.seconds
+                )));
+            }
+            built.qcow2
+        }
+        qemu::cloud::Source::Download { url, sums } => {
+            events(Event::Step(format!(
+                "image: {url} (checked against {sums})"
+            )));
+            let got = fetch::fetch(
+                url,
+                sums,
+                &qemu::cloud::cache_dir(&opts.cache, url),
+                &mut |done, total| events(Event::Download { done, total }),
+            )?;
+            if let Some(why) = &got.offline {
+                events(Event::Note(format!(
+                    "{sums} unreachable ({why}); using the copy lab verified before, {}",
+                    got.path.display()
+                )));
+            } else if !got.cached {
+                events(Event::Note(format!(
+                    "downloaded {} (sha256 {} verified)",
+                    got.path.display(),
+                    &got.sha256[..16]
+                )));
+            }
+            got.path
+        }
+        qemu::cloud::Source::File(p) => {
+            if !p.is_file() {
+                return Err(model(format!("image file {} does not exist", p.display())));
+            }
+            p.clone()
+        }
+    };
+    let info = host.check(&Command::new([
+        "qemu-img",
+        "info",
+        "-U",
+        "--output=json",
+        &path.display().to_string(),
+    ]))?;
+    let v: serde_json::Value = serde_json::from_str(&info.stdout_lossy()).unwrap_or_default();
+    let format = v["format"].as_str().unwrap_or("raw").to_string();
+    Ok(Base {
+        path,
+        format,
+        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
+        seeded: source.needs_seed(),
+    })
+}
+
+/// Write a VM's NoCloud seed (its files beside it, for people to read) and make the ISO.
+fn write_seed(
+    host: &dyn Exec,
+    lab: &Lab,
+    h: &Host,
+    vmdir: &Path,
+    public_key: &str,
+) -> Result<PathBuf, Error> {
+    let nat = &h.interfaces[0];
+    let seed = qemu::cloud::Seed {
+        instance_id: vm_name(lab, &h.name),
+        hostname: h.name.clone(),
+        user: h.vm.user.clone(),
+        public_key: public_key.to_string(),
+        nat_mac: vm::mac(
+            nat.mac
+                .map(|m| m.0)
+                .unwrap_or_else(|| vm::stable_mac(&lab.name, &h.name, 3)),
+        ),
+        nat_name: nat.name.clone(),
+    };
+    let files = vmdir.join("seed");
+    host.check(&Command::new(["mkdir", "-p", &files.display().to_string()]))?;
+    for (name, text) in seed.files() {
+        host.put_file(
+            &files.join(name),
+            text.as_bytes(),
+            guest::FileMode::mode(0o644),
+        )?;
+    }
+    let iso = vmdir.join("seed.iso");
+    host.check(&Command::new(qemu::cloud::seed_iso_argv(&files, &iso)))?;
+    Ok(iso)
 }
 
 /// A VM after `up`.
@@ -247,16 +396,13 @@ pub fn up(
     if let Accel::Tcg { why } = &accel {
         events(Event::Note(format!("software emulation (TCG): {why}")));
     }
-    let spec = qemu::image::ImageSpec::bookworm(Path::new("/"))?;
-    let image = qemu::image::build(host, &spec, &opts.cache, &accel, &mut |s| {
-        events(Event::Step(format!("image: {s}")));
-    })?;
-    if !image.cached {
-        events(Event::Note(format!(
-            "built the base image {} in {:.0} s",
-            image.qcow2.display(),
-            image.seconds
-        )));
+    let public_key = qemu::image::ensure_key(host, &opts.cache)?;
+    let mut bases: BTreeMap<String, Base> = BTreeMap::new();
+    for h in hosts_of(lab) {
+        let image = h.vm.image_for(Provider::Qemu).to_string();
+        if let std::collections::btree_map::Entry::Vacant(e) = bases.entry(image) {
+            e.insert(base_of(h, dir, host, opts, &accel, events)?);
+        }
     }
     let work = workdir(dir);
     host.check(&Command::new([
@@ -265,8 +411,7 @@ pub fn up(
         &work.join("switch").display().to_string(),
     ]))?;
     let mut state = load_state(dir, lab);
-    state.image = image.qcow2.clone();
-    state.key = image.key.clone();
+    state.key = opts.cache.join("id_ed25519");
 
     // Switches for every segment and link a QEMU host is on.
     let mut segments = Vec::new();
@@ -303,6 +448,7 @@ pub fn up(
             Some(r) if running || hosts::port_free(r.ssh_port) => r.ssh_port,
             _ => hosts::pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
         };
+        let base = &bases[h.vm.image_for(Provider::Qemu)];
         let rec = VmRecord {
             name: name.clone(),
             ssh_port: port,
@@ -310,7 +456,10 @@ pub fn up(
             pidfile,
             monitor: vmdir.join("monitor.sock"),
             console: vmdir.join("console.log"),
+            base: base.path.clone(),
+            seed: base.seeded.then(|| vmdir.join("seed.iso")),
         };
+        state.image = base.path.clone();
         state.vms.insert(h.name.clone(), rec.clone());
         save_state(dir, lab, &state)?;
         if running {
@@ -325,7 +474,18 @@ pub fn up(
             ]))?
             .success()
         {
-            host.check(&Command::new(vm::overlay_argv(&image.qcow2, &rec.disk)))?;
+            // A cloud image grows its root filesystem into the room the overlay gives it.
+            let want = u64::from(h.vm.disk_gib) << 30;
+            let size = (base.seeded && want > base.virtual_size).then_some(h.vm.disk_gib);
+            host.check(&Command::new(vm::overlay_argv(
+                &base.path,
+                &base.format,
+                &rec.disk,
+                size,
+            )))?;
+        }
+        if base.seeded {
+            write_seed(host, lab, h, &vmdir, &public_key)?;
         }
         let _ = std::fs::remove_file(&rec.monitor);
         events(Event::Step(format!("{}: starting {name}", h.name)));
@@ -349,6 +509,9 @@ pub fn up(
                             console: rec.console.clone(),
                             source: Box::new(e),
                         })?;
+                    if rec.seed.is_some() {
+                        wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
+                    }
                     let boot = t.elapsed().as_secs_f64();
                     name_nics(&ssh, lab, h, work)?;
                     let kernel = ssh
@@ -376,6 +539,27 @@ pub fn up(
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// A cloud image's VM is ready when cloud-init has applied its seed: until then sshd may still
+/// be restarted (password settings) and the key, hostname and network may not be in place yet.
+/// `cloud-init status --wait` runs over the session lab already holds, which an sshd restart
+/// does not end. An image without cloud-init is ready at once.
+fn wait_cloud_init(ssh: &guest::Ssh, host: &str, within: Duration) -> Result<(), Error> {
+    let out =
+        ssh.run(&Command::new(["cloud-init", "status", "--wait", "--long"]).timeout(within))?;
+    match out.status {
+        // 0: done; 2: done with recoverable errors (cloud-init 23.4 and later).
+        guest::Status::Code(0 | 2) | guest::Status::Code(127) => Ok(()),
+        _ => Err(Error::Model {
+            host: host.to_string(),
+            message: format!(
+                "cloud-init failed to apply the seed (see /var/log/cloud-init.log in the VM):\n{}{}",
+                out.stdout_lossy(),
+                out.stderr_lossy()
+            ),
+        }),
+    }
 }
 
 /// Guest NIC names depend on the kernel and the machine (`ens8` or `enp0s8`): find each lab

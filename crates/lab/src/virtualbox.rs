@@ -149,7 +149,7 @@ pub fn image_cache() -> PathBuf {
 pub const UBUNTU_22_04_ISO: &str = "ubuntu-22.04.5-live-server-amd64.iso";
 
 pub fn source(h: &Host, dir: &Path) -> Result<Source, Error> {
-    let image = h.vm.image.as_str();
+    let image = h.vm.image_for(Provider::Virtualbox);
     if let Some(base) = image.strip_prefix("vbox:") {
         let (base, snapshot) = match base.split_once('@') {
             Some((b, s)) => (b.to_string(), Some(s.to_string())),
@@ -782,7 +782,7 @@ mod tests {
             source(&h, dir).unwrap(),
             Source::Iso(image_cache().join(UBUNTU_22_04_ISO))
         );
-        h.vm.image = "vbox:base@clean".into();
+        h.vm.image = Some("vbox:base@clean".into());
         assert_eq!(
             source(&h, dir).unwrap(),
             Source::Clone {
@@ -790,12 +790,12 @@ mod tests {
                 snapshot: Some("clean".into())
             }
         );
-        h.vm.image = "images/u.ova".into();
+        h.vm.image = Some("images/u.ova".into());
         assert_eq!(
             source(&h, dir).unwrap(),
             Source::Ova("/labs/x/images/u.ova".into())
         );
-        h.vm.image = "debian-12".into();
+        h.vm.image = Some("debian-12".into());
         assert!(source(&h, dir).is_err());
     }
 

@@ -147,7 +147,7 @@ fn guide_preset_has_the_guides_machines_and_addresses() {
     ] {
         let h = lab.host(host).unwrap();
         assert_eq!((h.vm.memory_mib, h.vm.cpus, h.vm.disk_gib), (2048, 2, 20));
-        assert_eq!(h.vm.image, "ubuntu-22.04");
+        assert_eq!(h.vm.image.as_deref(), Some("ubuntu-22.04"));
         assert!(h.interfaces[0].is_nat(), "NIC 1 is NAT");
         let got: Vec<String> = h
             .path_interfaces()

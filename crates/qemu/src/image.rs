@@ -44,6 +44,10 @@ pub struct ImageSpec {
     pub mirror: String,
     pub packages: Vec<String>,
     pub size_mib: u64,
+    /// A cloud image: cloud-init installed and limited to NoCloud seeds, no key baked in (each
+    /// VM's seed brings it), as Ubuntu's cloud images are. lab's own VMs use the plain image;
+    /// this one stands in for a cloud image where none can be downloaded (the tests).
+    pub cloud_init: bool,
 }
 
 /// The version of what [`configure`] writes: a change makes a new image.
@@ -80,7 +84,23 @@ impl ImageSpec {
             mirror,
             packages: PACKAGES.iter().map(|s| (*s).to_string()).collect(),
             size_mib: 3072,
+            cloud_init: false,
         })
+    }
+
+    /// Debian bookworm as a cloud image: [`ImageSpec::bookworm`] with cloud-init.
+    pub fn bookworm_cloud(apt_root: &Path) -> Result<ImageSpec, Error> {
+        let mut s = ImageSpec::bookworm(apt_root)?;
+        // debootstrap does not resolve virtual packages: python3-cryptography needs
+        // python3-cffi-backend-api-*, which python3-cffi-backend provides.
+        // locales: cloud-init's locale step runs locale-gen, as on Ubuntu's images.
+        s.packages.extend([
+            "cloud-init".into(),
+            "python3-cffi-backend".into(),
+            "locales".into(),
+        ]);
+        s.cloud_init = true;
+        Ok(s)
     }
 
     /// The cache key: suite, package list, size and the layout of lab's files in the image
@@ -93,11 +113,13 @@ impl ImageSpec {
             .bytes()
             .chain(self.size_mib.to_le_bytes())
             .chain(LAYOUT.to_le_bytes())
+            .chain([u8::from(self.cloud_init)])
         {
             h ^= u32::from(b);
             h = h.wrapping_mul(0x0100_0193);
         }
-        format!("debian-{}-{h:08x}", self.suite)
+        let kind = if self.cloud_init { "-cloud" } else { "" };
+        format!("debian-{}{kind}-{h:08x}", self.suite)
     }
 }
 
@@ -171,8 +193,8 @@ fn put(host: &dyn Exec, root: &Path, rel: &str, text: &str, mode: u32) -> Result
     Ok(())
 }
 
-/// lab's files in the image.
-fn configure(host: &dyn Exec, root: &Path, public_key: &str) -> Result<(), Error> {
+/// lab's files in the image; the key for root unless the image is a cloud image (`None`).
+fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(), Error> {
     put(host, root, "etc/hostname", "lab\n", 0o644)?;
     put(
         host,
@@ -208,13 +230,29 @@ fn configure(host: &dyn Exec, root: &Path, public_key: &str) -> Result<(), Error
         "[Match]\nName=enp0s3 ens3 eth0\n\n[Network]\nDHCP=ipv4\n",
         0o644,
     )?;
-    put(
-        host,
-        root,
-        "root/.ssh/authorized_keys",
-        &format!("{}\n", public_key.trim()),
-        0o600,
-    )?;
+    match public_key {
+        Some(k) => put(
+            host,
+            root,
+            "root/.ssh/authorized_keys",
+            &format!("{}\n", k.trim()),
+            0o600,
+        )?,
+        // A cloud image reads its seed and nothing else (no network metadata service to wait
+        // for); without a seed (the first boot) cloud-init stays off.
+        None => {
+            put(
+                host,
+                root,
+                "etc/cloud/cloud.cfg.d/90-lab-datasource.cfg",
+                "datasource_list: [ NoCloud ]\n",
+                0o644,
+            )?;
+            // Off for the image's own first boot (GRUB's install), on from the first VM's:
+            // the image leaves no cloud-init state behind, as a published cloud image.
+            put(host, root, "etc/cloud/cloud-init.disabled", "", 0o644)?;
+        }
+    }
     // Every VM gets host keys of its own on its first boot, not the image's.
     put(
         host,
@@ -223,14 +261,21 @@ fn configure(host: &dyn Exec, root: &Path, public_key: &str) -> Result<(), Error
         "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
         0o644,
     )?;
+    let enable_cloud_init = if public_key.is_none() {
+        " && rm -f /etc/cloud/cloud-init.disabled"
+    } else {
+        ""
+    };
     put(
         host,
         root,
         "etc/systemd/system/lab-grub-install.service",
-        "[Unit]\nDescription=lab: install GRUB on the image's first boot\nConditionPathExists=/etc/lab-grub-pending\n\
+        &format!(
+            "[Unit]\nDescription=lab: install GRUB on the image's first boot\nConditionPathExists=/etc/lab-grub-pending\n\
          After=local-fs.target\n\n[Service]\nType=oneshot\nStandardOutput=journal+console\n\
-         ExecStart=/bin/sh -c 'grub-install /dev/vda && update-grub && rm /etc/lab-grub-pending && echo lab-grub-installed > /dev/ttyS0'\n\
-         ExecStartPost=/bin/systemctl --no-block poweroff\n\n[Install]\nWantedBy=multi-user.target\n",
+         ExecStart=/bin/sh -c 'grub-install /dev/vda && update-grub && rm /etc/lab-grub-pending{enable_cloud_init} && echo lab-grub-installed > /dev/ttyS0'\n\
+         ExecStartPost=/bin/systemctl --no-block poweroff\n\n[Install]\nWantedBy=multi-user.target\n"
+        ),
         0o644,
     )?;
     put(host, root, "etc/lab-grub-pending", "", 0o644)?;
@@ -291,26 +336,7 @@ pub fn build(
     let work = dir.join("work");
     host.check(&Command::new(["rm", "-rf", &path(&work)]))?;
     host.check(&Command::new(["mkdir", "-p", &path(&work)]))?;
-    if !host
-        .run(&Command::new(["test", "-f", &path(&key)]))?
-        .success()
-    {
-        host.check(&Command::new([
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "lab-qemu-images",
-            "-f",
-            &path(&key),
-        ]))?;
-    }
-    let public_key =
-        String::from_utf8_lossy(&host.get_file(&key.with_extension("pub"))?).into_owned();
-
+    let public_key = ensure_key(host, cache)?;
     let rootfs = work.join("rootfs");
     progress(&format!(
         "debootstrap {} from {} ({} packages)",
@@ -318,19 +344,35 @@ pub fn build(
         spec.mirror,
         spec.packages.len()
     ));
-    host.check(
-        &Command::new([
-            "debootstrap".to_string(),
-            "--variant=minbase".into(),
-            format!("--include={}", spec.packages.join(",")),
-            spec.suite.clone(),
-            path(&rootfs),
-            spec.mirror.clone(),
-        ])
-        .timeout(Duration::from_secs(1800)),
-    )?;
+    let argv = vec![
+        "debootstrap".to_string(),
+        "--variant=minbase".into(),
+        format!("--include={}", spec.packages.join(",")),
+        spec.suite.clone(),
+        path(&rootfs),
+        spec.mirror.clone(),
+    ];
+    let st = host.run(&Command::new(argv.clone()).timeout(Duration::from_secs(1800)))?;
+    if !st.success() {
+        // debootstrap says little on stderr; its log says which package failed and why.
+        let log = rootfs.join("debootstrap/debootstrap.log");
+        let text = String::from_utf8_lossy(&host.get_file(&log).unwrap_or_default()).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        return Err(Error::Other(format!(
+            "{} failed ({}): {}; the end of {}:\n{}",
+            argv.join(" "),
+            st.status,
+            st.stderr_lossy().trim(),
+            log.display(),
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )));
+    }
     progress("configuring the image");
-    configure(host, &rootfs, &public_key)?;
+    configure(
+        host,
+        &rootfs,
+        (!spec.cloud_init).then_some(public_key.as_str()),
+    )?;
 
     progress("making the disk (mkfs.ext4 -d, sfdisk, no loop device)");
     let part = work.join("part.raw");
@@ -398,6 +440,7 @@ pub fn build(
             initrd: Some(initrd),
             append: "root=/dev/vda1 rw console=ttyS0,115200n8".into(),
         }),
+        seed: None,
     };
     let st = host.run(&Command::new(vm::argv(&spec_vm)).timeout(Duration::from_secs(900)))?;
     let console = String::from_utf8_lossy(&host.get_file(&log).unwrap_or_default()).into_owned();
@@ -442,6 +485,30 @@ pub fn build(
         cached: false,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The key of lab's VMs, `cache`/id_ed25519 (made on first use); returns the public key.
+pub fn ensure_key(host: &dyn Exec, cache: &Path) -> Result<String, Error> {
+    let key = cache.join("id_ed25519");
+    host.check(&Command::new(["mkdir", "-p", &path(cache)]))?;
+    if !host
+        .run(&Command::new(["test", "-f", &path(&key)]))?
+        .success()
+    {
+        host.check(&Command::new([
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "lab-qemu-images",
+            "-f",
+            &path(&key),
+        ]))?;
+    }
+    Ok(String::from_utf8_lossy(&host.get_file(&key.with_extension("pub"))?).into_owned())
 }
 
 /// The newest `prefix*` file in `dir` (version sort).

@@ -8,6 +8,7 @@
 //! Pure argv builders; running them goes through `guest::Exec`.
 
 pub mod accel;
+pub mod cloud;
 pub mod image;
 pub mod monitor;
 pub mod vm;

@@ -43,6 +43,8 @@ pub struct VmSpec {
     /// Run in the background, writing this PID file.
     pub pidfile: Option<PathBuf>,
     pub direct_boot: Option<DirectBoot>,
+    /// A NoCloud seed ISO (cloud images), read-only as a second virtio disk on slot 6.
+    pub seed: Option<PathBuf>,
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
@@ -58,8 +60,9 @@ fn p(path: &Path) -> String {
 }
 
 /// `qemu-system-x86_64 ...`: an i440fx PC without default devices, the disk as virtio-blk on
-/// slot 5, virtio-net NICs on slots 3 (NAT) and 8, 9, 10, ... (segments), the serial console to
-/// a file, no display.
+/// slot 5 (a seed on 6), a virtio RNG on slot 7 fed from the host's /dev/urandom (a guest's
+/// sshd does not wait for entropy), virtio-net NICs on slots 3 (NAT) and 8, 9, 10, ...
+/// (segments), the serial console to a file, no display.
 pub fn argv(s: &VmSpec) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "qemu-system-x86_64".into(),
@@ -87,6 +90,20 @@ pub fn argv(s: &VmSpec) -> Vec<String> {
         ),
         "-device".into(),
         "virtio-blk-pci,drive=disk0,addr=0x5".into(),
+    ]);
+    if let Some(seed) = &s.seed {
+        a.extend([
+            "-drive".into(),
+            format!("id=seed,if=none,file={},format=raw,readonly=on", p(seed)),
+            "-device".into(),
+            "virtio-blk-pci,drive=seed,addr=0x6".into(),
+        ]);
+    }
+    a.extend([
+        "-object".into(),
+        "rng-random,id=rng0,filename=/dev/urandom".into(),
+        "-device".into(),
+        "virtio-rng-pci,rng=rng0,addr=0x7".into(),
     ]);
     match s.ssh_port {
         Some(port) => {
@@ -149,10 +166,16 @@ pub fn switch_argv(dir: &Path, pidfile: &Path) -> Vec<String> {
     ]
 }
 
-/// `qemu-img create -f qcow2 -b BASE -F qcow2 OVERLAY`: a VM's disk, copy-on-write over the
-/// base image (milliseconds, a few hundred kB).
-pub fn overlay_argv(base: &Path, overlay: &Path) -> Vec<String> {
-    vec![
+/// `qemu-img create -f qcow2 -b BASE -F FORMAT OVERLAY [SIZE]`: a VM's disk, copy-on-write
+/// over the base image (milliseconds, a few hundred kB). A size larger than the base's makes
+/// room that a cloud image's first boot grows its root filesystem into.
+pub fn overlay_argv(
+    base: &Path,
+    base_format: &str,
+    overlay: &Path,
+    size_gib: Option<u32>,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec![
         "qemu-img".into(),
         "create".into(),
         "-q".into(),
@@ -161,9 +184,13 @@ pub fn overlay_argv(base: &Path, overlay: &Path) -> Vec<String> {
         "-b".into(),
         p(base),
         "-F".into(),
-        "qcow2".into(),
+        base_format.into(),
         p(overlay),
-    ]
+    ];
+    if let Some(g) = size_gib {
+        a.push(format!("{g}G"));
+    }
+    a
 }
 
 /// The MAC lab gives a NIC that Lab.toml leaves without one: QEMU's prefix 52:54:00, then

@@ -29,6 +29,7 @@ fn spec() -> VmSpec {
         monitor: Some(d.join("monitor.sock")),
         pidfile: Some(d.join("qemu.pid")),
         direct_boot: None,
+        seed: None,
     }
 }
 
@@ -67,8 +68,24 @@ fn switch_overlay_and_macs() {
         "vde_switch --sock /s/sw --daemon --pidfile /s/sw.pid --mod 700"
     );
     assert_eq!(
-        vm::overlay_argv(Path::new("/c/base.qcow2"), Path::new("/l/disk.qcow2")).join(" "),
+        vm::overlay_argv(
+            Path::new("/c/base.qcow2"),
+            "qcow2",
+            Path::new("/l/disk.qcow2"),
+            None
+        )
+        .join(" "),
         "qemu-img create -q -f qcow2 -b /c/base.qcow2 -F qcow2 /l/disk.qcow2"
+    );
+    assert_eq!(
+        vm::overlay_argv(
+            Path::new("/c/u.img"),
+            "qcow2",
+            Path::new("/l/disk.qcow2"),
+            Some(20)
+        )
+        .join(" "),
+        "qemu-img create -q -f qcow2 -b /c/u.img -F qcow2 /l/disk.qcow2 20G"
     );
     let a = vm::stable_mac("mptcp", "ue1", 8);
     assert_eq!(a, vm::stable_mac("mptcp", "ue1", 8), "stable");
