@@ -4,8 +4,11 @@
 //!
 //! The download goes to a `.part` file, hashed while it streams, and is renamed only when the
 //! hash matches, so the cache never holds a file that failed the check. Beside each verified
-//! file lab writes `<file>.sha256`: when the sums file cannot be reached (offline), a cached
-//! copy that still has that hash is used, and the caller is told ([`Fetched::offline`]).
+//! file lab writes `<file>.sha256`: the hash, the size and the modification time it had. A
+//! cached copy whose size and time are still those is not hashed again (a 600 MB image would
+//! cost seconds on every `up`); any other is. When the sums file cannot be reached (offline), a
+//! cached copy that still matches its record is used, and the caller is told
+//! ([`Fetched::offline`]).
 //!
 //! Signatures (PGP on the sums files) are not checked: that needs gpg and the publishers' keys.
 //! What is checked is that the bytes match the sums served by the same host.
@@ -86,6 +89,40 @@ fn get(url: &str) -> Result<ureq::http::Response<ureq::Body>, Error> {
     })
 }
 
+/// `<hash> <size> <mtime in ns>` of a verified file.
+fn record_line(path: &Path, hash: &str) -> String {
+    let (size, mtime) = stamp(path).unwrap_or((0, 0));
+    format!("{hash} {size} {mtime}\n")
+}
+
+fn stamp(path: &Path) -> Option<(u64, u128)> {
+    let m = fs::metadata(path).ok()?;
+    let t = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some((m.len(), t.as_nanos()))
+}
+
+/// The hash of `path` if its record says it was verified and it has not changed since (same
+/// size and modification time), else its hash computed now.
+fn current_hash(path: &Path, record: &Path) -> Result<(String, Option<String>), Error> {
+    let recorded = fs::read_to_string(record).ok().and_then(|r| {
+        let mut w = r.split_whitespace();
+        let hash = w.next()?.to_string();
+        let size: u64 = w.next()?.parse().ok()?;
+        let mtime: u128 = w.next()?.parse().ok()?;
+        Some((hash, size, mtime))
+    });
+    if let Some((hash, size, mtime)) = &recorded
+        && stamp(path) == Some((*size, *mtime))
+    {
+        return Ok((hash.clone(), Some(hash.clone())));
+    }
+    Ok((sha256_file(path)?, recorded.map(|r| r.0)))
+}
+
 /// The last path segment of a URL (without query or fragment).
 pub fn file_name(url: &str) -> Result<String, Error> {
     let path = url.split(['?', '#']).next().unwrap_or(url);
@@ -141,13 +178,13 @@ pub fn fetch(
         Ok(s) => s,
         Err(e) => {
             // Offline: a copy verified earlier still counts if its bytes did not change.
-            if let Ok(recorded) = fs::read_to_string(&record)
-                && path.exists()
-                && sha256_file(&path)? == recorded.trim()
+            if path.exists()
+                && let (now, Some(recorded)) = current_hash(&path, &record)?
+                && now == recorded
             {
                 return Ok(Fetched {
                     path,
-                    sha256: recorded.trim().to_string(),
+                    sha256: recorded,
                     cached: true,
                     replaced: false,
                     offline: Some(e.to_string()),
@@ -162,8 +199,8 @@ pub fn fetch(
     })?;
     let mut replaced = false;
     if path.exists() {
-        if sha256_file(&path)? == want {
-            fs::write(&record, format!("{want}\n"))
+        if current_hash(&path, &record)?.0 == want {
+            fs::write(&record, record_line(&path, &want))
                 .map_err(io(format!("writing {}", record.display())))?;
             return Ok(Fetched {
                 path,
@@ -214,7 +251,8 @@ pub fn fetch(
         return Err(Error::Mismatch { file, want, got });
     }
     fs::rename(&part, &path).map_err(io(format!("renaming {}", part.display())))?;
-    fs::write(&record, format!("{want}\n")).map_err(io(format!("writing {}", record.display())))?;
+    fs::write(&record, record_line(&path, &want))
+        .map_err(io(format!("writing {}", record.display())))?;
     Ok(Fetched {
         path,
         sha256: want,
