@@ -39,12 +39,15 @@ pub struct BuildSpec {
 impl BuildSpec {
     /// A spec with lab's defaults: `-mptcp`, package revision 1, ccache when installed, no
     /// menuconfig, no history.
+    /// Relative paths are taken from the current directory now: the build runs commands in
+    /// other directories (`cd TREE && merge_config.sh ... FRAGMENT`).
     pub fn new(source: PathBuf, profile: Profile, work: PathBuf, out: PathBuf) -> BuildSpec {
+        let abs = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         BuildSpec {
-            source,
+            source: abs(source),
             profile,
-            work,
-            out,
+            work: abs(work),
+            out: abs(out),
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             localversion: "-mptcp".into(),
             pkgversion: "1".into(),
@@ -540,4 +543,23 @@ pub fn build(
         ccache,
         objects: done,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_taken_from_here() {
+        let s = BuildSpec::new(
+            "linux.tar.xz".into(),
+            Profile::Tiny,
+            ".lab/kernel-build".into(),
+            "out".into(),
+        );
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(s.source, here.join("linux.tar.xz"));
+        assert_eq!(s.work, here.join(".lab/kernel-build"));
+        assert_eq!(s.out, here.join("out"));
+    }
 }
