@@ -33,6 +33,15 @@ fn has(exec: &dyn Exec, package: &str) -> Result<bool, guest::Error> {
     Ok(out.success() && out.stdout_lossy().starts_with("ii"))
 }
 
+/// Whether mptcpd runs, under either unit name (`is-active` succeeds when any is active).
+const MPTCPD_ACTIVE: [&str; 5] = [
+    "systemctl",
+    "is-active",
+    "--quiet",
+    "mptcp.service",
+    "mptcpd.service",
+];
+
 /// Check the tools, install the missing ones unless `check_only`, and look at mptcpd.
 pub fn provision(exec: &dyn Exec, check_only: bool) -> Result<Provisioned, guest::Error> {
     let mut p = Provisioned {
@@ -87,8 +96,9 @@ pub fn provision(exec: &dyn Exec, check_only: bool) -> Result<Provisioned, guest
         }
     }
     // mptcpd's default plugin (addr_adv) adds an endpoint for every address that appears.
+    // Debian's and Ubuntu's package calls the unit mptcp.service; upstream's is mptcpd.service.
     let active = exec
-        .run(&Command::new(["systemctl", "is-active", "--quiet", "mptcpd"]).retry_safe())?
+        .run(&Command::new(MPTCPD_ACTIVE).retry_safe())?
         .success();
     if active {
         let conf = exec
@@ -102,7 +112,7 @@ pub fn provision(exec: &dyn Exec, check_only: bool) -> Result<Provisioned, guest
         let addr_adv = plugins.as_deref().is_none_or(|p| p.contains("addr_adv"));
         if addr_adv {
             p.warnings.push(
-                "mptcpd runs with its addr_adv plugin, which adds an MPTCP endpoint for every address that appears and fights the lab's endpoints: `systemctl disable --now mptcpd` (mptcpize works without it)".into(),
+                "mptcpd runs with its addr_adv plugin, which adds an MPTCP endpoint for every address that appears and fights the lab's endpoints: `systemctl disable --now mptcp` (mptcpize works without it)".into(),
             );
         }
     }
@@ -152,10 +162,7 @@ mod tests {
             )
             .expect(&["apt-get", "update", "-q"], Output::ok(""))
             .expect(&install, Output::ok(""))
-            .expect(
-                &["systemctl", "is-active", "--quiet", "mptcpd"],
-                Output::ok(""),
-            )
+            .expect(&MPTCPD_ACTIVE, Output::ok(""))
             .expect(
                 &["cat", "/etc/mptcpd/mptcpd.conf"],
                 Output::ok("[core]\nlog=journal\n"),
@@ -173,10 +180,7 @@ mod tests {
         for (p, _) in TOOLS {
             f = probe(f, p, *p != "iperf3");
         }
-        let f = f.expect(
-            &["systemctl", "is-active", "--quiet", "mptcpd"],
-            Output::failed(3, ""),
-        );
+        let f = f.expect(&MPTCPD_ACTIVE, Output::failed(3, ""));
         let p = provision(&f, true).unwrap();
         assert_eq!(p.missing, ["iperf3"]);
         assert!(p.installed.is_empty() && p.warnings.is_empty());
