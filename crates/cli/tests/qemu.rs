@@ -146,6 +146,13 @@ fn guide_end_to_end_on_qemu() {
         "{out}"
     );
 
+    // `lab halt` on lab's kernel: ACPI's power button reaches logind, the VMs shut down
+    // themselves instead of being killed after the grace time.
+    let (code, out, err) = run_in(&dir, &["halt", "--grace", "90"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("halted"), "{out}");
+    assert!(!err.contains("killed"), "ACPI shutdown ignored: {err}");
+
     drop(guard);
     let left = qemu_pids_of(&format!("lab-{LAB}-"));
     assert!(left.is_empty(), "QEMU left: {left:?}");

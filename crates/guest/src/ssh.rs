@@ -181,8 +181,9 @@ impl Ssh {
     }
 
     /// Wait until the host accepts an SSH session (a VM booting or rebooting), retrying with
-    /// exponential backoff (0.1 s doubling to 2 s) until `within` has passed. Returns how long
-    /// it took. Host-key and authentication failures are not retried: they will not go away.
+    /// exponential backoff (0.1 s doubling to 0.5 s: a failed attempt on a booting VM costs
+    /// little, and the time it reports is accurate to that) until `within` has passed. Returns
+    /// how long it took. Host-key and authentication failures are not retried: they will not go away.
     pub fn wait_reachable(&self, within: Duration) -> Result<Duration, Error> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(100);
@@ -211,7 +212,7 @@ impl Ssh {
                 }
             }
             std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(2));
+            delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
 
@@ -567,4 +568,20 @@ impl Drop for Ssh {
     fn drop(&mut self) {
         self.disconnect();
     }
+}
+
+/// `ssh-keygen` making an ed25519 key pair without a passphrase at `path` (and `path.pub`).
+pub fn keygen(path: &std::path::Path, comment: &str) -> crate::Command {
+    crate::Command::new([
+        "ssh-keygen".to_string(),
+        "-q".into(),
+        "-t".into(),
+        "ed25519".into(),
+        "-N".into(),
+        String::new(),
+        "-C".into(),
+        comment.into(),
+        "-f".into(),
+        path.display().to_string(),
+    ])
 }

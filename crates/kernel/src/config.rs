@@ -128,6 +128,8 @@ pub const REQUIRED: &[&str] = &[
 /// tinyconfig is not enough to boot a QEMU guest with a disk and a network: these are.
 pub const TINY: &[(&str, &str)] = &[
     ("CONFIG_64BIT", "y"),
+    // A VM's vCPUs (the guide's VMs have two): systemd starts its services in parallel.
+    ("CONFIG_SMP", "y"),
     ("CONFIG_PRINTK", "y"),
     ("CONFIG_TTY", "y"),
     ("CONFIG_SERIAL_8250", "y"),
@@ -163,6 +165,10 @@ pub const TINY: &[(&str, &str)] = &[
     ("CONFIG_NETDEVICES", "y"),
     ("CONFIG_NET_CORE", "y"),
     ("CONFIG_VIRTIO_NET", "y"),
+    // lab's VMs have a virtio RNG: the kernel's random pool is ready at once, so the first
+    // sshd (and anything calling getrandom early) does not wait for entropy.
+    ("CONFIG_HW_RANDOM", "y"),
+    ("CONFIG_HW_RANDOM_VIRTIO", "y"),
     ("CONFIG_ETHERNET", "y"),
     ("CONFIG_E1000", "y"),
     ("CONFIG_NET_SCHED", "y"),
@@ -180,6 +186,11 @@ pub const TINY: &[(&str, &str)] = &[
     ("CONFIG_ADVISE_SYSCALLS", "y"),
     ("CONFIG_MEMBARRIER", "y"),
     ("CONFIG_RTC_CLASS", "y"),
+    // ACPI's power button reaches systemd-logind as an input event: without evdev, `lab halt`
+    // (ACPI shutdown) goes unheard and ends in a kill.
+    ("CONFIG_INPUT", "y"),
+    ("CONFIG_INPUT_EVDEV", "y"),
+    ("CONFIG_ACPI_BUTTON", "y"),
     // The guide's per-source routing tables (`ip rule`).
     ("CONFIG_IP_ADVANCED_ROUTER", "y"),
     ("CONFIG_IP_MULTIPLE_TABLES", "y"),
@@ -193,6 +204,8 @@ pub const LAB: &[(&str, &str)] = &[
     ("CONFIG_VIRTIO_PCI", "y"),
     ("CONFIG_VIRTIO_NET", "y"),
     ("CONFIG_VIRTIO_BLK", "y"),
+    ("CONFIG_HW_RANDOM", "y"),
+    ("CONFIG_HW_RANDOM_VIRTIO", "y"),
     ("CONFIG_NET_SCHED", "y"),
     ("CONFIG_NET_SCH_TBF", "y"),
     ("CONFIG_NET_SCH_NETEM", "y"),

@@ -154,7 +154,13 @@ pub fn install(
     // still answer for a moment.
     let boot_id = |host: &dyn Exec| -> Result<String, guest::Error> {
         Ok(host
-            .check(&Command::new(["cat", BOOT_ID]).retry_safe())?
+            // A session opened just before the old system went down can hang until TCP
+            // gives up (NAT keeps the host side open): a short limit, then reconnect.
+            .check(
+                &Command::new(["cat", BOOT_ID])
+                    .retry_safe()
+                    .timeout(Duration::from_secs(10)),
+            )?
             .stdout_lossy()
             .trim()
             .to_string())

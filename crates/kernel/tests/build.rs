@@ -36,7 +36,9 @@ fn tiny_build_from_debian_linux_source_has_mptcp() {
         m.packages
     );
     assert!(m.release.ends_with("-mptcp"), "{}", m.release);
-    assert!(m.objects > 100, "{}", m.objects);
+    // From scratch (CI) that is thousands; a rebuild after lab's fragment changed compiles only
+    // what the changed options touch (kbuild tracks each file's CONFIG_ dependencies).
+    assert!(m.objects > 0, "{}", m.objects);
     assert_eq!(
         m.ccache,
         testkit::which("ccache").is_some(),
@@ -52,11 +54,13 @@ fn tiny_build_from_debian_linux_source_has_mptcp() {
         .join("history.json");
     let history: std::collections::BTreeMap<String, u64> =
         serde_json::from_slice(&std::fs::read(&history_file).unwrap()).unwrap();
-    assert_eq!(
-        history.get(&format!("{} tiny", m.release.trim_end_matches("-mptcp"))),
-        Some(&m.objects),
-        "{history:?}"
-    );
+    let recorded = history.get(&format!("{} tiny", m.release.trim_end_matches("-mptcp")));
+    if m.objects > 100 {
+        assert_eq!(recorded, Some(&m.objects), "{history:?}");
+    } else {
+        // Incremental: the from-scratch figure stays.
+        assert!(recorded.is_some_and(|r| *r > m.objects), "{history:?}");
+    }
     let image = m
         .packages
         .iter()
@@ -107,6 +111,14 @@ fn tiny_build_from_debian_linux_source_has_mptcp() {
         "config in the package lacks MPTCP"
     );
     assert!(config.lines().any(|l| l == "CONFIG_VIRTIO_NET=y"));
+    assert!(
+        config.lines().any(|l| l == "CONFIG_HW_RANDOM_VIRTIO=y"),
+        "the VM's virtio RNG"
+    );
+    assert!(
+        config.lines().any(|l| l == "CONFIG_INPUT_EVDEV=y"),
+        "ACPI's power button for logind"
+    );
     assert!(!config.lines().any(|l| l == "CONFIG_DEBUG_INFO=y"));
 }
 

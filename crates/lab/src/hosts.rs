@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use guest::{Auth, Command, Exec, Local, Ssh, SshConfig};
+use guest::{Auth, Exec, Local, Ssh, SshConfig};
 
 use crate::model::{Host, Lab, Provider};
 
@@ -50,18 +50,7 @@ pub fn lab_key(dir: &Path) -> Result<PathBuf, Error> {
             })
         })?;
         Local::new("local")
-            .check(&Command::new([
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "lab",
-                "-f",
-                &key.display().to_string(),
-            ]))
+            .check(&guest::keygen(&key, "lab"))
             .map_err(Box::new)?;
     }
     Ok(key)

@@ -51,7 +51,7 @@ pub struct ImageSpec {
 }
 
 /// The version of what [`configure`] writes: a change makes a new image.
-pub const LAYOUT: u32 = 3;
+pub const LAYOUT: u32 = 4;
 
 /// The guide's tools and what a lab needs to boot, be reached and measure.
 pub const PACKAGES: &[&str] = &[
@@ -210,13 +210,14 @@ fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(
         "/dev/vda1 / ext4 errors=remount-ro 0 1\n",
         0o644,
     )?;
-    // GRUB on the serial console, short timeout, the root device by name: a kernel without an
-    // initramfs (lab's tiny kernels) cannot resolve root=UUID=.
+    // GRUB on the serial console, no menu wait (lab picks kernels with GRUB_DEFAULT and
+    // grub-reboot), the root device by name: a kernel without an initramfs (lab's tiny
+    // kernels) cannot resolve root=UUID=.
     put(
         host,
         root,
         "etc/default/grub",
-        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n\
+        "GRUB_DEFAULT=0\nGRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\n\
          GRUB_CMDLINE_LINUX_DEFAULT=\"\"\nGRUB_CMDLINE_LINUX=\"console=ttyS0,115200n8\"\n\
          GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n\
          GRUB_DISABLE_LINUX_UUID=true\nGRUB_DISABLE_OS_PROBER=true\n",
@@ -258,7 +259,7 @@ fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(
         host,
         root,
         "etc/systemd/system/ssh.service.d/lab-host-keys.conf",
-        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n",
         0o644,
     )?;
     let enable_cloud_init = if public_key.is_none() {
@@ -296,6 +297,29 @@ fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(
             &path(&root.join(link)),
         ]))?;
     }
+    // Off the boot path of a lab VM: e2scrub (LVM snapshots: none here), apt's and dpkg's
+    // daily timers, and mptcpd's service. mptcpd stays installed (mptcpize is the guide's
+    // tool) but lab owns the MPTCP endpoints, and Debian's package ships no path-manager
+    // plugin, so the service only fails at every boot.
+    for unit in [
+        "e2scrub_reap.service",
+        "e2scrub_all.timer",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "dpkg-db-backup.timer",
+    ] {
+        host.check(&Command::new([
+            "ln",
+            "-sf",
+            "/dev/null",
+            &path(&root.join("etc/systemd/system").join(unit)),
+        ]))?;
+    }
+    host.check(&Command::new([
+        "rm",
+        "-f",
+        &path(&root.join("etc/systemd/system/multi-user.target.wants/mptcp.service")),
+    ]))?;
     // The image's own host keys are not shipped.
     host.check(&Command::new([
         "sh",
@@ -495,18 +519,7 @@ pub fn ensure_key(host: &dyn Exec, cache: &Path) -> Result<String, Error> {
         .run(&Command::new(["test", "-f", &path(&key)]))?
         .success()
     {
-        host.check(&Command::new([
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "lab-qemu-images",
-            "-f",
-            &path(&key),
-        ]))?;
+        host.check(&guest::keygen(&key, "lab-qemu-images"))?;
     }
     Ok(String::from_utf8_lossy(&host.get_file(&key.with_extension("pub"))?).into_owned())
 }
