@@ -22,6 +22,35 @@ struct Step {
     result: String,
 }
 
+/// Build (or reuse, in `.lab/kernel-build`) a kernel with MPTCP; its manifest and image
+/// package(s).
+pub fn build_kernel(
+    dir: &Path,
+    source: &Path,
+    profile: &kernel::config::Profile,
+    to: crate::ManifestTo,
+) -> Result<(kernel::build::Manifest, Vec<PathBuf>), Failure> {
+    let mut spec = kernel::build::BuildSpec::new(
+        source.to_path_buf(),
+        profile.clone(),
+        lab::hosts::state_dir(dir).join("kernel-build"),
+        lab::hosts::state_dir(dir).join("kernel"),
+    );
+    spec.history = Some(lab::virtualbox::image_cache().join("../kernel/objects.json"));
+    let m = crate::kernel_build_manifest(&spec, to)?;
+    let image = m
+        .packages
+        .iter()
+        .filter(|p| {
+            p.file
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
+        })
+        .map(|p| p.file.clone())
+        .collect();
+    Ok((m, image))
+}
+
 /// Up (no network yet), the tools, the kernel (built, or reused from the work directory),
 /// installed on every host through GRUB, up again with the network applied, and the test.
 pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
@@ -51,31 +80,15 @@ pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
             vms::provision(&lab, dir, None, false)?;
             Ok("mptcpd, mptcpize, iperf3, ifstat, tshark".into())
         })?;
-        let mut manifest = None;
+        let mut built = None;
         timed("kernel: build (or reuse) with MPTCP", &mut || {
-            let mut spec = kernel::build::BuildSpec::new(
-                opts.source.clone(),
-                opts.profile.clone(),
-                lab::hosts::state_dir(dir).join("kernel-build"),
-                lab::hosts::state_dir(dir).join("kernel"),
-            );
-            spec.history = Some(lab::virtualbox::image_cache().join("../kernel/objects.json"));
-            let m = crate::kernel_build_manifest(&spec, false)?;
+            let (m, image) =
+                build_kernel(dir, &opts.source, &opts.profile, crate::ManifestTo::Stdout)?;
             let r = format!("{} ({} objects)", m.release, m.objects);
-            manifest = Some(m);
+            built = Some((m, image));
             Ok(r)
         })?;
-        let m = manifest.ok_or_else(|| Failure::Report(miette::miette!("no kernel")))?;
-        let image: Vec<PathBuf> = m
-            .packages
-            .iter()
-            .filter(|p| {
-                p.file
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
-            })
-            .map(|p| p.file.clone())
-            .collect();
+        let (m, image) = built.ok_or_else(|| Failure::Report(miette::miette!("no kernel")))?;
         for h in &lab.hosts {
             timed(
                 &format!("install on {}: dpkg, GRUB, reboot", h.name),

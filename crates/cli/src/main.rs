@@ -363,6 +363,35 @@ enum BenchCommand {
     /// touching net/mptcp/protocol.c and one after `make clean` with a warm ccache. Tens of
     /// minutes for lab and defconfig.
     Kernel(BenchKernelArgs),
+    /// The QEMU provider's figures: boot to SSH with lab's kernel against Debian's (cold
+    /// boots of one VM), a cached base image and an overlay against building the image.
+    /// Minutes under software emulation.
+    Vm(BenchVmArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchVmArgs {
+    /// Kernel source for lab's kernel (built or reused in .lab/kernel-build, as `lab guide`).
+    #[arg(long, default_value = "/usr/src/linux-source-6.1.tar.xz")]
+    source: PathBuf,
+    #[arg(long, default_value = "tiny", value_parser = ["tiny", "lab", "defconfig"])]
+    config: String,
+    /// Only Debian's kernel.
+    #[arg(long)]
+    no_kernel: bool,
+    /// Cold boots per kernel (the first also makes the VM's host keys).
+    #[arg(long, default_value_t = 3)]
+    boots: usize,
+    /// Also build the base image from scratch, in a cache of its own (about 2 minutes).
+    #[arg(long)]
+    cold_image: bool,
+    #[arg(long, default_value_t = 1024)]
+    memory_mib: u32,
+    /// vCPUs (the guide's VMs have 2).
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -803,6 +832,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ..
         } => bench_kernel(k),
         Command::Bench {
+            what: Some(BenchCommand::Vm(v)),
+            ..
+        } => bench_vm(v),
+        Command::Bench {
             what: None,
             seconds,
             runs,
@@ -1076,6 +1109,44 @@ fn bench_kernel(a: BenchKernelArgs) -> Result<(), Failure> {
     print_out(&kernel::bench::render(&report))
 }
 
+fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
+    let here = PathBuf::from(".");
+    let kernel = if a.no_kernel {
+        None
+    } else {
+        let profile = match a.config.as_str() {
+            "tiny" => kernel::config::Profile::Tiny,
+            "defconfig" => kernel::config::Profile::Defconfig,
+            _ => kernel::config::Profile::Lab,
+        };
+        let (m, packages) =
+            guide::build_kernel(&here, &a.source, &profile, crate::ManifestTo::Stderr)?;
+        Some(lab::vmbench::KernelUnderTest {
+            release: m.release,
+            packages,
+        })
+    };
+    let scratch = lab::hosts::state_dir(&here).join(format!("bench-vm-{}", std::process::id()));
+    let opts = lab::vmbench::Options {
+        cache: lab::virtualbox::image_cache(),
+        scratch,
+        boots: a.boots,
+        cold_image: a.cold_image,
+        kernel,
+        memory_mib: a.memory_mib,
+        cpus: a.cpus,
+        boot_timeout: std::time::Duration::from_secs(600),
+    };
+    let report = lab::vmbench::run(&opts, &mut |s| eprintln!("bench: {s}"))
+        .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    if a.json {
+        let mut s = serde_json::to_string_pretty(&report).map_err(|e| miette::miette!("{e}"))?;
+        s.push('\n');
+        return print_out(&s);
+    }
+    print_out(&lab::vmbench::render(&report))
+}
+
 /// The kernel.org tarball of `version`, from the cache or downloaded with a progress bar.
 fn download(version: &str) -> Result<PathBuf, Failure> {
     let cache = kernel_cache();
@@ -1134,13 +1205,18 @@ pub(crate) fn install_kernel(
 }
 
 fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failure> {
-    kernel_build_manifest(spec, json).map(|_| ())
+    let to = if json {
+        ManifestTo::Json
+    } else {
+        ManifestTo::Stdout
+    };
+    kernel_build_manifest(spec, to).map(|_| ())
 }
 
 /// [`kernel_build`], handing back the manifest.
 pub(crate) fn kernel_build_manifest(
     spec: &kernel::build::BuildSpec,
-    json: bool,
+    to: ManifestTo,
 ) -> Result<kernel::build::Manifest, Failure> {
     use kernel::build::Progress;
     use std::io::IsTerminal as _;
@@ -1171,7 +1247,7 @@ pub(crate) fn kernel_build_manifest(
     });
     bar.finish_and_clear();
     let m = result.map_err(|e| Failure::Report(miette::miette!("{e}")))?;
-    if json {
+    if to == ManifestTo::Json {
         let mut s = serde_json::to_string_pretty(&m).map_err(|e| miette::miette!("{e}"))?;
         s.push('\n');
         print_out(&s)?;
@@ -1193,8 +1269,21 @@ pub(crate) fn kernel_build_manifest(
             p.size as f64 / 1e6
         ));
     }
-    print_out(&out)?;
+    if to == ManifestTo::Stderr {
+        eprint!("{out}");
+    } else {
+        print_out(&out)?;
+    }
     Ok(m)
+}
+
+/// Where [`kernel_build_manifest`] reports the packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ManifestTo {
+    Stdout,
+    Json,
+    /// Stdout is another command's report.
+    Stderr,
 }
 
 fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {

@@ -21,6 +21,7 @@ pub mod qemu;
 pub mod remote;
 pub mod units;
 pub mod virtualbox;
+pub mod vmbench;
 
 pub use diag::{Diagnostic, InvalidLab};
 pub use load::{LoadError, find_lab_file, load_file, parse};
