@@ -14,7 +14,7 @@ fn fail(e: impl std::fmt::Display) -> Failure {
     Failure::Report(miette::miette!("{e}"))
 }
 
-fn json_out(v: &impl serde::Serialize) -> Result<(), Failure> {
+pub(crate) fn json_out(v: &impl serde::Serialize) -> Result<(), Failure> {
     let mut s = serde_json::to_string_pretty(v).map_err(fail)?;
     s.push('\n');
     print_out(&s)

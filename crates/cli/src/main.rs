@@ -754,11 +754,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &dir,
                 &guide::GuideOptions {
                     source,
-                    profile: match config.as_str() {
-                        "tiny" => kernel::config::Profile::Tiny,
-                        "defconfig" => kernel::config::Profile::Defconfig,
-                        _ => kernel::config::Profile::Lab,
-                    },
+                    profile: profile_named(&config),
                     boot_timeout: std::time::Duration::from_secs(boot_timeout),
                     seconds,
                 },
@@ -1068,22 +1064,13 @@ fn kernel_spec(a: KernelSourceArgs) -> Result<kernel::build::BuildSpec, Failure>
 }
 
 fn bench_kernel(a: BenchKernelArgs) -> Result<(), Failure> {
-    use kernel::config::Profile;
     let source = match a.source {
         Some(s) => s,
         None => download(&a.version)?,
     };
     let opts = kernel::bench::Options {
         source,
-        profiles: a
-            .profiles
-            .iter()
-            .map(|p| match p.as_str() {
-                "tiny" => Profile::Tiny,
-                "defconfig" => Profile::Defconfig,
-                _ => Profile::Lab,
-            })
-            .collect(),
+        profiles: a.profiles.iter().map(|p| profile_named(p)).collect(),
         work: a.work,
         jobs: a
             .jobs
@@ -1102,11 +1089,18 @@ fn bench_kernel(a: BenchKernelArgs) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
     if a.json {
-        let mut s = serde_json::to_string_pretty(&report).map_err(|e| miette::miette!("{e}"))?;
-        s.push('\n');
-        return print_out(&s);
+        return instant::json_out(&report);
     }
     print_out(&kernel::bench::render(&report))
+}
+
+/// A built-in profile by the name clap accepted (`tiny`, `lab`, `defconfig`).
+fn profile_named(name: &str) -> kernel::config::Profile {
+    match name {
+        "tiny" => kernel::config::Profile::Tiny,
+        "defconfig" => kernel::config::Profile::Defconfig,
+        _ => kernel::config::Profile::Lab,
+    }
 }
 
 fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
@@ -1114,11 +1108,7 @@ fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
     let kernel = if a.no_kernel {
         None
     } else {
-        let profile = match a.config.as_str() {
-            "tiny" => kernel::config::Profile::Tiny,
-            "defconfig" => kernel::config::Profile::Defconfig,
-            _ => kernel::config::Profile::Lab,
-        };
+        let profile = profile_named(&a.config);
         let (m, packages) =
             guide::build_kernel(&here, &a.source, &profile, crate::ManifestTo::Stderr)?;
         Some(lab::vmbench::KernelUnderTest {
@@ -1140,9 +1130,7 @@ fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
     let report = lab::vmbench::run(&opts, &mut |s| eprintln!("bench: {s}"))
         .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
     if a.json {
-        let mut s = serde_json::to_string_pretty(&report).map_err(|e| miette::miette!("{e}"))?;
-        s.push('\n');
-        return print_out(&s);
+        return instant::json_out(&report);
     }
     print_out(&lab::vmbench::render(&report))
 }
@@ -1248,9 +1236,7 @@ pub(crate) fn kernel_build_manifest(
     bar.finish_and_clear();
     let m = result.map_err(|e| Failure::Report(miette::miette!("{e}")))?;
     if to == ManifestTo::Json {
-        let mut s = serde_json::to_string_pretty(&m).map_err(|e| miette::miette!("{e}"))?;
-        s.push('\n');
-        print_out(&s)?;
+        instant::json_out(&m)?;
         return Ok(m);
     }
     let mut out = format!(
@@ -1293,9 +1279,7 @@ fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {
         kernel::grub::parse(&text).map_err(|e| miette::miette!("{}: {e}", file.display()))?;
     let entries = kernel::grub::list(&items);
     if json {
-        let mut s = serde_json::to_string_pretty(&entries).map_err(|e| miette::miette!("{e}"))?;
-        s.push('\n');
-        return print_out(&s);
+        return instant::json_out(&entries);
     }
     let mut out = String::new();
     for e in &entries {
