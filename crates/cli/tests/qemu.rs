@@ -270,6 +270,9 @@ fn ubuntu_cloud_image_from_a_mirror() {
             .unwrap()
             .current_dir(&dir)
             .env("LAB_UBUNTU_CLOUD_IMAGES", &server.base)
+            // The download lands in a cache of the test's own: the mirror's port, and so the
+            // URL lab caches it under, is new in every run.
+            .env("XDG_CACHE_HOME", tmp.path().join("cache"))
             .args(args)
             .output()
             .unwrap();
