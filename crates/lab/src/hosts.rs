@@ -93,6 +93,19 @@ pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
         .unwrap_or(preferred)
 }
 
+/// `f` on every item, each in a thread of its own (the VM providers' waits for SSH); the
+/// results in the items' order. A panic in `f` goes on in the caller.
+pub fn each_in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let workers: Vec<_> = items.iter().map(|i| s.spawn(move || f(i))).collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// SSH to a VM lab created: `user` on its loopback forward with `key`, the host key trusted
 /// on first use (the machine is the lab's).
 fn vm_ssh_config(dir: &Path, h: &Host, port: u16, user: &str, key: PathBuf) -> SshConfig {

@@ -496,47 +496,33 @@ pub fn up(
         started.push((h, rec, true, t));
     }
 
-    let results: Vec<Result<UpVm, Error>> = std::thread::scope(|s| {
-        let workers: Vec<_> = started
-            .iter()
-            .map(|(h, rec, fresh, t)| {
-                let work = &work;
-                s.spawn(move || -> Result<UpVm, Error> {
-                    let ssh = guest::Ssh::new(hosts::ssh_config(lab, dir, h)?);
-                    ssh.wait_reachable(opts.boot_timeout)
-                        .map_err(|e| Error::Ssh {
-                            host: h.name.clone(),
-                            console: rec.console.clone(),
-                            source: Box::new(e),
-                        })?;
-                    if rec.seed.is_some() {
-                        wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
-                    }
-                    let boot = t.elapsed().as_secs_f64();
-                    name_nics(&ssh, lab, h, work)?;
-                    let kernel = ssh
-                        .check(&Command::new(["uname", "-r"]))?
-                        .stdout_lossy()
-                        .trim()
-                        .to_string();
-                    Ok(UpVm {
-                        host: h.name.clone(),
-                        name: rec.name.clone(),
-                        ssh_port: rec.ssh_port,
-                        started: *fresh,
-                        boot_seconds: boot,
-                        kernel,
-                    })
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| panic!("SSH wait thread panicked"))
-            })
-            .collect()
+    let work = &work;
+    let results = hosts::each_in_parallel(&started, |(h, rec, fresh, t)| -> Result<UpVm, Error> {
+        let ssh = guest::Ssh::new(hosts::ssh_config(lab, dir, h)?);
+        ssh.wait_reachable(opts.boot_timeout)
+            .map_err(|e| Error::Ssh {
+                host: h.name.clone(),
+                console: rec.console.clone(),
+                source: Box::new(e),
+            })?;
+        if rec.seed.is_some() {
+            wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
+        }
+        let boot = t.elapsed().as_secs_f64();
+        name_nics(&ssh, lab, h, work)?;
+        let kernel = ssh
+            .check(&Command::new(["uname", "-r"]))?
+            .stdout_lossy()
+            .trim()
+            .to_string();
+        Ok(UpVm {
+            host: h.name.clone(),
+            name: rec.name.clone(),
+            ssh_port: rec.ssh_port,
+            started: *fresh,
+            boot_seconds: boot,
+            kernel,
+        })
     });
     results.into_iter().collect()
 }
@@ -549,8 +535,9 @@ fn wait_cloud_init(ssh: &guest::Ssh, host: &str, within: Duration) -> Result<(),
     let out =
         ssh.run(&Command::new(["cloud-init", "status", "--wait", "--long"]).timeout(within))?;
     match out.status {
-        // 0: done; 2: done with recoverable errors (cloud-init 23.4 and later).
-        guest::Status::Code(0 | 2) | guest::Status::Code(127) => Ok(()),
+        // 0: done; 2: done with recoverable errors (cloud-init 23.4 and later); 127: no
+        // cloud-init in the image.
+        guest::Status::Code(0 | 2 | 127) => Ok(()),
         _ => Err(Error::Model {
             host: host.to_string(),
             message: format!(

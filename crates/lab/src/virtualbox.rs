@@ -512,41 +512,27 @@ pub fn up(
             .collect());
     }
     // Wait for every VM's SSH at once.
-    let results: Vec<Result<UpVm, Error>> = std::thread::scope(|s| {
-        let workers: Vec<_> = starting
-            .iter()
-            .map(|(h, port, created)| {
-                let started = Instant::now();
-                s.spawn(move || -> Result<UpVm, Error> {
-                    let cfg = hosts::ssh_config(lab, dir, h)?;
-                    let ssh = guest::Ssh::new(cfg);
-                    ssh.wait_reachable(opts.boot_timeout)
-                        .map_err(|e| Error::Ssh {
-                            host: h.name.clone(),
-                            source: Box::new(e),
-                        })?;
-                    let kernel = guest::Exec::run(&ssh, &guest::Command::new(["uname", "-r"]))
-                        .ok()
-                        .filter(guest::Output::success)
-                        .map(|o| o.stdout_lossy().trim().to_string());
-                    Ok(UpVm {
-                        host: h.name.clone(),
-                        name: vm_name(lab, &h.name),
-                        ssh_port: *port,
-                        created: *created,
-                        boot_seconds: Some(started.elapsed().as_secs_f64()),
-                        kernel,
-                    })
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| panic!("SSH wait thread panicked"))
-            })
-            .collect()
+    let started = Instant::now();
+    let results = hosts::each_in_parallel(&starting, |(h, port, created)| -> Result<UpVm, Error> {
+        let cfg = hosts::ssh_config(lab, dir, h)?;
+        let ssh = guest::Ssh::new(cfg);
+        ssh.wait_reachable(opts.boot_timeout)
+            .map_err(|e| Error::Ssh {
+                host: h.name.clone(),
+                source: Box::new(e),
+            })?;
+        let kernel = guest::Exec::run(&ssh, &guest::Command::new(["uname", "-r"]))
+            .ok()
+            .filter(guest::Output::success)
+            .map(|o| o.stdout_lossy().trim().to_string());
+        Ok(UpVm {
+            host: h.name.clone(),
+            name: vm_name(lab, &h.name),
+            ssh_port: *port,
+            created: *created,
+            boot_seconds: Some(started.elapsed().as_secs_f64()),
+            kernel,
+        })
     });
     for r in results {
         out.push(r?);
