@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lab::Lab;
+use lab::Session;
 
-use crate::{Failure, print_out, vms};
+use crate::{Failure, ops, print_out};
 
 /// What `lab guide` was asked.
 pub struct GuideOptions {
@@ -33,10 +33,10 @@ pub fn build_kernel(
     let mut spec = kernel::build::BuildSpec::new(
         source.to_path_buf(),
         profile.clone(),
-        lab::hosts::state_dir(dir).join("kernel-build"),
-        lab::hosts::state_dir(dir).join("kernel"),
+        lab::StateDir::new(dir).file("kernel-build"),
+        lab::StateDir::new(dir).file("kernel"),
     );
-    spec.history = Some(lab::virtualbox::image_cache().join("../kernel/objects.json"));
+    spec.history = Some(lab::provider::cache_dir("kernel").join("objects.json"));
     let m = crate::kernel_build_manifest(&spec, to)?;
     let image = m
         .packages
@@ -53,8 +53,9 @@ pub fn build_kernel(
 
 /// Up (no network yet), the tools, the kernel (built, or reused from the work directory),
 /// installed on every host through GRUB, up again with the network applied, and the test.
-pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
-    let lab = lab.with_provider(lab::Provider::Qemu);
+pub fn run(s: &Session, opts: &GuideOptions) -> Result<(), Failure> {
+    let lab = s.lab();
+    let dir = s.state().lab_dir();
     let mut steps: Vec<Step> = Vec::new();
     let mut timed = |name: &str, f: &mut dyn FnMut() -> Result<String, Failure>| {
         eprintln!("== {name}");
@@ -73,11 +74,19 @@ pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
     };
     let outcome = (|| -> Result<bool, Failure> {
         timed("up: VMs from lab's image, SSH", &mut || {
-            vms::qemu_up(&lab, dir, opts.boot_timeout, false)?;
+            ops::up(
+                s,
+                &lab::UpOptions {
+                    boot_timeout: opts.boot_timeout,
+                    apply: false,
+                },
+                false,
+                false,
+            )?;
             Ok(format!("{} VMs", lab.hosts.len()))
         })?;
         timed("provision: the guide's tools", &mut || {
-            vms::provision(&lab, dir, None, false)?;
+            ops::provision(s, None, false)?;
             Ok("mptcpd, mptcpize, iperf3, ifstat, tshark".into())
         })?;
         let mut built = None;
@@ -93,14 +102,21 @@ pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
             timed(
                 &format!("install on {}: dpkg, GRUB, reboot", h.name),
                 &mut || {
-                    let done =
-                        crate::install_kernel(&lab, dir, &h.name, &m.release, &image, false)?;
+                    let done = crate::install_kernel(s, &h.name, &m.release, &image, false)?;
                     Ok(format!("{} after {:.0} s", done.release, done.boot_seconds))
                 },
             )?;
         }
         timed("up: network applied over SSH", &mut || {
-            vms::qemu_up(&lab, dir, opts.boot_timeout, true)?;
+            ops::up(
+                s,
+                &lab::UpOptions {
+                    boot_timeout: opts.boot_timeout,
+                    apply: true,
+                },
+                false,
+                false,
+            )?;
             Ok("converged".into())
         })?;
         let mut passed = false;
@@ -108,10 +124,10 @@ pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
             let topts = lab::instant::TestOptions {
                 seconds: opts.seconds,
                 tool: measure::Tool::Iperf3,
+                tool_auto: false,
                 ..lab::instant::TestOptions::default()
             };
-            let r = lab::instant::test(&lab, dir, &topts)
-                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            let r = s.test(&topts).map_err(ops::fail)?;
             print_out(&crate::instant::render_test(&r))?;
             passed = r.verdict.pass;
             Ok(if passed {
@@ -123,7 +139,11 @@ pub fn run(lab: &Lab, dir: &Path, opts: &GuideOptions) -> Result<(), Failure> {
         })?;
         Ok(passed)
     })();
-    let mut out = format!("\nlab guide on `{}` (QEMU):\n", lab.name);
+    let mut out = format!(
+        "\nlab guide on `{}` ({}):\n",
+        lab.name,
+        s.providers().join(", ")
+    );
     for s in &steps {
         writeln!(out, "  {:<44} {:>7.1} s  {}", s.name, s.seconds, s.result).ok();
     }

@@ -6,14 +6,14 @@
 mod diagnostics;
 mod guide;
 mod instant;
-mod vms;
+mod ops;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lab::{Lab, Preset};
+use lab::{Lab, Preset, Session};
 
 /// Exit status for findings (`lab doctor`) and failed verdicts.
 pub(crate) const EXIT_FINDINGS: u8 = 1;
@@ -52,15 +52,20 @@ enum Command {
         /// Only create the hosts; leave `lab net apply` for later.
         #[arg(long)]
         no_apply: bool,
-        /// Every host on this provider, whatever Lab.toml says (`virtualbox`: the guide's VMs).
-        #[arg(long, value_enum)]
-        provider: Option<ProviderArg>,
-        /// Print the VBoxManage commands, in order, without running them (VM providers).
+        /// Every host on this provider, whatever Lab.toml says (`virtualbox`: the guide's VMs;
+        /// `lab providers` lists them). Remembered until `lab down`.
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Print what each provider would do, in order (VBoxManage and QEMU commands,
+        /// namespaces and veths, SSH checks), without doing it.
         #[arg(long)]
         dry_run: bool,
         /// Seconds to wait for a VM's SSH (an unattended install takes tens of minutes).
         #[arg(long, default_value_t = 600)]
         boot_timeout: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove everything the lab owns (also after an interrupted `up`), and nothing else:
     /// namespaces, and VMs with their disks (found by their group even without lab's state).
@@ -68,17 +73,20 @@ enum Command {
     Down {
         #[command(flatten)]
         lab: LabArgs,
-        /// Look for the lab's VMs on this provider even when lab has no state of them.
-        #[arg(long, value_enum)]
-        provider: Option<ProviderArg>,
+        /// Look for the lab's machines on this provider even when lab has no state of them.
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// The guide's whole sequence on QEMU VMs: up, provision, kernel build (or reuse), install
     /// through GRUB on every host, network applied, MPTCP test; one summary with every step's
     /// time.
     Guide {
-        /// Where the VMs run (QEMU only, for now).
-        #[arg(long, value_enum, default_value = "qemu")]
-        provider: ProviderArg,
+        /// Where the VMs run (a provider that makes VMs lab can install a kernel on).
+        #[arg(long, value_name = "NAME", default_value = "qemu")]
+        provider: String,
         /// Kernel source: a tarball or tree (Debian's linux-source-6.1 here, no download).
         #[arg(long, default_value = "/usr/src/linux-source-6.1.tar.xz")]
         source: PathBuf,
@@ -105,26 +113,51 @@ enum Command {
         lab: LabArgs,
     },
     /// Shut the lab's VMs down: ACPI power button, then power off after the grace time.
+    /// Providers without a power state (namespaces, existing machines) refuse, exit 1.
     Halt {
         #[command(flatten)]
         lab: LabArgs,
+        /// Seconds a VM gets to shut down before it is powered off.
         #[arg(long, default_value_t = 60)]
         grace: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
-    /// Save or restore a snapshot of every VM of the lab.
+    /// Save or restore a snapshot of every VM of the lab (providers with snapshots; the
+    /// others refuse, exit 1).
     Snapshot {
         #[arg(value_enum)]
         action: SnapshotAction,
+        /// The snapshot's name.
         name: String,
         #[command(flatten)]
         lab: LabArgs,
+        /// Seconds to wait for SSH after a restore.
         #[arg(long, default_value_t = 600)]
         boot_timeout: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
-    /// Hosts, interfaces, addresses, endpoints and pending changes of the lab.
+    /// Hosts as their providers see them, and the interfaces, addresses, endpoints and
+    /// pending changes of those that are up. `--all`: every lab of this machine.
     Status {
         #[command(flatten)]
         lab: LabArgs,
+        /// Every lab `lab up` brought up on this machine (like `vagrant global-status`).
+        #[arg(long)]
+        all: bool,
+        /// With --all: forget labs whose directory is gone.
+        #[arg(long, requires = "all")]
+        prune: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The providers lab knows, with their capabilities.
+    Providers {
+        /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
@@ -224,9 +257,10 @@ struct TestArgs {
     /// Length of the transfer.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Traffic generator: lab's own MPTCP sockets, or `mptcpize run iperf3` as in the guide.
-    #[arg(long, value_enum, default_value_t = ToolArg::Builtin)]
-    tool: ToolArg,
+    /// Traffic generator: lab's own MPTCP sockets, or `mptcpize run iperf3` as in the guide
+    /// (default: built-in between namespaces, iperf3 when a host is reached over SSH).
+    #[arg(long, value_enum)]
+    tool: Option<ToolArg>,
     /// Take a client interface down during the transfer: IFACE@SECONDS (repeatable).
     #[arg(long, value_name = "IFACE@SECONDS", value_parser = parse_fail)]
     fail: Vec<(String, f64)>,
@@ -332,23 +366,6 @@ enum KernelCommand {
         #[arg(long)]
         title: Option<String>,
     },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ProviderArg {
-    Netns,
-    Virtualbox,
-    Qemu,
-}
-
-impl From<ProviderArg> for lab::Provider {
-    fn from(p: ProviderArg) -> Self {
-        match p {
-            ProviderArg::Netns => lab::Provider::Netns,
-            ProviderArg::Virtualbox => lab::Provider::Virtualbox,
-            ProviderArg::Qemu => lab::Provider::Qemu,
-        }
-    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -543,8 +560,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             path,
         } => init(preset, force, &path),
         Command::Net(NetCommand::Render { lab, host, format }) => {
-            let (lab, _) = select_lab(&lab)?;
-            render(&lab, host.as_deref(), format)
+            let s = select_lab(&lab)?;
+            render(s.lab(), host.as_deref(), format)
         }
         Command::Net(NetCommand::Apply {
             lab,
@@ -553,23 +570,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
             persist,
             json,
         }) => {
-            let (lab, dir) = select_lab(&lab)?;
-            instant::apply(&lab, &dir, host.as_deref(), dry_run, persist, json)
+            let s = select_lab(&lab)?;
+            ops::apply(&s, host.as_deref(), dry_run, persist, json)
         }
         Command::Exec { host, command, lab } => {
-            let (lab, dir) = select_lab(&lab)?;
-            instant::exec(&lab, &dir, &host, &command)
+            let s = select_lab(&lab)?;
+            ops::exec(&s, &host, &command)
         }
         Command::Ssh { host, command, lab } => {
-            let (lab, dir) = select_lab(&lab)?;
-            instant::ssh(&lab, &dir, &host, &command)
+            let s = select_lab(&lab)?;
+            ops::ssh(&s, &host, &command)
         }
         Command::SshConfig { lab } => {
-            let (lab, dir) = select_lab(&lab)?;
-            let text = lab::hosts::openssh_config(&lab, &dir)
-                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
-            print_out(&text)
+            let s = select_lab(&lab)?;
+            print_out(&s.openssh_config().map_err(ops::fail)?)
         }
+        Command::Providers { json } => providers(json),
         Command::Kernel(KernelCommand::Build {
             source,
             out,
@@ -609,9 +625,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Kernel(KernelCommand::GrubMenu { file, json }) => grub_menu(&file, json),
         Command::Kernel(KernelCommand::Check { host, lab }) => {
-            let (lab, dir) = select_lab(&lab)?;
-            let exec = lab::hosts::exec_for(&lab, &dir, &host)
-                .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+            let s = select_lab(&lab)?;
+            let exec = s.exec(&host).map_err(ops::fail)?;
             let c = kernel::install::check(exec.as_ref())
                 .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
             print_out(&format!(
@@ -631,8 +646,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             trial,
             lab,
         }) => {
-            let (lab, dir) = select_lab(&lab)?;
-            install_kernel(&lab, &dir, &host, &release, &packages, trial).map(|_| ())
+            let s = select_lab(&lab)?;
+            install_kernel(&s, &host, &release, &packages, trial).map(|_| ())
         }
         Command::Kernel(KernelCommand::GrubDefault {
             root,
@@ -667,8 +682,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_out(&out)
         }
         Command::Doctor { lab, json } => {
-            let (lab, _) = select_lab(&lab)?;
-            doctor(&lab, json)
+            let s = select_lab(&lab)?;
+            doctor(s.lab(), json)
         }
         Command::Up {
             lab,
@@ -676,63 +691,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
             provider,
             dry_run,
             boot_timeout,
+            json,
         } => {
-            let (lab, dir) = select_lab(&lab)?;
-            let lab = match provider {
-                Some(p) => lab.with_provider(p.into()),
-                None => lab,
-            };
-            let netns = lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns);
-            if dry_run && netns {
-                return Err(miette::miette!(
-                    "--dry-run shows VM provider commands; namespace hosts have none (`lab net render` shows their configuration)"
-                )
-                .into());
+            let mut s = select_lab(&lab)?;
+            if let Some(p) = provider {
+                s.set_provider(&p).map_err(ops::fail)?;
             }
-            if netns {
-                instant::up(&lab, &dir, !no_apply)?;
-            }
-            if vms::has_vms(&lab) {
-                let opts = lab::virtualbox::UpOptions {
-                    dry_run,
+            ops::progress(&mut s, !json);
+            ops::up(
+                &s,
+                &lab::UpOptions {
                     boot_timeout: std::time::Duration::from_secs(boot_timeout),
-                };
-                vms::up(&lab, &dir, &opts, !no_apply)?;
-            }
-            if vms::has_qemu(&lab) {
-                if dry_run {
-                    return Err(miette::miette!("--dry-run is for the VirtualBox provider").into());
-                }
-                vms::qemu_up(
-                    &lab,
-                    &dir,
-                    std::time::Duration::from_secs(boot_timeout),
-                    !no_apply,
-                )?;
-            }
-            Ok(())
+                    apply: !no_apply,
+                },
+                dry_run,
+                json,
+            )
         }
-        Command::Down { lab, provider } => {
-            let (lab, dir) = select_lab(&lab)?;
-            let lab = match provider {
-                Some(p) => lab.with_provider(p.into()),
-                None => lab,
-            };
-            if lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
-                instant::down(&lab, &dir)?;
+        Command::Down {
+            lab,
+            provider,
+            json,
+        } => {
+            let mut s = select_lab(&lab)?;
+            if let Some(p) = provider {
+                s.set_provider(&p).map_err(ops::fail)?;
             }
-            if vms::has_qemu(&lab) {
-                vms::qemu_destroy(&lab, &dir)?;
-            }
-            if vms::has_vms(&lab) {
-                let removed = vms::destroy(&lab, &dir)?;
-                print_out(&if removed.is_empty() {
-                    format!("lab `{}`: no VM to remove\n", lab.name)
-                } else {
-                    format!("removed {} and their disks\n", removed.join(", "))
-                })?;
-            }
-            Ok(())
+            ops::progress(&mut s, !json);
+            ops::down(&s, json)
         }
         Command::Guide {
             provider,
@@ -742,16 +728,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seconds,
             lab,
         } => {
-            if provider != ProviderArg::Qemu {
-                return Err(miette::miette!(
-                    "lab guide runs on QEMU VMs for now (`--provider qemu`)"
-                )
-                .into());
-            }
-            let (lab, dir) = select_lab(&lab)?;
+            let mut s = select_lab(&lab)?;
+            s.set_provider(&provider).map_err(ops::fail)?;
+            ops::progress(&mut s, false);
             guide::run(
-                &lab,
-                &dir,
+                &s,
                 &guide::GuideOptions {
                     source,
                     profile: profile_named(&config),
@@ -761,52 +742,44 @@ fn run(cli: Cli) -> Result<(), Failure> {
             )
         }
         Command::Provision { host, check, lab } => {
-            let (lab, dir) = select_lab(&lab)?;
-            vms::provision(&lab, &dir, host.as_deref(), check)
+            let s = select_lab(&lab)?;
+            ops::provision(&s, host.as_deref(), check)
         }
-        Command::Halt { lab, grace } => {
-            let (lab, dir) = select_lab(&lab)?;
-            let grace = std::time::Duration::from_secs(grace);
-            if vms::has_qemu(&lab) {
-                vms::qemu_halt(&lab, &dir, grace)?;
-            }
-            if vms::has_vms(&lab) {
-                vms::halt(&lab, grace)?;
-            }
-            Ok(())
+        Command::Halt { lab, grace, json } => {
+            let mut s = select_lab(&lab)?;
+            ops::progress(&mut s, !json);
+            ops::halt(&s, std::time::Duration::from_secs(grace), json)
         }
         Command::Snapshot {
             action,
             name,
             lab,
             boot_timeout,
+            json,
         } => {
-            let (lab, dir) = select_lab(&lab)?;
-            vms::snapshot(
-                &lab,
-                &dir,
+            let mut s = select_lab(&lab)?;
+            ops::progress(&mut s, !json);
+            ops::snapshot(
+                &s,
                 action == SnapshotAction::Restore,
                 &name,
                 std::time::Duration::from_secs(boot_timeout),
+                json,
             )
         }
-        Command::Status { lab, json } => {
-            let (lab, dir) = select_lab(&lab)?;
-            if vms::has_vms(&lab) {
-                let text = vms::status(&lab, &dir)?;
-                print_out(&text)?;
-            }
-            if vms::has_qemu(&lab) {
-                print_out(&vms::qemu_status(&lab, &dir))?;
-            }
-            if !lab.hosts.iter().any(|h| h.provider == lab::Provider::Netns) {
-                return Ok(());
-            }
-            instant::status(&lab, json)
+        Command::Status {
+            all: true,
+            prune,
+            json,
+            ..
+        } => ops::status_all(prune, json),
+        Command::Status { lab, json, .. } => {
+            let s = select_lab(&lab)?;
+            ops::status(&s, json)
         }
         Command::Test { lab, test, json } => {
-            let (lab, dir) = select_lab(&lab)?;
-            instant::test(&lab, &dir, &test.options(), json)
+            let s = select_lab(&lab)?;
+            instant::test(&s, &test.options(), json)
         }
         Command::Link {
             action,
@@ -814,8 +787,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             iface,
             lab,
         } => {
-            let (lab, _) = select_lab(&lab)?;
-            instant::link(&lab, &host, &iface, matches!(action, LinkAction::Up))
+            let s = select_lab(&lab)?;
+            ops::link(&s, &host, &iface, matches!(action, LinkAction::Up))
         }
         Command::Demo {
             preset,
@@ -856,9 +829,10 @@ impl TestArgs {
         lab::instant::TestOptions {
             seconds: self.seconds,
             tool: match self.tool {
-                ToolArg::Builtin => measure::Tool::Builtin,
-                ToolArg::Iperf3 => measure::Tool::Iperf3,
+                Some(ToolArg::Iperf3) => measure::Tool::Iperf3,
+                Some(ToolArg::Builtin) | None => measure::Tool::Builtin,
             },
+            tool_auto: self.tool.is_none(),
             fail: self.fail.clone(),
             congestion: (self.cc != "host").then(|| self.cc.clone()),
             ..Default::default()
@@ -866,9 +840,9 @@ impl TestArgs {
     }
 }
 
-/// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab; with the lab's
-/// directory (where `.lab/` state lives): the Lab.toml's, or the current directory.
-fn select_lab(args: &LabArgs) -> Result<(Lab, PathBuf), Failure> {
+/// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab, opened as a
+/// session whose state lives in the lab's directory: the Lab.toml's, or the current directory.
+fn select_lab(args: &LabArgs) -> Result<Session, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| miette::miette!("cannot read the current directory: {e}"))?;
     let dir_of = |p: &Path| {
@@ -893,9 +867,49 @@ fn select_lab(args: &LabArgs) -> Result<(Lab, PathBuf), Failure> {
         }
         other => Failure::Report(miette::Report::msg(other.to_string())),
     })?;
-    // After `lab up --provider virtualbox`, every command sees the VMs.
-    let lab = lab::virtualbox::adopt_provider(&lab, &dir);
-    Ok((lab, dir))
+    Session::new(lab, dir).map_err(ops::fail)
+}
+
+/// `lab providers`.
+fn providers(json: bool) -> Result<(), Failure> {
+    let r = lab::default_registry();
+    let rows: Vec<serde_json::Value> = r
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name(),
+                "describe": p.describe(),
+                "capabilities": p.capabilities(),
+            })
+        })
+        .collect();
+    if json {
+        return instant::json_out(&rows);
+    }
+    let mut out = String::new();
+    for p in r.iter() {
+        let caps: Vec<String> = p
+            .capabilities()
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c).map_or_else(
+                    |_| String::new(),
+                    |v| v.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<11} {}\n            capabilities: {}\n",
+            p.name(),
+            p.describe(),
+            if caps.is_empty() {
+                "-".to_string()
+            } else {
+                caps.join(", ")
+            }
+        ));
+    }
+    print_out(&out)
 }
 
 fn init(preset: Preset, force: bool, path: &Path) -> Result<(), Failure> {
@@ -999,11 +1013,7 @@ pub(crate) fn print_out(s: &str) -> Result<(), Failure> {
 
 /// lab's cache directory for kernels: ~/.cache/lab/kernel (or under $XDG_CACHE_HOME).
 fn kernel_cache() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".lab/cache"))
-        .join("lab/kernel")
+    lab::provider::cache_dir("kernel")
 }
 
 /// The build spec of `lab kernel build|config`: the source (downloaded when no `--source`)
@@ -1014,10 +1024,7 @@ fn kernel_spec(a: KernelSourceArgs) -> Result<kernel::build::BuildSpec, Failure>
     let from = |name: &Option<String>| -> Result<Box<dyn guest::Exec>, Failure> {
         match name {
             None => Ok(Box::new(guest::Local::new("local"))),
-            Some(h) => {
-                let (lab, dir) = select_lab(&a.lab)?;
-                lab::hosts::exec_for(&lab, &dir, h).map_err(|e| report(&e))
-            }
+            Some(h) => select_lab(&a.lab)?.exec(h).map_err(|e| report(&e)),
         }
     };
     if a.from.is_some() && !matches!(a.config.as_str(), "running" | "localmod") {
@@ -1116,9 +1123,9 @@ fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
             packages,
         })
     };
-    let scratch = lab::hosts::state_dir(&here).join(format!("bench-vm-{}", std::process::id()));
+    let scratch = lab::StateDir::new(&here).file(&format!("bench-vm-{}", std::process::id()));
     let opts = lab::vmbench::Options {
-        cache: lab::virtualbox::image_cache(),
+        cache: lab::provider::cache_dir("images"),
         scratch,
         boots: a.boots,
         cold_image: a.cold_image,
@@ -1168,23 +1175,15 @@ fn download(version: &str) -> Result<PathBuf, Failure> {
 
 /// `lab kernel install` on one host: upload, dpkg, GRUB, reboot, wait, verify; prints a line.
 pub(crate) fn install_kernel(
-    lab: &Lab,
-    dir: &Path,
+    s: &Session,
     host: &str,
     release: &str,
     packages: &[PathBuf],
     trial: bool,
 ) -> Result<kernel::install::Installed, Failure> {
-    let h = lab.host(host).ok_or_else(|| {
-        Failure::Report(miette::miette!("no host `{host}` in lab `{}`", lab.name))
-    })?;
-    let cfg =
-        lab::hosts::ssh_config(lab, dir, h).map_err(|e| Failure::Report(miette::miette!("{e}")))?;
-    let ssh = guest::Ssh::new(cfg);
-    let done = kernel::install::install(&ssh, packages, release, trial, &mut || {
-        ssh.wait_reachable(std::time::Duration::from_secs(600))
-    })
-    .map_err(|e| Failure::Report(miette::miette!("{e}")))?;
+    let done = s
+        .install_kernel(host, packages, release, trial)
+        .map_err(ops::fail)?;
     print_out(&format!(
         "{host}: running {} with MPTCP on; GRUB_DEFAULT=\"{}\"; back after {:.0} s\n",
         done.release, done.grub_default, done.boot_seconds

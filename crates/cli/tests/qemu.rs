@@ -225,7 +225,7 @@ fn ubuntu_cloud_image_from_a_mirror() {
     let image = qemu::image::build(
         &local,
         &spec,
-        &lab::virtualbox::image_cache(),
+        &lab::provider::cache_dir("images"),
         &qemu::accel::probe(Path::new("/")),
         &mut |s| eprintln!("cloud image: {s}"),
     )

@@ -445,7 +445,7 @@ fn up_adopt_halt_snapshot_destroy() {
     assert!(!rig.lab.join(".lab/vbox/lab-mptcp-ue1").exists());
     assert!(!rig.lab.join(".lab/vbox/lab-mptcp-ue2").exists());
     let (out, _) = rig.ok(&["destroy", "--provider", "virtualbox"]);
-    assert!(out.contains("no VM to remove"), "{out}");
+    assert!(out.contains("nothing to remove"), "{out}");
 }
 
 /// VirtualBox 6.1 knows only the old option names; the fake refuses the new ones, so this

@@ -15,8 +15,8 @@ use guest::{Command, Exec, Local};
 use serde::Serialize;
 
 use crate::instant::{self, TestOptions};
-use crate::model::{Attach, Lab};
 use crate::{Preset, parse};
+use model::{Attach, Lab};
 
 /// Targets from the instant-labs issue.
 pub const TARGET_EFFICIENCY: f64 = 0.93;
@@ -30,6 +30,8 @@ pub enum Error {
     Instant(#[from] instant::Error),
     #[error(transparent)]
     Test(#[from] instant::TestError),
+    #[error(transparent)]
+    Session(#[from] Box<crate::Error>),
     #[error(transparent)]
     Command(#[from] Box<guest::Error>),
     #[error("generated lab is invalid: {0}")]
@@ -133,9 +135,11 @@ pub fn run(
                     &TestOptions {
                         seconds: opts.seconds,
                         tool,
+                        tool_auto: false,
                         ..Default::default()
                     },
-                )?;
+                )
+                .map_err(Box::new)?;
                 efficiency.push(Efficiency {
                     config: config.into(),
                     rate_mbit: rate,

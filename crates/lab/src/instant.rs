@@ -1,17 +1,19 @@
-//! Instant labs: a Lab.toml's hosts as network namespaces on this machine.
+//! Namespace labs driven directly (what `lab bench` and the tests use; programs use
+//! [`Session`](crate::Session)), and the traffic test every provider's hosts share.
 //!
-//! `up` wires the namespaces ([`netns::Topology`]), `apply` converges each host on its plan
-//! (read the live state, apply only the difference), `down` removes everything the lab owns.
-//! The state file lives in the lab directory's `.lab/`.
+//! `up` wires the namespaces ([`netns::Topology`], through the `provider-netns` plugin's
+//! topology), `apply` converges each host on its plan (read the live state, apply only the
+//! difference), `down` removes everything the lab owns. [`test_with`] runs one transfer
+//! between two places (namespaces or hosts behind the command seam) and judges it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use netns::topology::{TopoAttach, TopoHost, TopoIface, UpReport};
-use netns::{Host as NsHost, Topology};
+use netns::Host as NsHost;
+use netns::topology::UpReport;
 use serde::Serialize;
 
-use crate::model::{Attach, Lab};
+use model::Lab;
 
 /// Errors of instant-lab operations.
 #[derive(Debug, thiserror::Error)]
@@ -26,68 +28,11 @@ pub enum Error {
     NotUp(String),
 }
 
-/// The namespace wiring of a lab. NAT interfaces (a VM's management NIC) have no counterpart.
-/// Only hosts with provider "netns" (the default) are part of it.
-pub fn topology(lab: &Lab) -> Topology {
-    let hosts: Vec<TopoHost> = lab
-        .hosts
-        .iter()
-        .filter(|h| h.provider == crate::Provider::Netns)
-        .map(|h| TopoHost {
-            name: h.name.clone(),
-            interfaces: h
-                .interfaces
-                .iter()
-                .filter_map(|i| {
-                    let attach = match &i.attach {
-                        Attach::Nat => return None,
-                        Attach::Network(n) => TopoAttach::Segment(n.clone()),
-                        Attach::Link(l) => {
-                            let link = lab.links.iter().find(|x| x.name == *l)?;
-                            let other = if link.a.host == h.name && link.a.interface == i.name {
-                                &link.b
-                            } else {
-                                &link.a
-                            };
-                            TopoAttach::Peer {
-                                host: other.host.clone(),
-                                iface: other.interface.clone(),
-                            }
-                        }
-                    };
-                    Some(TopoIface {
-                        name: i.name.clone(),
-                        mac: i.mac.map(|m| m.0),
-                        mtu: i.mtu,
-                        attach,
-                    })
-                })
-                .collect(),
-        })
-        .collect();
-    // Segments with at least one namespace host on them.
-    let segments = lab
-        .networks
-        .iter()
-        .filter(|n| {
-            hosts.iter().any(|h: &TopoHost| {
-                h.interfaces
-                    .iter()
-                    .any(|i| i.attach == TopoAttach::Segment(n.name.clone()))
-            })
-        })
-        .map(|n| n.name.clone())
-        .collect();
-    Topology {
-        lab: lab.name.clone(),
-        hosts,
-        segments,
-    }
-}
+pub use provider_netns::topology;
 
 /// Where a lab's namespace state is kept: `<dir>/.lab/<lab>.netns.json`.
 pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
-    dir.join(".lab").join(format!("{}.netns.json", lab.name))
+    provider::StateDir::new(dir).file(&provider_netns::state_name(lab))
 }
 
 /// Create the lab's namespaces and wiring (adopting a lab that is fully up).
@@ -197,7 +142,7 @@ pub fn apply(lab: &Lab, only: Option<&str>, dry_run: bool) -> Result<Vec<HostApp
             .hosts
             .iter()
             .filter(|h| only.is_none_or(|o| o == h.name))
-            .filter(|h| h.provider == crate::Provider::Netns)
+            .filter(|h| h.provider == provider_netns::NAME)
             .map(|h| s.spawn(move || converge_host(lab, h, dry_run)))
             .collect();
         handles
@@ -366,6 +311,9 @@ pub fn status(lab: &Lab) -> Result<Status, Error> {
 pub struct TestOptions {
     pub seconds: u64,
     pub tool: measure::Tool,
+    /// Let the session pick the tool: the built-in sender where both ends are namespaces on
+    /// this machine, iperf3 otherwise. False when the tool was asked for.
+    pub tool_auto: bool,
     /// Client interfaces to take down during the transfer: (interface, seconds after the start).
     pub fail: Vec<(String, f64)>,
     /// Each path must carry at least this fraction of its fair share (0.10 for `lab test`).
@@ -383,6 +331,7 @@ impl Default for TestOptions {
         Self {
             seconds: 10,
             tool: measure::Tool::Builtin,
+            tool_auto: true,
             fail: Vec::new(),
             min_share: 0.10,
             min_efficiency: None,
@@ -415,53 +364,12 @@ pub enum TestError {
     #[error("host `{0}` has no statically addressed interface to connect to")]
     NoAddress(String),
     #[error(transparent)]
-    Hosts(crate::hosts::Error),
+    Provider(#[from] provider::Error),
     #[error(transparent)]
     Remote(crate::remote::Error),
 }
 
-/// MPTCP traffic from the lab's client to its server, measured and judged.
-pub fn test(lab: &Lab, dir: &Path, opts: &TestOptions) -> Result<TestResult, TestError> {
-    let (server, client) = crate::expect::pair(lab).ok_or(TestError::NoPair)?;
-    let topo = topology(lab);
-    // Namespace hosts are entered directly; SSH hosts get two sessions each (one runs the
-    // traffic, the other reads counters meanwhile).
-    let mut namespaces = Vec::new();
-    let mut sessions: Vec<Box<dyn guest::Exec>> = Vec::new();
-    for h in [server, client] {
-        match h.provider {
-            crate::Provider::Netns => {
-                namespaces.push(netns::Namespace::open(&topo.host_ns(&h.name)).map_err(
-                    |e| match e {
-                        netns::Error::NoNamespace(_) => Error::NotUp(lab.name.clone()),
-                        e => Error::Netns(e),
-                    },
-                )?);
-            }
-            _ => {
-                for _ in 0..2 {
-                    sessions
-                        .push(crate::hosts::exec_for(lab, dir, &h.name).map_err(TestError::Hosts)?);
-                }
-            }
-        }
-    }
-    let mut ns_iter = namespaces.iter();
-    let mut ex_iter = sessions.iter();
-    let mut place = |h: &crate::Host| -> measure::Place<'_> {
-        if h.provider == crate::Provider::Netns {
-            measure::Place::Netns(ns_iter.next().expect("opened above"))
-        } else {
-            let run = ex_iter.next().expect("opened above").as_ref();
-            let sample = ex_iter.next().expect("opened above").as_ref();
-            measure::Place::Remote { run, sample }
-        }
-    };
-    let (sp, cp) = (place(server), place(client));
-    test_with(lab, opts, sp, cp)
-}
-
-/// [`test`] between two places the caller opened (namespaces, or hosts behind the command
+/// A transfer between two places the caller opened (namespaces, or hosts behind the command
 /// seam); the lab says which hosts are server and client and what the plan expects.
 pub fn test_with(
     lab: &Lab,
@@ -586,4 +494,9 @@ pub fn test_with(
         report,
         verdict,
     })
+}
+
+/// [`Session::test`](crate::Session::test) on `lab` with its state in `dir`.
+pub fn test(lab: &Lab, dir: &Path, opts: &TestOptions) -> Result<TestResult, crate::Error> {
+    crate::Session::new(lab.clone(), dir)?.test(opts)
 }

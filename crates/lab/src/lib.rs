@@ -1,29 +1,45 @@
-//! The Lab.toml model and the API other tools embed.
+//! lab as a library: one declarative, reproducible, verified MPTCP testbed from a Lab.toml.
 //!
-//! [`parse`]/[`load_file`] turn a Lab.toml into a validated [`Lab`], with every problem reported
-//! at once as [`Diagnostic`]s that carry byte spans (the CLI shows file:line:col and a caret).
-//! What the file leaves out is derived correctly (see [`derive`](crate::derive)); [`Preset`]
-//! holds the built-in lab and the guide's settings; [`doctor::check`] explains MPTCP
-//! misconfigurations. [`Host::net`] hands a host to the pure renderers of the `net` crate.
+//! A [`Session`] opens a lab (a Lab.toml path, or a model and a directory for its state) and
+//! runs every operation on it: [`up`](Session::up) (each provider's hosts, then each host's
+//! network plan), [`apply`](Session::apply), [`test`](Session::test) (traffic with a verdict),
+//! [`status`](Session::status), [`halt`](Session::halt), [`destroy`](Session::destroy),
+//! [`exec`](Session::exec), [`snapshot`](Session::snapshot), [`provision`](Session::provision),
+//! [`install_kernel`](Session::install_kernel), and [`demo`]. Each returns a value that
+//! serializes to JSON; progress goes to a callback ([`Session::on_progress`]) and `tracing`.
+//!
+//! Hosts come from providers ([`provider::Provider`]) found in a registry: lab's own
+//! (namespaces, QEMU, VirtualBox, existing machines over SSH; [`default_registry`]) and any a
+//! program registers. The session never names a provider: it asks each how its hosts are
+//! reached ([`provider::Access`]) and applies and measures through that.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), lab::Error> {
+//! let session = lab::Session::open("Lab.toml".as_ref())?;
+//! session.up(&lab::UpOptions::default())?;
+//! let result = session.test(&lab::TestOptions::default())?;
+//! println!("verdict: {}", if result.verdict.pass { "PASS" } else { "FAIL" });
+//! session.destroy()?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
-mod derive;
-pub mod diag;
-pub mod doctor;
-pub mod expect;
-pub mod hosts;
 pub mod instant;
-pub mod load;
-pub mod model;
-pub mod presets;
 pub mod provision;
-pub mod qemu;
 pub mod remote;
-pub mod units;
-pub mod virtualbox;
+mod session;
 pub mod vmbench;
 
-pub use diag::{Diagnostic, InvalidLab};
-pub use load::{LoadError, find_lab_file, load_file, parse};
-pub use model::{Attach, Host, Interface, JoinMode, Lab, Provider, Role};
-pub use presets::Preset;
+pub use instant::{TestOptions, TestResult};
+pub use model::{
+    Attach, Diagnostic, Host, Interface, InvalidLab, JoinMode, Lab, LoadError, Preset, Provider,
+    Role, diag, doctor, expect, find_lab_file, load, load_file, parse, presets, units,
+};
+pub use provider;
+pub use provider::{Access, Capability, Registry, StateDir, UpOptions};
+pub use session::Session;
+pub use session::{
+    ApplyOptions, Demo, Destroyed, Error, Halted, HostStatus, IfaceStatus, Progress, Snapshot,
+    Status, Up, default_registry, demo,
+};

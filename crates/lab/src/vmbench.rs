@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use guest::{Command, Exec, Local};
 use serde::Serialize;
 
-use crate::model::Lab;
-use crate::qemu::{self, UpOptions};
+use model::Lab;
+use provider_qemu::vms::{self as qemu, UpOptions};
 
 /// The issue's target for lab's kernel, seconds.
 pub const TARGET_LAB_BOOT_S: f64 = 15.0;
@@ -32,7 +32,7 @@ pub enum Error {
     #[error(transparent)]
     Command(#[from] Box<guest::Error>),
     #[error(transparent)]
-    Hosts(#[from] crate::hosts::Error),
+    Provider(#[from] provider::Error),
     #[error("bench lab is invalid: {0}")]
     Lab(String),
 }
@@ -104,7 +104,7 @@ fn bench_lab(name: &str, memory_mib: u32, cpus: u32) -> Result<Lab, Error> {
          [[hosts.b1.interfaces]]\nname = \"enp0s8\"\nnetwork = \"seg\"\naddress = \"10.1.1.1/24\"\n"
     );
     crate::parse("bench.toml", &src)
-        .map(|l| l.with_provider(crate::Provider::Qemu))
+        .map(|l| l.with_provider(&crate::Provider::new(provider_qemu::NAME).expect("a valid name")))
         .map_err(|e| Error::Lab(e.to_string()))
 }
 
@@ -239,7 +239,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, Err
             let host_spec = &lab.hosts[0];
             // Up again to install (the VM was halted after the last boot).
             boot_up(&lab, dir, &up)?;
-            let ssh = guest::Ssh::new(crate::hosts::ssh_config(&lab, dir, host_spec)?);
+            let ssh = guest::Ssh::new(qemu::ssh_config(&lab, dir, host_spec)?);
             kernel::install::install(&ssh, &k.packages, &k.release, false, &mut || {
                 ssh.wait_reachable(opts.boot_timeout)
             })?;
@@ -345,7 +345,7 @@ mod tests {
     fn the_bench_lab_is_valid() {
         let l = bench_lab("bvm1", 1024, 1).unwrap();
         assert_eq!(l.hosts.len(), 1);
-        assert_eq!(l.hosts[0].provider, crate::Provider::Qemu);
+        assert_eq!(l.hosts[0].provider, provider_qemu::NAME);
     }
 
     #[test]

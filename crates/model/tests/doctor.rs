@@ -1,20 +1,20 @@
 //! `lab doctor`: every check fires on the mistake it names, and stays quiet on the built-in lab.
 
-use lab::{Preset, doctor};
+use model::{Preset, doctor};
 
-fn codes(lab: &lab::Lab) -> Vec<(String, &'static str)> {
+fn codes(lab: &model::Lab) -> Vec<(String, &'static str)> {
     doctor::check(lab)
         .into_iter()
         .map(|f| (f.host, f.code))
         .collect()
 }
 
-fn builtin_plus(extra: &str) -> lab::Lab {
+fn builtin_plus(extra: &str) -> model::Lab {
     let src = format!("{}\n{extra}\n", Preset::Builtin.source());
-    lab::parse("Lab.toml", &src).unwrap_or_else(|e| panic!("{e}"))
+    model::parse("Lab.toml", &src).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn has(lab: &lab::Lab, host: &str, code: &str) -> bool {
+fn has(lab: &model::Lab, host: &str, code: &str) -> bool {
     codes(lab).iter().any(|(h, c)| h == host && *c == code)
 }
 
@@ -70,7 +70,7 @@ fn limits_below_the_paths_and_announcements() {
 #[test]
 fn kernel_default_limits_are_too_low_for_the_client() {
     let src = Preset::Builtin.source().to_string() + "\n[hosts.ue2.mptcp]\njoin = \"subflow\"\n";
-    let mut lab = lab::parse("Lab.toml", &src).unwrap();
+    let mut lab = model::parse("Lab.toml", &src).unwrap();
     lab.hosts[1].limits = None;
     assert!(doctor::check(&lab).iter().any(|f| f.host == "ue2"
         && f.code == "limits-too-low"
@@ -104,7 +104,7 @@ fn endpoint_without_per_source_routing() {
     let src = Preset::Guide
         .source()
         .replace("table = { id = 300, name = \"table3\" }\n", "");
-    let lab = lab::parse("Lab.toml", &src).unwrap();
+    let lab = model::parse("Lab.toml", &src).unwrap();
     let f: Vec<_> = doctor::check(&lab)
         .into_iter()
         .filter(|f| f.code == "endpoint-without-routing")
@@ -138,17 +138,17 @@ fn arp_flux_is_fixed_by_all_or_per_device_settings() {
     let fixed_all = format!(
         "{base}\n[hosts.ue1.sysctls]\n\"net.ipv4.conf.all.arp_ignore\" = 1\n\"net.ipv4.conf.all.arp_announce\" = 2\n"
     );
-    let lab = lab::parse("Lab.toml", &fixed_all).unwrap();
+    let lab = model::parse("Lab.toml", &fixed_all).unwrap();
     assert!(!has(&lab, "ue1", "arp-flux"));
     assert!(has(&lab, "ue2", "arp-flux"));
     let half = format!("{base}\n[hosts.ue1.sysctls]\n\"net.ipv4.conf.all.arp_ignore\" = 1\n");
-    let lab = lab::parse("Lab.toml", &half).unwrap();
+    let lab = model::parse("Lab.toml", &half).unwrap();
     assert!(has(&lab, "ue1", "arp-flux"));
 }
 
 #[test]
 fn point_to_point_links_need_no_arp_settings() {
-    let lab = lab::parse(
+    let lab = model::parse(
         "p2p",
         include_str!("../../../fixtures/labs/p2p-shaped.toml"),
     )

@@ -17,8 +17,15 @@ use serde::{Deserialize, Serialize};
 
 pub use qemu::cloud::UBUNTU_CLOUD_IMAGES;
 
-use crate::hosts;
-use crate::model::{Attach, Host, Lab, Provider};
+/// The image of hosts that set none: lab's Debian 12, built from this machine's Debian mirror
+/// (no internet needed).
+pub const DEFAULT_IMAGE: &str = "debian-12";
+
+use model::{Attach, Host, Lab};
+pub use provider::Event;
+use provider::StateDir;
+
+use crate::NAME;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,7 +36,7 @@ pub enum Error {
     #[error(transparent)]
     Host(#[from] Box<guest::Error>),
     #[error(transparent)]
-    Hosts(#[from] hosts::Error),
+    State(#[from] provider::Error),
     #[error("host `{host}`: {message}")]
     Model { host: String, message: String },
     #[error("host `{host}`: SSH did not come up (serial console: {}): {source}", console.display())]
@@ -62,11 +69,11 @@ pub fn vm_name(lab: &Lab, host: &str) -> String {
 /// `<dir>/.lab/qemu` (absolute).
 pub fn workdir(dir: &Path) -> PathBuf {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    hosts::state_dir(&dir).join("qemu")
+    StateDir::new(dir).file("qemu")
 }
 
 pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
-    hosts::state_dir(dir).join(format!("{}.qemu.json", lab.name))
+    StateDir::new(dir).file(&state_name(lab))
 }
 
 /// What lab remembers of a lab's VMs and switches.
@@ -97,21 +104,43 @@ pub struct VmRecord {
     pub seed: Option<PathBuf>,
 }
 
+/// The state file's name in `.lab/`.
+pub fn state_name(lab: &Lab) -> String {
+    format!("{}.qemu.json", lab.name)
+}
+
 pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
-    hosts::read_state(&state_file(dir, lab))
+    StateDir::new(dir).read(&state_name(lab))
 }
 
 fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
-    let path = state_file(dir, lab);
-    hosts::write_state(&path, s).map_err(|source| Error::File {
-        what: "cannot write",
-        path,
-        source,
-    })
+    Ok(StateDir::new(dir).write(&state_name(lab), s)?)
+}
+
+/// How lab reaches a QEMU host that is up: root (or `user`) on its loopback SSH forward with
+/// the key of lab's images.
+pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<guest::SshConfig, provider::Error> {
+    let state = load_state(dir, lab);
+    let port =
+        state
+            .vms
+            .get(&h.name)
+            .map(|r| r.ssh_port)
+            .ok_or_else(|| provider::Error::NotUp {
+                provider: NAME.into(),
+                host: h.name.clone(),
+            })?;
+    Ok(provider::vm::ssh_config(
+        &StateDir::new(dir),
+        &h.name,
+        port,
+        &h.vm.user,
+        state.key.clone(),
+    ))
 }
 
 fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {
-    lab.hosts.iter().filter(|h| h.provider == Provider::Qemu)
+    lab.hosts.iter().filter(|h| h.provider == NAME)
 }
 
 /// The PID in a PID file, if that process still runs and is `expect` (`qemu-system`,
@@ -221,18 +250,6 @@ pub fn vm_spec(
     })
 }
 
-/// What `up` reports as it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Step(String),
-    Note(String),
-    /// Bytes of a download so far, and of the whole file when the server said.
-    Download {
-        done: u64,
-        total: Option<u64>,
-    },
-}
-
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub boot_timeout: Duration,
@@ -262,7 +279,7 @@ fn base_of(
     accel: &Accel,
     events: &mut dyn FnMut(Event),
 ) -> Result<Base, Error> {
-    let image = h.vm.image_for(Provider::Qemu);
+    let image = h.vm.image_or(DEFAULT_IMAGE);
     let model = |message: String| Error::Model {
         host: h.name.clone(),
         message,
@@ -383,6 +400,84 @@ pub struct UpVm {
     pub kernel: String,
 }
 
+/// The actions `up` takes, as values: a base image per distinct image, a switch per segment,
+/// an overlay and a QEMU process per VM. Ports are the recorded or preferred ones (`up` moves a
+/// forward whose port another program took).
+pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>, Error> {
+    use provider::Action;
+    let accel = qemu::accel::probe(Path::new("/"));
+    let work = workdir(dir);
+    let state = load_state(dir, lab);
+    let mut out = Vec::new();
+    let mut images: Vec<&str> = Vec::new();
+    for h in hosts_of(lab) {
+        let image = h.vm.image_or(DEFAULT_IMAGE);
+        if !images.contains(&image) {
+            images.push(image);
+            out.push(Action::note(
+                None,
+                format!(
+                    "base image `{image}`: from lab's cache in {} (built or downloaded and verified when missing)",
+                    cache.display()
+                ),
+            ));
+        }
+    }
+    let mut segments: Vec<String> = Vec::new();
+    for h in hosts_of(lab) {
+        for (seg, n, _) in segment_nics(lab, h, &work)? {
+            if !segments.contains(&seg) {
+                let pidfile = work.join(format!("switch-{seg}.pid"));
+                out.push(Action {
+                    host: None,
+                    what: format!("switch {seg}"),
+                    argv: Some(vm::switch_argv(&n.switch, &pidfile)),
+                });
+                segments.push(seg);
+            }
+        }
+    }
+    for (index, h) in hosts_of(lab).enumerate() {
+        let name = vm_name(lab, &h.name);
+        let vmdir = work.join(&name);
+        let base = state.vms.get(&h.name).map_or_else(
+            || cache.join(h.vm.image_or(DEFAULT_IMAGE)),
+            |r| r.base.clone(),
+        );
+        let rec = VmRecord {
+            name: name.clone(),
+            ssh_port: state
+                .vms
+                .get(&h.name)
+                .map_or(42301 + u16::try_from(index).unwrap_or(0), |r| r.ssh_port),
+            disk: vmdir.join("disk.qcow2"),
+            pidfile: vmdir.join("qemu.pid"),
+            monitor: vmdir.join("monitor.sock"),
+            console: vmdir.join("console.log"),
+            base: base.clone(),
+            seed: None,
+        };
+        out.push(Action {
+            host: Some(h.name.clone()),
+            what: format!("overlay disk of {name}"),
+            argv: Some(vm::overlay_argv(&base, "qcow2", &rec.disk, None)),
+        });
+        out.push(Action {
+            host: Some(h.name.clone()),
+            what: format!(
+                "VM {name}: {} vCPUs, {} MiB, SSH on 127.0.0.1:{}",
+                h.vm.cpus, h.vm.memory_mib, rec.ssh_port
+            ),
+            argv: Some(vm::argv(&vm_spec(lab, h, &rec, &accel, &work)?)),
+        });
+        out.push(Action::note(
+            Some(&h.name),
+            "wait for SSH, name the NICs by MAC as in Lab.toml",
+        ));
+    }
+    Ok(out)
+}
+
 /// Build or reuse the base image, start the switches and VMs (adopting running ones), wait for
 /// SSH, and give the guests' NICs the Lab.toml names by MAC.
 pub fn up(
@@ -399,7 +494,7 @@ pub fn up(
     let public_key = qemu::image::ensure_key(host, &opts.cache)?;
     let mut bases: BTreeMap<String, Base> = BTreeMap::new();
     for h in hosts_of(lab) {
-        let image = h.vm.image_for(Provider::Qemu).to_string();
+        let image = h.vm.image_or(DEFAULT_IMAGE).to_string();
         if let std::collections::btree_map::Entry::Vacant(e) = bases.entry(image) {
             e.insert(base_of(h, dir, host, opts, &accel, events)?);
         }
@@ -445,10 +540,10 @@ pub fn up(
         let pidfile = vmdir.join("qemu.pid");
         let running = running_pid(&pidfile, "qemu-system").is_some();
         let port = match state.vms.get(&h.name) {
-            Some(r) if running || hosts::port_free(r.ssh_port) => r.ssh_port,
-            _ => hosts::pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
+            Some(r) if running || provider::vm::port_free(r.ssh_port) => r.ssh_port,
+            _ => provider::vm::pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
         };
-        let base = &bases[h.vm.image_for(Provider::Qemu)];
+        let base = &bases[h.vm.image_or(DEFAULT_IMAGE)];
         let rec = VmRecord {
             name: name.clone(),
             ssh_port: port,
@@ -497,33 +592,34 @@ pub fn up(
     }
 
     let work = &work;
-    let results = hosts::each_in_parallel(&started, |(h, rec, fresh, t)| -> Result<UpVm, Error> {
-        let ssh = guest::Ssh::new(hosts::ssh_config(lab, dir, h)?);
-        ssh.wait_reachable(opts.boot_timeout)
-            .map_err(|e| Error::Ssh {
+    let results =
+        provider::vm::each_in_parallel(&started, |(h, rec, fresh, t)| -> Result<UpVm, Error> {
+            let ssh = guest::Ssh::new(ssh_config(lab, dir, h)?);
+            ssh.wait_reachable(opts.boot_timeout)
+                .map_err(|e| Error::Ssh {
+                    host: h.name.clone(),
+                    console: rec.console.clone(),
+                    source: Box::new(e),
+                })?;
+            if rec.seed.is_some() {
+                wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
+            }
+            let boot = t.elapsed().as_secs_f64();
+            name_nics(&ssh, lab, h, work)?;
+            let kernel = ssh
+                .check(&Command::new(["uname", "-r"]))?
+                .stdout_lossy()
+                .trim()
+                .to_string();
+            Ok(UpVm {
                 host: h.name.clone(),
-                console: rec.console.clone(),
-                source: Box::new(e),
-            })?;
-        if rec.seed.is_some() {
-            wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
-        }
-        let boot = t.elapsed().as_secs_f64();
-        name_nics(&ssh, lab, h, work)?;
-        let kernel = ssh
-            .check(&Command::new(["uname", "-r"]))?
-            .stdout_lossy()
-            .trim()
-            .to_string();
-        Ok(UpVm {
-            host: h.name.clone(),
-            name: rec.name.clone(),
-            ssh_port: rec.ssh_port,
-            started: *fresh,
-            boot_seconds: boot,
-            kernel,
-        })
-    });
+                name: rec.name.clone(),
+                ssh_port: rec.ssh_port,
+                started: *fresh,
+                boot_seconds: boot,
+                kernel,
+            })
+        });
     results.into_iter().collect()
 }
 
@@ -672,7 +768,7 @@ pub fn destroy(lab: &Lab, dir: &Path) -> Result<Vec<String>, Error> {
         }
     }
     for r in state.vms.values() {
-        hosts::forget_host_key(dir, "127.0.0.1", r.ssh_port)?;
+        StateDir::new(dir).forget_host_key("127.0.0.1", r.ssh_port)?;
     }
     // Only this lab's VMs' files: another lab may share `.lab/qemu`.
     for h in &lab.hosts {
@@ -681,6 +777,6 @@ pub fn destroy(lab: &Lab, dir: &Path) -> Result<Vec<String>, Error> {
     for p in state.switches.values() {
         let _ = std::fs::remove_file(p);
     }
-    let _ = std::fs::remove_file(state_file(dir, lab));
+    let _ = StateDir::new(dir).remove(&state_name(lab));
     Ok(ended)
 }

@@ -303,7 +303,7 @@ impl Validator {
 
     fn lab(&mut self, raw: RawLab) -> Lab {
         check_ident(self, "lab", &raw.lab.name);
-        let default_provider = raw.lab.provider.unwrap_or_default();
+        let default_provider = raw.lab.provider.clone().unwrap_or_default();
 
         let mut networks = Vec::new();
         for (name, n) in &raw.networks {
@@ -328,7 +328,7 @@ impl Validator {
                 &host_name,
                 span(&name),
                 &h,
-                default_provider,
+                &default_provider,
                 &raw.networks,
                 &mut iface_spans,
             );
@@ -354,6 +354,7 @@ impl Validator {
             }
         }
 
+        self.one_provider_per_segment(&hosts, &links, &iface_spans);
         self.unique_addresses(&hosts, &raw_hosts);
         self.subnets(&hosts, &networks, &raw_hosts);
 
@@ -368,6 +369,69 @@ impl Validator {
             crate::derive::derive(&mut lab);
         }
         lab
+    }
+
+    /// Hosts of different providers cannot share a segment or a link: each provider builds
+    /// its own (a bridge in a namespace, a vde switch, a VirtualBox internal network, a real
+    /// network for existing machines), and none of them joins another's.
+    fn one_provider_per_segment(
+        &mut self,
+        hosts: &[Host],
+        links: &[Link],
+        iface_spans: &HashMap<(String, String), Range<usize>>,
+    ) {
+        let mut first: HashMap<&str, (&Host, &str)> = HashMap::new();
+        let mut said: HashSet<(String, String)> = HashSet::new();
+        for h in hosts {
+            for i in &h.interfaces {
+                let Attach::Network(n) = &i.attach else {
+                    continue;
+                };
+                if n.is_empty() {
+                    continue;
+                }
+                match first.get(n.as_str()) {
+                    None => {
+                        first.insert(n, (h, &i.name));
+                    }
+                    Some((other, other_iface))
+                        if other.provider != h.provider
+                            && said.insert((n.clone(), h.name.clone())) =>
+                    {
+                        let sp = iface_spans[&(h.name.clone(), i.name.clone())].clone();
+                        self.err(
+                            sp,
+                            format!(
+                                "network `{n}` joins `{}` (provider \"{}\", {other_iface}) and `{}` (provider \"{}\"): hosts of different providers cannot share a segment",
+                                other.name, other.provider, h.name, h.provider
+                            ),
+                            "put the hosts of one network on one provider (`provider = \"...\"` on the host or in [lab]), or give each provider its own network",
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for l in links {
+            let (Some(a), Some(b)) = (
+                hosts.iter().find(|h| h.name == l.a.host),
+                hosts.iter().find(|h| h.name == l.b.host),
+            ) else {
+                continue;
+            };
+            if a.provider != b.provider
+                && let Some(sp) = iface_spans.get(&(b.name.clone(), l.b.interface.clone()))
+            {
+                self.err(
+                    sp.clone(),
+                    format!(
+                        "link `{}` joins `{}` (provider \"{}\") and `{}` (provider \"{}\"): hosts of different providers cannot share a link",
+                        l.name, a.name, a.provider, b.name, b.provider
+                    ),
+                    "put both ends of a link on one provider",
+                );
+            }
+        }
     }
 
     fn segment_name(&mut self, s: &Spanned<String>) {
@@ -470,13 +534,16 @@ impl Validator {
         host_name: &str,
         host_span: Range<usize>,
         h: &RawHost,
-        default_provider: Provider,
+        default_provider: &Provider,
         networks: &IndexMap<Spanned<String>, RawNetwork>,
         iface_spans: &mut HashMap<(String, String), Range<usize>>,
     ) -> Host {
-        let provider = h.provider.unwrap_or(default_provider);
+        let provider = h
+            .provider
+            .clone()
+            .unwrap_or_else(|| default_provider.clone());
         let vm = self.vm(&h.vm);
-        let ssh = self.ssh(host_name, host_span, h, provider);
+        let ssh = self.ssh(host_name, host_span, h, &provider);
 
         let mut interfaces = Vec::new();
         let mut tables: Vec<net::Table> = Vec::new();
@@ -613,10 +680,10 @@ impl Validator {
         host_name: &str,
         host_span: Range<usize>,
         h: &RawHost,
-        provider: Provider,
+        provider: &Provider,
     ) -> Option<SshTarget> {
         let Some(raw) = &h.ssh else {
-            if provider == Provider::Ssh {
+            if provider == "ssh" {
                 self.err(
                     host_span,
                     format!("host `{host_name}` uses provider \"ssh\" but has no [hosts.{host_name}.ssh] table"),

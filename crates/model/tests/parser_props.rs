@@ -2,18 +2,18 @@
 //! sprinkled with hostile bytes. Every result is either a lab or diagnostics whose spans lie
 //! inside the source.
 
-use lab::{LoadError, Preset};
+use model::{LoadError, Preset};
 use proptest::prelude::*;
 
 fn check(src: &str) {
-    match lab::parse("fuzz.toml", src) {
+    match model::parse("fuzz.toml", src) {
         Ok(lab) => {
             // A valid lab must render without panicking too.
             for h in &lab.hosts {
                 let net = h.net();
                 let _ = net::script::render(&net, "fuzz");
                 let _ = net::netplan::render(&net, "fuzz");
-                let _ = lab::doctor::check(&lab);
+                let _ = model::doctor::check(&lab);
             }
         }
         Err(LoadError::Invalid(inv)) => {

@@ -2,7 +2,7 @@
 //! verbatim (same addresses, devices, table names, flags and order). The expected lines are read
 //! from fixtures/guide/GUIDE.md, not typed into this test.
 
-use lab::Preset;
+use model::Preset;
 
 const GUIDE: &str = include_str!("../../../fixtures/guide/GUIDE.md");
 
@@ -167,7 +167,7 @@ fn guide_preset_has_the_guides_machines_and_addresses() {
         }
         assert!(
             h.path_interfaces()
-                .all(|i| i.attach == lab::Attach::Network("ue1-ue2_v1_2".into()))
+                .all(|i| i.attach == model::Attach::Network("ue1-ue2_v1_2".into()))
         );
     }
 }

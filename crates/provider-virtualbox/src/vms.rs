@@ -18,8 +18,11 @@ pub use vbox::VBoxManage;
 use vbox::args::{self, Attachment, Forward, Nic, Settings, Unattended};
 use vbox::{Call, State as VmState};
 
-use crate::hosts;
-use crate::model::{Attach, Host, Lab, Provider};
+use model::{Attach, Host, Lab};
+pub use provider::Event;
+use provider::StateDir;
+
+use crate::NAME;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,7 +47,7 @@ pub enum Error {
         source: Box<guest::Error>,
     },
     #[error(transparent)]
-    Hosts(#[from] hosts::Error),
+    State(#[from] provider::Error),
     #[error(
         "VirtualBox {0} is not supported: lab knows the syntax of 6.1 to 7.1 (set LAB_VBOX_ANY_VERSION=1 to try anyway)"
     )]
@@ -65,7 +68,7 @@ pub fn group(lab: &Lab) -> String {
 /// against its own directory).
 pub fn basefolder(dir: &Path) -> PathBuf {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    hosts::state_dir(&dir).join("vbox")
+    StateDir::new(dir).file("vbox")
 }
 
 /// What lab remembers of a lab's VMs.
@@ -81,45 +84,39 @@ pub struct VmRecord {
     pub ssh_port: u16,
 }
 
-/// `<dir>/.lab/<lab>.vbox.json`.
-pub fn state_file(dir: &Path, lab: &Lab) -> PathBuf {
-    hosts::state_dir(dir).join(format!("{}.vbox.json", lab.name))
+/// The state file's name in `.lab/`: `<lab>.vbox.json`.
+pub fn state_name(lab: &Lab) -> String {
+    format!("{}.vbox.json", lab.name)
 }
 
 pub fn load_state(dir: &Path, lab: &Lab) -> LabState {
-    hosts::read_state(&state_file(dir, lab))
+    StateDir::new(dir).read(&state_name(lab))
 }
 
 fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
-    let path = state_file(dir, lab);
-    hosts::write_state(&path, s).map_err(|source| Error::File {
-        what: "cannot write",
-        path,
-        source,
-    })
+    Ok(StateDir::new(dir).write(&state_name(lab), s)?)
 }
 
-/// Give every host the VirtualBox provider (`lab up --provider virtualbox`).
-pub fn with_provider(lab: &Lab) -> Lab {
-    lab.with_provider(Provider::Virtualbox)
-}
-
-/// The lab's hosts' providers: per Lab.toml, or all VirtualBox (QEMU) once a
-/// `lab up --provider virtualbox` (`qemu`) left its state file.
-pub fn adopt_provider(lab: &Lab, dir: &Path) -> Lab {
-    if state_file(dir, lab).exists() {
-        with_provider(lab)
-    } else if crate::qemu::state_file(dir, lab).exists() {
-        lab.with_provider(Provider::Qemu)
-    } else {
-        lab.clone()
-    }
+/// How lab reaches a VirtualBox host that is up: `user` on its loopback SSH forward with the
+/// lab's key.
+pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<guest::SshConfig, provider::Error> {
+    let port = load_state(dir, lab)
+        .vms
+        .get(&h.name)
+        .map(|r| r.ssh_port)
+        .ok_or_else(|| provider::Error::NotUp {
+            provider: NAME.into(),
+            host: h.name.clone(),
+        })?;
+    let state = StateDir::new(dir);
+    let key = state.key()?;
+    Ok(provider::vm::ssh_config(
+        &state, &h.name, port, &h.vm.user, key,
+    ))
 }
 
 fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {
-    lab.hosts
-        .iter()
-        .filter(|h| h.provider == Provider::Virtualbox)
+    lab.hosts.iter().filter(|h| h.provider == NAME)
 }
 
 /// Where a VM comes from.
@@ -136,20 +133,19 @@ pub enum Source {
     Ova(PathBuf),
 }
 
-/// lab's image cache: ~/.cache/lab/images (or under $XDG_CACHE_HOME).
+/// lab's image cache (`provider::cache_dir("images")`).
 pub fn image_cache() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".lab/cache"))
-        .join("lab/images")
+    provider::cache_dir("images")
 }
 
 /// The guide's OS, Ubuntu 22.04: the live server installer.
+/// The image of hosts that set none: the guide's Ubuntu 22.04.
+pub const DEFAULT_IMAGE: &str = "ubuntu-22.04";
+
 pub const UBUNTU_22_04_ISO: &str = "ubuntu-22.04.5-live-server-amd64.iso";
 
 pub fn source(h: &Host, dir: &Path) -> Result<Source, Error> {
-    let image = h.vm.image_for(Provider::Virtualbox);
+    let image = h.vm.image_or(DEFAULT_IMAGE);
     if let Some(base) = image.strip_prefix("vbox:") {
         let (base, snapshot) = match base.split_once('@') {
             Some((b, s)) => (b.to_string(), Some(s.to_string())),
@@ -285,14 +281,6 @@ pub fn create_calls(
     })
 }
 
-/// What `up`, `halt`, ... report as they go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A VBoxManage call that changes something (printed, not run, with `--dry-run`).
-    Call(String),
-    Note(String),
-}
-
 /// Runs calls, or only reports the mutating ones (`--dry-run`).
 struct Driver<'a> {
     vbm: &'a VBoxManage<'a>,
@@ -410,7 +398,7 @@ pub fn up(
         Err(e) => return Err(e),
     };
     let base = basefolder(dir);
-    let key = hosts::lab_key(dir)?;
+    let key = StateDir::new(dir).key()?;
     let public_key =
         std::fs::read_to_string(key.with_extension("pub")).map_err(|source| Error::File {
             what: "cannot read",
@@ -451,8 +439,8 @@ pub fn up(
                 }
                 let preferred = 42201 + u16::try_from(index).unwrap_or(0);
                 let port = match recorded {
-                    Some(p) if hosts::port_free(p) => p,
-                    _ => hosts::pick_port(preferred, &taken),
+                    Some(p) if provider::vm::port_free(p) => p,
+                    _ => provider::vm::pick_port(preferred, &taken),
                 };
                 // Remembered before anything is created: an interrupted `up` is adopted.
                 remember(dir, lab, &mut state, h, port, opts.dry_run)?;
@@ -470,8 +458,8 @@ pub fn up(
                     host: h.name.clone(),
                     message: format!("VM {name} exists but has no `ssh` NAT forward on NIC 1"),
                 })?;
-                if !info.state.is_on() && !hosts::port_free(port) {
-                    let new = hosts::pick_port(port.saturating_add(1), &taken);
+                if !info.state.is_on() && !provider::vm::port_free(port) {
+                    let new = provider::vm::pick_port(port.saturating_add(1), &taken);
                     (d.events)(Event::Note(format!(
                         "{}: loopback port {port} is taken by another program; SSH moves to {new}",
                         h.name
@@ -513,27 +501,28 @@ pub fn up(
     }
     // Wait for every VM's SSH at once.
     let started = Instant::now();
-    let results = hosts::each_in_parallel(&starting, |(h, port, created)| -> Result<UpVm, Error> {
-        let cfg = hosts::ssh_config(lab, dir, h)?;
-        let ssh = guest::Ssh::new(cfg);
-        ssh.wait_reachable(opts.boot_timeout)
-            .map_err(|e| Error::Ssh {
+    let results =
+        provider::vm::each_in_parallel(&starting, |(h, port, created)| -> Result<UpVm, Error> {
+            let cfg = ssh_config(lab, dir, h)?;
+            let ssh = guest::Ssh::new(cfg);
+            ssh.wait_reachable(opts.boot_timeout)
+                .map_err(|e| Error::Ssh {
+                    host: h.name.clone(),
+                    source: Box::new(e),
+                })?;
+            let kernel = guest::Exec::run(&ssh, &guest::Command::new(["uname", "-r"]))
+                .ok()
+                .filter(guest::Output::success)
+                .map(|o| o.stdout_lossy().trim().to_string());
+            Ok(UpVm {
                 host: h.name.clone(),
-                source: Box::new(e),
-            })?;
-        let kernel = guest::Exec::run(&ssh, &guest::Command::new(["uname", "-r"]))
-            .ok()
-            .filter(guest::Output::success)
-            .map(|o| o.stdout_lossy().trim().to_string());
-        Ok(UpVm {
-            host: h.name.clone(),
-            name: vm_name(lab, &h.name),
-            ssh_port: *port,
-            created: *created,
-            boot_seconds: Some(started.elapsed().as_secs_f64()),
-            kernel,
-        })
-    });
+                name: vm_name(lab, &h.name),
+                ssh_port: *port,
+                created: *created,
+                boot_seconds: Some(started.elapsed().as_secs_f64()),
+                kernel,
+            })
+        });
     for r in results {
         out.push(r?);
     }
@@ -658,9 +647,9 @@ pub fn destroy(
         removed.push(name);
     }
     for r in state.vms.values() {
-        hosts::forget_host_key(dir, "127.0.0.1", r.ssh_port)?;
+        StateDir::new(dir).forget_host_key("127.0.0.1", r.ssh_port)?;
     }
-    let _ = std::fs::remove_file(state_file(dir, lab));
+    let _ = StateDir::new(dir).remove(&state_name(lab));
     Ok(removed)
 }
 
@@ -704,7 +693,7 @@ pub fn snapshot_restore(
         }
     }
     for h in hosts_of(lab) {
-        let ssh = guest::Ssh::new(hosts::ssh_config(lab, dir, h)?);
+        let ssh = guest::Ssh::new(ssh_config(lab, dir, h)?);
         ssh.wait_reachable(boot_timeout).map_err(|e| Error::Ssh {
             host: h.name.clone(),
             source: Box::new(e),
@@ -716,10 +705,13 @@ pub fn snapshot_restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Preset;
+    use model::Preset;
 
     fn builtin() -> Lab {
-        with_provider(&Preset::Builtin.load().unwrap())
+        Preset::Builtin
+            .load()
+            .unwrap()
+            .with_provider(&model::Provider::new(NAME).unwrap())
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! Golden files (insta) for every renderer on both presets and a point-to-point lab.
 
-use lab::Preset;
+use model::Preset;
 
 const P2P: &str = include_str!("../../../fixtures/labs/p2p-shaped.toml");
 
-fn labs() -> Vec<(String, lab::Lab)> {
-    let mut out: Vec<(String, lab::Lab)> = Preset::ALL
+fn labs() -> Vec<(String, model::Lab)> {
+    let mut out: Vec<(String, model::Lab)> = Preset::ALL
         .iter()
         .map(|p| (p.name().to_string(), p.load().unwrap()))
         .collect();
-    out.push(("p2p".into(), lab::parse("p2p-shaped.toml", P2P).unwrap()));
+    out.push(("p2p".into(), model::parse("p2p-shaped.toml", P2P).unwrap()));
     out
 }
 

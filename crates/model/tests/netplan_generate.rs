@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use lab::Preset;
+use model::Preset;
 
 fn netplan_generate(root: &std::path::Path) -> std::process::Output {
     Command::new("netplan")
@@ -14,7 +14,7 @@ fn netplan_generate(root: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
-fn generate(lab: &lab::Lab, host: &str) -> tempfile::TempDir {
+fn generate(lab: &model::Lab, host: &str) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("etc/netplan");
     std::fs::create_dir_all(&dir).unwrap();
@@ -94,7 +94,7 @@ fn shaped_p2p_lab_passes_netplan_generate() {
     if !testkit::require("netplan generate", testkit::tool("netplan")) {
         return;
     }
-    let lab = lab::parse(
+    let lab = model::parse(
         "p2p",
         include_str!("../../../fixtures/labs/p2p-shaped.toml"),
     )

@@ -55,19 +55,79 @@ impl Role {
     }
 }
 
-/// Where a host's machine comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// A network namespace on this machine: instant, needs root and the kernel's MPTCP.
-    #[default]
-    Netns,
-    /// A VirtualBox VM, as in the guide.
-    Virtualbox,
-    /// A QEMU VM.
-    Qemu,
-    /// An existing machine reached over SSH.
-    Ssh,
+/// Where a host's machine comes from: the name of a provider (`netns`, the default; `qemu`,
+/// `virtualbox`, `ssh`, or one a program registered). The model only checks the name's form;
+/// whether a provider of that name exists is the session's question (its registry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Provider(String);
+
+impl Provider {
+    /// The provider of hosts that name none: network namespaces on this machine.
+    pub const DEFAULT: &'static str = "netns";
+
+    /// A provider name: 1 to 32 of `[a-z0-9-]`, starting with a letter.
+    ///
+    /// ```
+    /// assert!(model::Provider::new("qemu").is_ok());
+    /// assert!(model::Provider::new("Qemu").is_err());
+    /// ```
+    pub fn new(name: &str) -> Result<Self, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(format!(
+                "`{name}` is not a provider name (1 to 32 of a-z, 0-9 and -, starting with a letter)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Provider {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_string())
+    }
+}
+
+impl TryFrom<String> for Provider {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::new(&s)
+    }
+}
+
+impl From<Provider> for String {
+    fn from(p: Provider) -> String {
+        p.0
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Provider {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Provider {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
 }
 
 /// How a client opens extra subflows when lab derives its endpoints.
@@ -116,14 +176,10 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// The image, or the provider's default: the guide's Ubuntu 22.04 on VirtualBox, lab's
-    /// Debian 12 on QEMU (built from this machine's Debian mirror, no internet needed).
-    pub fn image_for(&self, provider: Provider) -> &str {
-        match (&self.image, provider) {
-            (Some(i), _) => i,
-            (None, Provider::Qemu) => "debian-12",
-            (None, _) => "ubuntu-22.04",
-        }
+    /// The image, or `default` (each provider has its own: the guide's Ubuntu 22.04 on
+    /// VirtualBox, lab's Debian 12 on QEMU).
+    pub fn image_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.image.as_deref().unwrap_or(default)
     }
 }
 
@@ -268,10 +324,10 @@ impl Lab {
     }
 
     /// The same lab with every host on `provider` (`lab up --provider ...`).
-    pub fn with_provider(&self, provider: Provider) -> Lab {
+    pub fn with_provider(&self, provider: &Provider) -> Lab {
         let mut l = self.clone();
         for h in &mut l.hosts {
-            h.provider = provider;
+            h.provider = provider.clone();
         }
         l
     }

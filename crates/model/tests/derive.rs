@@ -1,6 +1,6 @@
 //! What lab derives when the Lab.toml leaves it out.
 
-use lab::Preset;
+use model::Preset;
 
 #[test]
 fn builtin_server_signals_its_extra_addresses() {
@@ -63,7 +63,7 @@ fn limits_cover_every_extra_path() {
         "[hosts.ue2.vm]",
         "[hosts.ue2.mptcp]\njoin = \"fullmesh\"\n\n[hosts.ue2.vm]",
     );
-    let lab = lab::parse("fullmesh.toml", &text).unwrap();
+    let lab = model::parse("fullmesh.toml", &text).unwrap();
     for h in &lab.hosts {
         let l = h.limits.unwrap();
         assert_eq!((l.subflows, l.add_addr_accepted), (8, 3), "{}", h.name);
@@ -96,7 +96,7 @@ fn tables_are_derived_when_left_out_and_skip_explicit_ids() {
         .source()
         .replacen("table = { id = 100, name = \"table1\" }\n", "", 1)
         .replacen("table = { id = 300, name = \"table3\" }\n", "", 1);
-    let lab = lab::parse("Lab.toml", &src).unwrap();
+    let lab = model::parse("Lab.toml", &src).unwrap();
     let t: Vec<(u32, String, String, String)> = lab
         .host("ue1")
         .unwrap()
@@ -129,7 +129,7 @@ fn join_modes() {
             "{}\n[hosts.ue2.mptcp]\njoin = \"{mode}\"\n",
             Preset::Builtin.source()
         );
-        let lab = lab::parse("Lab.toml", &src).unwrap();
+        let lab = model::parse("Lab.toml", &src).unwrap();
         let eps = &lab.host("ue2").unwrap().endpoints;
         assert_eq!(eps.len(), count, "{mode}");
         assert!(
@@ -173,10 +173,10 @@ name = "eth0"
 network = "lan"
 address = "192.168.7.2/24"
 "#;
-    let lab = lab::parse("one", src).unwrap();
+    let lab = model::parse("one", src).unwrap();
     for h in &lab.hosts {
         assert!(h.tables.is_empty() && h.endpoints.is_empty() && h.limits.is_none());
         assert_eq!(h.sysctls.len(), 1);
     }
-    assert_eq!(lab::doctor::check(&lab), vec![]);
+    assert_eq!(model::doctor::check(&lab), vec![]);
 }

@@ -1,0 +1,968 @@
+//! The session: a lab and its state, and every operation on it, provider by provider.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use guest::Exec;
+use provider::{Access, Ctx, Event, Registry, SnapshotOp, StateDir, UpOptions};
+use serde::Serialize;
+
+use crate::instant::{TestError, TestOptions, TestResult};
+use crate::remote;
+use model::{Host, Lab, Preset, Provider};
+
+/// Errors of a session's operations; each keeps its source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Load(#[from] model::LoadError),
+    #[error(transparent)]
+    Provider(#[from] provider::Error),
+    /// Some providers did their part, others could not (each error names its provider).
+    #[error("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Incomplete {
+        /// What was done before (rendered by the caller as the operation's report).
+        done: Box<serde_json::Value>,
+        errors: Vec<provider::Error>,
+    },
+    #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
+    NoHost {
+        lab: String,
+        host: String,
+        known: String,
+    },
+    #[error(
+        "host `{host}` has no interface `{iface}` that carries MPTCP paths (interfaces: {known})"
+    )]
+    NoInterface {
+        host: String,
+        iface: String,
+        known: String,
+    },
+    #[error("host `{host}`: {source}")]
+    Remote {
+        host: String,
+        #[source]
+        source: remote::Error,
+    },
+    #[error(transparent)]
+    Netns(#[from] netns::Error),
+    #[error(transparent)]
+    Test(#[from] TestError),
+    #[error(transparent)]
+    Kernel(#[from] kernel::install::InstallError),
+    #[error(
+        "host `{host}` is a network namespace: it has no SSH server (use `lab exec {host} -- CMD`)"
+    )]
+    NoSsh { host: String },
+    #[error("`{0}` is not a rate (e.g. 50mbit)")]
+    Rate(String),
+    #[error(transparent)]
+    Command(Box<guest::Error>),
+}
+
+impl From<guest::Error> for Error {
+    fn from(e: guest::Error) -> Self {
+        Error::Command(Box::new(e))
+    }
+}
+
+/// A provider's progress, with where it comes from (`netns`, `qemu`, ..., or `lab`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub source: String,
+    pub event: Event,
+}
+
+type Callback = Box<dyn FnMut(&Progress) + Send>;
+
+/// lab's own providers: network namespaces (`netns`, the default), `qemu`, `virtualbox`, and
+/// existing machines over `ssh`.
+///
+/// ```
+/// let r = lab::default_registry();
+/// assert_eq!(r.names(), ["netns", "qemu", "ssh", "virtualbox"]);
+/// ```
+pub fn default_registry() -> Registry {
+    let mut r = Registry::new();
+    r.register(Box::new(provider_netns::Namespaces));
+    r.register(Box::new(provider_qemu::Qemu::default()));
+    r.register(Box::new(provider_virtualbox::VirtualBox));
+    r.register(Box::new(provider_ssh::Existing));
+    r
+}
+
+/// Options of [`Session::apply`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Only report the changes.
+    pub dry_run: bool,
+    /// On hosts reached over SSH, also persist netplan and rt_tables under this root (`/`).
+    pub persist: Option<PathBuf>,
+}
+
+/// What [`Session::up`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Up {
+    pub lab: String,
+    /// Per provider, in the order they ran.
+    pub providers: Vec<(String, provider::UpReport)>,
+    /// Every host's network plan applied (by its provider or by the session), Lab.toml order.
+    pub applied: Vec<provider::Applied>,
+}
+
+/// What [`Session::halt`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Halted {
+    pub lab: String,
+    /// (provider, machines halted)
+    pub halted: Vec<(String, Vec<String>)>,
+}
+
+/// What [`Session::destroy`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Destroyed {
+    pub lab: String,
+    /// (provider, what was removed)
+    pub removed: Vec<(String, Vec<String>)>,
+}
+
+/// What [`Session::snapshot`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub lab: String,
+    pub name: String,
+    pub restored: bool,
+    /// (provider, machines)
+    pub machines: Vec<(String, Vec<String>)>,
+}
+
+/// A lab's state: every host as its provider sees it, and the network of those that are up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub lab: String,
+    pub dir: PathBuf,
+    /// `up` (every host up), `partial`, or `down`.
+    pub state: &'static str,
+    pub hosts: Vec<HostStatus>,
+}
+
+/// One host in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub name: String,
+    #[serde(flatten)]
+    pub machine: provider::HostState,
+    pub interfaces: Vec<IfaceStatus>,
+    pub endpoints: Vec<net::diff::EndpointState>,
+    pub limits: Option<net::Limits>,
+    /// Changes `lab net apply` would make (0 on an applied host; `None`: not read).
+    pub pending_changes: Option<usize>,
+    /// Why the network could not be read.
+    pub network_error: Option<String>,
+}
+
+/// An interface of the plan, as observed.
+#[derive(Debug, Clone, Serialize)]
+pub struct IfaceStatus {
+    pub name: String,
+    pub up: bool,
+    pub mtu: u32,
+    pub addresses: Vec<String>,
+    pub qdisc: Option<String>,
+}
+
+/// A lab open for work: the model, its `.lab/` state, and the providers.
+pub struct Session {
+    lab: Lab,
+    state: StateDir,
+    registry: Registry,
+    progress: Mutex<Option<Callback>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("lab", &self.lab.name)
+            .field("dir", &self.state.lab_dir())
+            .field("providers", &self.registry.names())
+            .finish()
+    }
+}
+
+const OVERRIDE: &str = "provider";
+
+fn override_name(lab: &Lab) -> String {
+    format!("{}.{OVERRIDE}.json", lab.name)
+}
+
+impl Session {
+    /// Open the Lab.toml at `path`; its directory holds the lab's `.lab/`.
+    ///
+    /// ```no_run
+    /// let s = lab::Session::open("Lab.toml".as_ref()).unwrap();
+    /// println!("{} hosts", s.lab().hosts.len());
+    /// ```
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let lab = model::load_file(path)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Self::new(lab, dir)
+    }
+
+    /// A session on `lab` with its state in `dir/.lab`, lab's own providers registered.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// assert_eq!(s.providers(), ["netns"]);
+    /// ```
+    pub fn new(lab: Lab, dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        Self::with_registry(lab, dir, default_registry())
+    }
+
+    /// A session with the providers of `registry` (lab's own and a program's; see
+    /// [`default_registry`]). Every host's provider must be registered. After
+    /// `up` with [`Session::set_provider`], the lab's hosts stay on that provider.
+    pub fn with_registry(
+        lab: Lab,
+        dir: impl Into<PathBuf>,
+        registry: Registry,
+    ) -> Result<Self, Error> {
+        let state = StateDir::new(dir);
+        let recorded: Option<String> = state.read(&override_name(&lab));
+        let lab = match recorded.and_then(|p| Provider::new(&p).ok()) {
+            Some(p) => lab.with_provider(&p),
+            None => lab,
+        };
+        for h in &lab.hosts {
+            registry.for_host(h)?;
+        }
+        Ok(Self {
+            lab,
+            state,
+            registry,
+            progress: Mutex::new(None),
+        })
+    }
+
+    /// Every host on `provider` (`lab up --provider virtualbox`); remembered by `up` so that
+    /// later sessions on this directory see the same, until `destroy`.
+    pub fn set_provider(&mut self, provider: &str) -> Result<(), Error> {
+        let p = Provider::new(provider)
+            .map_err(|why| provider::Error::unsupported(provider, "be used", &why))?;
+        let lab = self.lab.with_provider(&p);
+        for h in &lab.hosts {
+            self.registry.for_host(h)?;
+        }
+        self.lab = lab;
+        Ok(())
+    }
+
+    /// Where progress goes (the CLI draws it; a program may log it).
+    pub fn on_progress(&mut self, f: impl FnMut(&Progress) + Send + 'static) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+    }
+
+    fn emit(&self, source: &str, event: Event) {
+        tracing::info!(source, ?event, "progress");
+        if let Some(f) = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            f(&Progress {
+                source: source.to_string(),
+                event,
+            });
+        }
+    }
+
+    /// The lab (validated, derived, providers resolved).
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// The lab's state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// The providers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The providers this lab's hosts use, in the order of their first host.
+    pub fn providers(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        for h in &self.lab.hosts {
+            if !v.contains(&h.provider.as_str()) {
+                v.push(h.provider.as_str());
+            }
+        }
+        v
+    }
+
+    fn each_provider(&self) -> Vec<(&dyn provider::Provider, Ctx<'_>)> {
+        self.providers()
+            .into_iter()
+            .filter_map(|name| {
+                let p = self.registry.get(name)?;
+                Some((p, Ctx::of(&self.lab, name, &self.state)))
+            })
+            .collect()
+    }
+
+    fn lock(&self, command: &str) -> Result<provider::Lock, Error> {
+        Ok(self.state.lock(command, true, &mut |pid, cmd| {
+            self.emit(
+                "lab",
+                Event::Note(format!(
+                    "waiting for process {pid} ({cmd}) to finish with this lab"
+                )),
+            );
+        })?)
+    }
+
+    fn host(&self, name: &str) -> Result<&Host, Error> {
+        self.lab.host(name).ok_or_else(|| Error::NoHost {
+            lab: self.lab.name.clone(),
+            host: name.to_string(),
+            known: self
+                .lab
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// What `up` would do, per provider, changing nothing.
+    pub fn plan_up(&self) -> Result<Vec<(String, Vec<provider::Action>)>, Error> {
+        let mut out = Vec::new();
+        for (p, ctx) in self.each_provider() {
+            out.push((p.name().to_string(), p.plan_up(&ctx)?));
+        }
+        Ok(out)
+    }
+
+    /// What this machine lacks for the lab's providers.
+    pub fn preflight(&self) -> Vec<(String, Vec<provider::Missing>)> {
+        self.each_provider()
+            .into_iter()
+            .map(|(p, ctx)| (p.name().to_string(), p.preflight(&ctx)))
+            .filter(|(_, m)| !m.is_empty())
+            .collect()
+    }
+
+    /// Bring every provider's hosts up (adopting what exists), then apply every host's network
+    /// plan (unless `opts.apply` is false). Holds the lab's lock; records the lab in this
+    /// machine's index.
+    pub fn up(&self, opts: &UpOptions) -> Result<Up, Error> {
+        let _lock = self.lock("lab up")?;
+        let mut report = Up {
+            lab: self.lab.name.clone(),
+            providers: Vec::new(),
+            applied: Vec::new(),
+        };
+        let providers = self.each_provider();
+        // Record the provider override and the lab before anything is created.
+        self.remember_override()?;
+        provider::index::record(
+            self.state.lab_dir(),
+            &self.lab.name,
+            self.providers().iter().map(ToString::to_string).collect(),
+            "up (in progress)",
+        )?;
+        for (p, ctx) in &providers {
+            let name = p.name().to_string();
+            self.emit(
+                &name,
+                Event::Step(format!("{name}: up {} hosts", ctx.hosts.len())),
+            );
+            let r = p.up(ctx, opts, &mut |e| self.emit(&name, e))?;
+            report.providers.push((name, r));
+        }
+        if opts.apply {
+            let done: Vec<String> = report
+                .providers
+                .iter()
+                .flat_map(|(_, r)| r.applied.iter().map(|a| a.host.clone()))
+                .collect();
+            let mut applied: Vec<provider::Applied> = report
+                .providers
+                .iter()
+                .flat_map(|(_, r)| r.applied.iter().cloned())
+                .collect();
+            for h in self.lab.hosts.iter().filter(|h| !done.contains(&h.name)) {
+                applied.push(self.apply_host(h, &ApplyOptions::default())?);
+            }
+            applied.sort_by_key(|a| self.lab.hosts.iter().position(|h| h.name == a.host));
+            report.applied = applied;
+        }
+        provider::index::record(
+            self.state.lab_dir(),
+            &self.lab.name,
+            self.providers().iter().map(ToString::to_string).collect(),
+            "up",
+        )?;
+        Ok(report)
+    }
+
+    fn remember_override(&self) -> Result<(), Error> {
+        let first = self.lab.hosts.first().map(|h| h.provider.clone());
+        // Only a lab whose hosts were all put on one provider by `set_provider` differs from
+        // its Lab.toml; record that provider so that later sessions see the same hosts.
+        if let Some(p) = first
+            && self.lab.hosts.iter().all(|h| h.provider == p)
+            && p != Provider::DEFAULT
+        {
+            self.state
+                .write(&override_name(&self.lab), &p.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// How `host` is reached.
+    pub fn access(&self, host: &str) -> Result<Access, Error> {
+        let h = self.host(host)?;
+        let p = self.registry.for_host(h)?;
+        let ctx = Ctx::of(&self.lab, h.provider.as_str(), &self.state);
+        Ok(p.access(&ctx, h)?)
+    }
+
+    /// A command seam on `host` (a namespace, or one SSH session).
+    pub fn exec(&self, host: &str) -> Result<Box<dyn Exec>, Error> {
+        Ok(match self.access(host)? {
+            Access::Namespace(ns) => Box::new(guest::Netns::new(host.to_string(), ns)),
+            Access::Ssh(cfg) => Box::new(guest::Ssh::new(cfg)),
+            Access::Exec(e) => e,
+        })
+    }
+
+    fn apply_host(&self, h: &Host, opts: &ApplyOptions) -> Result<provider::Applied, Error> {
+        let start = Instant::now();
+        let plan = h.net();
+        let (changes, files, warnings) = match self.access(&h.name)? {
+            Access::Namespace(ns) => {
+                let mut host = netns::Host::open(&h.name, &ns)?;
+                let changes = if opts.dry_run {
+                    net::diff(&plan, &host.observe(&plan)?)
+                } else {
+                    host.converge(&plan)?.changes
+                };
+                (changes, Vec::new(), Vec::new())
+            }
+            access => {
+                let exec: Box<dyn Exec> = match access {
+                    Access::Ssh(cfg) => Box::new(guest::Ssh::new(cfg)),
+                    Access::Exec(e) => e,
+                    Access::Namespace(_) => unreachable!("handled above"),
+                };
+                let persist = opts.persist.as_ref().map(|root| remote::Persist {
+                    root: root.clone(),
+                    netplan_apply: true,
+                });
+                let a = remote::apply(exec.as_ref(), &plan, opts.dry_run, persist.as_ref())
+                    .map_err(|source| Error::Remote {
+                        host: h.name.clone(),
+                        source,
+                    })?;
+                (a.changes, a.files, a.warnings)
+            }
+        };
+        Ok(provider::Applied {
+            host: h.name.clone(),
+            changes,
+            files,
+            warnings,
+            elapsed_us: start.elapsed().as_micros(),
+        })
+    }
+
+    /// Converge the hosts (all, or one) on their plans: read the live state, change only the
+    /// difference, whichever way each host is reached. Hosts are converged in parallel.
+    pub fn apply(
+        &self,
+        host: Option<&str>,
+        opts: &ApplyOptions,
+    ) -> Result<Vec<provider::Applied>, Error> {
+        if let Some(h) = host {
+            self.host(h)?;
+        }
+        let _lock = if opts.dry_run {
+            None
+        } else {
+            Some(self.lock("lab net apply")?)
+        };
+        let hosts: Vec<&Host> = self
+            .lab
+            .hosts
+            .iter()
+            .filter(|h| host.is_none_or(|n| n == h.name))
+            .collect();
+        provider::vm::each_in_parallel(&hosts, |h| self.apply_host(h, opts))
+            .into_iter()
+            .collect()
+    }
+
+    /// Every host as its provider sees it, with the network of the hosts that are up.
+    pub fn status(&self) -> Result<Status, Error> {
+        let mut states: Vec<provider::HostState> = Vec::new();
+        for (p, ctx) in self.each_provider() {
+            states.extend(p.status(&ctx)?);
+        }
+        let mut hosts = Vec::new();
+        for h in &self.lab.hosts {
+            let machine = states
+                .iter()
+                .find(|s| s.host == h.name)
+                .cloned()
+                .unwrap_or_else(|| {
+                    provider::HostState::new(&h.name, h.provider.as_str(), "unknown")
+                });
+            let mut hs = HostStatus {
+                name: h.name.clone(),
+                machine,
+                interfaces: Vec::new(),
+                endpoints: Vec::new(),
+                limits: None,
+                pending_changes: None,
+                network_error: None,
+            };
+            if hs.machine.is_up() {
+                match self.observe(h) {
+                    Ok(observed) => {
+                        let plan = h.net();
+                        hs.pending_changes = Some(net::diff(&plan, &observed).len());
+                        hs.interfaces = observed
+                            .links
+                            .iter()
+                            .map(|l| IfaceStatus {
+                                name: l.name.clone(),
+                                up: l.up,
+                                mtu: l.mtu,
+                                addresses: observed
+                                    .addresses
+                                    .iter()
+                                    .filter(|a| a.dev == l.name)
+                                    .map(|a| a.address.to_string())
+                                    .collect(),
+                                qdisc: observed.qdiscs.iter().find(|q| q.dev == l.name).map(|q| {
+                                    match q.rate_bps {
+                                        Some(r) => {
+                                            format!("{} {}", q.kind, net::plan::format_rate(r))
+                                        }
+                                        None => q.kind.clone(),
+                                    }
+                                }),
+                            })
+                            .collect();
+                        hs.endpoints = observed.endpoints;
+                        hs.limits = Some(observed.limits);
+                    }
+                    Err(e) => hs.network_error = Some(e.to_string()),
+                }
+            }
+            hosts.push(hs);
+        }
+        let up = hosts.iter().filter(|h| h.machine.is_up()).count();
+        Ok(Status {
+            lab: self.lab.name.clone(),
+            dir: std::path::absolute(self.state.lab_dir())
+                .unwrap_or_else(|_| self.state.lab_dir().to_path_buf()),
+            state: if up == 0 {
+                "down"
+            } else if up == hosts.len() {
+                "up"
+            } else {
+                "partial"
+            },
+            hosts,
+        })
+    }
+
+    fn observe(&self, h: &Host) -> Result<net::Observed, Error> {
+        let plan = h.net();
+        match self.access(&h.name)? {
+            Access::Namespace(ns) => Ok(netns::Host::open(&h.name, &ns)?.observe(&plan)?),
+            Access::Ssh(cfg) => {
+                remote::observe(&guest::Ssh::new(cfg), &plan).map_err(|source| Error::Remote {
+                    host: h.name.clone(),
+                    source,
+                })
+            }
+            Access::Exec(e) => remote::observe(e.as_ref(), &plan).map_err(|source| Error::Remote {
+                host: h.name.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Run `f` on every provider; what could not be done is an [`Error::Incomplete`] that
+    /// carries what was.
+    fn on_each<R: Serialize>(
+        &self,
+        mut report: R,
+        mut f: impl FnMut(&dyn provider::Provider, &Ctx<'_>, &mut R) -> Result<(), provider::Error>,
+    ) -> Result<R, Error> {
+        let mut errors = Vec::new();
+        for (p, ctx) in self.each_provider() {
+            if let Err(e) = f(p, &ctx, &mut report) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::Incomplete {
+                done: Box::new(serde_json::to_value(&report).unwrap_or_default()),
+                errors,
+            })
+        }
+    }
+
+    /// Shut every provider's hosts down (a provider without a power state says so).
+    pub fn halt(&self, grace: Duration) -> Result<Halted, Error> {
+        let _lock = self.lock("lab halt")?;
+        let r = self.on_each(
+            Halted {
+                lab: self.lab.name.clone(),
+                halted: Vec::new(),
+            },
+            |p, ctx, r| {
+                let name = p.name().to_string();
+                let done = p.halt(ctx, grace, &mut |e| self.emit(&name, e))?;
+                r.halted.push((name, done));
+                Ok(())
+            },
+        )?;
+        provider::index::record(
+            self.state.lab_dir(),
+            &self.lab.name,
+            self.providers().iter().map(ToString::to_string).collect(),
+            "halted",
+        )?;
+        Ok(r)
+    }
+
+    /// Remove everything every provider made for the lab (also after an interrupted `up`),
+    /// and the lab from this machine's index.
+    pub fn destroy(&self) -> Result<Destroyed, Error> {
+        let _lock = self.lock("lab destroy")?;
+        let r = self.on_each(
+            Destroyed {
+                lab: self.lab.name.clone(),
+                removed: Vec::new(),
+            },
+            |p, ctx, r| {
+                let name = p.name().to_string();
+                let done = p.destroy(ctx, &mut |e| self.emit(&name, e))?;
+                r.removed.push((name, done));
+                Ok(())
+            },
+        );
+        if r.is_ok() {
+            self.state.remove(&override_name(&self.lab))?;
+            provider::index::forget(self.state.lab_dir(), &self.lab.name)?;
+        }
+        r
+    }
+
+    /// Save or restore a snapshot of every host (providers with the snapshots capability).
+    pub fn snapshot(&self, op: &SnapshotOp, boot_timeout: Duration) -> Result<Snapshot, Error> {
+        let _lock = self.lock("lab snapshot")?;
+        let (name, restored) = match op {
+            SnapshotOp::Save(n) => (n.clone(), false),
+            SnapshotOp::Restore(n) => (n.clone(), true),
+        };
+        self.on_each(
+            Snapshot {
+                lab: self.lab.name.clone(),
+                name,
+                restored,
+                machines: Vec::new(),
+            },
+            |p, ctx, r| {
+                let pname = p.name().to_string();
+                let done = p.snapshot(ctx, op, boot_timeout, &mut |e| self.emit(&pname, e))?;
+                r.machines.push((pname, done));
+                Ok(())
+            },
+        )
+    }
+
+    /// Take an interface of a host down, or bring it up and restore what the kernel dropped
+    /// with it (its table's routes) by converging the host.
+    pub fn set_link(&self, host: &str, iface: &str, up: bool) -> Result<Vec<net::Change>, Error> {
+        let h = self.host(host)?;
+        if h.interface(iface).is_none_or(|i| i.is_nat()) {
+            return Err(Error::NoInterface {
+                host: host.to_string(),
+                iface: iface.to_string(),
+                known: h
+                    .path_interfaces()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let _lock = self.lock("lab link")?;
+        match self.access(host)? {
+            Access::Namespace(ns) => {
+                let mut n = netns::Host::open(host, &ns)?;
+                n.set_link(iface, up)?;
+                Ok(if up {
+                    n.converge(&h.net())?.changes
+                } else {
+                    Vec::new()
+                })
+            }
+            _ => {
+                let exec = self.exec(host)?;
+                exec.check(&guest::Command::new(net::plan::link_state_argv(iface, up)))?;
+                if up {
+                    Ok(remote::apply(exec.as_ref(), &h.net(), false, None)
+                        .map_err(|source| Error::Remote {
+                            host: host.to_string(),
+                            source,
+                        })?
+                        .changes)
+                } else {
+                    Ok(Vec::new())
+                }
+            }
+        }
+    }
+
+    /// MPTCP traffic from the lab's client to its server, measured and judged. Namespace
+    /// hosts are entered directly; others through two command seams each (one runs the
+    /// traffic, the other reads counters meanwhile).
+    pub fn test(&self, opts: &TestOptions) -> Result<TestResult, Error> {
+        let (server, client) = crate::expect::pair(&self.lab).ok_or(TestError::NoPair)?;
+        let mut opts = opts.clone();
+        let mut namespaces = Vec::new();
+        let mut sessions: Vec<Box<dyn Exec>> = Vec::new();
+        let mut remote_hosts = false;
+        for h in [server, client] {
+            match self.access(&h.name)? {
+                Access::Namespace(ns) => namespaces.push(netns::Namespace::open(&ns)?),
+                _ => {
+                    remote_hosts = true;
+                    sessions.push(self.exec(&h.name)?);
+                    sessions.push(self.exec(&h.name)?);
+                }
+            }
+        }
+        // The built-in sender needs both ends on this machine; elsewhere iperf3 runs.
+        if remote_hosts && opts.tool == measure::Tool::Builtin && opts.tool_auto {
+            opts.tool = measure::Tool::Iperf3;
+        }
+        let mut ns_iter = namespaces.iter();
+        let mut ex_iter = sessions.iter();
+        let mut place = |h: &Host| -> Result<measure::Place<'_>, Error> {
+            Ok(match self.access(&h.name)? {
+                Access::Namespace(_) => {
+                    measure::Place::Netns(ns_iter.next().expect("opened above"))
+                }
+                _ => {
+                    let run = ex_iter.next().expect("opened above").as_ref();
+                    let sample = ex_iter.next().expect("opened above").as_ref();
+                    measure::Place::Remote { run, sample }
+                }
+            })
+        };
+        let (sp, cp) = (place(server)?, place(client)?);
+        Ok(crate::instant::test_with(&self.lab, &opts, sp, cp)?)
+    }
+
+    /// Install (or check, with `check_only`) the guide's tools on the hosts reached over SSH
+    /// (all, or one).
+    pub fn provision(
+        &self,
+        host: Option<&str>,
+        check_only: bool,
+    ) -> Result<Vec<crate::provision::Provisioned>, Error> {
+        if let Some(h) = host {
+            self.host(h)?;
+        }
+        let mut out = Vec::new();
+        for h in self
+            .lab
+            .hosts
+            .iter()
+            .filter(|h| host.is_none_or(|n| n == h.name))
+        {
+            let exec = match self.access(&h.name)? {
+                Access::Namespace(_) if host.is_none() => continue,
+                Access::Namespace(_) => {
+                    return Err(Error::NoSsh {
+                        host: h.name.clone(),
+                    });
+                }
+                Access::Ssh(cfg) => Box::new(guest::Ssh::new(cfg)) as Box<dyn Exec>,
+                Access::Exec(e) => e,
+            };
+            out.push(crate::provision::provision(exec.as_ref(), check_only)?);
+        }
+        Ok(out)
+    }
+
+    /// Install kernel packages on a host reached over SSH: upload, dpkg, GRUB default by
+    /// release, reboot, wait, verify (see `kernel::install`).
+    pub fn install_kernel(
+        &self,
+        host: &str,
+        packages: &[PathBuf],
+        release: &str,
+        trial: bool,
+    ) -> Result<kernel::install::Installed, Error> {
+        let _lock = self.lock("lab kernel install")?;
+        let cfg = match self.access(host)? {
+            Access::Ssh(cfg) => cfg,
+            _ => {
+                return Err(Error::NoSsh {
+                    host: host.to_string(),
+                });
+            }
+        };
+        let ssh = guest::Ssh::new(cfg);
+        Ok(kernel::install::install(
+            &ssh,
+            packages,
+            release,
+            trial,
+            &mut || ssh.wait_reachable(Duration::from_secs(600)),
+        )?)
+    }
+
+    /// An OpenSSH client configuration block per host reached over SSH (like
+    /// `vagrant ssh-config`), using the lab's known_hosts strictly.
+    pub fn openssh_config(&self) -> Result<String, Error> {
+        let mut out = String::new();
+        for h in &self.lab.hosts {
+            match self.access(&h.name)? {
+                Access::Ssh(c) => {
+                    out.push_str(&format!("Host {}\n", h.name));
+                    out.push_str(&format!("  HostName {}\n", c.address));
+                    out.push_str(&format!("  Port {}\n", c.port));
+                    out.push_str(&format!("  User {}\n", c.user));
+                    if let guest::Auth::Key(k) = &c.auth {
+                        out.push_str(&format!(
+                            "  IdentityFile {}\n  IdentitiesOnly yes\n",
+                            k.display()
+                        ));
+                    }
+                    out.push_str(&format!(
+                        "  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  ServerAliveInterval 15\n\n",
+                        c.known_hosts.display()
+                    ));
+                }
+                Access::Namespace(ns) => out.push_str(&format!(
+                    "# {}: a network namespace ({ns}), reached with `lab exec {} -- CMD`\n\n",
+                    h.name, h.name
+                )),
+                Access::Exec(_) => out.push_str(&format!(
+                    "# {}: reached through its provider's command seam (`lab exec {} -- CMD`)\n\n",
+                    h.name, h.name
+                )),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `ssh` argv that opens an interactive session on a host (what `lab ssh` runs).
+    pub fn interactive_argv(&self, host: &str, extra: &[String]) -> Result<Vec<String>, Error> {
+        let c = match self.access(host)? {
+            Access::Ssh(c) => c,
+            _ => {
+                return Err(Error::NoSsh {
+                    host: host.to_string(),
+                });
+            }
+        };
+        let mut v: Vec<String> = vec![
+            "ssh".into(),
+            "-p".into(),
+            c.port.to_string(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", c.known_hosts.display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            "ServerAliveInterval=15".into(),
+        ];
+        if let guest::Auth::Key(k) = &c.auth {
+            v.extend([
+                "-i".into(),
+                k.display().to_string(),
+                "-o".into(),
+                "IdentitiesOnly=yes".into(),
+            ]);
+        }
+        v.push(format!("{}@{}", c.user, c.address));
+        if !extra.is_empty() {
+            v.push("--".into());
+            v.extend(extra.iter().cloned());
+        }
+        Ok(v)
+    }
+}
+
+/// What [`demo`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Demo {
+    pub up: Up,
+    pub test: TestResult,
+    pub destroyed: Destroyed,
+}
+
+/// The whole job on this machine: `preset` up on namespaces with every link shaped to
+/// `rate`, applied, tested with the demo's stricter promise (every NIC at least a quarter of
+/// its fair share, goodput at least 0.90 of the links' rate), and destroyed again, also when a
+/// step fails. The lab is `demo` (or `demo-guide`) in `dir`: a demo interrupted by Ctrl-C is
+/// cleaned up by the next one.
+pub fn demo(
+    preset: Preset,
+    rate: &str,
+    opts: &TestOptions,
+    dir: &Path,
+    progress: impl FnMut(&Progress) + Send + 'static,
+) -> Result<Demo, Error> {
+    let opts = TestOptions {
+        min_share: 0.25,
+        min_efficiency: Some(0.90),
+        ..opts.clone()
+    };
+    let rate_bps = crate::units::rate_bps(rate).ok_or_else(|| Error::Rate(rate.to_string()))?;
+    let mut lab = preset.load()?;
+    lab.name = match preset {
+        Preset::Builtin => "demo".into(),
+        Preset::Guide => "demo-guide".into(),
+    };
+    lab.shape_paths(rate_bps);
+    let mut s = Session::new(lab, dir)?;
+    s.on_progress(progress);
+    let result = (|| -> Result<(Up, TestResult), Error> {
+        let up = s.up(&UpOptions::default())?;
+        s.emit(
+            "lab",
+            Event::Step(format!("test: {} s of MPTCP traffic...", opts.seconds)),
+        );
+        let t = s.test(&opts)?;
+        Ok((up, t))
+    })();
+    let destroyed = s.destroy();
+    let (up, test) = result?;
+    Ok(Demo {
+        up,
+        test,
+        destroyed: destroyed?,
+    })
+}

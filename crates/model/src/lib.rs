@@ -1,0 +1,31 @@
+//! The Lab.toml model: what a testbed is, validated once at the boundary.
+//!
+//! [`parse`]/[`load_file`] turn a Lab.toml into a validated [`Lab`], with every problem reported
+//! at once as [`Diagnostic`]s that carry byte spans (the CLI shows file:line:col and a caret).
+//! What the file leaves out is derived correctly for MPTCP (see the `derive` module); [`Preset`]
+//! holds the built-in lab and the guide's settings; [`doctor::check`] explains MPTCP
+//! misconfigurations; [`expect`] says what a plan promises. [`Host::net`] hands a host to the
+//! pure renderers of the `net` crate.
+//!
+//! This crate does no IO beyond reading a Lab.toml: a program that only parses labs pulls in
+//! no SSH, netlink or HTTP.
+//!
+//! ```
+//! let lab = model::Preset::Builtin.load().unwrap();
+//! assert_eq!(lab.hosts.len(), 2);
+//! assert!(model::doctor::check(&lab).is_empty());
+//! ```
+
+mod derive;
+pub mod diag;
+pub mod doctor;
+pub mod expect;
+pub mod load;
+pub mod model;
+pub mod presets;
+pub mod units;
+
+pub use diag::{Diagnostic, InvalidLab};
+pub use load::{LoadError, find_lab_file, load_file, parse};
+pub use model::{Attach, Host, Interface, JoinMode, Lab, Provider, Role};
+pub use presets::Preset;

@@ -1,0 +1,331 @@
+//! lab's default provider: each host a network namespace on this machine, each segment a
+//! bridge in a namespace of its own, each link a veth pair (through the `netns` crate, the
+//! only one that speaks netlink).
+//!
+//! `up` writes the state file (`.lab/<lab>.netns.json`) before creating anything, and
+//! overlaps wiring with applying each host's plan; `destroy` removes every namespace with the
+//! lab's prefix, also without the state file.
+
+use std::time::Instant;
+
+use model::{Attach, Host, Lab};
+use netns::Topology;
+use netns::topology::{TopoAttach, TopoHost, TopoIface};
+use provider::{
+    Access, Action, Applied, Capability, Ctx, Error, Events, HostState, HostUp, Missing, UpOptions,
+    UpReport,
+};
+
+/// The provider's name in Lab.toml.
+pub const NAME: &str = "netns";
+
+/// Network namespaces on this machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Namespaces;
+
+/// The namespace wiring of a lab's hosts of this provider. NAT interfaces (a VM's management
+/// NIC) have no counterpart.
+pub fn topology(lab: &Lab) -> Topology {
+    let hosts: Vec<TopoHost> = lab
+        .hosts
+        .iter()
+        .filter(|h| h.provider == NAME)
+        .map(|h| TopoHost {
+            name: h.name.clone(),
+            interfaces: h
+                .interfaces
+                .iter()
+                .filter_map(|i| {
+                    let attach = match &i.attach {
+                        Attach::Nat => return None,
+                        Attach::Network(n) => TopoAttach::Segment(n.clone()),
+                        Attach::Link(l) => {
+                            let link = lab.links.iter().find(|x| x.name == *l)?;
+                            let other = if link.a.host == h.name && link.a.interface == i.name {
+                                &link.b
+                            } else {
+                                &link.a
+                            };
+                            TopoAttach::Peer {
+                                host: other.host.clone(),
+                                iface: other.interface.clone(),
+                            }
+                        }
+                    };
+                    Some(TopoIface {
+                        name: i.name.clone(),
+                        mac: i.mac.map(|m| m.0),
+                        mtu: i.mtu,
+                        attach,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    // Segments with at least one namespace host on them.
+    let segments = lab
+        .networks
+        .iter()
+        .filter(|n| {
+            hosts.iter().any(|h: &TopoHost| {
+                h.interfaces
+                    .iter()
+                    .any(|i| i.attach == TopoAttach::Segment(n.name.clone()))
+            })
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    Topology {
+        lab: lab.name.clone(),
+        hosts,
+        segments,
+    }
+}
+
+/// The state file's name in `.lab/`.
+pub fn state_name(lab: &Lab) -> String {
+    format!("{}.netns.json", lab.name)
+}
+
+fn err(e: netns::Error) -> Error {
+    Error::provider(NAME, e)
+}
+
+fn euid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Apply `plan` to a host whose namespace was just created: its diff is the whole plan.
+fn apply_fresh(
+    host: &mut netns::Host,
+    plan: &net::HostNet,
+) -> Result<Vec<net::Change>, netns::Error> {
+    let changes = net::diff(plan, &net::Observed::default());
+    host.apply(&changes)?;
+    Ok(changes)
+}
+
+impl provider::Provider for Namespaces {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn describe(&self) -> &str {
+        "network namespaces on this machine (instant; needs root and the kernel's MPTCP)"
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![Capability::Lifecycle, Capability::DryRun]
+    }
+
+    fn preflight(&self, ctx: &Ctx<'_>) -> Vec<Missing> {
+        let mut m = Vec::new();
+        if ctx.hosts.is_empty() {
+            return m;
+        }
+        if !euid_is_root() {
+            m.push(Missing {
+                what: "root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)".into(),
+                fix: "run it as root, e.g. `sudo lab ...`".into(),
+            });
+        }
+        if !std::path::Path::new("/proc/sys/net/mptcp").exists() {
+            m.push(Missing {
+                what: "the kernel's MPTCP (/proc/sys/net/mptcp)".into(),
+                fix: "boot a kernel with CONFIG_MPTCP=y (`lab kernel check`)".into(),
+            });
+        }
+        m
+    }
+
+    fn plan_up(&self, ctx: &Ctx<'_>) -> Result<Vec<Action>, Error> {
+        let topo = topology(ctx.lab);
+        let mut plan = Vec::new();
+        for s in &topo.segments {
+            plan.push(Action::note(
+                None,
+                format!("namespace {} with bridge {s}", topo.segment_ns(s)),
+            ));
+        }
+        for h in &topo.hosts {
+            plan.push(Action::note(
+                Some(&h.name),
+                format!("namespace {}", topo.host_ns(&h.name)),
+            ));
+            for i in &h.interfaces {
+                let what = match &i.attach {
+                    TopoAttach::Segment(s) => {
+                        format!("veth {} on bridge {s} ({})", i.name, topo.segment_ns(s))
+                    }
+                    TopoAttach::Peer { host, iface } => {
+                        format!("veth {} paired with {host}'s {iface}", i.name)
+                    }
+                };
+                plan.push(Action::note(Some(&h.name), what));
+            }
+        }
+        Ok(plan)
+    }
+
+    fn up(&self, ctx: &Ctx<'_>, opts: &UpOptions, events: Events<'_>) -> Result<UpReport, Error> {
+        let missing = self.preflight(ctx);
+        if !missing.is_empty() {
+            return Err(Error::Missing {
+                provider: NAME.into(),
+                missing,
+            });
+        }
+        let lab = ctx.lab;
+        let topo = topology(lab);
+        let state = ctx.state.file(&state_name(lab));
+        let start = Instant::now();
+        events(provider::Event::Step(format!(
+            "namespaces: {} hosts, {} segments",
+            topo.hosts.len(),
+            topo.segments.len()
+        )));
+        let (r, applied) = if opts.apply {
+            // Each host is configured on its own thread as soon as its interfaces exist, while
+            // the next host is being wired.
+            std::thread::scope(|s| {
+                let mut workers = Vec::new();
+                let report = topo.up_with(&state, &mut |mut host, fresh| {
+                    workers.push(s.spawn(move || -> Result<Applied, netns::Error> {
+                        let start = Instant::now();
+                        let plan = lab
+                            .host(host.name())
+                            .map(Host::net)
+                            .ok_or(netns::Error::Panicked)?;
+                        let changes = if fresh {
+                            apply_fresh(&mut host, &plan)?
+                        } else {
+                            host.converge(&plan)?.changes
+                        };
+                        Ok(Applied {
+                            host: host.name().to_string(),
+                            changes,
+                            files: Vec::new(),
+                            warnings: Vec::new(),
+                            elapsed_us: start.elapsed().as_micros(),
+                        })
+                    }));
+                });
+                let applied: Vec<Result<Applied, netns::Error>> = workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or(Err(netns::Error::Panicked)))
+                    .collect();
+                let report = report.map_err(err)?;
+                let applied = applied
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                Ok::<_, Error>((report, applied))
+            })?
+        } else {
+            (topo.up(&state).map_err(err)?, Vec::new())
+        };
+        if r.adopted {
+            events(provider::Event::Note(format!(
+                "lab `{}` was already up: adopted its {} namespaces",
+                lab.name, r.namespaces
+            )));
+        }
+        let mut applied = applied;
+        // Lab.toml order.
+        applied.sort_by_key(|a| lab.hosts.iter().position(|h| h.name == a.host));
+        Ok(UpReport {
+            hosts: topo
+                .hosts
+                .iter()
+                .map(|h| HostUp {
+                    host: h.name.clone(),
+                    machine: topo.host_ns(&h.name),
+                    created: !r.adopted,
+                    ssh: None,
+                    boot_seconds: None,
+                    kernel: None,
+                })
+                .collect(),
+            applied,
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+        let topo = topology(ctx.lab);
+        let existing = netns::topology::existing(&ctx.lab.name).map_err(err)?;
+        Ok(ctx
+            .hosts
+            .iter()
+            .map(|h| {
+                let ns = topo.host_ns(&h.name);
+                let present = existing.contains(&ns);
+                let mut s = HostState::new(
+                    &h.name,
+                    NAME,
+                    if present { "present" } else { "not created" },
+                );
+                s.machine = Some(ns);
+                s
+            })
+            .collect())
+    }
+
+    fn halt(
+        &self,
+        _ctx: &Ctx<'_>,
+        _grace: std::time::Duration,
+        _events: Events<'_>,
+    ) -> Result<Vec<String>, Error> {
+        Err(Error::unsupported(
+            NAME,
+            "halt",
+            "network namespaces have no power state (`lab down` removes them)",
+        ))
+    }
+
+    fn destroy(&self, ctx: &Ctx<'_>, _events: Events<'_>) -> Result<Vec<String>, Error> {
+        if !euid_is_root() {
+            return Err(Error::Missing {
+                provider: NAME.into(),
+                missing: vec![Missing {
+                    what: "root (removing network namespaces needs CAP_SYS_ADMIN)".into(),
+                    fix: "run it as root, e.g. `sudo lab down`".into(),
+                }],
+            });
+        }
+        netns::topology::down(&ctx.lab.name, &ctx.state.file(&state_name(ctx.lab))).map_err(err)
+    }
+
+    fn access(&self, ctx: &Ctx<'_>, host: &Host) -> Result<Access, Error> {
+        let ns = topology(ctx.lab).host_ns(&host.name);
+        if !std::path::Path::new(netns::ns::RUN_DIR).join(&ns).exists() {
+            return Err(Error::NotUp {
+                provider: NAME.into(),
+                host: host.name.clone(),
+            });
+        }
+        Ok(Access::Namespace(ns))
+    }
+
+    fn snapshot(
+        &self,
+        _ctx: &Ctx<'_>,
+        _op: &provider::SnapshotOp,
+        _boot_timeout: std::time::Duration,
+        _events: Events<'_>,
+    ) -> Result<Vec<String>, Error> {
+        Err(Error::unsupported(
+            NAME,
+            "snapshot",
+            "network namespaces keep no disk state (`lab up` rebuilds a lab in milliseconds)",
+        ))
+    }
+}

@@ -1,0 +1,104 @@
+//! The provider interface's errors: each names the provider, and keeps its source.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Something this machine lacks to run a provider's hosts, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub what: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (fix: {})", self.what, self.fix)
+    }
+}
+
+/// Errors of providers and of the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The provider does not do this operation.
+    #[error("provider \"{provider}\" cannot {operation}{}", if why.is_empty() { String::new() } else { format!(": {why}") })]
+    Unsupported {
+        provider: String,
+        operation: String,
+        why: String,
+    },
+    /// No provider of this name is registered.
+    #[error("host `{host}` uses provider \"{provider}\", which is not registered (known: {known})")]
+    UnknownProvider {
+        host: String,
+        provider: String,
+        known: String,
+    },
+    /// The machine lacks what the provider needs.
+    #[error("provider \"{provider}\" cannot run here: {}", missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Missing {
+        provider: String,
+        missing: Vec<Missing>,
+    },
+    /// Hosts that did not answer.
+    #[error("provider \"{provider}\": {}", unreachable.iter().map(|(h, e)| format!("host `{h}` is unreachable: {e}")).collect::<Vec<_>>().join("; "))]
+    Unreachable {
+        provider: String,
+        /// (host, why)
+        unreachable: Vec<(String, String)>,
+    },
+    /// The host is not up (its machine does not exist or does not run).
+    #[error("host `{host}` (provider \"{provider}\") is not up: run `lab up`")]
+    NotUp { provider: String, host: String },
+    #[error("no host `{0}` in this lab")]
+    NoHost(String),
+    /// A provider's own failure, with its source.
+    #[error("provider \"{provider}\": {source}")]
+    Provider {
+        provider: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A command failed (argv, status and stderr are in the source).
+    #[error(transparent)]
+    Command(#[from] Box<guest::Error>),
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another command holds the lab's lock.
+    #[error("lab in {} is busy: process {pid} ({command}) is changing it", dir.display())]
+    Locked {
+        dir: PathBuf,
+        pid: u32,
+        command: String,
+    },
+}
+
+impl Error {
+    /// `provider` cannot do `operation` (`why`: the reason or the alternative, may be empty).
+    pub fn unsupported(provider: &str, operation: &str, why: &str) -> Self {
+        Self::Unsupported {
+            provider: provider.to_string(),
+            operation: operation.to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    /// A provider's own error.
+    pub fn provider(provider: &str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Provider {
+            provider: provider.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
+impl From<guest::Error> for Error {
+    fn from(e: guest::Error) -> Self {
+        Self::Command(Box::new(e))
+    }
+}

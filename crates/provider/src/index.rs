@@ -1,0 +1,119 @@
+//! This machine's labs, like `vagrant global-status` and `containerlab inspect --all`: every
+//! lab that was brought up, by directory and name, with its providers and last known state.
+//!
+//! Kept in `$XDG_STATE_HOME/lab/labs.json` (else `~/.local/state/lab/labs.json`), changed
+//! under a lock and written atomically.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::state::{read_json, write_json};
+
+/// One lab of this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The lab's directory (absolute).
+    pub dir: PathBuf,
+    pub name: String,
+    pub providers: Vec<String>,
+    /// `up`, `halted`, ... as of the last command that changed it.
+    pub state: String,
+    /// Seconds since the epoch of that command.
+    pub updated: u64,
+    /// Whether the directory still exists (computed when listed).
+    #[serde(skip_deserializing, default)]
+    pub dir_exists: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    labs: Vec<Entry>,
+}
+
+/// Where the index lives.
+pub fn path() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("lab/labs.json")
+}
+
+fn change<R>(f: impl FnOnce(&mut Vec<Entry>) -> R) -> Result<R, Error> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = path();
+    let lock_path = path.with_extension("lock");
+    let io = |what, source| Error::File {
+        what,
+        path: path.clone(),
+        source,
+    };
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| io("cannot create the folder of", e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| io("cannot open the lock of", e))?;
+    let _lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| io("cannot lock", std::io::Error::from(e)))?;
+    let mut index: Index = read_json(&path);
+    let r = f(&mut index.labs);
+    write_json(&path, &index).map_err(|e| io("cannot write", e))?;
+    Ok(r)
+}
+
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Record a lab (replacing what was known of the same directory and name).
+pub fn record(dir: &Path, name: &str, providers: Vec<String>, state: &str) -> Result<(), Error> {
+    let dir = absolute(dir);
+    let updated = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    change(|labs| {
+        labs.retain(|e| !(e.dir == dir && e.name == name));
+        labs.push(Entry {
+            dir,
+            name: name.to_string(),
+            providers,
+            state: state.to_string(),
+            updated,
+            dir_exists: true,
+        });
+    })
+}
+
+/// Forget a lab (destroyed).
+pub fn forget(dir: &Path, name: &str) -> Result<(), Error> {
+    let dir = absolute(dir);
+    change(|labs| labs.retain(|e| !(e.dir == dir && e.name == name)))
+}
+
+/// Every lab known, with whether its directory still exists.
+pub fn list() -> Vec<Entry> {
+    let index: Index = read_json(&path());
+    index
+        .labs
+        .into_iter()
+        .map(|mut e| {
+            e.dir_exists = e.dir.is_dir();
+            e
+        })
+        .collect()
+}
+
+/// Drop the labs whose directory is gone; returns them.
+pub fn prune() -> Result<Vec<Entry>, Error> {
+    change(|labs| {
+        let (gone, kept): (Vec<Entry>, Vec<Entry>) = labs.drain(..).partition(|e| !e.dir.is_dir());
+        *labs = kept;
+        gone
+    })
+}

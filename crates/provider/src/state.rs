@@ -1,0 +1,249 @@
+//! A lab's `.lab/`: one owner for state files, the lab's key and known_hosts, and the lock.
+
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// The state directory of a lab: `<lab directory>/.lab`.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let state = provider::StateDir::new(dir.path());
+/// state.write("demo.qemu.json", &vec![1, 2]).unwrap();
+/// let back: Vec<u32> = state.read("demo.qemu.json");
+/// assert_eq!(back, [1, 2]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    lab_dir: PathBuf,
+}
+
+impl StateDir {
+    /// The state of the lab whose directory (where its Lab.toml is) is `lab_dir`.
+    pub fn new(lab_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            lab_dir: lab_dir.into(),
+        }
+    }
+
+    /// The lab's directory.
+    pub fn lab_dir(&self) -> &Path {
+        &self.lab_dir
+    }
+
+    /// `.lab/` itself.
+    pub fn path(&self) -> PathBuf {
+        self.lab_dir.join(".lab")
+    }
+
+    /// A file in `.lab/`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    /// A JSON state file (missing or unreadable: the default).
+    pub fn read<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> T {
+        read_json(&self.file(name))
+    }
+
+    /// Write a JSON state file atomically (a temp file beside it, then rename).
+    pub fn write<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), Error> {
+        let path = self.file(name);
+        write_json(&path, value).map_err(|source| Error::File {
+            what: "cannot write",
+            path,
+            source,
+        })
+    }
+
+    /// Remove a state file (gone already: fine).
+    pub fn remove(&self, name: &str) -> Result<(), Error> {
+        let path = self.file(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::File {
+                what: "cannot remove",
+                path,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The lab-local known_hosts file.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.file("known_hosts")
+    }
+
+    /// The lab's own ed25519 key (`.lab/id_ed25519`), generated on first use with ssh-keygen.
+    pub fn key(&self) -> Result<PathBuf, Error> {
+        let key = self.file("id_ed25519");
+        if !key.exists() {
+            std::fs::create_dir_all(self.path()).map_err(|source| Error::File {
+                what: "cannot create",
+                path: self.path(),
+                source,
+            })?;
+            guest::Exec::check(&guest::Local::new("local"), &guest::keygen(&key, "lab"))?;
+        }
+        Ok(key)
+    }
+
+    /// Forget the host key recorded for `address:port` (a VM destroyed).
+    pub fn forget_host_key(&self, address: &str, port: u16) -> Result<(), Error> {
+        let path = self.known_hosts();
+        guest::known_hosts::forget(&path, &guest::known_hosts::pattern(address, port)).map_err(
+            |source| Error::File {
+                what: "cannot rewrite",
+                path,
+                source,
+            },
+        )
+    }
+
+    /// Take the lab's lock for `command` (e.g. `lab up`): one command changes a lab at a time.
+    /// When another process holds it, `waiting` is told its PID and command and this waits
+    /// (with `wait`), or fails with [`Error::Locked`] naming the holder.
+    pub fn lock(
+        &self,
+        command: &str,
+        wait: bool,
+        waiting: &mut dyn FnMut(u32, &str),
+    ) -> Result<Lock, Error> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.file("lock");
+        let file_err = |what, source| Error::File {
+            what,
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(self.path()).map_err(|e| file_err("cannot create", e))?;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+        };
+        let file = open().map_err(|e| file_err("cannot open", e))?;
+        let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((mut file, _)) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let (pid, cmd) = holder
+                    .trim()
+                    .split_once(' ')
+                    .map(|(p, c)| (p.parse().unwrap_or(0), c.to_string()))
+                    .unwrap_or((0, "another lab command".to_string()));
+                if !wait {
+                    return Err(Error::Locked {
+                        dir: self.lab_dir.clone(),
+                        pid,
+                        command: cmd,
+                    });
+                }
+                waiting(pid, &cmd);
+                tracing::info!(pid, command = %cmd, "waiting for the lab's lock");
+                Flock::lock(file, FlockArg::LockExclusive)
+                    .map_err(|(_, e)| file_err("cannot lock", std::io::Error::from(e)))?
+            }
+        };
+        let me = format!("{} {command}\n", std::process::id());
+        let _ = locked
+            .set_len(0)
+            .and_then(|()| locked.rewind())
+            .and_then(|()| locked.write_all(me.as_bytes()))
+            .and_then(|()| locked.flush());
+        Ok(Lock { _file: locked })
+    }
+}
+
+/// A held lab lock; released when dropped (or when the process ends, however it ends).
+#[derive(Debug)]
+pub struct Lock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// lab's cache for `kind` (`images`, `kernel`): `$XDG_CACHE_HOME/lab/<kind>`, else
+/// `~/.cache/lab/<kind>`. The one place every provider and the kernel builds keep downloads.
+pub fn cache_dir(kind: &str) -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".lab/cache"))
+        .join("lab")
+        .join(kind)
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_fails_naming_the_holder_or_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path());
+        let held = s.lock("lab up", false, &mut |_, _| {}).unwrap();
+        // flock locks belong to the open file description: a second open in this process
+        // conflicts as another process's would.
+        let e = s.lock("lab down", false, &mut |_, _| {}).unwrap_err();
+        match &e {
+            Error::Locked { pid, command, .. } => {
+                assert_eq!(*pid, std::process::id());
+                assert_eq!(command, "lab up");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(e.to_string().contains("lab up"), "{e}");
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        let mut told = None;
+        let _second = s
+            .lock("lab down", true, &mut |pid, cmd| {
+                told = Some((pid, cmd.to_string()))
+            })
+            .unwrap();
+        t.join().unwrap();
+        assert_eq!(told, Some((std::process::id(), "lab up".to_string())));
+    }
+
+    #[test]
+    fn the_lab_key_is_made_once() {
+        if !testkit::require("the lab's key", testkit::tool("ssh-keygen")) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path());
+        let key = s.key().unwrap();
+        assert_eq!(key, dir.path().join(".lab/id_ed25519"));
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        let first = std::fs::read(&key).unwrap();
+        s.key().unwrap();
+        assert_eq!(
+            std::fs::read(&key).unwrap(),
+            first,
+            "an existing key is kept"
+        );
+    }
+}

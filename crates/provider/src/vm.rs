@@ -1,0 +1,62 @@
+//! What every VM provider needs: a loopback port for each VM's SSH forward, SSH settings for a
+//! machine the lab made, and parallel waits.
+
+use std::time::Duration;
+
+use guest::{Auth, SshConfig};
+
+use crate::StateDir;
+
+/// Whether a loopback port can be bound now.
+pub fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A free loopback port for a VM's SSH forward: from `preferred` on (stable across runs, like
+/// Vagrant's 2222), skipping `taken`, else one the kernel picks.
+pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
+    (preferred..preferred.saturating_add(200))
+        .find(|p| !taken.contains(p) && port_free(*p))
+        .or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+        })
+        .unwrap_or(preferred)
+}
+
+/// `f` on every item, each in a thread of its own (the VM providers' waits for SSH); the
+/// results in the items' order. A panic in `f` goes on in the caller.
+pub fn each_in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let workers: Vec<_> = items.iter().map(|i| s.spawn(move || f(i))).collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// SSH to a VM the lab created: `user` on its loopback forward with `key`, the host key
+/// trusted on first use (the machine is the lab's).
+pub fn ssh_config(
+    state: &StateDir,
+    host: &str,
+    port: u16,
+    user: &str,
+    key: std::path::PathBuf,
+) -> SshConfig {
+    let mut c = SshConfig::new(
+        host,
+        "127.0.0.1",
+        port,
+        user,
+        Auth::Key(key),
+        state.known_hosts(),
+    );
+    c.trust_on_first_use = true;
+    c.connect_timeout = Duration::from_secs(10);
+    c
+}
