@@ -98,6 +98,9 @@ enum Command {
         /// Seconds of traffic in the test.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The report as JSON: every step with its time and outcome, the kernel, the test.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         lab: LabArgs,
     },
@@ -726,6 +729,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             config,
             boot_timeout,
             seconds,
+            json,
             lab,
         } => {
             let mut s = select_lab(&lab)?;
@@ -733,12 +737,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ops::progress(&mut s, false);
             guide::run(
                 &s,
-                &guide::GuideOptions {
+                &lab::guide::GuideOptions {
                     source,
                     profile: profile_named(&config),
                     boot_timeout: std::time::Duration::from_secs(boot_timeout),
                     seconds,
                 },
+                json,
             )
         }
         Command::Provision { host, check, lab } => {
@@ -1116,11 +1121,19 @@ fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
         None
     } else {
         let profile = profile_named(&a.config);
-        let (m, packages) =
-            guide::build_kernel(&here, &a.source, &profile, crate::ManifestTo::Stderr)?;
+        let k = lab::guide::build_kernel(&here, &a.source, &profile, &mut |p| {
+            if let kernel::build::Progress::Step(s) = p {
+                eprintln!("kernel: {s}");
+            }
+        })
+        .map_err(ops::fail)?;
+        eprintln!(
+            "kernel: {} ({} objects) in {:.0} s",
+            k.manifest.release, k.manifest.objects, k.manifest.seconds
+        );
         Some(lab::vmbench::KernelUnderTest {
-            release: m.release,
-            packages,
+            release: k.manifest.release,
+            packages: k.images,
         })
     };
     let scratch = lab::StateDir::new(&here).file(&format!("bench-vm-{}", std::process::id()));
@@ -1174,7 +1187,7 @@ fn download(version: &str) -> Result<PathBuf, Failure> {
 }
 
 /// `lab kernel install` on one host: upload, dpkg, GRUB, reboot, wait, verify; prints a line.
-pub(crate) fn install_kernel(
+fn install_kernel(
     s: &Session,
     host: &str,
     release: &str,
@@ -1191,20 +1204,9 @@ pub(crate) fn install_kernel(
     Ok(done)
 }
 
+/// `lab kernel build`: a spinner (or step lines when stderr is not a terminal), then the
+/// manifest as text or JSON.
 fn kernel_build(spec: &kernel::build::BuildSpec, json: bool) -> Result<(), Failure> {
-    let to = if json {
-        ManifestTo::Json
-    } else {
-        ManifestTo::Stdout
-    };
-    kernel_build_manifest(spec, to).map(|_| ())
-}
-
-/// [`kernel_build`], handing back the manifest.
-pub(crate) fn kernel_build_manifest(
-    spec: &kernel::build::BuildSpec,
-    to: ManifestTo,
-) -> Result<kernel::build::Manifest, Failure> {
     use kernel::build::Progress;
     use std::io::IsTerminal as _;
     let tty = std::io::stderr().is_terminal();
@@ -1234,9 +1236,8 @@ pub(crate) fn kernel_build_manifest(
     });
     bar.finish_and_clear();
     let m = result.map_err(|e| Failure::Report(miette::miette!("{e}")))?;
-    if to == ManifestTo::Json {
-        instant::json_out(&m)?;
-        return Ok(m);
+    if json {
+        return instant::json_out(&m);
     }
     let mut out = format!(
         "built {} ({}, {} objects{}) in {:.0} s (log: {})\n",
@@ -1254,21 +1255,7 @@ pub(crate) fn kernel_build_manifest(
             p.size as f64 / 1e6
         ));
     }
-    if to == ManifestTo::Stderr {
-        eprint!("{out}");
-    } else {
-        print_out(&out)?;
-    }
-    Ok(m)
-}
-
-/// Where [`kernel_build_manifest`] reports the packages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ManifestTo {
-    Stdout,
-    Json,
-    /// Stdout is another command's report.
-    Stderr,
+    print_out(&out)
 }
 
 fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {

@@ -89,7 +89,25 @@ pub fn progress(s: &mut Session, calls: bool) {
         Event::Note(n) => bar.suspend(|| eprintln!("note: {n}")),
         Event::Call(c) if calls => bar.suspend(|| eprintln!("  {c}")),
         Event::Call(_) => {}
+        Event::Count { what, done, total } => {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {bar:30} {pos}/~{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(what.clone());
+            bar.set_length(total.unwrap_or(0).max(*done));
+            bar.set_position(*done);
+        }
         Event::Download { done, total } => {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
             if bar.is_hidden() {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             }
@@ -101,6 +119,7 @@ pub fn progress(s: &mut Session, calls: bool) {
                 bar.finish_and_clear();
             }
         }
+        _ => {}
     });
 }
 
@@ -313,10 +332,11 @@ pub fn status(s: &Session, json: bool) -> Result<(), Failure> {
         for i in &h.interfaces {
             writeln!(
                 out,
-                "  {:<10} {:<4} mtu {:<5} {:<18} {}",
+                "  {:<10} {:<4} mtu {:<5} {:<17} {:<18} {}",
                 i.name,
                 if i.up { "UP" } else { "DOWN" },
                 i.mtu,
+                i.mac.as_deref().unwrap_or("-"),
                 i.addresses.join(" "),
                 i.qdisc.as_deref().unwrap_or("")
             )

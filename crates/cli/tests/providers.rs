@@ -157,6 +157,27 @@ fn an_ssh_only_lab_checks_reachability_and_refuses_what_it_did_not_create() {
         );
         assert!(!out.contains("saved"), "{out}");
     }
+    // `lab guide` stops at its first step, and its report says which and why.
+    let (code, out, err) = lab(d, s, &["guide", "--provider", "ssh", "--json"]);
+    assert_ne!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["pass"], false, "{out}");
+    let steps = v["report"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{out}");
+    assert!(
+        steps[0]["name"].as_str().unwrap().starts_with("up:"),
+        "{out}"
+    );
+    assert_eq!(steps[0]["ok"], false, "{out}");
+    assert!(
+        steps[0]["result"]
+            .as_str()
+            .unwrap()
+            .contains("host `ue1` is unreachable"),
+        "{out}"
+    );
+    assert!(flat(&err).contains("host `ue1` is unreachable"), "{err}");
+
     let (code, out, _) = lab(d, s, &["up", "--dry-run"]);
     assert_eq!(code, 0);
     assert!(out.contains("nothing is created"), "{out}");

@@ -20,60 +20,88 @@ use model::{Attach, Lab};
 
 /// Targets from the instant-labs issue.
 pub const TARGET_EFFICIENCY: f64 = 0.93;
+/// lab's bring-up may take at most this many times `ip -batch`'s.
 pub const TARGET_BRINGUP_RATIO: f64 = 4.0;
+/// A second apply of a converged lab, milliseconds at most.
 pub const TARGET_REAPPLY_MS: f64 = 5.0;
+/// One SSH session must be at least this many times faster than a process per command.
 pub const TARGET_SSH_RATIO: f64 = 10.0;
 
 #[derive(Debug, thiserror::Error)]
+/// Errors of `lab bench`.
 pub enum Error {
     #[error(transparent)]
+    /// A namespace operation failed.
     Instant(#[from] instant::Error),
     #[error(transparent)]
+    /// A transfer failed to run.
     Test(#[from] instant::TestError),
     #[error(transparent)]
+    /// A session operation failed.
     Session(#[from] Box<crate::Error>),
     #[error(transparent)]
+    /// A command failed (argv, status and stderr inside).
     Command(#[from] Box<guest::Error>),
     #[error("generated lab is invalid: {0}")]
+    /// A lab the bench generated does not validate (a bug).
     Lab(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Goodput against the shaped rate, for one configuration.
 pub struct Efficiency {
+    /// The configuration measured (`lab`, `guide`, `plain TCP`).
     pub config: String,
+    /// The rate each path is shaped to, Mbit/s.
     pub rate_mbit: u64,
+    /// What the receiver got, Mbit/s.
     pub goodput_mbit: f64,
+    /// Goodput over the sum of the paths' rates.
     pub efficiency: f64,
+    /// Subflows the connection had.
     pub subflows: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// lab's bring-up against `ip -batch` doing the same, for one lab size.
 pub struct Bringup {
+    /// The lab brought up, e.g. `guide (2 hosts)`.
     pub what: String,
+    /// Namespaces it has.
     pub namespaces: usize,
     /// Median of the runs, milliseconds.
     pub lab_ms: f64,
+    /// The same with iproute2's batch mode, milliseconds.
     pub ip_batch_ms: f64,
+    /// lab over `ip -batch` (< 1: lab is faster).
     pub ratio: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Commands over one SSH session against one `ssh` process each.
 pub struct SshBench {
+    /// Commands run each way.
     pub commands: usize,
     /// All commands over one ssh2 session (connect included), milliseconds.
     pub session_ms: f64,
     /// The same commands as one `ssh` process each, milliseconds.
     pub processes_ms: f64,
+    /// Processes over session (> 1: the session is faster).
     pub ratio: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// What `lab bench` measured.
 pub struct Report {
+    /// SSH, when an sshd could be started.
     pub ssh: Option<SshBench>,
+    /// Goodput per configuration.
     pub efficiency: Vec<Efficiency>,
+    /// Bring-up per lab size.
     pub bringup: Vec<Bringup>,
     /// Median time of a second `lab net apply` (both hosts), milliseconds.
     pub reapply_ms: f64,
+    /// Changes the second apply made (0 on a converged lab).
     pub reapply_changes: usize,
 }
 
@@ -387,6 +415,7 @@ fn settle() {
 /// per host. The namespaces carry the lab's own names, so the lab's `down` removes them.
 #[derive(Debug)]
 pub struct IpBatch {
+    /// Each batch: the command's argv and its stdin.
     pub steps: Vec<(Vec<String>, String)>,
 }
 

@@ -19,12 +19,21 @@ use model::Lab;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    /// A namespace operation failed.
     Netns(#[from] netns::Error),
     #[error("no host `{0}` in this lab")]
+    /// No host of this name in the lab.
     NoHost(String),
+    /// The host has no such interface.
     #[error("host `{host}` has no interface `{iface}`")]
-    NoInterface { host: String, iface: String },
+    NoInterface {
+        /// The host.
+        host: String,
+        /// The interface asked for.
+        iface: String,
+    },
     #[error("lab `{0}` is not up (run `lab up`)")]
+    /// The lab's namespaces do not exist.
     NotUp(String),
 }
 
@@ -119,9 +128,12 @@ pub fn open_host(lab: &Lab, host: &str) -> Result<NsHost, Error> {
 /// What `apply` did on one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostApplied {
+    /// The host's name.
     pub host: String,
+    /// The changes made, in order.
     pub changes: Vec<net::Change>,
     #[serde(serialize_with = "micros")]
+    /// How long it took.
     pub elapsed: Duration,
 }
 
@@ -178,138 +190,12 @@ pub fn set_link(lab: &Lab, host: &str, iface: &str, up: bool) -> Result<Vec<net:
     }
 }
 
-/// A lab's live state, for `lab status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub lab: String,
-    /// `up`, `partial` (some namespaces missing: an interrupted `up`), or `down`.
-    pub state: &'static str,
-    pub hosts: Vec<HostStatus>,
-    pub segments: Vec<SegmentStatus>,
-    /// Namespaces with the lab's prefix that the lab does not define (left by an older Lab.toml).
-    pub stray: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HostStatus {
-    pub name: String,
-    pub namespace: String,
-    pub present: bool,
-    pub interfaces: Vec<IfaceStatus>,
-    pub endpoints: Vec<net::diff::EndpointState>,
-    pub limits: Option<net::Limits>,
-    /// Changes `lab net apply` would make (0 on an applied lab).
-    pub pending_changes: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct IfaceStatus {
-    pub name: String,
-    pub up: bool,
-    pub mtu: u32,
-    pub mac: Option<String>,
-    pub addresses: Vec<String>,
-    pub qdisc: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SegmentStatus {
-    pub name: String,
-    pub namespace: String,
-    pub present: bool,
-}
-
-pub fn status(lab: &Lab) -> Result<Status, Error> {
-    let topo = topology(lab);
-    let existing = netns::topology::existing(&lab.name)?;
-    let mut hosts = Vec::new();
-    for h in &lab.hosts {
-        let ns = topo.host_ns(&h.name);
-        let present = existing.contains(&ns);
-        let mut hs = HostStatus {
-            name: h.name.clone(),
-            namespace: ns.clone(),
-            present,
-            interfaces: Vec::new(),
-            endpoints: Vec::new(),
-            limits: None,
-            pending_changes: None,
-        };
-        if present {
-            let mut host = NsHost::open(&h.name, &ns)?;
-            let plan = h.net();
-            let observed = host.observe(&plan)?;
-            let links = host.rtnl().links()?;
-            for l in links.iter().filter(|l| l.name != "lo") {
-                hs.interfaces.push(IfaceStatus {
-                    name: l.name.clone(),
-                    up: l.up,
-                    mtu: l.mtu,
-                    mac: l.mac.map(|m| net::MacAddr(m).to_string()),
-                    addresses: observed
-                        .addresses
-                        .iter()
-                        .filter(|a| a.dev == l.name)
-                        .map(|a| a.address.to_string())
-                        .collect(),
-                    qdisc: observed.qdiscs.iter().find(|q| q.dev == l.name).map(|q| {
-                        match q.rate_bps {
-                            Some(r) => format!("{} {}", q.kind, net::plan::format_rate(r)),
-                            None => q.kind.clone(),
-                        }
-                    }),
-                });
-            }
-            hs.pending_changes = Some(net::diff(&plan, &observed).len());
-            hs.endpoints = observed.endpoints;
-            hs.limits = Some(observed.limits);
-        }
-        hosts.push(hs);
-    }
-    let segments: Vec<SegmentStatus> = lab
-        .networks
-        .iter()
-        .map(|n| {
-            let ns = topo.segment_ns(&n.name);
-            SegmentStatus {
-                name: n.name.clone(),
-                present: existing.contains(&ns),
-                namespace: ns,
-            }
-        })
-        .collect();
-    let known: Vec<&str> = hosts
-        .iter()
-        .map(|h| h.namespace.as_str())
-        .chain(segments.iter().map(|s| s.namespace.as_str()))
-        .collect();
-    let stray: Vec<String> = existing
-        .iter()
-        .filter(|n| !known.contains(&n.as_str()))
-        .cloned()
-        .collect();
-    let present =
-        hosts.iter().filter(|h| h.present).count() + segments.iter().filter(|s| s.present).count();
-    let state = if present == 0 && stray.is_empty() {
-        "down"
-    } else if present == hosts.len() + segments.len() {
-        "up"
-    } else {
-        "partial"
-    };
-    Ok(Status {
-        lab: lab.name.clone(),
-        state,
-        hosts,
-        segments,
-        stray,
-    })
-}
-
 /// Options of `lab test`.
 #[derive(Debug, Clone)]
 pub struct TestOptions {
+    /// Seconds of traffic.
     pub seconds: u64,
+    /// The traffic generator (see `tool_auto`).
     pub tool: measure::Tool,
     /// Let the session pick the tool: the built-in sender where both ends are namespaces on
     /// this machine, iperf3 otherwise. False when the tool was asked for.
@@ -343,12 +229,19 @@ impl Default for TestOptions {
 /// A transfer's report with the plan's expectations and the verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
+    /// The lab's name.
     pub lab: String,
+    /// The host with role `server`.
     pub server: String,
+    /// The host with role `client`.
     pub client: String,
+    /// The server's address the client connected to.
     pub dst: std::net::Ipv4Addr,
+    /// What the plan says a healthy transfer shows.
     pub expect: measure::Expect,
+    /// What the transfer showed.
     pub report: measure::Report,
+    /// Each expectation checked, and whether all held.
     pub verdict: measure::Verdict,
 }
 
@@ -356,16 +249,22 @@ pub struct TestResult {
 #[derive(Debug, thiserror::Error)]
 pub enum TestError {
     #[error(transparent)]
+    /// A namespace operation failed.
     Lab(#[from] Error),
     #[error(transparent)]
+    /// The transfer or its observation failed.
     Measure(#[from] measure::Error),
     #[error("the lab needs a host with role \"server\" and one with role \"client\"")]
+    /// The lab lacks a client and a server.
     NoPair,
     #[error("host `{0}` has no statically addressed interface to connect to")]
+    /// The server has no address to connect to.
     NoAddress(String),
     #[error(transparent)]
+    /// A host could not be reached.
     Provider(#[from] provider::Error),
     #[error(transparent)]
+    /// A command on a host reached over SSH failed.
     Remote(crate::remote::Error),
 }
 

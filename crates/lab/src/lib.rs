@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! lab as a library: one declarative, reproducible, verified MPTCP testbed from a Lab.toml.
 //!
 //! A [`Session`] opens a lab (a Lab.toml path, or a model and a directory for its state) and
@@ -25,6 +26,7 @@
 //! ```
 
 pub mod bench;
+pub mod guide;
 pub mod instant;
 pub mod provision;
 pub mod remote;

@@ -18,11 +18,15 @@ pub const TOOLS: &[(&str, &str)] = &[
 /// What provisioning found and did on a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Provisioned {
+    /// The host's name.
     pub host: String,
+    /// Packages that were there already.
     pub present: Vec<String>,
+    /// Packages this run installed.
     pub installed: Vec<String>,
     /// Missing and not installed (`--check`).
     pub missing: Vec<String>,
+    /// Worth telling, e.g. mptcpd's address announcements would fight the lab's endpoints.
     pub warnings: Vec<String>,
 }
 

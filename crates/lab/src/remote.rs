@@ -12,12 +12,25 @@ use serde::Serialize;
 /// Errors of the remote applier.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A command on the host failed (argv, status and stderr inside).
     #[error(transparent)]
     Command(#[from] Box<guest::Error>),
+    /// What the host printed could not be read.
     #[error("host {host}: {message}")]
-    Parse { host: String, message: String },
+    Parse {
+        /// The host.
+        host: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The host's netplan YAML could not be rendered.
     #[error("host {host}: cannot render netplan: {message}")]
-    Netplan { host: String, message: String },
+    Netplan {
+        /// The host.
+        host: String,
+        /// Why.
+        message: String,
+    },
 }
 
 impl From<guest::Error> for Error {
@@ -38,10 +51,13 @@ pub struct Persist {
 /// What applying did on one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
+    /// The host's name.
     pub host: String,
+    /// The changes made, in order.
     pub changes: Vec<net::Change>,
     /// Files written (persisting).
     pub files: Vec<String>,
+    /// Worth telling, not failures.
     pub warnings: Vec<String>,
 }
 

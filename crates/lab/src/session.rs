@@ -16,49 +16,84 @@ use model::{Host, Lab, Preset, Provider};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    /// Lab.toml could not be read or is not valid.
     Load(#[from] model::LoadError),
     #[error(transparent)]
+    /// A provider could not do its part.
     Provider(#[from] provider::Error),
     /// Some providers did their part, others could not (each error names its provider).
     #[error("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Incomplete {
         /// What was done before (rendered by the caller as the operation's report).
         done: Box<serde_json::Value>,
+        /// Each provider's error.
         errors: Vec<provider::Error>,
     },
     #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
+    /// A host name the lab does not have.
     NoHost {
+        /// The lab's name.
         lab: String,
+        /// The name asked for.
         host: String,
+        /// The lab's hosts.
         known: String,
     },
     #[error(
         "host `{host}` has no interface `{iface}` that carries MPTCP paths (interfaces: {known})"
     )]
+    /// An interface name the host does not have.
     NoInterface {
+        /// The host.
         host: String,
+        /// The interface asked for.
         iface: String,
+        /// The host's interfaces.
         known: String,
     },
     #[error("host `{host}`: {source}")]
+    /// Applying or reading a host over SSH failed.
     Remote {
+        /// The host.
         host: String,
         #[source]
+        /// What failed.
         source: remote::Error,
     },
     #[error(transparent)]
+    /// A network namespace operation failed.
     Netns(#[from] netns::Error),
     #[error(transparent)]
+    /// The traffic test failed to run (a verdict that fails is not an error).
     Test(#[from] TestError),
     #[error(transparent)]
+    /// Installing a kernel failed.
     Kernel(#[from] kernel::install::InstallError),
+    /// The operation needs SSH, and the host is a network namespace.
     #[error(
         "host `{host}` is a network namespace: it has no SSH server (use `lab exec {host} -- CMD`)"
     )]
-    NoSsh { host: String },
+    NoSsh {
+        /// The host.
+        host: String,
+    },
     #[error("`{0}` is not a rate (e.g. 50mbit)")]
+    /// A rate that does not parse.
     Rate(String),
+    /// The kernel build failed.
     #[error(transparent)]
+    Build(#[from] kernel::build::BuildError),
+    /// A step of [`Session::guide`] failed: the report of the steps so far, and its error.
+    #[error("{source}")]
+    Guide {
+        /// The steps that ran, the last one failed.
+        report: Box<crate::guide::GuideReport>,
+        /// Why the step failed.
+        #[source]
+        source: Box<Error>,
+    },
+    #[error(transparent)]
+    /// A command failed (argv, status and stderr inside).
     Command(Box<guest::Error>),
 }
 
@@ -71,7 +106,9 @@ impl From<guest::Error> for Error {
 /// A provider's progress, with where it comes from (`netns`, `qemu`, ..., or `lab`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
+    /// Who reports: a provider's name, or `lab`, `kernel`, `guide`.
     pub source: String,
+    /// What it reports.
     pub event: Event,
 }
 
@@ -105,6 +142,7 @@ pub struct ApplyOptions {
 /// What [`Session::up`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Up {
+    /// The lab's name.
     pub lab: String,
     /// Per provider, in the order they ran.
     pub providers: Vec<(String, provider::UpReport)>,
@@ -115,6 +153,7 @@ pub struct Up {
 /// What [`Session::halt`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Halted {
+    /// The lab's name.
     pub lab: String,
     /// (provider, machines halted)
     pub halted: Vec<(String, Vec<String>)>,
@@ -123,6 +162,7 @@ pub struct Halted {
 /// What [`Session::destroy`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Destroyed {
+    /// The lab's name.
     pub lab: String,
     /// (provider, what was removed)
     pub removed: Vec<(String, Vec<String>)>,
@@ -131,8 +171,11 @@ pub struct Destroyed {
 /// What [`Session::snapshot`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
+    /// The lab's name.
     pub lab: String,
+    /// The snapshot's name.
     pub name: String,
+    /// Restored (false: saved).
     pub restored: bool,
     /// (provider, machines)
     pub machines: Vec<(String, Vec<String>)>,
@@ -141,21 +184,29 @@ pub struct Snapshot {
 /// A lab's state: every host as its provider sees it, and the network of those that are up.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The lab's name.
     pub lab: String,
+    /// The lab's directory.
     pub dir: PathBuf,
     /// `up` (every host up), `partial`, or `down`.
     pub state: &'static str,
+    /// Each host, in Lab.toml's order.
     pub hosts: Vec<HostStatus>,
 }
 
 /// One host in [`Status`].
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
+    /// The host's name.
     pub name: String,
     #[serde(flatten)]
+    /// The machine, as its provider sees it.
     pub machine: provider::HostState,
+    /// Its interfaces as observed (empty when it cannot be reached).
     pub interfaces: Vec<IfaceStatus>,
+    /// Its MPTCP endpoints as observed.
     pub endpoints: Vec<net::diff::EndpointState>,
+    /// Its MPTCP limits as observed.
     pub limits: Option<net::Limits>,
     /// Changes `lab net apply` would make (0 on an applied host; `None`: not read).
     pub pending_changes: Option<usize>,
@@ -166,10 +217,17 @@ pub struct HostStatus {
 /// An interface of the plan, as observed.
 #[derive(Debug, Clone, Serialize)]
 pub struct IfaceStatus {
+    /// The interface's name.
     pub name: String,
+    /// Administratively up.
     pub up: bool,
+    /// Its MTU.
     pub mtu: u32,
+    /// Its hardware address, when it has one.
+    pub mac: Option<String>,
+    /// Its IPv4 addresses with prefix length.
     pub addresses: Vec<String>,
+    /// Its root qdisc, when not the default.
     pub qdisc: Option<String>,
 }
 
@@ -267,7 +325,7 @@ impl Session {
         *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
     }
 
-    fn emit(&self, source: &str, event: Event) {
+    pub(crate) fn emit(&self, source: &str, event: Event) {
         tracing::info!(source, ?event, "progress");
         if let Some(f) = self
             .progress
@@ -544,10 +602,12 @@ impl Session {
                         hs.interfaces = observed
                             .links
                             .iter()
+                            .filter(|l| l.name != "lo")
                             .map(|l| IfaceStatus {
                                 name: l.name.clone(),
                                 up: l.up,
                                 mtu: l.mtu,
+                                mac: l.mac.clone(),
                                 addresses: observed
                                     .addresses
                                     .iter()
@@ -918,8 +978,11 @@ impl Session {
 /// What [`demo`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Demo {
+    /// What `up` did.
     pub up: Up,
+    /// The test and its verdict.
     pub test: TestResult,
+    /// What `destroy` removed.
     pub destroyed: Destroyed,
 }
 

@@ -22,18 +22,25 @@ pub const TARGET_LAB_BOOT_S: f64 = 15.0;
 pub const TARGET_REUSE_S: f64 = 1.0;
 
 #[derive(Debug, thiserror::Error)]
+/// Errors of `lab bench vm`.
 pub enum Error {
     #[error(transparent)]
+    /// A VM could not be made or run.
     Qemu(#[from] qemu::Error),
     #[error(transparent)]
+    /// The image could not be built or cached.
     Image(#[from] ::qemu::image::Error),
     #[error(transparent)]
+    /// The kernel could not be installed.
     Install(#[from] kernel::install::InstallError),
     #[error(transparent)]
+    /// A command failed (argv, status and stderr inside).
     Command(#[from] Box<guest::Error>),
     #[error(transparent)]
+    /// The state directory or a provider helper failed.
     Provider(#[from] provider::Error),
     #[error("bench lab is invalid: {0}")]
+    /// Something else, in words.
     Lab(String),
 }
 
@@ -46,11 +53,14 @@ impl From<guest::Error> for Error {
 /// A kernel to measure against Debian's: its packages, as `lab kernel build` made them.
 #[derive(Debug, Clone)]
 pub struct KernelUnderTest {
+    /// `uname -r` it reports once booted.
     pub release: String,
+    /// Its `linux-image-*` package(s).
     pub packages: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
+/// What `lab bench vm` is asked.
 pub struct Options {
     /// lab's image cache.
     pub cache: PathBuf,
@@ -60,14 +70,20 @@ pub struct Options {
     pub boots: usize,
     /// Also build the image from scratch in a cache of its own (minutes).
     pub cold_image: bool,
+    /// A kernel to boot against Debian's (none: Debian's only).
     pub kernel: Option<KernelUnderTest>,
+    /// The VM's memory.
     pub memory_mib: u32,
+    /// The VM's vCPUs.
     pub cpus: u32,
+    /// How long a boot may take to reach SSH.
     pub boot_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// Boots of one kernel.
 pub struct Boots {
+    /// Its release.
     pub kernel: String,
     /// Every boot, seconds, in order; the first made the host keys.
     pub seconds: Vec<f64>,
@@ -76,13 +92,19 @@ pub struct Boots {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// What `lab bench vm` measured.
 pub struct Report {
+    /// QEMU's accelerator (`kvm` or `tcg`).
     pub accel: String,
+    /// Building the base image in an empty cache, seconds (with `cold_image`).
     pub image_cold_s: Option<f64>,
+    /// Getting the base image from lab's cache, seconds.
     pub image_cached_s: f64,
     /// Creating a VM's overlay on the base image, median of 5, seconds.
     pub overlay_s: f64,
+    /// Debian's kernel.
     pub debian: Boots,
+    /// lab's kernel, when one was given.
     pub lab: Option<Boots>,
     /// lab's kernel's median against Debian's (< 1: faster).
     pub lab_vs_debian: Option<f64>,
@@ -267,6 +289,7 @@ fn boot_up(lab: &Lab, dir: &Path, opts: &UpOptions) -> Result<(), Error> {
     Ok(())
 }
 
+/// The report as text, each target met or missed.
 pub fn render(r: &Report) -> String {
     let mut o = format!("lab bench vm ({}):\n", r.accel);
     let secs = |v: &[f64]| {

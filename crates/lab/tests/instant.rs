@@ -124,15 +124,28 @@ fn builtin_lab_up_apply_twice_down() {
         reach(&n2, &ns(&up, "ue1"), dst);
     }
 
-    let status = instant::status(&up.lab).unwrap();
+    let session = lab::Session::new(up.lab.clone(), up.dir.path()).unwrap();
+    let status = session.status().unwrap();
     assert_eq!(status.state, "up");
     assert!(status.hosts.iter().all(|h| h.pending_changes == Some(0)));
+    // Every path interface of the lab's, up, with a MAC (the one Lab.toml gives, if any).
+    let ue1 = &status.hosts[0];
+    for i in up.lab.hosts[0].path_interfaces() {
+        let seen = ue1.interfaces.iter().find(|s| s.name == i.name);
+        let seen = seen.unwrap_or_else(|| panic!("{} not in {:?}", i.name, ue1.interfaces));
+        assert!(seen.up, "{seen:?}");
+        match i.mac {
+            Some(m) => assert_eq!(seen.mac, Some(m.to_string()), "{seen:?}"),
+            None => assert!(seen.mac.is_some(), "{seen:?}"),
+        }
+    }
+    assert!(!ue1.interfaces.iter().any(|s| s.name == "lo"));
 
     let removed = instant::down(&up.lab, up.dir.path()).unwrap();
     assert_eq!(removed.len(), 3);
     assert!(netns::topology::existing(&up.lab.name).unwrap().is_empty());
     assert!(!instant::state_file(up.dir.path(), &up.lab).exists());
-    assert_eq!(instant::status(&up.lab).unwrap().state, "down");
+    assert_eq!(session.status().unwrap().state, "down");
 }
 
 #[test]

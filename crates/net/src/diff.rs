@@ -38,6 +38,9 @@ pub struct LinkState {
     pub name: String,
     pub up: bool,
     pub mtu: u32,
+    /// Its hardware address (`aa:bb:cc:dd:ee:ff`), when it has one (not on loopback,
+    /// tunnels).
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -358,6 +361,7 @@ mod tests {
                 name: "enp0s8".into(),
                 up: true,
                 mtu: 1500,
+                mac: None,
             }],
             addresses: vec![AddressState {
                 dev: "enp0s8".into(),
@@ -417,6 +421,7 @@ mod tests {
                 name: "enp0s8".into(),
                 up: false,
                 mtu: 1500,
+                mac: None,
             }],
             ..Default::default()
         };

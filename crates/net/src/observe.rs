@@ -50,6 +50,11 @@ struct JLink {
     flags: Vec<String>,
     #[serde(default)]
     mtu: u32,
+    /// The hardware address (`00:00:00:00:00:00` on loopback).
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    link_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +155,9 @@ pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
             .into_iter()
             .map(|l| LinkState {
                 up: l.flags.iter().any(|f| f == "UP"),
+                mac: l
+                    .address
+                    .filter(|_| l.link_type.as_deref() == Some("ether")),
                 name: l.ifname,
                 mtu: l.mtu,
             })
@@ -316,7 +324,7 @@ mod tests {
     #[test]
     fn parses_recorded_iproute2_output() {
         let o = Outputs {
-            link: r#"[{"ifindex":3,"link":"vb","ifname":"va","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500}]"#.into(),
+            link: r#"[{"ifindex":3,"link":"vb","ifname":"va","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"link_type":"ether","address":"02:4c:41:42:00:01"},{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"link_type":"loopback","address":"00:00:00:00:00:00"}]"#.into(),
             address: r#"[{"ifindex":3,"link":"vb","ifname":"va","flags":["UP"],"mtu":1500,"addr_info":[{"family":"inet","local":"10.9.0.1","prefixlen":24,"scope":"global","label":"va"}]}]"#.into(),
             rule: r#"[{"priority":0,"src":"all","table":"local"},{"priority":32765,"src":"10.9.0.1","table":"100"},{"priority":32764,"src":"10.9.0.9","table":"table1"},{"priority":32766,"src":"all","table":"main"}]"#.into(),
             route: r#"[{"dst":"default","gateway":"10.9.0.2","dev":"va","table":"100","flags":["onlink","linkdown"]},{"dst":"10.9.0.0/24","dev":"va","table":"100","scope":"link","flags":["linkdown"]},{"dst":"10.9.0.0/24","dev":"va","protocol":"kernel","scope":"link","prefsrc":"10.9.0.1"},{"type":"local","dst":"10.9.0.1","dev":"va","table":"local","protocol":"kernel","scope":"host"}]"#.into(),
@@ -328,11 +336,20 @@ mod tests {
         let s = parse(&plan(), &o).unwrap();
         assert_eq!(
             s.links,
-            vec![LinkState {
-                name: "va".into(),
-                up: true,
-                mtu: 1500
-            }]
+            vec![
+                LinkState {
+                    name: "va".into(),
+                    up: true,
+                    mtu: 1500,
+                    mac: Some("02:4c:41:42:00:01".into()),
+                },
+                LinkState {
+                    name: "lo".into(),
+                    up: true,
+                    mtu: 65536,
+                    mac: None,
+                }
+            ]
         );
         assert_eq!(s.addresses[0].address.to_string(), "10.9.0.1/24");
         assert_eq!(

@@ -166,6 +166,7 @@ impl Host {
                     name: l.name,
                     up: l.up,
                     mtu: l.mtu,
+                    mac: l.mac.map(|m| net::MacAddr(m).to_string()),
                 })
                 .collect(),
             addresses,

@@ -7,7 +7,9 @@ use serde::Serialize;
 /// Something this machine lacks to run a provider's hosts, with the fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Missing {
+    /// What is missing, e.g. `qemu-system-x86_64`.
     pub what: String,
+    /// How to get it, e.g. `apt-get install qemu-system-x86`.
     pub fix: String,
 }
 
@@ -23,57 +25,81 @@ pub enum Error {
     /// The provider does not do this operation.
     #[error("provider \"{provider}\" cannot {operation}{}", if why.is_empty() { String::new() } else { format!(": {why}") })]
     Unsupported {
+        /// The provider's name.
         provider: String,
+        /// The operation, e.g. `snapshot`.
         operation: String,
+        /// Why, or what to do instead (may be empty).
         why: String,
     },
     /// No provider of this name is registered.
     #[error("host `{host}` uses provider \"{provider}\", which is not registered (known: {known})")]
     UnknownProvider {
+        /// The host that names it.
         host: String,
+        /// The name it gives.
         provider: String,
+        /// The registered providers' names.
         known: String,
     },
     /// The machine lacks what the provider needs.
     #[error("provider \"{provider}\" cannot run here: {}", missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Missing {
+        /// The provider's name.
         provider: String,
+        /// What it lacks, each with the fix.
         missing: Vec<Missing>,
     },
     /// Hosts that did not answer.
     #[error("provider \"{provider}\": {}", unreachable.iter().map(|(h, e)| format!("host `{h}` is unreachable: {e}")).collect::<Vec<_>>().join("; "))]
     Unreachable {
+        /// The provider's name.
         provider: String,
         /// (host, why)
         unreachable: Vec<(String, String)>,
     },
     /// The host is not up (its machine does not exist or does not run).
     #[error("host `{host}` (provider \"{provider}\") is not up: run `lab up`")]
-    NotUp { provider: String, host: String },
+    NotUp {
+        /// The provider's name.
+        provider: String,
+        /// The host.
+        host: String,
+    },
     #[error("no host `{0}` in this lab")]
+    /// No host of this name in the lab.
     NoHost(String),
     /// A provider's own failure, with its source.
     #[error("provider \"{provider}\": {source}")]
     Provider {
+        /// The provider's name.
         provider: String,
         #[source]
+        /// Its error.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A command failed (argv, status and stderr are in the source).
     #[error(transparent)]
     Command(#[from] Box<guest::Error>),
     #[error("{what} {}: {source}", path.display())]
+    /// A state file could not be read or written.
     File {
+        /// What was done, e.g. `cannot write`.
         what: &'static str,
+        /// The file.
         path: PathBuf,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     /// Another command holds the lab's lock.
     #[error("lab in {} is busy: process {pid} ({command}) is changing it", dir.display())]
     Locked {
+        /// The lab's directory.
         dir: PathBuf,
+        /// The holder's process id.
         pid: u32,
+        /// The holder's command, e.g. `lab up`.
         command: String,
     },
 }

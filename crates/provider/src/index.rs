@@ -16,7 +16,9 @@ use crate::state::{read_json, write_json};
 pub struct Entry {
     /// The lab's directory (absolute).
     pub dir: PathBuf,
+    /// The lab's name.
     pub name: String,
+    /// The providers its hosts use.
     pub providers: Vec<String>,
     /// `up`, `halted`, ... as of the last command that changed it.
     pub state: String,

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The provider interface: what lab asks of whatever makes a lab's hosts.
 //!
 //! A provider makes and runs the hosts of a lab that name it (`provider = "qemu"` in Lab.toml):
@@ -133,6 +134,7 @@ pub enum Capability {
 /// Progress of a provider's operation, for the caller to show (the CLI prints it; a program
 /// may log it). Providers also emit `tracing` events.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// A step begins.
     Step(String),
@@ -141,7 +143,22 @@ pub enum Event {
     /// An external command the provider runs (VBoxManage, qemu-img, ...), as a shell line.
     Call(String),
     /// Bytes of a download.
-    Download { done: u64, total: Option<u64> },
+    Download {
+        /// Bytes received.
+        done: u64,
+        /// The size, when the server says it.
+        total: Option<u64>,
+    },
+    /// Progress counted in items, e.g. a kernel build's objects compiled (`total`: the
+    /// expected count, when known).
+    Count {
+        /// What is counted.
+        what: String,
+        /// Done so far.
+        done: u64,
+        /// The expected total, when known.
+        total: Option<u64>,
+    },
 }
 
 /// Where a provider's progress goes.
@@ -191,6 +208,7 @@ impl Default for UpOptions {
 /// A host after `up`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostUp {
+    /// The host's name in Lab.toml.
     pub host: String,
     /// The machine's own name (a namespace, a VM).
     pub machine: String,
@@ -207,17 +225,22 @@ pub struct HostUp {
 /// A host's network plan applied (by a provider during `up`, or by the session).
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
+    /// The host's name in Lab.toml.
     pub host: String,
+    /// The changes made, in order (none: it had converged).
     pub changes: Vec<net::Change>,
     /// Files written (netplan, rt_tables) when persisting.
     pub files: Vec<String>,
+    /// Worth telling, not failures (e.g. mptcpd would fight the endpoints).
     pub warnings: Vec<String>,
+    /// Microseconds the apply took.
     pub elapsed_us: u128,
 }
 
 /// What a provider's `up` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpReport {
+    /// Each of the provider's hosts.
     pub hosts: Vec<HostUp>,
     /// Hosts the provider also applied (namespaces overlap apply with bring-up).
     pub applied: Vec<Applied>,
@@ -228,7 +251,9 @@ pub struct UpReport {
 /// A host as its provider sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostState {
+    /// The host's name in Lab.toml.
     pub host: String,
+    /// The provider that made it.
     pub provider: String,
     /// `running`, `stopped`, `not created`, `reachable`, `unreachable`, `present`, ...
     pub state: String,
@@ -265,7 +290,9 @@ impl HostState {
 /// A snapshot operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotOp {
+    /// Save the hosts' state under a name (replacing one of that name).
     Save(String),
+    /// Go back to the state saved under a name.
     Restore(String),
 }
 
