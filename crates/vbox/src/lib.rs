@@ -2,13 +2,15 @@
 //! parsers for its machine-readable output and errors ([`parse`]), the differences between
 //! releases ([`version`]), and a runner ([`VBoxManage`]) that calls it through the command
 //! seam with `LC_ALL=C`, classifies failures and retries session-lock errors. The only crate
-//! that knows VBoxManage syntax. [`fake`] is a stand-in VBoxManage for tests.
+//! that knows VBoxManage syntax. `fake` (behind the feature `fake`) is a stand-in VBoxManage
+//! for tests.
 //!
 //! VirtualBox cannot run on the machines this project is developed and tested on: everything
 //! here is tested against recorded output (fixtures/vbox) and the fake, never against a real
 //! VirtualBox. See README.md.
 
 pub mod args;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod parse;
 pub mod version;
