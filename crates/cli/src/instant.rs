@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use lab::Preset;
-use lab::instant::{TestOptions, TestResult};
+use lab::traffic::{TestOptions, TestResult};
 
 use crate::{EXIT_FINDINGS, Failure, print_out};
 

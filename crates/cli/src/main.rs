@@ -696,10 +696,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             boot_timeout,
             json,
         } => {
-            let mut s = select_lab(&lab)?;
-            if let Some(p) = provider {
-                s.set_provider(&p).map_err(ops::fail)?;
-            }
+            let mut s = select_lab_on(&lab, provider.as_deref())?;
             ops::progress(&mut s, !json);
             ops::up(
                 &s,
@@ -716,10 +713,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             provider,
             json,
         } => {
-            let mut s = select_lab(&lab)?;
-            if let Some(p) = provider {
-                s.set_provider(&p).map_err(ops::fail)?;
-            }
+            let mut s = select_lab_on(&lab, provider.as_deref())?;
             ops::progress(&mut s, !json);
             ops::down(&s, json)
         }
@@ -732,8 +726,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
             lab,
         } => {
-            let mut s = select_lab(&lab)?;
-            s.set_provider(&provider).map_err(ops::fail)?;
+            let mut s = select_lab_on(&lab, Some(&provider))?;
             ops::progress(&mut s, false);
             guide::run(
                 &s,
@@ -830,8 +823,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 impl TestArgs {
-    fn options(&self) -> lab::instant::TestOptions {
-        lab::instant::TestOptions {
+    fn options(&self) -> lab::traffic::TestOptions {
+        lab::traffic::TestOptions {
             seconds: self.seconds,
             tool: match self.tool {
                 Some(ToolArg::Iperf3) => measure::Tool::Iperf3,
@@ -847,6 +840,15 @@ impl TestArgs {
 
 /// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab, opened as a
 /// session whose state lives in the lab's directory: the Lab.toml's, or the current directory.
+/// [`select_lab`], its hosts on `provider` when one is given (remembered until `lab down`).
+fn select_lab_on(args: &LabArgs, provider: Option<&str>) -> Result<Session, Failure> {
+    let mut s = select_lab(args)?;
+    if let Some(p) = provider {
+        s.set_provider(p).map_err(ops::fail)?;
+    }
+    Ok(s)
+}
+
 fn select_lab(args: &LabArgs) -> Result<Session, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| miette::miette!("cannot read the current directory: {e}"))?;

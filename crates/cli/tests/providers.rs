@@ -8,20 +8,7 @@ use std::path::Path;
 
 /// `lab ARGS` in `dir` with this test's own lab index: (exit code, stdout, stderr).
 fn lab(dir: &Path, state_home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = assert_cmd::Command::cargo_bin("lab")
-        .unwrap()
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("XDG_STATE_HOME", state_home)
-        .env_remove("SSH_AUTH_SOCK")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    common::run_with(dir, &[("XDG_STATE_HOME", state_home)], args)
 }
 
 /// miette's report on one line: the frame and the wrapping taken out.

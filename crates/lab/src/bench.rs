@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use guest::{Command, Exec, Local};
 use serde::Serialize;
 
-use crate::instant::{self, TestOptions};
 use crate::{Preset, parse};
+use crate::{Session, TestOptions, UpOptions};
 use model::{Attach, Lab};
 
 /// Targets from the instant-labs issue.
@@ -27,28 +27,25 @@ pub const TARGET_REAPPLY_MS: f64 = 5.0;
 /// One SSH session must be at least this many times faster than a process per command.
 pub const TARGET_SSH_RATIO: f64 = 10.0;
 
-#[derive(Debug, thiserror::Error)]
 /// Errors of `lab bench`.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    /// A namespace operation failed.
-    Instant(#[from] instant::Error),
-    #[error(transparent)]
     /// A transfer failed to run.
-    Test(#[from] instant::TestError),
     #[error(transparent)]
+    Test(#[from] crate::TestError),
     /// A session operation failed.
-    Session(#[from] Box<crate::Error>),
     #[error(transparent)]
+    Session(#[from] Box<crate::Error>),
     /// A command failed (argv, status and stderr inside).
+    #[error(transparent)]
     Command(#[from] Box<guest::Error>),
-    #[error("generated lab is invalid: {0}")]
     /// A lab the bench generated does not validate (a bug).
+    #[error("generated lab is invalid: {0}")]
     Lab(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
 /// Goodput against the shaped rate, for one configuration.
+#[derive(Debug, Clone, Serialize)]
 pub struct Efficiency {
     /// The configuration measured (`lab`, `guide`, `plain TCP`).
     pub config: String,
@@ -62,8 +59,8 @@ pub struct Efficiency {
     pub subflows: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
 /// lab's bring-up against `ip -batch` doing the same, for one lab size.
+#[derive(Debug, Clone, Serialize)]
 pub struct Bringup {
     /// The lab brought up, e.g. `guide (2 hosts)`.
     pub what: String,
@@ -77,8 +74,8 @@ pub struct Bringup {
     pub ratio: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
 /// Commands over one SSH session against one `ssh` process each.
+#[derive(Debug, Clone, Serialize)]
 pub struct SshBench {
     /// Commands run each way.
     pub commands: usize,
@@ -90,8 +87,8 @@ pub struct SshBench {
     pub ratio: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
 /// What `lab bench` measured.
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// SSH, when an sshd could be started.
     pub ssh: Option<SshBench>,
@@ -154,20 +151,16 @@ pub fn run(
                 let mut lab = preset.load().map_err(|e| Error::Lab(e.to_string()))?;
                 lab.name = format!("bench-{tag}-eff");
                 lab.shape_paths(rate * 1_000_000);
-                let _guard = Down::new(&lab, scratch);
-                instant::up(&lab, scratch)?;
-                instant::apply(&lab, None, false)?;
-                let r = instant::test(
-                    &lab,
-                    scratch,
-                    &TestOptions {
+                let lab = Down::up(&lab, scratch)?;
+                let r = lab
+                    .0
+                    .test(&TestOptions {
                         seconds: opts.seconds,
                         tool,
                         tool_auto: false,
                         ..Default::default()
-                    },
-                )
-                .map_err(Box::new)?;
+                    })
+                    .map_err(Box::new)?;
                 efficiency.push(Efficiency {
                     config: config.into(),
                     rate_mbit: rate,
@@ -212,14 +205,14 @@ pub fn run(
     }
 
     progress("re-apply on an applied lab");
-    let _guard = Down::new(&builtin, scratch);
-    instant::up(&builtin, scratch)?;
-    instant::apply(&builtin, None, false)?;
+    let up = Down::up(&builtin, scratch)?;
     let mut times = Vec::new();
     let mut changes = 0;
     for _ in 0..opts.runs.max(3) * 4 {
         let t = Instant::now();
-        let applied = instant::apply(&builtin, None, false)?;
+        let applied =
+            up.0.apply(None, &crate::ApplyOptions::default())
+                .map_err(Box::new)?;
         times.push(ms(t.elapsed()));
         changes += applied.iter().map(|h| h.changes.len()).sum::<usize>();
     }
@@ -303,24 +296,27 @@ fn ssh_bench(n: usize) -> Result<SshBench, Error> {
     })
 }
 
-/// Takes a lab down when dropped, so a failed measurement leaves nothing behind.
-struct Down<'a> {
-    lab: Lab,
-    dir: &'a Path,
-}
+/// A lab up through a [`Session`] (as `lab up` brings it up), destroyed when dropped, so a
+/// failed measurement leaves nothing behind.
+struct Down(Session);
 
-impl<'a> Down<'a> {
-    fn new(lab: &Lab, dir: &'a Path) -> Self {
-        Self {
-            lab: lab.clone(),
-            dir,
-        }
+impl Down {
+    /// A session on `lab` with its state in `dir`, not up yet.
+    fn new(lab: &Lab, dir: &Path) -> Result<Self, Error> {
+        Ok(Self(Session::new(lab.clone(), dir).map_err(Box::new)?))
+    }
+
+    /// `lab up` with the network applied.
+    fn up(lab: &Lab, dir: &Path) -> Result<Self, Error> {
+        let d = Self::new(lab, dir)?;
+        d.0.up(&UpOptions::default()).map_err(Box::new)?;
+        Ok(d)
     }
 }
 
-impl Drop for Down<'_> {
+impl Drop for Down {
     fn drop(&mut self) {
-        let _ = instant::down(&self.lab, self.dir);
+        let _ = self.0.destroy();
     }
 }
 
@@ -370,17 +366,23 @@ fn compare_bringup(
     let mut ip_times = Vec::new();
     let namespaces: usize = labs.iter().map(|l| l.hosts.len() + l.networks.len()).sum();
     for _ in 0..runs.max(1) {
-        let guards: Vec<Down<'_>> = labs.iter().map(|l| Down::new(l, scratch)).collect();
+        let sessions = labs
+            .iter()
+            .map(|l| Down::new(l, scratch))
+            .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
-        for l in labs {
-            instant::up_and_apply(l, scratch)?;
+        for s in &sessions {
+            s.0.up(&UpOptions::default()).map_err(Box::new)?;
         }
         lab_times.push(ms(t.elapsed()));
-        drop(guards);
+        drop(sessions);
         settle();
 
         let scripts: Vec<IpBatch> = labs.iter().map(ip_batch).collect();
-        let guards: Vec<Down<'_>> = labs.iter().map(|l| Down::new(l, scratch)).collect();
+        let guards = labs
+            .iter()
+            .map(|l| Down::new(l, scratch))
+            .collect::<Result<Vec<_>, _>>()?;
         let t = Instant::now();
         for s in &scripts {
             s.run()?;
@@ -436,7 +438,7 @@ impl IpBatch {
 /// Write `lab`'s bring-up as `ip -batch` scripts. iproute2 6.1 cannot set the `laminar` flag;
 /// the baseline adds those endpoints as `subflow` (the same netlink request otherwise).
 pub fn ip_batch(lab: &Lab) -> IpBatch {
-    let topo = instant::topology(lab);
+    let topo = provider_netns::topology(lab);
     let argv = |v: &[&str]| v.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
     let mut steps = Vec::new();
     let mut add = String::new();

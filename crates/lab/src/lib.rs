@@ -27,13 +27,12 @@
 
 pub mod bench;
 pub mod guide;
-pub mod instant;
 pub mod provision;
 pub mod remote;
 mod session;
+pub mod traffic;
 pub mod vmbench;
 
-pub use instant::{TestOptions, TestResult};
 pub use model::{
     Attach, Diagnostic, Host, Interface, InvalidLab, JoinMode, Lab, LoadError, Preset, Provider,
     Role, diag, doctor, expect, find_lab_file, load, load_file, parse, presets, units,
@@ -45,3 +44,4 @@ pub use session::{
     ApplyOptions, Demo, Destroyed, Error, Halted, HostStatus, IfaceStatus, Progress, Snapshot,
     Status, Up, default_registry, demo,
 };
+pub use traffic::{TestError, TestOptions, TestResult};

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use guest::{Command, Exec, FileMode};
-use serde::Serialize;
 
 /// Errors of the remote applier.
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +47,7 @@ pub struct Persist {
     pub netplan_apply: bool,
 }
 
-/// What applying did on one host.
-#[derive(Debug, Clone, Serialize)]
-pub struct Applied {
-    /// The host's name.
-    pub host: String,
-    /// The changes made, in order.
-    pub changes: Vec<net::Change>,
-    /// Files written (persisting).
-    pub files: Vec<String>,
-    /// Worth telling, not failures.
-    pub warnings: Vec<String>,
-}
+pub use provider::Applied;
 
 /// The host's live state, as far as `plan` manages it.
 pub fn observe(exec: &dyn Exec, plan: &net::HostNet) -> Result<net::Observed, Error> {
@@ -93,11 +81,24 @@ pub fn apply(
     dry_run: bool,
     persist: Option<&Persist>,
 ) -> Result<Applied, Error> {
+    let start = std::time::Instant::now();
+    let mut out = converge(exec, plan, dry_run, persist)?;
+    out.elapsed_us = start.elapsed().as_micros();
+    Ok(out)
+}
+
+fn converge(
+    exec: &dyn Exec,
+    plan: &net::HostNet,
+    dry_run: bool,
+    persist: Option<&Persist>,
+) -> Result<Applied, Error> {
     let mut out = Applied {
         host: exec.host().to_string(),
         changes: Vec::new(),
         files: Vec::new(),
         warnings: Vec::new(),
+        elapsed_us: 0,
     };
     // Without the laminar flag (iproute2 before 6.18 cannot set it) a laminar endpoint goes in
     // as `subflow`, which is what the kernel does without laminar; planning it that way keeps a

@@ -8,18 +8,18 @@ use guest::Exec;
 use provider::{Access, Ctx, Event, Registry, SnapshotOp, StateDir, UpOptions};
 use serde::Serialize;
 
-use crate::instant::{TestError, TestOptions, TestResult};
 use crate::remote;
+use crate::traffic::{TestError, TestOptions, TestResult};
 use model::{Host, Lab, Preset, Provider};
 
 /// Errors of a session's operations; each keeps its source.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
     /// Lab.toml could not be read or is not valid.
-    Load(#[from] model::LoadError),
     #[error(transparent)]
+    Load(#[from] model::LoadError),
     /// A provider could not do its part.
+    #[error(transparent)]
     Provider(#[from] provider::Error),
     /// Some providers did their part, others could not (each error names its provider).
     #[error("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
@@ -29,8 +29,8 @@ pub enum Error {
         /// Each provider's error.
         errors: Vec<provider::Error>,
     },
-    #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
     /// A host name the lab does not have.
+    #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
     NoHost {
         /// The lab's name.
         lab: String,
@@ -51,23 +51,23 @@ pub enum Error {
         /// The host's interfaces.
         known: String,
     },
-    #[error("host `{host}`: {source}")]
     /// Applying or reading a host over SSH failed.
+    #[error("host `{host}`: {source}")]
     Remote {
         /// The host.
         host: String,
-        #[source]
         /// What failed.
+        #[source]
         source: remote::Error,
     },
-    #[error(transparent)]
     /// A network namespace operation failed.
+    #[error(transparent)]
     Netns(#[from] netns::Error),
-    #[error(transparent)]
     /// The traffic test failed to run (a verdict that fails is not an error).
-    Test(#[from] TestError),
     #[error(transparent)]
+    Test(#[from] TestError),
     /// Installing a kernel failed.
+    #[error(transparent)]
     Kernel(#[from] kernel::install::InstallError),
     /// The operation needs SSH, and the host is a network namespace.
     #[error(
@@ -77,8 +77,8 @@ pub enum Error {
         /// The host.
         host: String,
     },
-    #[error("`{0}` is not a rate (e.g. 50mbit)")]
     /// A rate that does not parse.
+    #[error("`{0}` is not a rate (e.g. 50mbit)")]
     Rate(String),
     /// The kernel build failed.
     #[error(transparent)]
@@ -92,8 +92,8 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    #[error(transparent)]
     /// A command failed (argv, status and stderr inside).
+    #[error(transparent)]
     Command(Box<guest::Error>),
 }
 
@@ -199,8 +199,8 @@ pub struct Status {
 pub struct HostStatus {
     /// The host's name.
     pub name: String,
-    #[serde(flatten)]
     /// The machine, as its provider sees it.
+    #[serde(flatten)]
     pub machine: provider::HostState,
     /// Its interfaces as observed (empty when it cannot be reached).
     pub interfaces: Vec<IfaceStatus>,
@@ -507,7 +507,7 @@ impl Session {
     fn apply_host(&self, h: &Host, opts: &ApplyOptions) -> Result<provider::Applied, Error> {
         let start = Instant::now();
         let plan = h.net();
-        let (changes, files, warnings) = match self.access(&h.name)? {
+        let exec: Box<dyn Exec> = match self.access(&h.name)? {
             Access::Namespace(ns) => {
                 let mut host = netns::Host::open(&h.name, &ns)?;
                 let changes = if opts.dry_run {
@@ -515,33 +515,30 @@ impl Session {
                 } else {
                     host.converge(&plan)?.changes
                 };
-                (changes, Vec::new(), Vec::new())
-            }
-            access => {
-                let exec: Box<dyn Exec> = match access {
-                    Access::Ssh(cfg) => Box::new(guest::Ssh::new(cfg)),
-                    Access::Exec(e) => e,
-                    Access::Namespace(_) => unreachable!("handled above"),
-                };
-                let persist = opts.persist.as_ref().map(|root| remote::Persist {
-                    root: root.clone(),
-                    netplan_apply: true,
+                return Ok(provider::Applied {
+                    host: h.name.clone(),
+                    changes,
+                    files: Vec::new(),
+                    warnings: Vec::new(),
+                    elapsed_us: start.elapsed().as_micros(),
                 });
-                let a = remote::apply(exec.as_ref(), &plan, opts.dry_run, persist.as_ref())
-                    .map_err(|source| Error::Remote {
-                        host: h.name.clone(),
-                        source,
-                    })?;
-                (a.changes, a.files, a.warnings)
             }
+            Access::Ssh(cfg) => Box::new(guest::Ssh::new(cfg)),
+            Access::Exec(e) => e,
         };
-        Ok(provider::Applied {
-            host: h.name.clone(),
-            changes,
-            files,
-            warnings,
-            elapsed_us: start.elapsed().as_micros(),
-        })
+        let persist = opts.persist.as_ref().map(|root| remote::Persist {
+            root: root.clone(),
+            netplan_apply: true,
+        });
+        let mut a = remote::apply(exec.as_ref(), &plan, opts.dry_run, persist.as_ref()).map_err(
+            |source| Error::Remote {
+                host: h.name.clone(),
+                source,
+            },
+        )?;
+        a.host = h.name.clone();
+        a.elapsed_us = start.elapsed().as_micros();
+        Ok(a)
     }
 
     /// Converge the hosts (all, or one) on their plans: read the live state, change only the
@@ -839,7 +836,7 @@ impl Session {
             })
         };
         let (sp, cp) = (place(server)?, place(client)?);
-        Ok(crate::instant::test_with(&self.lab, &opts, sp, cp)?)
+        Ok(crate::traffic::test_with(&self.lab, &opts, sp, cp)?)
     }
 
     /// Install (or check, with `check_only`) the guide's tools on the hosts reached over SSH

@@ -21,26 +21,26 @@ pub const TARGET_LAB_BOOT_S: f64 = 15.0;
 /// The target for a second `up` to reuse the base image and make an overlay, seconds.
 pub const TARGET_REUSE_S: f64 = 1.0;
 
-#[derive(Debug, thiserror::Error)]
 /// Errors of `lab bench vm`.
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
     /// A VM could not be made or run.
+    #[error(transparent)]
     Qemu(#[from] qemu::Error),
-    #[error(transparent)]
     /// The image could not be built or cached.
+    #[error(transparent)]
     Image(#[from] ::qemu::image::Error),
-    #[error(transparent)]
     /// The kernel could not be installed.
+    #[error(transparent)]
     Install(#[from] kernel::install::InstallError),
-    #[error(transparent)]
     /// A command failed (argv, status and stderr inside).
-    Command(#[from] Box<guest::Error>),
     #[error(transparent)]
+    Command(#[from] Box<guest::Error>),
     /// The state directory or a provider helper failed.
+    #[error(transparent)]
     Provider(#[from] provider::Error),
-    #[error("bench lab is invalid: {0}")]
     /// Something else, in words.
+    #[error("bench lab is invalid: {0}")]
     Lab(String),
 }
 
@@ -59,8 +59,8 @@ pub struct KernelUnderTest {
     pub packages: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
 /// What `lab bench vm` is asked.
+#[derive(Debug, Clone)]
 pub struct Options {
     /// lab's image cache.
     pub cache: PathBuf,
@@ -80,8 +80,8 @@ pub struct Options {
     pub boot_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
 /// Boots of one kernel.
+#[derive(Debug, Clone, Serialize)]
 pub struct Boots {
     /// Its release.
     pub kernel: String,
@@ -91,8 +91,8 @@ pub struct Boots {
     pub median: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
 /// What `lab bench vm` measured.
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// QEMU's accelerator (`kvm` or `tcg`).
     pub accel: String,

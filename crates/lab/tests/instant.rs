@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::Up;
-use lab::{Lab, Preset, instant};
+use lab::{Lab, Preset};
 
 fn root() -> bool {
     testkit::require(
@@ -36,7 +36,7 @@ fn ip(ns: &str, args: &[&str]) -> String {
 }
 
 fn ns(up: &Up, host: &str) -> String {
-    instant::topology(&up.lab).host_ns(host)
+    up.ns(host)
 }
 
 /// A TCP connection from namespace `from` to `dst` served in namespace `to`.
@@ -74,15 +74,17 @@ fn builtin_lab_up_apply_twice_down() {
         return;
     }
     let up = unique(Preset::Builtin.load().unwrap());
-    let report = instant::up(&up.lab, up.dir.path()).unwrap();
-    assert_eq!(report.namespaces, 3, "two hosts and one segment");
-    assert_eq!(report.interfaces, 6);
+    let report = up.up();
+    let (_, netns) = &report.providers[0];
+    assert_eq!(netns.hosts.len(), 2);
+    assert!(netns.hosts.iter().all(|h| h.created), "{report:?}");
+    assert!(report.applied.is_empty(), "not applied yet: {report:?}");
 
-    let first = instant::apply(&up.lab, None, false).unwrap();
+    let first = up.apply(None).unwrap();
     assert!(first.iter().all(|h| !h.changes.is_empty()));
     let after_first: Vec<String> = ["ue1", "ue2"].iter().map(|h| snapshot(&up, h)).collect();
 
-    let second = instant::apply(&up.lab, None, false).unwrap();
+    let second = up.apply(None).unwrap();
     for h in &second {
         assert!(
             h.changes.is_empty(),
@@ -124,8 +126,7 @@ fn builtin_lab_up_apply_twice_down() {
         reach(&n2, &ns(&up, "ue1"), dst);
     }
 
-    let session = lab::Session::new(up.lab.clone(), up.dir.path()).unwrap();
-    let status = session.status().unwrap();
+    let status = up.s.status().unwrap();
     assert_eq!(status.state, "up");
     assert!(status.hosts.iter().all(|h| h.pending_changes == Some(0)));
     // Every path interface of the lab's, up, with a MAC (the one Lab.toml gives, if any).
@@ -141,11 +142,12 @@ fn builtin_lab_up_apply_twice_down() {
     }
     assert!(!ue1.interfaces.iter().any(|s| s.name == "lo"));
 
-    let removed = instant::down(&up.lab, up.dir.path()).unwrap();
-    assert_eq!(removed.len(), 3);
+    let removed = up.s.destroy().unwrap();
+    assert_eq!(removed.removed[0].1.len(), 3, "two hosts and one segment");
     assert!(netns::topology::existing(&up.lab.name).unwrap().is_empty());
-    assert!(!instant::state_file(up.dir.path(), &up.lab).exists());
-    assert_eq!(session.status().unwrap().state, "down");
+    let state = up.s.state().file(&provider_netns::state_name(&up.lab));
+    assert!(!state.exists());
+    assert_eq!(up.s.status().unwrap().state, "down");
 }
 
 #[test]
@@ -187,7 +189,7 @@ fn stale_configuration_is_corrected_and_foreign_state_kept() {
             "555",
         ],
     );
-    let fixed = instant::apply(&up.lab, Some("ue2"), false).unwrap();
+    let fixed = up.apply(Some("ue2")).unwrap();
     let argv: Vec<String> = fixed[0]
         .changes
         .iter()
@@ -205,12 +207,7 @@ fn stale_configuration_is_corrected_and_foreign_state_kept() {
         ]
     );
     assert!(ip(&n, &["route", "show", "table", "555"]).contains("10.8.0.0/16"));
-    assert!(
-        instant::apply(&up.lab, None, false)
-            .unwrap()
-            .iter()
-            .all(|h| h.changes.is_empty())
-    );
+    assert!(up.apply(None).unwrap().iter().all(|h| h.changes.is_empty()));
 }
 
 #[test]
@@ -220,13 +217,13 @@ fn link_up_restores_the_routes_the_kernel_dropped() {
     }
     let up = common::applied(Preset::Builtin.load().unwrap(), "i");
     let n = ns(&up, "ue2");
-    instant::set_link(&up.lab, "ue2", "enp0s9", false).unwrap();
+    up.s.set_link("ue2", "enp0s9", false).unwrap();
     assert_eq!(
         ip(&n, &["route", "show", "table", "200"]).trim(),
         "",
         "the kernel drops them"
     );
-    let restored = instant::set_link(&up.lab, "ue2", "enp0s9", true).unwrap();
+    let restored = up.s.set_link("ue2", "enp0s9", true).unwrap();
     assert_eq!(restored.len(), 2, "{restored:?}");
     assert!(ip(&n, &["route", "show", "table", "200"]).contains("default via 10.1.1.1"));
 }
@@ -248,13 +245,13 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
     }
     let a = unique(p2p.clone());
     let b = unique(Preset::Builtin.load().unwrap());
-    instant::up(&a.lab, a.dir.path()).unwrap();
-    instant::up(&b.lab, b.dir.path()).unwrap();
+    a.up();
+    b.up();
     // The fixture asks for cubic; a namespace may only pick an algorithm the machine allows.
     let allowed =
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control").unwrap();
     if !allowed.split_whitespace().any(|a| a == "cubic") {
-        let err = instant::apply(&a.lab, None, false).unwrap_err().to_string();
+        let err = a.apply(None).unwrap_err().to_string();
         assert!(err.contains("tcp_allowed_congestion_control"), "{err}");
     }
     let mut a_lab = a.lab.clone();
@@ -262,10 +259,12 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
         h.sysctls
             .retain(|s| s.key != "net.ipv4.tcp_congestion_control");
     }
-    instant::apply(&a_lab, None, false).unwrap();
-    instant::apply(&b.lab, None, false).unwrap();
+    let a_session = lab::Session::new(a_lab, a.dir.path()).unwrap();
+    let apply = lab::ApplyOptions::default();
+    a_session.apply(None, &apply).unwrap();
+    b.apply(None).unwrap();
     // Shaped interfaces are idempotent too: the second apply reads tbf's rate back.
-    let again = instant::apply(&a_lab, None, false).unwrap();
+    let again = a_session.apply(None, &apply).unwrap();
     for h in &again {
         assert!(h.changes.is_empty(), "{}: {:?}", h.host, h.changes);
     }
@@ -282,7 +281,7 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
         reach(&ns(&a, "cli"), &srv, dst);
     }
     // Down one lab: the other is untouched.
-    instant::down(&a.lab, a.dir.path()).unwrap();
+    a.s.destroy().unwrap();
     assert_eq!(netns::topology::existing(&b.lab.name).unwrap().len(), 3);
     assert!(netns::topology::existing(&a.lab.name).unwrap().is_empty());
 }
@@ -300,8 +299,8 @@ fn netem_shaping_works_or_names_what_is_missing() {
             .retain(|s| s.key != "net.ipv4.tcp_congestion_control");
     }
     let up = unique(p2p);
-    instant::up(&up.lab, up.dir.path()).unwrap();
-    match instant::apply(&up.lab, None, false) {
+    up.up();
+    match up.apply(None) {
         Ok(_) => {
             let q = Command::new("tc")
                 .args(["-n", &ns(&up, "srv"), "qdisc", "show", "dev", "eth3"])

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use guest::sshd::Sshd;
 use guest::{Auth, Ssh, SshConfig};
-use lab::{Lab, instant, remote};
+use lab::{Lab, remote};
 
 fn p2p() -> Lab {
     common::p2p()
@@ -78,10 +78,10 @@ fn apply_over_ssh_matches_the_namespace_applier() {
     // Lab A: applied over netlink. Lab B: the same, its server applied over SSH.
     let a = up(p2p());
     let b = up(p2p());
-    instant::apply(&a.lab, None, false).unwrap();
-    instant::apply(&b.lab, Some("cli"), false).unwrap();
+    a.apply(None).unwrap();
+    b.apply(Some("cli")).unwrap();
 
-    let srv_ns = instant::topology(&b.lab).host_ns("srv");
+    let srv_ns = b.ns("srv");
     let sshd = Sshd::start_in_netns(&srv_ns).unwrap();
     let mut cfg = SshConfig::new(
         "srv",
@@ -98,10 +98,7 @@ fn apply_over_ssh_matches_the_namespace_applier() {
 
     let dry = remote::apply(&ssh, &plan, true, None).unwrap();
     assert!(!dry.changes.is_empty());
-    assert_ne!(
-        state(&srv_ns),
-        state(&instant::topology(&a.lab).host_ns("srv"))
-    );
+    assert_ne!(state(&srv_ns), state(&a.ns("srv")));
 
     let first = remote::apply(&ssh, &plan, false, None).unwrap();
     assert_eq!(
@@ -111,7 +108,7 @@ fn apply_over_ssh_matches_the_namespace_applier() {
     assert!(first.warnings.is_empty(), "{:?}", first.warnings);
     assert_eq!(
         state(&srv_ns),
-        state(&instant::topology(&a.lab).host_ns("srv")),
+        state(&a.ns("srv")),
         "SSH and netlink appliers reach the same state"
     );
     // Idempotent over SSH, and the netlink applier agrees that nothing is left to do.
@@ -121,11 +118,7 @@ fn apply_over_ssh_matches_the_namespace_applier() {
             .changes
             .is_empty()
     );
-    assert!(
-        instant::apply(&b.lab, Some("srv"), true).unwrap()[0]
-            .changes
-            .is_empty()
-    );
+    assert!(b.dry_run(Some("srv"))[0].changes.is_empty());
 
     // Persisting, under a stand-in root: netplan YAML with mode 600, rt_tables lines once.
     let root = tempfile::tempdir().unwrap();
@@ -191,8 +184,8 @@ fn traffic_between_hosts_over_ssh() {
     // Every link 50 Mbit/s on both ends.
     lab.shape_paths(50_000_000);
     let l = up(lab);
-    instant::apply(&l.lab, None, false).unwrap();
-    let topo = instant::topology(&l.lab);
+    l.apply(None).unwrap();
+    let topo = provider_netns::topology(&l.lab);
     let connect = |host: &str, sshd: &Sshd| {
         let ns_name = topo.host_ns(host);
         let mut cfg = SshConfig::new(
@@ -211,9 +204,9 @@ fn traffic_between_hosts_over_ssh() {
     let cli_sshd = Sshd::start_in_netns(&topo.host_ns("cli")).unwrap();
     let (s1, s2) = (connect("srv", &srv_sshd), connect("srv", &srv_sshd));
     let (c1, c2) = (connect("cli", &cli_sshd), connect("cli", &cli_sshd));
-    let r = instant::test_with(
+    let r = lab::traffic::test_with(
         &l.lab,
-        &instant::TestOptions {
+        &lab::TestOptions {
             seconds: 3,
             tool: measure::Tool::Iperf3,
             fail: vec![("eth2".into(), 1.5)],

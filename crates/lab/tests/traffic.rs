@@ -4,7 +4,7 @@
 mod common;
 
 use lab::Preset;
-use lab::instant::{self, TestOptions};
+use lab::TestOptions;
 
 /// One transfer at a time: competing transfers on two cores would measure each other.
 static TRAFFIC: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -27,7 +27,7 @@ fn shaped(preset: Preset, mbit: u64) -> common::Up {
     common::applied(lab, "t")
 }
 
-fn show(r: &instant::TestResult) -> String {
+fn show(r: &lab::TestResult) -> String {
     serde_json::to_string_pretty(r).unwrap()
 }
 
@@ -38,15 +38,12 @@ fn builtin_lab_uses_every_path_on_both_hosts() {
     }
     let _one = traffic();
     let up = shaped(Preset::Builtin, 50);
-    let r = instant::test(
-        &up.lab,
-        up.dir.path(),
-        &TestOptions {
+    let r =
+        up.s.test(&TestOptions {
             seconds: 5,
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     eprintln!("{}", show(&r));
     assert!(r.verdict.pass, "{}", show(&r));
     assert_eq!(r.expect.subflows, 3);
@@ -82,15 +79,12 @@ fn guide_settings_fail_the_verdict() {
     }
     let _one = traffic();
     let up = shaped(Preset::Guide, 50);
-    let r = instant::test(
-        &up.lab,
-        up.dir.path(),
-        &TestOptions {
+    let r =
+        up.s.test(&TestOptions {
             seconds: 3,
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     eprintln!("{}", show(&r));
     assert!(!r.verdict.pass, "{}", show(&r));
     // The server's second and third NICs carry (almost) nothing.

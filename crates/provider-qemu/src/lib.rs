@@ -130,18 +130,12 @@ impl provider::Provider for Qemu {
         Ok(vms::status(ctx.lab, ctx.state.lab_dir())
             .into_iter()
             .map(|v| {
-                let mut s = HostState::new(
-                    &v.host,
-                    NAME,
-                    match (v.running, v.ssh_port) {
-                        (true, _) => "running",
-                        (false, Some(_)) => "stopped",
-                        (false, None) => "not created",
-                    },
-                );
-                s.machine = Some(v.name);
-                s.ssh = v.ssh_port.map(|p| format!("127.0.0.1:{p}"));
-                s
+                let state = match (v.running, v.ssh_port) {
+                    (true, _) => "running",
+                    (false, Some(_)) => "stopped",
+                    (false, None) => "not created",
+                };
+                HostState::vm(&v.host, NAME, state, v.name, v.ssh_port)
             })
             .collect())
     }

@@ -121,22 +121,10 @@ fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
 /// the key of lab's images.
 pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<guest::SshConfig, provider::Error> {
     let state = load_state(dir, lab);
-    let port =
-        state
-            .vms
-            .get(&h.name)
-            .map(|r| r.ssh_port)
-            .ok_or_else(|| provider::Error::NotUp {
-                provider: NAME.into(),
-                host: h.name.clone(),
-            })?;
-    Ok(provider::vm::ssh_config(
-        &StateDir::new(dir),
-        &h.name,
-        port,
-        &h.vm.user,
-        state.key.clone(),
-    ))
+    let port = state.vms.get(&h.name).map(|r| r.ssh_port);
+    provider::vm::ssh_config(&StateDir::new(dir), NAME, &h.name, port, &h.vm.user, || {
+        Ok(state.key.clone())
+    })
 }
 
 fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {

@@ -114,20 +114,16 @@ impl provider::Provider for VirtualBox {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let mut s = HostState::new(
-                    &r.host,
-                    NAME,
-                    match r.state.as_deref() {
-                        None => "not created",
-                        Some("running") => "running",
-                        Some("poweroff" | "aborted" | "saved") => "stopped",
-                        Some(other) => other,
-                    },
-                );
-                s.machine = Some(r.name);
-                s.ssh = r.ssh_port.map(|p| format!("127.0.0.1:{p}"));
-                s.detail = r.state.map(|st| format!("VirtualBox state {st}"));
-                s
+                let state = match r.state.as_deref() {
+                    None => "not created",
+                    Some("running") => "running",
+                    Some("poweroff" | "aborted" | "saved") => "stopped",
+                    Some(other) => other,
+                };
+                HostState {
+                    detail: r.state.as_ref().map(|st| format!("VirtualBox state {st}")),
+                    ..HostState::vm(&r.host, NAME, state, r.name, r.ssh_port)
+                }
             })
             .collect())
     }

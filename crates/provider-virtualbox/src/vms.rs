@@ -100,19 +100,9 @@ fn save_state(dir: &Path, lab: &Lab, s: &LabState) -> Result<(), Error> {
 /// How lab reaches a VirtualBox host that is up: `user` on its loopback SSH forward with the
 /// lab's key.
 pub fn ssh_config(lab: &Lab, dir: &Path, h: &Host) -> Result<guest::SshConfig, provider::Error> {
-    let port = load_state(dir, lab)
-        .vms
-        .get(&h.name)
-        .map(|r| r.ssh_port)
-        .ok_or_else(|| provider::Error::NotUp {
-            provider: NAME.into(),
-            host: h.name.clone(),
-        })?;
+    let port = load_state(dir, lab).vms.get(&h.name).map(|r| r.ssh_port);
     let state = StateDir::new(dir);
-    let key = state.key()?;
-    Ok(provider::vm::ssh_config(
-        &state, &h.name, port, &h.vm.user, key,
-    ))
+    provider::vm::ssh_config(&state, NAME, &h.name, port, &h.vm.user, || state.key())
 }
 
 fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {

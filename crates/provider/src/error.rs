@@ -66,30 +66,30 @@ pub enum Error {
         /// The host.
         host: String,
     },
-    #[error("no host `{0}` in this lab")]
     /// No host of this name in the lab.
+    #[error("no host `{0}` in this lab")]
     NoHost(String),
     /// A provider's own failure, with its source.
     #[error("provider \"{provider}\": {source}")]
     Provider {
         /// The provider's name.
         provider: String,
-        #[source]
         /// Its error.
+        #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A command failed (argv, status and stderr are in the source).
     #[error(transparent)]
     Command(#[from] Box<guest::Error>),
-    #[error("{what} {}: {source}", path.display())]
     /// A state file could not be read or written.
+    #[error("{what} {}: {source}", path.display())]
     File {
         /// What was done, e.g. `cannot write`.
         what: &'static str,
         /// The file.
         path: PathBuf,
-        #[source]
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// Another command holds the lab's lock.

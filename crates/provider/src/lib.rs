@@ -281,6 +281,28 @@ impl HostState {
         }
     }
 
+    /// A VM named `machine` in `state`, its SSH server forwarded to the loopback `ssh_port`
+    /// (none: the provider has no record of it).
+    ///
+    /// ```
+    /// let s = provider::HostState::vm("ue1", "qemu", "running", "lab-x-ue1", Some(2222));
+    /// assert_eq!(s.ssh.as_deref(), Some("127.0.0.1:2222"));
+    /// assert!(s.is_up());
+    /// ```
+    pub fn vm(
+        host: &str,
+        provider: &str,
+        state: &str,
+        machine: impl Into<String>,
+        ssh_port: Option<u16>,
+    ) -> Self {
+        Self {
+            machine: Some(machine.into()),
+            ssh: ssh_port.map(|p| format!("127.0.0.1:{p}")),
+            ..Self::new(host, provider, state)
+        }
+    }
+
     /// Whether lab can reach it now.
     pub fn is_up(&self) -> bool {
         matches!(self.state.as_str(), "running" | "present" | "reachable")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use guest::{Auth, SshConfig};
 
-use crate::StateDir;
+use crate::{Error, StateDir};
 
 /// Whether a loopback port can be bound now.
 pub fn port_free(port: u16) -> bool {
@@ -39,24 +39,40 @@ pub fn each_in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Syn
     })
 }
 
-/// SSH to a VM the lab created: `user` on its loopback forward with `key`, the host key
-/// trusted on first use (the machine is the lab's).
+/// SSH to a VM the lab created, on the loopback port forwarded to its SSH server: `user`
+/// with the key `key()` gives, the host key trusted on first use (the machine is the lab's).
+/// No port (the provider has no record of the VM): [`Error::NotUp`].
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let state = provider::StateDir::new(dir.path());
+/// let key = || Ok("/lab/.lab/id_ed25519".into());
+/// let c = provider::vm::ssh_config(&state, "qemu", "ue1", Some(2222), "root", key).unwrap();
+/// assert_eq!((c.address.as_str(), c.port), ("127.0.0.1", 2222));
+/// let down = provider::vm::ssh_config(&state, "qemu", "ue1", None, "root", key);
+/// assert!(matches!(down, Err(provider::Error::NotUp { .. })));
+/// ```
 pub fn ssh_config(
     state: &StateDir,
+    provider: &str,
     host: &str,
-    port: u16,
+    port: Option<u16>,
     user: &str,
-    key: std::path::PathBuf,
-) -> SshConfig {
+    key: impl FnOnce() -> Result<std::path::PathBuf, Error>,
+) -> Result<SshConfig, Error> {
+    let port = port.ok_or_else(|| Error::NotUp {
+        provider: provider.to_string(),
+        host: host.to_string(),
+    })?;
     let mut c = SshConfig::new(
         host,
         "127.0.0.1",
         port,
         user,
-        Auth::Key(key),
+        Auth::Key(key()?),
         state.known_hosts(),
     );
     c.trust_on_first_use = true;
     c.connect_timeout = Duration::from_secs(10);
-    c
+    Ok(c)
 }

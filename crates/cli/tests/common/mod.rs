@@ -6,10 +6,16 @@ use std::path::Path;
 /// `lab ARGS` in `dir`, without colour and without the caller's ssh-agent: (exit code, stdout,
 /// stderr).
 pub fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    run_with(dir, &[], args)
+}
+
+/// [`run_in`] with more environment variables.
+pub fn run_with(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> (i32, String, String) {
     let out = assert_cmd::Command::cargo_bin("lab")
         .unwrap()
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .env_remove("SSH_AUTH_SOCK")
         .args(args)
         .output()

@@ -5,20 +5,52 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use lab::{Lab, instant};
+use lab::{ApplyOptions, Lab, Session, UpOptions, provider::Applied};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
 /// A lab with a unique name (`labtest-<tag><pid>-<n>`, which `.ci/run` checks is gone after the
-/// tests), taken down when dropped.
+/// tests) and its session, destroyed when dropped.
 pub struct Up {
     pub lab: Lab,
     pub dir: tempfile::TempDir,
+    pub s: Session,
 }
 
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = instant::down(&self.lab, self.dir.path());
+        let _ = self.s.destroy();
+    }
+}
+
+impl Up {
+    /// `lab up` without the network.
+    pub fn up(&self) -> lab::Up {
+        self.s
+            .up(&UpOptions {
+                apply: false,
+                ..UpOptions::default()
+            })
+            .unwrap()
+    }
+
+    /// `lab net apply` (all hosts, or one).
+    pub fn apply(&self, host: Option<&str>) -> Result<Vec<Applied>, lab::Error> {
+        self.s.apply(host, &ApplyOptions::default())
+    }
+
+    /// `lab net apply --dry-run`.
+    pub fn dry_run(&self, host: Option<&str>) -> Vec<Applied> {
+        let dry = ApplyOptions {
+            dry_run: true,
+            ..ApplyOptions::default()
+        };
+        self.s.apply(host, &dry).unwrap()
+    }
+
+    /// The namespace of `host`.
+    pub fn ns(&self, host: &str) -> String {
+        provider_netns::topology(&self.lab).host_ns(host)
     }
 }
 
@@ -29,23 +61,22 @@ pub fn unique(mut lab: Lab, tag: &str) -> Up {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    Up {
-        lab,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Session::new(lab.clone(), dir.path()).unwrap();
+    Up { lab, dir, s }
 }
 
 /// `lab`, uniquely named and up (not applied).
 pub fn up(lab: Lab, tag: &str) -> Up {
     let u = unique(lab, tag);
-    instant::up(&u.lab, u.dir.path()).unwrap();
+    u.up();
     u
 }
 
 /// `lab`, uniquely named, up and applied.
 pub fn applied(lab: Lab, tag: &str) -> Up {
     let u = up(lab, tag);
-    instant::apply(&u.lab, None, false).unwrap();
+    u.apply(None).unwrap();
     u
 }
 
