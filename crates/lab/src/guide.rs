@@ -56,11 +56,37 @@ pub struct GuideReport {
 
 impl GuideReport {
     /// Every step did its job and the test's verdict is a pass.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// # let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// # let opts = lab::guide::GuideOptions { source: "/usr/src/linux-source-6.1.tar.xz".into(),
+    /// #     profile: kernel::config::Profile::Lab, boot_timeout: std::time::Duration::from_secs(600),
+    /// #     seconds: 10 };
+    /// let r = s.guide(&opts)?;
+    /// std::process::exit(if r.pass() { 0 } else { 1 });
+    /// # }
+    /// ```
     pub fn pass(&self) -> bool {
         self.steps.iter().all(|s| s.ok) && self.test.as_ref().is_some_and(|t| t.verdict.pass)
     }
 
     /// The seconds of all steps.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// # let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// # let opts = lab::guide::GuideOptions { source: "/usr/src/linux-source-6.1.tar.xz".into(),
+    /// #     profile: kernel::config::Profile::Lab, boot_timeout: std::time::Duration::from_secs(600),
+    /// #     seconds: 10 };
+    /// let r = s.guide(&opts)?;
+    /// for step in &r.steps {
+    ///     println!("{:<44} {:>7.1} s", step.name, step.seconds);
+    /// }
+    /// println!("{:<44} {:>7.1} s", "total", r.total_seconds());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn total_seconds(&self) -> f64 {
         self.steps.iter().map(|s| s.seconds).sum()
     }
@@ -127,6 +153,15 @@ impl Session {
     /// Build (or reuse) the lab's kernel with MPTCP ([`build_kernel`] in this lab's
     /// directory), reporting steps and compiled objects as progress ([`Event::Step`],
     /// [`Event::Count`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let k = s.build_kernel("/usr/src/linux-source-6.1.tar.xz".as_ref(), &kernel::config::Profile::Lab)?;
+    /// println!("{}: {:?}", k.manifest.release, k.images);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build_kernel(
         &self,
         source: &Path,

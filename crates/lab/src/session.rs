@@ -13,6 +13,21 @@ use crate::traffic::{TestError, TestOptions, TestResult};
 use model::{Host, Lab, Preset, Provider};
 
 /// Errors of a session's operations; each keeps its source.
+///
+/// ```no_run
+/// # fn main() {
+/// let s = lab::Session::open("Lab.toml".as_ref()).unwrap();
+/// match s.halt(std::time::Duration::from_secs(60)) {
+///     Ok(h) => println!("halted {:?}", h.halted),
+///     // Some providers halted their hosts, others could not (each error names its provider).
+///     Err(lab::Error::Incomplete { done, errors }) => {
+///         println!("done: {done}");
+///         errors.iter().for_each(|e| eprintln!("{e}"));
+///     }
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Lab.toml could not be read or is not valid.
@@ -232,6 +247,19 @@ pub struct IfaceStatus {
 }
 
 /// A lab open for work: the model, its `.lab/` state, and the providers.
+///
+/// ```no_run
+/// # fn main() -> Result<(), lab::Error> {
+/// let mut session = lab::Session::open("Lab.toml".as_ref())?;
+/// session.on_progress(|p| eprintln!("{}: {:?}", p.source, p.event));
+/// let up = session.up(&lab::UpOptions::default())?;
+/// println!("{} hosts applied", up.applied.len());
+/// let verdict = session.test(&lab::TestOptions::default())?.verdict;
+/// session.destroy()?;
+/// assert!(verdict.pass);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Session {
     lab: Lab,
     state: StateDir,
@@ -285,6 +313,15 @@ impl Session {
     /// A session with the providers of `registry` (lab's own and a program's; see
     /// [`default_registry`]). Every host's provider must be registered. After
     /// `up` with [`Session::set_provider`], the lab's hosts stay on that provider.
+    ///
+    /// ```
+    /// let mut registry = lab::default_registry();
+    /// // registry.register(Box::new(MyProvider)); // a program's own (examples/custom_provider.rs)
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let lab = lab::Preset::Builtin.load().unwrap();
+    /// let s = lab::Session::with_registry(lab, dir.path(), registry).unwrap();
+    /// assert_eq!(s.registry().names().len(), 4);
+    /// ```
     pub fn with_registry(
         lab: Lab,
         dir: impl Into<PathBuf>,
@@ -309,6 +346,15 @@ impl Session {
 
     /// Every host on `provider` (`lab up --provider virtualbox`); remembered by `up` so that
     /// later sessions on this directory see the same, until `destroy`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// s.set_provider("qemu").unwrap();
+    /// assert_eq!(s.providers(), ["qemu"]);
+    /// let e = s.set_provider("docker").unwrap_err();
+    /// assert!(e.to_string().contains("provider \"docker\", which is not registered"));
+    /// ```
     pub fn set_provider(&mut self, provider: &str) -> Result<(), Error> {
         let p = Provider::new(provider)
             .map_err(|why| provider::Error::unsupported(provider, "be used", &why))?;
@@ -321,6 +367,12 @@ impl Session {
     }
 
     /// Where progress goes (the CLI draws it; a program may log it).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let mut s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// s.on_progress(|p| eprintln!("{}: {:?}", p.source, p.event));
+    /// ```
     pub fn on_progress(&mut self, f: impl FnMut(&Progress) + Send + 'static) {
         *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
     }
@@ -341,21 +393,45 @@ impl Session {
     }
 
     /// The lab (validated, derived, providers resolved).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// assert_eq!(s.lab().hosts.len(), 2);
+    /// ```
     pub fn lab(&self) -> &Lab {
         &self.lab
     }
 
     /// The lab's state directory.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// assert_eq!(s.state().path(), dir.path().join(".lab"));
+    /// ```
     pub fn state(&self) -> &StateDir {
         &self.state
     }
 
     /// The providers.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// assert!(s.registry().get("netns").is_some());
+    /// ```
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
     /// The providers this lab's hosts use, in the order of their first host.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// assert_eq!(s.providers(), ["netns"]);
+    /// ```
     pub fn providers(&self) -> Vec<&str> {
         let mut v: Vec<&str> = Vec::new();
         for h in &self.lab.hosts {
@@ -402,6 +478,14 @@ impl Session {
     }
 
     /// What `up` would do, per provider, changing nothing.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// let plan = s.plan_up().unwrap();
+    /// assert_eq!(plan[0].0, "netns");
+    /// assert!(plan[0].1.iter().any(|a| a.what.contains("bridge")));
+    /// ```
     pub fn plan_up(&self) -> Result<Vec<(String, Vec<provider::Action>)>, Error> {
         let mut out = Vec::new();
         for (p, ctx) in self.each_provider() {
@@ -411,6 +495,16 @@ impl Session {
     }
 
     /// What this machine lacks for the lab's providers.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let s = lab::Session::new(lab::Preset::Builtin.load().unwrap(), dir.path()).unwrap();
+    /// for (provider, missing) in s.preflight() {
+    ///     for m in missing {
+    ///         eprintln!("{provider}: {} (fix: {})", m.what, m.fix);
+    ///     }
+    /// }
+    /// ```
     pub fn preflight(&self) -> Vec<(String, Vec<provider::Missing>)> {
         self.each_provider()
             .into_iter()
@@ -422,6 +516,17 @@ impl Session {
     /// Bring every provider's hosts up (adopting what exists), then apply every host's network
     /// plan (unless `opts.apply` is false). Holds the lab's lock; records the lab in this
     /// machine's index.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let up = s.up(&lab::UpOptions::default())?;
+    /// for (provider, r) in &up.providers {
+    ///     println!("{provider}: {} hosts", r.hosts.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn up(&self, opts: &UpOptions) -> Result<Up, Error> {
         let _lock = self.lock("lab up")?;
         let mut report = Up {
@@ -488,6 +593,18 @@ impl Session {
     }
 
     /// How `host` is reached.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// match s.access("ue1")? {
+    ///     lab::Access::Namespace(ns) => println!("namespace {ns}"),
+    ///     lab::Access::Ssh(c) => println!("ssh {}@{}:{}", c.user, c.address, c.port),
+    ///     lab::Access::Exec(_) => println!("a program's own command seam"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn access(&self, host: &str) -> Result<Access, Error> {
         let h = self.host(host)?;
         let p = self.registry.for_host(h)?;
@@ -496,6 +613,16 @@ impl Session {
     }
 
     /// A command seam on `host` (a namespace, or one SSH session).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let ue1 = s.exec("ue1")?;
+    /// let out = ue1.run(&guest::Command::new(["ip", "-br", "addr"]))?;
+    /// print!("{}", out.stdout_lossy());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn exec(&self, host: &str) -> Result<Box<dyn Exec>, Error> {
         Ok(match self.access(host)? {
             Access::Namespace(ns) => Box::new(guest::Netns::new(host.to_string(), ns)),
@@ -543,6 +670,17 @@ impl Session {
 
     /// Converge the hosts (all, or one) on their plans: read the live state, change only the
     /// difference, whichever way each host is reached. Hosts are converged in parallel.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let dry = lab::ApplyOptions { dry_run: true, ..Default::default() };
+    /// for a in s.apply(None, &dry)? {
+    ///     println!("{}: {} changes pending", a.host, a.changes.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn apply(
         &self,
         host: Option<&str>,
@@ -568,6 +706,17 @@ impl Session {
     }
 
     /// Every host as its provider sees it, with the network of the hosts that are up.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let st = s.status()?;
+    /// for h in &st.hosts {
+    ///     println!("{}: {} ({})", h.name, h.machine.state, h.machine.provider);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn status(&self) -> Result<Status, Error> {
         let mut states: Vec<provider::HostState> = Vec::new();
         for (p, ctx) in self.each_provider() {
@@ -686,6 +835,15 @@ impl Session {
     }
 
     /// Shut every provider's hosts down (a provider without a power state says so).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let h = s.halt(std::time::Duration::from_secs(60))?;
+    /// println!("{:?}", h.halted);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn halt(&self, grace: Duration) -> Result<Halted, Error> {
         let _lock = self.lock("lab halt")?;
         let r = self.on_each(
@@ -711,6 +869,16 @@ impl Session {
 
     /// Remove everything every provider made for the lab (also after an interrupted `up`),
     /// and the lab from this machine's index.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// for (provider, removed) in s.destroy()?.removed {
+    ///     println!("{provider}: removed {}", removed.join(", "));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn destroy(&self) -> Result<Destroyed, Error> {
         let _lock = self.lock("lab destroy")?;
         let r = self.on_each(
@@ -733,6 +901,15 @@ impl Session {
     }
 
     /// Save or restore a snapshot of every host (providers with the snapshots capability).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let op = lab::provider::SnapshotOp::Save("before-test".into());
+    /// s.snapshot(&op, std::time::Duration::from_secs(300))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn snapshot(&self, op: &SnapshotOp, boot_timeout: Duration) -> Result<Snapshot, Error> {
         let _lock = self.lock("lab snapshot")?;
         let (name, restored) = match op {
@@ -757,6 +934,16 @@ impl Session {
 
     /// Take an interface of a host down, or bring it up and restore what the kernel dropped
     /// with it (its table's routes) by converging the host.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// s.set_link("ue1", "enp0s9", false)?; // the path through enp0s9 fails
+    /// let restored = s.set_link("ue1", "enp0s9", true)?; // and comes back with its routes
+    /// println!("{} changes", restored.len());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_link(&self, host: &str, iface: &str, up: bool) -> Result<Vec<net::Change>, Error> {
         let h = self.host(host)?;
         if h.interface(iface).is_none_or(|i| i.is_nat()) {
@@ -801,6 +988,16 @@ impl Session {
     /// MPTCP traffic from the lab's client to its server, measured and judged. Namespace
     /// hosts are entered directly; others through two command seams each (one runs the
     /// traffic, the other reads counters meanwhile).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let r = s.test(&lab::TestOptions { seconds: 5, ..Default::default() })?;
+    /// println!("{} subflows, {:.0} Mbit/s", r.report.subflows_mib, r.report.goodput_bps / 1e6);
+    /// assert!(r.verdict.pass);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn test(&self, opts: &TestOptions) -> Result<TestResult, Error> {
         let (server, client) = crate::expect::pair(&self.lab).ok_or(TestError::NoPair)?;
         let mut opts = opts.clone();
@@ -841,6 +1038,16 @@ impl Session {
 
     /// Install (or check, with `check_only`) the guide's tools on the hosts reached over SSH
     /// (all, or one).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// for p in s.provision(None, true)? {
+    ///     println!("{}: missing {:?}", p.host, p.missing);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn provision(
         &self,
         host: Option<&str>,
@@ -873,6 +1080,16 @@ impl Session {
 
     /// Install kernel packages on a host reached over SSH: upload, dpkg, GRUB default by
     /// release, reboot, wait, verify (see `kernel::install`).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let debs = ["linux-image-6.1.158-mptcp_1_amd64.deb".into()];
+    /// let done = s.install_kernel("ue1", &debs, "6.1.158-mptcp", false)?;
+    /// println!("running {} after {:.0} s", done.release, done.boot_seconds);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn install_kernel(
         &self,
         host: &str,
@@ -901,6 +1118,14 @@ impl Session {
 
     /// An OpenSSH client configuration block per host reached over SSH (like
     /// `vagrant ssh-config`), using the lab's known_hosts strictly.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// std::fs::write("ssh_config", s.openssh_config()?).unwrap(); // ssh -F ssh_config ue1
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn openssh_config(&self) -> Result<String, Error> {
         let mut out = String::new();
         for h in &self.lab.hosts {
@@ -935,6 +1160,15 @@ impl Session {
     }
 
     /// The `ssh` argv that opens an interactive session on a host (what `lab ssh` runs).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// let argv = s.interactive_argv("ue1", &[])?;
+    /// std::process::Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn interactive_argv(&self, host: &str, extra: &[String]) -> Result<Vec<String>, Error> {
         let c = match self.access(host)? {
             Access::Ssh(c) => c,
@@ -988,6 +1222,13 @@ pub struct Demo {
 /// its fair share, goodput at least 0.90 of the links' rate), and destroyed again, also when a
 /// step fails. The lab is `demo` (or `demo-guide`) in `dir`: a demo interrupted by Ctrl-C is
 /// cleaned up by the next one.
+///
+/// ```no_run
+/// let dir = tempfile::tempdir().unwrap();
+/// let opts = lab::TestOptions { seconds: 5, ..Default::default() };
+/// let d = lab::demo(lab::Preset::Builtin, "50mbit", &opts, dir.path(), |_| {}).unwrap();
+/// println!("verdict: {}", if d.test.verdict.pass { "PASS" } else { "FAIL" });
+/// ```
 pub fn demo(
     preset: Preset,
     rate: &str,

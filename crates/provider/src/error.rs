@@ -106,6 +106,11 @@ pub enum Error {
 
 impl Error {
     /// `provider` cannot do `operation` (`why`: the reason or the alternative, may be empty).
+    ///
+    /// ```
+    /// let e = provider::Error::unsupported("ssh", "halt", "lab did not create these machines");
+    /// assert_eq!(e.to_string(), "provider \"ssh\" cannot halt: lab did not create these machines");
+    /// ```
     pub fn unsupported(provider: &str, operation: &str, why: &str) -> Self {
         Self::Unsupported {
             provider: provider.to_string(),
@@ -115,6 +120,13 @@ impl Error {
     }
 
     /// A provider's own error.
+    ///
+    /// ```
+    /// let io = std::io::Error::other("no space left");
+    /// let e = provider::Error::provider("qemu", io);
+    /// assert_eq!(e.to_string(), "provider \"qemu\": no space left");
+    /// assert!(std::error::Error::source(&e).is_some());
+    /// ```
     pub fn provider(provider: &str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Provider {
             provider: provider.to_string(),

@@ -35,6 +35,10 @@ struct Index {
 }
 
 /// Where the index lives.
+///
+/// ```
+/// assert!(provider::index::path().ends_with("lab/labs.json"));
+/// ```
 pub fn path() -> PathBuf {
     std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -74,6 +78,10 @@ fn absolute(dir: &Path) -> PathBuf {
 }
 
 /// Record a lab (replacing what was known of the same directory and name).
+///
+/// ```no_run
+/// provider::index::record("/srv/mptcp-lab".as_ref(), "guide", vec!["qemu".into()], "up").unwrap();
+/// ```
 pub fn record(dir: &Path, name: &str, providers: Vec<String>, state: &str) -> Result<(), Error> {
     let dir = absolute(dir);
     let updated = std::time::SystemTime::now()
@@ -93,12 +101,22 @@ pub fn record(dir: &Path, name: &str, providers: Vec<String>, state: &str) -> Re
 }
 
 /// Forget a lab (destroyed).
+///
+/// ```no_run
+/// provider::index::forget("/srv/mptcp-lab".as_ref(), "guide").unwrap();
+/// ```
 pub fn forget(dir: &Path, name: &str) -> Result<(), Error> {
     let dir = absolute(dir);
     change(|labs| labs.retain(|e| !(e.dir == dir && e.name == name)))
 }
 
 /// Every lab known, with whether its directory still exists.
+///
+/// ```no_run
+/// for e in provider::index::list() {
+///     println!("{} {} {} {}", e.dir.display(), e.name, e.providers.join(","), e.state);
+/// }
+/// ```
 pub fn list() -> Vec<Entry> {
     let index: Index = read_json(&path());
     index
@@ -112,6 +130,11 @@ pub fn list() -> Vec<Entry> {
 }
 
 /// Drop the labs whose directory is gone; returns them.
+///
+/// ```no_run
+/// let gone = provider::index::prune().unwrap();
+/// println!("forgot {} labs whose directory is gone", gone.len());
+/// ```
 pub fn prune() -> Result<Vec<Entry>, Error> {
     change(|labs| {
         let (gone, kept): (Vec<Entry>, Vec<Entry>) = labs.drain(..).partition(|e| !e.dir.is_dir());

@@ -92,12 +92,32 @@ impl<'a> Ctx<'a> {
     }
 
     /// One of this provider's hosts by name.
+    ///
+    /// ```
+    /// let lab = model::Preset::Builtin.load().unwrap();
+    /// let state = provider::StateDir::new(std::env::temp_dir());
+    /// let ctx = provider::Ctx::of(&lab, "netns", &state);
+    /// assert!(ctx.host("ue1").is_some() && ctx.host("nope").is_none());
+    /// ```
     pub fn host(&self, name: &str) -> Option<&'a Host> {
         self.hosts.iter().copied().find(|h| h.name == name)
     }
 }
 
 /// How lab reaches a host to apply its network, measure or run commands.
+///
+/// ```no_run
+/// # fn reach(access: provider::Access) -> Result<(), Box<dyn std::error::Error>> {
+/// use guest::Exec as _;
+/// let exec: Box<dyn guest::Exec> = match access {
+///     provider::Access::Namespace(ns) => Box::new(guest::Netns::new("ue1".to_string(), ns)),
+///     provider::Access::Ssh(config) => Box::new(guest::Ssh::new(config)),
+///     provider::Access::Exec(e) => e,
+/// };
+/// exec.check(&guest::Command::new(["uname", "-r"]))?;
+/// # Ok(())
+/// # }
+/// ```
 pub enum Access {
     /// A network namespace on this machine, by name (`ip netns` compatible).
     Namespace(String),
@@ -118,6 +138,13 @@ impl std::fmt::Debug for Access {
 }
 
 /// Optional features, looked up by name as Vagrant's capabilities are.
+///
+/// ```
+/// use provider::Capability;
+/// let caps = [Capability::Lifecycle, Capability::Halt];
+/// assert!(!caps.contains(&Capability::Snapshots)); // `lab snapshot` will be refused
+/// assert_eq!(serde_json::to_string(&Capability::DryRun).unwrap(), "\"dry-run\"");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Capability {
@@ -133,6 +160,13 @@ pub enum Capability {
 
 /// Progress of a provider's operation, for the caller to show (the CLI prints it; a program
 /// may log it). Providers also emit `tracing` events.
+///
+/// ```
+/// let mut seen = Vec::new();
+/// let mut events = |e: provider::Event| seen.push(e);
+/// events(provider::Event::Step("qemu: up 2 hosts".into()));
+/// assert!(matches!(&seen[0], provider::Event::Step(s) if s.starts_with("qemu")));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -177,6 +211,11 @@ pub struct Action {
 
 impl Action {
     /// An action described in words.
+    ///
+    /// ```
+    /// let a = provider::Action::note(Some("ue1"), "namespace lab.x.ue1");
+    /// assert_eq!((a.host.as_deref(), a.argv), (Some("ue1"), None));
+    /// ```
     pub fn note(host: Option<&str>, what: impl Into<String>) -> Self {
         Self {
             host: host.map(str::to_string),
@@ -269,6 +308,11 @@ pub struct HostState {
 
 impl HostState {
     /// A host in `state`, nothing else known.
+    ///
+    /// ```
+    /// let s = provider::HostState::new("ue1", "ssh", "unreachable");
+    /// assert!(!s.is_up());
+    /// ```
     pub fn new(host: &str, provider: &str, state: &str) -> Self {
         Self {
             host: host.to_string(),
@@ -304,6 +348,11 @@ impl HostState {
     }
 
     /// Whether lab can reach it now.
+    ///
+    /// ```
+    /// assert!(provider::HostState::new("ue1", "qemu", "running").is_up());
+    /// assert!(!provider::HostState::new("ue1", "qemu", "stopped").is_up());
+    /// ```
     pub fn is_up(&self) -> bool {
         matches!(self.state.as_str(), "running" | "present" | "reachable")
     }
@@ -320,42 +369,217 @@ pub enum SnapshotOp {
 
 /// A provider of hosts. Only [`name`](Provider::name) and [`status`](Provider::status) are
 /// required; every other operation says it is unsupported unless the provider does it.
+///
+/// A provider for machines a program already manages, reached over SSH (see
+/// crates/lab/examples/custom_provider.rs for one registered with a session):
+///
+/// ```
+/// use provider::{Access, Capability, Ctx, Error, HostState, Provider};
+///
+/// #[derive(Debug)]
+/// struct Rack;
+///
+/// impl Provider for Rack {
+///     fn name(&self) -> &str {
+///         "rack"
+///     }
+///     fn capabilities(&self) -> Vec<Capability> {
+///         Vec::new() // no lifecycle: up, halt, destroy and snapshot are refused
+///     }
+///     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+///         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+///     }
+///     fn access(&self, ctx: &Ctx<'_>, host: &model::Host) -> Result<Access, Error> {
+///         let key = ctx.state.file("id_ed25519");
+///         let auth = guest::Auth::Key(key);
+///         let address = format!("{}.rack.example", host.name);
+///         Ok(Access::Ssh(guest::SshConfig::new(
+///             &host.name, &address, 22, "root", auth, ctx.state.known_hosts(),
+///         )))
+///     }
+/// }
+///
+/// let mut registry = provider::Registry::new();
+/// registry.register(Box::new(Rack));
+/// assert_eq!(registry.names(), ["rack"]);
+/// ```
 pub trait Provider: Send + Sync + std::fmt::Debug {
     /// The name hosts use in Lab.toml (`provider = "NAME"`).
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// assert_eq!(Rack.name(), "rack");
+    /// ```
     fn name(&self) -> &str;
 
     /// One line for `lab providers` and messages.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// assert_eq!(Rack.describe(), "rack"); // the name, unless the provider says more
+    /// ```
     fn describe(&self) -> &str {
         self.name()
     }
 
     /// Optional features.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// assert!(Rack.capabilities().is_empty());
+    /// ```
     fn capabilities(&self) -> Vec<Capability> {
         Vec::new()
     }
 
     /// What this machine lacks to run the hosts (a tool, root, a device), each with its fix.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// assert!(Rack.preflight(&ctx).is_empty());
+    /// ```
     fn preflight(&self, ctx: &Ctx<'_>) -> Vec<Missing> {
         let _ = ctx;
         Vec::new()
     }
 
     /// The actions `up` would take, in order, taking nothing (`lab up --dry-run`).
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let e = Rack.plan_up(&ctx).unwrap_err();
+    /// assert_eq!(e.to_string(), "provider \"rack\" cannot plan up (--dry-run)");
+    /// ```
     fn plan_up(&self, ctx: &Ctx<'_>) -> Result<Vec<Action>, Error> {
         let _ = ctx;
         Err(Error::unsupported(self.name(), "plan up (--dry-run)", ""))
     }
 
     /// Make (or adopt) and start the hosts; write state before creating anything.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let e = Rack.up(&ctx, &provider::UpOptions::default(), &mut |_| {}).unwrap_err();
+    /// assert_eq!(e.to_string(), "provider \"rack\" cannot up");
+    /// ```
     fn up(&self, ctx: &Ctx<'_>, opts: &UpOptions, events: Events<'_>) -> Result<UpReport, Error> {
         let _ = (ctx, opts, events);
         Err(Error::unsupported(self.name(), "up", ""))
     }
 
     /// Each host's state. Must not fail because a host is down: that is a state.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let hosts = Rack.status(&ctx).unwrap();
+    /// assert_eq!((hosts[0].host.as_str(), hosts[0].state.as_str()), ("ue1", "present"));
+    /// ```
     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error>;
 
     /// Shut the hosts down (a grace time, then off). Returns the hosts halted.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let grace = std::time::Duration::from_secs(30);
+    /// let e = Rack.halt(&ctx, grace, &mut |_| {}).unwrap_err();
+    /// assert!(matches!(e, Error::Unsupported { .. }));
+    /// ```
     fn halt(
         &self,
         ctx: &Ctx<'_>,
@@ -368,12 +592,48 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// Remove everything the provider made for the lab, also when its state file is gone.
     /// Returns what was removed.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let e = Rack.destroy(&ctx, &mut |_| {}).unwrap_err();
+    /// assert_eq!(e.to_string(), "provider \"rack\" cannot destroy");
+    /// ```
     fn destroy(&self, ctx: &Ctx<'_>, events: Events<'_>) -> Result<Vec<String>, Error> {
         let _ = (ctx, events);
         Err(Error::unsupported(self.name(), "destroy", ""))
     }
 
     /// How a host is reached; [`Error::NotUp`] when it is not up.
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let e = Rack.access(&ctx, ctx.hosts[0]).unwrap_err();
+    /// assert_eq!(e.to_string(), "provider \"rack\" cannot reach hosts: host `ue1`");
+    /// ```
     fn access(&self, ctx: &Ctx<'_>, host: &Host) -> Result<Access, Error> {
         let _ = ctx;
         Err(Error::unsupported(
@@ -384,6 +644,26 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     }
 
     /// Save or restore a snapshot of every host ([`Capability::Snapshots`]).
+    ///
+    /// ```
+    /// # use provider::{Ctx, Error, HostState, Provider, StateDir};
+    /// # #[derive(Debug)]
+    /// # struct Rack;
+    /// # impl Provider for Rack {
+    /// #     fn name(&self) -> &str { "rack" }
+    /// #     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+    /// #         Ok(ctx.hosts.iter().map(|h| HostState::new(&h.name, "rack", "present")).collect())
+    /// #     }
+    /// # }
+    /// # let lab = model::Preset::Builtin.load().unwrap();
+    /// # let lab = lab.with_provider(&model::Provider::new("rack").unwrap());
+    /// # let state = StateDir::new(std::env::temp_dir());
+    /// # let ctx = Ctx::of(&lab, "rack", &state);
+    /// let op = provider::SnapshotOp::Save("s1".into());
+    /// let boot = std::time::Duration::from_secs(60);
+    /// let e = Rack.snapshot(&ctx, &op, boot, &mut |_| {}).unwrap_err();
+    /// assert_eq!(e.to_string(), "provider \"rack\" cannot snapshot");
+    /// ```
     fn snapshot(
         &self,
         ctx: &Ctx<'_>,

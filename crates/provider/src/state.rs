@@ -21,6 +21,12 @@ pub struct StateDir {
 
 impl StateDir {
     /// The state of the lab whose directory (where its Lab.toml is) is `lab_dir`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// assert_eq!(state.lab_dir(), dir.path());
+    /// ```
     pub fn new(lab_dir: impl Into<PathBuf>) -> Self {
         Self {
             lab_dir: lab_dir.into(),
@@ -28,26 +34,58 @@ impl StateDir {
     }
 
     /// The lab's directory.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// assert_eq!(state.lab_dir(), dir.path());
+    /// ```
     pub fn lab_dir(&self) -> &Path {
         &self.lab_dir
     }
 
     /// `.lab/` itself.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// assert_eq!(state.path(), dir.path().join(".lab"));
+    /// ```
     pub fn path(&self) -> PathBuf {
         self.lab_dir.join(".lab")
     }
 
     /// A file in `.lab/`.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// assert_eq!(state.file("x.qemu.json"), dir.path().join(".lab/x.qemu.json"));
+    /// ```
     pub fn file(&self, name: &str) -> PathBuf {
         self.path().join(name)
     }
 
     /// A JSON state file (missing or unreadable: the default).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// let none: Vec<u32> = state.read("missing.json");
+    /// assert!(none.is_empty());
+    /// ```
     pub fn read<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> T {
         read_json(&self.file(name))
     }
 
     /// Write a JSON state file atomically (a temp file beside it, then rename).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// state.write("n.json", &42u32).unwrap();
+    /// assert_eq!(state.read::<u32>("n.json"), 42);
+    /// ```
     pub fn write<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<(), Error> {
         let path = self.file(name);
         write_json(&path, value).map_err(|source| Error::File {
@@ -58,6 +96,15 @@ impl StateDir {
     }
 
     /// Remove a state file (gone already: fine).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// state.write("n.json", &1u32).unwrap();
+    /// state.remove("n.json").unwrap();
+    /// state.remove("n.json").unwrap(); // gone already: fine
+    /// assert!(!state.file("n.json").exists());
+    /// ```
     pub fn remove(&self, name: &str) -> Result<(), Error> {
         let path = self.file(name);
         match std::fs::remove_file(&path) {
@@ -71,11 +118,24 @@ impl StateDir {
     }
 
     /// The lab-local known_hosts file.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// assert_eq!(state.known_hosts(), dir.path().join(".lab/known_hosts"));
+    /// ```
     pub fn known_hosts(&self) -> PathBuf {
         self.file("known_hosts")
     }
 
     /// The lab's own ed25519 key (`.lab/id_ed25519`), generated on first use with ssh-keygen.
+    ///
+    /// ```no_run
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// let key = state.key().unwrap(); // ssh-keygen runs once; the public key is beside it
+    /// assert!(key.with_extension("pub").exists());
+    /// ```
     pub fn key(&self) -> Result<PathBuf, Error> {
         let key = self.file("id_ed25519");
         if !key.exists() {
@@ -90,6 +150,12 @@ impl StateDir {
     }
 
     /// Forget the host key recorded for `address:port` (a VM destroyed).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// state.forget_host_key("127.0.0.1", 2222).unwrap(); // no known_hosts yet: nothing to do
+    /// ```
     pub fn forget_host_key(&self, address: &str, port: u16) -> Result<(), Error> {
         let path = self.known_hosts();
         guest::known_hosts::forget(&path, &guest::known_hosts::pattern(address, port)).map_err(
@@ -104,6 +170,16 @@ impl StateDir {
     /// Take the lab's lock for `command` (e.g. `lab up`): one command changes a lab at a time.
     /// When another process holds it, `waiting` is told its PID and command and this waits
     /// (with `wait`), or fails with [`Error::Locked`] naming the holder.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// let held = state.lock("lab up", false, &mut |_, _| {}).unwrap();
+    /// let busy = state.lock("lab down", false, &mut |_, _| {}).unwrap_err();
+    /// assert!(busy.to_string().contains("(lab up) is changing it"));
+    /// drop(held);
+    /// state.lock("lab down", false, &mut |_, _| {}).unwrap();
+    /// ```
     pub fn lock(
         &self,
         command: &str,
@@ -168,6 +244,11 @@ pub struct Lock {
 
 /// lab's cache for `kind` (`images`, `kernel`): `$XDG_CACHE_HOME/lab/<kind>`, else
 /// `~/.cache/lab/<kind>`. The one place every provider and the kernel builds keep downloads.
+///
+/// ```
+/// let images = provider::cache_dir("images");
+/// assert!(images.ends_with("lab/images"));
+/// ```
 pub fn cache_dir(kind: &str) -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

@@ -8,12 +8,22 @@ use guest::{Auth, SshConfig};
 use crate::{Error, StateDir};
 
 /// Whether a loopback port can be bound now.
+///
+/// ```
+/// let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// assert!(!provider::vm::port_free(l.local_addr().unwrap().port()));
+/// ```
 pub fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// A free loopback port for a VM's SSH forward: from `preferred` on (stable across runs, like
 /// Vagrant's 2222), skipping `taken`, else one the kernel picks.
+///
+/// ```
+/// let p = provider::vm::pick_port(2222, &[2222]);
+/// assert_ne!(p, 2222);
+/// ```
 pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
     (preferred..preferred.saturating_add(200))
         .find(|p| !taken.contains(p) && port_free(*p))
@@ -28,6 +38,11 @@ pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
 
 /// `f` on every item, each in a thread of its own (the VM providers' waits for SSH); the
 /// results in the items' order. A panic in `f` goes on in the caller.
+///
+/// ```
+/// let squares = provider::vm::each_in_parallel(&[1, 2, 3], |n| n * n);
+/// assert_eq!(squares, [1, 4, 9]);
+/// ```
 pub fn each_in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     std::thread::scope(|s| {
         let f = &f;
