@@ -103,3 +103,51 @@ fn guide_settings_fail_the_verdict() {
     // guide reaches at most 2 of 3 links' worth (0.31 on separate links: ../shared/MEASURED.md).
     assert!(r.verdict.efficiency.unwrap() < 0.75, "{}", show(&r));
 }
+
+/// Limits 0/0 on both hosts (the guide's settings otherwise, nothing derived): `lab up` sets
+/// them although a new namespace starts with `subflows 2`, a second apply finds nothing to do,
+/// and MPTCP opens no join: the plan expects one subflow and the transfer has one.
+#[test]
+fn limits_zero_allow_no_join() {
+    if !ready() {
+        return;
+    }
+    let _one = traffic();
+    let mut lab = Preset::Guide.load().unwrap();
+    for h in &mut lab.hosts {
+        h.limits = Some(net::Limits {
+            subflows: 0,
+            add_addr_accepted: 0,
+        });
+    }
+    // `lab up` itself: namespaces, then each host configured as soon as it is wired.
+    let up = common::unique(lab, "t");
+    up.s.up(&lab::UpOptions::default()).unwrap();
+    for host in ["ue1", "ue2"] {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &up.ns(host), "mptcp", "limits", "show"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = shown.split_whitespace().collect();
+        assert_eq!(
+            words,
+            ["add_addr_accepted", "0", "subflows", "0"],
+            "{host}: {shown}"
+        );
+    }
+    assert!(up.dry_run(None).iter().all(|a| a.changes.is_empty()));
+    let r =
+        up.s.test(&TestOptions {
+            seconds: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.expect.subflows, 1, "{}", r.expect.subflows_why);
+    assert_eq!(r.report.subflows_mib, 1, "{}", show(&r));
+    assert_eq!(r.report.subflows_max, Some(1), "{}", show(&r));
+    assert_eq!(
+        r.report.server_mib.get("MPJoinAckRx").copied().unwrap_or(0),
+        0
+    );
+}

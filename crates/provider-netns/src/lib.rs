@@ -102,12 +102,23 @@ fn euid_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Apply `plan` to a host whose namespace was just created: its diff is the whole plan.
+/// Apply `plan` to a host whose namespace was just created. Nothing of the plan is there yet,
+/// so the state is not dumped; only what a new namespace starts with that the plan may set is
+/// read back: the MPTCP limits (the kernel's defaults, e.g. `subflows 2`, which a plan of 0/0
+/// must still change).
 fn apply_fresh(
     host: &mut netns::Host,
     plan: &net::HostNet,
 ) -> Result<Vec<net::Change>, netns::Error> {
-    let changes = net::diff(plan, &net::Observed::default());
+    let (subflows, add_addr_accepted) = host.pm().limits()?;
+    let fresh = net::Observed {
+        limits: net::Limits {
+            subflows,
+            add_addr_accepted,
+        },
+        ..net::Observed::default()
+    };
+    let changes = net::diff(plan, &fresh);
     host.apply(&changes)?;
     Ok(changes)
 }
