@@ -114,7 +114,7 @@ pub fn render_test(r: &TestResult) -> String {
     )
     .ok();
     writeln!(out, "              {}", r.expect.subflows_why).ok();
-    let mib = |m: &std::collections::BTreeMap<&str, u64>| {
+    let mib = |m: &std::collections::BTreeMap<String, u64>| {
         m.iter()
             .filter(|(_, v)| **v > 0)
             .map(|(k, v)| format!("{k} {v}"))
@@ -160,6 +160,9 @@ pub fn render_test(r: &TestResult) -> String {
             c.detail
         )
         .ok();
+    }
+    for (host, iface, why) in &r.expect.not_judged {
+        writeln!(out, "  [--] {host} {iface}: not judged ({why})").ok();
     }
     out
 }

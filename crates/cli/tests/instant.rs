@@ -64,7 +64,13 @@ impl LabDir {
 
 impl Drop for LabDir {
     fn drop(&mut self) {
-        let _ = self.lab(&["down"]);
+        let (code, out, err) = self.lab(&["down"]);
+        // A `lab down` that leaves the lab behind is a failure of the test, with lab's words,
+        // unless the test failed already.
+        if !std::thread::panicking() {
+            assert_eq!(code, 0, "lab down: {out}{err}");
+            assert!(self.namespaces().is_empty(), "lab down left: {out}{err}");
+        }
     }
 }
 

@@ -122,6 +122,36 @@ pub fn test_with(
     let names =
         |h: &crate::Host| -> Vec<String> { h.path_interfaces().map(|i| i.name.clone()).collect() };
     let (subflows, subflows_why) = crate::expect::subflows(server, client);
+    // The numbers the plan fixes, compared equal, unless a daemon adds endpoints as it goes.
+    let fixed = crate::expect::counters(server, client);
+    let counters = fixed
+        .as_ref()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| measure::ExpectCounter {
+                    end: if c.host == server.name {
+                        measure::End::Server
+                    } else {
+                        measure::End::Client
+                    },
+                    host: c.host.clone(),
+                    counter: c.counter.to_string(),
+                    equals: c.value,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut paths = Vec::new();
+    let mut not_judged = Vec::new();
+    for p in crate::expect::paths(server, client) {
+        let host = p.host;
+        not_judged.extend(
+            p.not_judged
+                .into_iter()
+                .map(|(i, why)| (host.clone(), i, why)),
+        );
+        paths.push((host, p.used));
+    }
     let rates: Vec<Option<u64>> = client
         .path_interfaces()
         .map(|i| i.shaping.and_then(|s| s.rate_bps))
@@ -129,10 +159,14 @@ pub fn test_with(
     let expect = measure::Expect {
         subflows,
         subflows_why,
-        paths: vec![
-            (server.name.clone(), names(server)),
-            (client.name.clone(), names(client)),
-        ],
+        subflows_exact: fixed.is_ok() && opts.fail.is_empty(),
+        counters: if opts.fail.is_empty() {
+            counters
+        } else {
+            Vec::new()
+        },
+        paths,
+        not_judged,
         min_share: opts.min_share,
         rate_sum_bps: rates.iter().copied().sum::<Option<u64>>(),
         min_efficiency: opts.min_efficiency,

@@ -151,3 +151,66 @@ fn limits_zero_allow_no_join() {
         0
     );
 }
+
+/// The verdict compares what the plan fixes exactly: a plan that allows one join (limits
+/// `subflows 1`) expects 2 subflows, and fails when the kernel, its limits raised behind
+/// lab's back, opens 3.
+#[test]
+fn one_join_allowed_fails_when_two_appear() {
+    if !ready() {
+        return;
+    }
+    let _one = traffic();
+    let mut lab = Preset::Builtin.load().unwrap();
+    for h in &mut lab.hosts {
+        h.limits = Some(net::Limits {
+            subflows: 1,
+            add_addr_accepted: 3,
+        });
+    }
+    let up = common::applied(lab, "t");
+    let opts = TestOptions {
+        seconds: 2,
+        ..Default::default()
+    };
+    let r = up.s.test(&opts).unwrap();
+    assert!(r.expect.subflows_exact);
+    assert_eq!(r.expect.subflows, 2, "{}", r.expect.subflows_why);
+    assert!(r.verdict.pass, "{}", show(&r));
+    // Someone raises the limits by hand: the kernel opens both joins the endpoints allow.
+    for host in ["ue1", "ue2"] {
+        let ns = up.ns(host);
+        let argv = ["-n", &ns, "mptcp", "limits", "set", "subflows", "5"];
+        assert!(
+            std::process::Command::new("ip")
+                .args(argv)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let r = up.s.test(&opts).unwrap();
+    assert!(!r.verdict.pass, "{}", show(&r));
+    let failed: Vec<&str> = r
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| c.what.as_str())
+        .collect();
+    assert!(failed.contains(&"subflows"), "{failed:?}");
+    assert!(failed.contains(&"ue1 MPJoinAckRx"), "{failed:?}");
+    let subflows = r
+        .verdict
+        .checks
+        .iter()
+        .find(|c| c.what == "subflows")
+        .unwrap();
+    assert!(
+        subflows
+            .detail
+            .starts_with("3 established (expected exactly 2"),
+        "{}",
+        subflows.detail
+    );
+}

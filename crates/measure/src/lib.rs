@@ -12,7 +12,7 @@ pub mod traffic;
 pub mod verdict;
 
 pub use traffic::{Event, Place, Report, Side, Spec, Tool};
-pub use verdict::{Expect, Verdict, judge};
+pub use verdict::{End, Expect, ExpectCounter, Verdict, judge};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// The counters a report shows, in this order.
-pub const REPORTED: [&str; 10] = [
+pub const REPORTED: [&str; 11] = [
     "MPCapableSYNRX",
     "MPCapableSYNACKRX",
     "MPCapableACKRX",
     "MPJoinSynRx",
     "MPJoinSynAckRx",
     "MPJoinAckRx",
+    "MPJoinRejected",
     "AddAddr",
     "EchoAdd",
     "MPJoinSynTxCreatSkErr",

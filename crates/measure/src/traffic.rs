@@ -160,8 +160,10 @@ pub struct Report {
     /// The transfer ran to the end without a socket error.
     pub survived: bool,
     pub error: Option<String>,
-    pub server_mib: std::collections::BTreeMap<&'static str, u64>,
-    pub client_mib: std::collections::BTreeMap<&'static str, u64>,
+    /// Every `MPTcpExt` counter's increase on the server over the transfer.
+    pub server_mib: std::collections::BTreeMap<String, u64>,
+    /// The same on the client.
+    pub client_mib: std::collections::BTreeMap<String, u64>,
     pub interfaces: Vec<IfaceBytes>,
     pub events: Vec<String>,
 }
@@ -220,8 +222,8 @@ pub fn run(
                 || server_mib.get("MPCapableSYNRX") == 0),
         survived: outcome.error.is_none(),
         error: outcome.error,
-        server_mib: server_mib.reported(),
-        client_mib: client_mib.reported(),
+        server_mib: server_mib.0,
+        client_mib: client_mib.0,
         interfaces,
         events,
     })

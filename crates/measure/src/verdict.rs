@@ -11,14 +11,48 @@ pub struct Expect {
     pub subflows: u64,
     /// Why that many (for people).
     pub subflows_why: String,
-    /// The MPTCP paths (interfaces) of each host: each must carry a share of the bytes.
+    /// The plan fixes the number (in-kernel path manager, no daemon adding endpoints): the
+    /// transfer must show exactly that many. Otherwise at least that many.
+    #[serde(default)]
+    pub subflows_exact: bool,
+    /// MIB counters the plan fixes for one connection (joins, refused joins, announcements).
+    #[serde(default)]
+    pub counters: Vec<ExpectCounter>,
+    /// The MPTCP paths (interfaces) of each host that the plan uses (the first address, an
+    /// endpoint): each must carry a share of the bytes.
     pub paths: Vec<(String, Vec<String>)>,
+    /// Path interfaces the plan gives no part (no endpoint, only backup): not judged, and why.
+    #[serde(default)]
+    pub not_judged: Vec<(String, String, String)>,
     /// Each path must carry at least this fraction of its fair share (host bytes / paths).
     pub min_share: f64,
     /// Sum of the shaped rates of the client's paths, if every path is shaped.
     pub rate_sum_bps: Option<u64>,
     /// When set (and the paths are shaped): goodput must reach this fraction of the rate sum.
     pub min_efficiency: Option<f64>,
+}
+
+/// Which end of the transfer a counter is read on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum End {
+    /// The host with role `server` (it accepts the connection).
+    Server,
+    /// The host with role `client` (it opens the connection and sends).
+    Client,
+}
+
+/// A MIB counter the plan fixes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectCounter {
+    /// The host, by name (for people).
+    pub host: String,
+    /// Which end it is.
+    pub end: End,
+    /// `MPTcpExt` counter name without the prefix, e.g. `MPJoinAckRx`.
+    pub counter: String,
+    /// Its increase over the transfer, per connection.
+    pub equals: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,15 +84,42 @@ pub fn judge(r: &Report, e: &Expect) -> Verdict {
     let seen = r.subflows_max.map_or(r.subflows_mib, u64::from);
     checks.push(Check {
         what: "subflows".into(),
-        pass: seen >= e.subflows,
+        pass: if e.subflows_exact {
+            seen == e.subflows
+        } else {
+            seen >= e.subflows
+        },
         detail: format!(
-            "{seen} established (expected {}: {}); server MIB: {} connection(s), {} joins acknowledged each",
+            "{seen} established (expected {}{}: {}); server MIB: {} connection(s), {} joins acknowledged each",
+            if e.subflows_exact { "exactly " } else { "at least " },
             e.subflows,
             e.subflows_why,
             r.connections,
             r.subflows_mib.saturating_sub(1)
         ),
     });
+    // Counters are per connection: iperf3 opens a control connection beside the data one.
+    let connections = r.connections.max(1);
+    for c in &e.counters {
+        let mib = match c.end {
+            End::Server => &r.server_mib,
+            End::Client => &r.client_mib,
+        };
+        let got = mib.get(&c.counter).copied().unwrap_or(0);
+        let want = c.equals * connections;
+        checks.push(Check {
+            what: format!("{} {}", c.host, c.counter),
+            pass: got == want,
+            detail: if connections > 1 {
+                format!(
+                    "{got}, expected {want} ({} per connection x {connections})",
+                    c.equals
+                )
+            } else {
+                format!("{got}, expected {want}")
+            },
+        });
+    }
     for (host, ifaces) in &e.paths {
         let of_host: Vec<_> = r
             .interfaces

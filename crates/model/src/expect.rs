@@ -17,19 +17,51 @@ pub fn pair(lab: &Lab) -> Option<(&Host, &Host)> {
     ))
 }
 
-/// Subflows per connection (the initial one included) and the reasoning, for a connection from
-/// `client`'s first path address to `server`'s first path address.
-pub fn subflows(server: &Host, client: &Host) -> (u64, String) {
+/// What the in-kernel path manager does with one connection from `client` to `server`, as the
+/// plan determines it: announcements, joins tried, joins established, joins the server
+/// refused. mptcp_join.sh checks the same numbers (chk_join_nr, chk_add_nr).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Joins {
+    /// ADD_ADDRs the server sends (its `signal` endpoints, but not the address the connection
+    /// went to): the client's `AddAddr`, the server's `EchoAdd`.
+    pub announced_by_server: u64,
+    /// ADD_ADDRs the client sends: the server's `AddAddr`, the client's `EchoAdd`.
+    pub announced_by_client: u64,
+    /// Announcements the client takes up (`add_addr_accepted`).
+    pub accepted: u64,
+    /// Joins the endpoints and accepted announcements ask for, before the limits.
+    pub candidates: u64,
+    /// MP_JOINs the client sends (capped by its `subflows` limit): the server's `MPJoinSynRx`,
+    /// the client's `MPJoinSynAckRx`.
+    pub attempted: u64,
+    /// MP_JOINs the server completes (capped by its own limit): its `MPJoinAckRx`.
+    pub established: u64,
+    /// MP_JOINs the server refuses at the third ACK: its `MPJoinRejected`.
+    pub rejected: u64,
+    /// The reasoning, for people.
+    pub why: String,
+}
+
+/// [`Joins`] for a connection from `client`'s first path address to `server`'s first path
+/// address.
+pub fn joins(server: &Host, client: &Host) -> Joins {
     let limits = |h: &Host| h.limits.unwrap_or(KERNEL_DEFAULT_LIMITS);
     let (sl, cl) = (limits(server), limits(client));
-    let announced = server.endpoints.iter().filter(|e| e.flags.signal).count() as u64;
+    let first = |h: &Host| {
+        h.path_interfaces()
+            .next()
+            .and_then(|i| i.address)
+            .map(|a| a.addr())
+    };
+    let (dst, primary) = (first(server), first(client));
+    let signals = |h: &Host, own: Option<std::net::Ipv4Addr>| {
+        h.endpoints
+            .iter()
+            .filter(|e| e.flags.signal && Some(e.address) != own)
+            .count() as u64
+    };
+    let announced = signals(server, dst);
     let accepted = announced.min(u64::from(cl.add_addr_accepted));
-    let cap = u64::from(cl.subflows.min(sl.subflows));
-    let primary = client
-        .path_interfaces()
-        .next()
-        .and_then(|i| i.address)
-        .map(|a| a.addr());
     let subflow_eps = |fullmesh: bool| {
         client
             .endpoints
@@ -45,7 +77,7 @@ pub fn subflows(server: &Host, client: &Host) -> (u64, String) {
         .filter(|e| e.flags.subflow && e.flags.fullmesh)
         .count() as u64;
     let (candidates, how) = if fullmesh > 0 {
-        let c = fullmesh * (1 + accepted) - 1;
+        let c = (fullmesh * (1 + accepted)).saturating_sub(1);
         (
             c,
             format!(
@@ -65,13 +97,159 @@ pub fn subflows(server: &Host, client: &Host) -> (u64, String) {
             format!("{s} client subflow endpoints + {accepted} accepted announcements"),
         )
     };
-    let joins = candidates.min(cap);
+    let attempted = candidates.min(u64::from(cl.subflows));
+    let established = attempted.min(u64::from(sl.subflows));
+    let rejected = attempted - established;
+    let refused = if rejected > 0 {
+        format!(", {rejected} refused by the server's limit")
+    } else {
+        String::new()
+    };
     let why = format!(
-        "1 initial + {joins} joins ({how}; at most {cap} by `limits subflow` {}/{} on client/server; \
-         server announces {announced}, client accepts {})",
+        "1 initial + {established} joins ({how}; the client tries at most {} by its `subflows` \
+         limit, the server takes at most {}{refused}; server announces {announced}, client \
+         accepts {})",
         cl.subflows, sl.subflows, cl.add_addr_accepted
     );
-    (1 + joins, why)
+    Joins {
+        announced_by_server: announced,
+        announced_by_client: signals(client, primary),
+        accepted,
+        candidates,
+        attempted,
+        established,
+        rejected,
+        why,
+    }
+}
+
+/// Subflows per connection (the initial one included) and the reasoning, for a connection from
+/// `client`'s first path address to `server`'s first path address.
+pub fn subflows(server: &Host, client: &Host) -> (u64, String) {
+    let j = joins(server, client);
+    (1 + j.established, j.why)
+}
+
+/// A host's path interfaces as the plan uses them ([`paths`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    /// The host.
+    pub host: String,
+    /// Interfaces that must carry data.
+    pub used: Vec<String>,
+    /// Interfaces not judged, each with why.
+    pub not_judged: Vec<(String, String)>,
+}
+
+/// Which path interfaces of `server` and `client` the plan puts to work for one connection,
+/// per host. An
+/// interface carries data when it has the connection's own address, or an endpoint that is not
+/// only a backup and that the limits let open (or accept) a subflow. When the limits let only
+/// some endpoints open one, which ones is up to the kernel's order: those are not judged.
+/// Interfaces without an endpoint carry nothing the plan promises; a backup carries data only
+/// when the other paths fail.
+pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
+    let j = joins(server, client);
+    // A server's endpoint opens nothing itself: only its announcements (`signal`) bring joins.
+    let capped = |h: &Host, signals: bool| -> Option<String> {
+        if h.name == client.name && j.attempted < j.candidates {
+            Some(format!(
+                "limits let {} of {} possible joins open",
+                j.attempted, j.candidates
+            ))
+        } else if h.name == client.name && j.established < j.attempted {
+            Some(format!(
+                "the server takes {} of {} joins",
+                j.established, j.attempted
+            ))
+        } else if h.name == server.name && j.accepted < j.announced_by_server && signals {
+            Some(format!(
+                "the client accepts {} of {} announcements",
+                j.accepted, j.announced_by_server
+            ))
+        } else if h.name == server.name && j.established < j.candidates && signals {
+            Some(format!(
+                "limits let {} of {} possible joins open",
+                j.established, j.candidates
+            ))
+        } else {
+            None
+        }
+    };
+    let mut out = Vec::new();
+    for h in [server, client] {
+        let mut used = Vec::new();
+        let mut not_judged = Vec::new();
+        for (n, i) in h.path_interfaces().enumerate() {
+            let eps: Vec<&net::Endpoint> = h
+                .endpoints
+                .iter()
+                .filter(|e| {
+                    i.address.is_some_and(|a| a.addr() == e.address)
+                        || e.dev.as_deref() == Some(i.name.as_str())
+                })
+                .collect();
+            let why = if n == 0 {
+                None
+            } else if eps.is_empty() {
+                Some("no endpoint".to_string())
+            } else if eps.iter().all(|e| e.flags.backup) {
+                Some("backup endpoint".to_string())
+            } else {
+                capped(h, eps.iter().any(|e| e.flags.signal))
+            };
+            match why {
+                None => used.push(i.name.clone()),
+                Some(w) => not_judged.push((i.name.clone(), w)),
+            }
+        }
+        out.push(HostPaths {
+            host: h.name.clone(),
+            used,
+            not_judged,
+        });
+    }
+    out
+}
+
+/// One MIB counter's value after one connection, as the plan determines it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Counter {
+    /// The host whose counter it is.
+    pub host: String,
+    /// The `MPTcpExt` counter, without the prefix (`MPJoinAckRx`).
+    pub counter: &'static str,
+    /// Its increase over the connection.
+    pub value: u64,
+}
+
+/// The counters the plan determines for one connection, as mptcp_join.sh's `chk_join_nr` and
+/// `chk_add_nr` read them: joins on both sides, refused joins, announcements and their echoes.
+/// `None` when the plan does not determine them: mptcpd runs on a host (it adds endpoints as
+/// addresses appear).
+pub fn counters(server: &Host, client: &Host) -> Result<Vec<Counter>, String> {
+    if let Some(h) = [server, client].into_iter().find(|h| h.mptcpd.enabled) {
+        return Err(format!(
+            "mptcpd runs on {}: its path manager adds endpoints as addresses appear",
+            h.name
+        ));
+    }
+    let j = joins(server, client);
+    let c = |h: &Host, counter, value| Counter {
+        host: h.name.clone(),
+        counter,
+        value,
+    };
+    Ok(vec![
+        c(server, "MPJoinSynRx", j.attempted),
+        c(client, "MPJoinSynAckRx", j.attempted),
+        c(server, "MPJoinAckRx", j.established),
+        c(server, "MPJoinRejected", j.rejected),
+        c(client, "AddAddr", j.announced_by_server),
+        c(server, "EchoAdd", j.announced_by_server),
+        c(server, "AddAddr", j.announced_by_client),
+        c(client, "EchoAdd", j.announced_by_client),
+    ])
 }
 
 #[cfg(test)]
@@ -88,6 +266,6 @@ mod tests {
         let (s, c) = pair(&guide).unwrap();
         let (n, why) = subflows(s, c);
         assert_eq!(n, 2, "{why}");
-        assert!(why.contains("at most 1"), "{why}");
+        assert!(why.contains("tries at most 1"), "{why}");
     }
 }
