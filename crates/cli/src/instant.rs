@@ -51,16 +51,77 @@ fn with_progress<T: Send>(seconds: u64, f: impl FnOnce() -> T + Send) -> T {
 
 pub fn test(s: &lab::Session, opts: &TestOptions, json: bool) -> Result<(), Failure> {
     let r = with_progress(opts.seconds, || s.test(opts)).map_err(crate::ops::fail)?;
-    if json {
-        json_out(&r)?;
+    // The lab's declared checks, judged against this transfer.
+    let checks = if s.lab().checks.is_empty() {
+        None
     } else {
-        print_out(&render_test(&r))?;
+        Some(s.check(Some(&r)).map_err(crate::ops::fail)?)
+    };
+    if json {
+        // The test's own fields, and `checks` beside them when the lab declares any.
+        let mut v = serde_json::to_value(&r).map_err(crate::ops::fail)?;
+        if let (Some(c), Some(map)) = (&checks, v.as_object_mut()) {
+            map.insert(
+                "checks".into(),
+                serde_json::to_value(c).map_err(crate::ops::fail)?,
+            );
+        }
+        json_out(&v)?;
+    } else {
+        let mut out = render_test(&r);
+        if let Some(c) = &checks {
+            out.push_str(&render_checks(c));
+        }
+        print_out(&out)?;
     }
-    if r.verdict.pass {
+    let checks_failed = checks.as_ref().is_some_and(|c| c.exit_code() == 1);
+    if r.verdict.pass && !checks_failed {
         Ok(())
     } else {
         Err(Failure::Exit(EXIT_FINDINGS))
     }
+}
+
+/// `lab check`: the lab's checks against the last test (or a new one, with `run`), as text,
+/// JSON or TAP; exit 0 all passed, 1 an error-level check failed, 2 no check ran, 3 only
+/// warnings failed.
+pub fn check(s: &lab::Session, run: Option<&TestOptions>, format: &str) -> Result<(), Failure> {
+    let r = match run {
+        Some(opts) => Some(with_progress(opts.seconds, || s.test(opts)).map_err(crate::ops::fail)?),
+        None => None,
+    };
+    let report = s.check(r.as_ref()).map_err(crate::ops::fail)?;
+    match format {
+        "json" => json_out(&serde_json::json!({
+            "lab": report.lab,
+            "outcomes": report.outcomes,
+            "exit": report.exit_code(),
+        }))?,
+        "tap" => print_out(&report.tap())?,
+        _ => print_out(&render_checks(&report))?,
+    }
+    match report.exit_code() {
+        0 => Ok(()),
+        code => Err(Failure::Exit(u8::try_from(code).unwrap_or(1))),
+    }
+}
+
+/// The checks as text: `[ok]`, `[FAIL]`, `[warn]` or `[skip]`, name and what was seen.
+pub fn render_checks(c: &lab::checks::CheckReport) -> String {
+    let mut out = format!("checks of `{}`:\n", c.lab);
+    for o in &c.outcomes {
+        let mark = match (o.pass, &o.skipped, o.level) {
+            (true, _, _) => "ok",
+            (false, Some(_), _) => "skip",
+            (false, None, lab::checks::Level::Warning) => "warn",
+            (false, None, lab::checks::Level::Error) => "FAIL",
+        };
+        out.push_str(&format!("  [{mark}] {}: {}\n", o.name, o.detail));
+    }
+    if c.outcomes.is_empty() {
+        out.push_str("  none declared ([[checks]] in Lab.toml)\n");
+    }
+    out
 }
 
 fn mbit(bps: f64) -> String {
@@ -245,5 +306,103 @@ pub fn bench(opts: &lab::bench::Options, json: bool) -> Result<(), Failure> {
         json_out(&report)
     } else {
         print_out(&lab::bench::render(&report))
+    }
+}
+
+/// `lab scenarios`: the library, one line each.
+pub fn scenarios_list(json: bool) -> Result<(), Failure> {
+    let all = lab::scenarios::all();
+    if json {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|s| serde_json::json!({ "name": s.name, "selftest": s.selftest() }))
+            .collect();
+        return json_out(&rows);
+    }
+    let mut out = String::new();
+    for s in &all {
+        out.push_str(&format!("{:<36} {}\n", s.name, s.selftest()));
+    }
+    out.push_str(&format!(
+        "{} scenarios of tools/testing/selftests/net/mptcp/mptcp_join.sh; `lab scenarios run NAME` or `--all`\n",
+        all.len()
+    ));
+    print_out(&out)
+}
+
+/// `lab scenarios run`: each scenario up, tested, checked and down; exit 1 unless all passed.
+pub fn scenarios_run(
+    names: &[String],
+    all: bool,
+    seconds: u64,
+    format: &str,
+) -> Result<(), Failure> {
+    crate::ops::need_root("scenarios run")?;
+    let chosen: Vec<lab::scenarios::Scenario> = if all {
+        lab::scenarios::all()
+    } else {
+        if names.is_empty() {
+            return Err(Failure::Report(miette::miette!(
+                help = "`lab scenarios` lists them",
+                "name the scenarios to run, or give --all"
+            )));
+        }
+        names
+            .iter()
+            .map(|n| {
+                lab::scenarios::get(n).ok_or_else(|| {
+                    let known: Vec<&str> = lab::scenarios::all().iter().map(|s| s.name).collect();
+                    Failure::Report(miette::miette!(
+                        help = format!("known: {}", known.join(", ")),
+                        "no scenario `{n}`"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let dir = std::env::temp_dir().join("lab-scenarios");
+    let opts = TestOptions {
+        seconds,
+        ..TestOptions::default()
+    };
+    let mut runs = Vec::new();
+    let mut tap = format!("TAP version 13\n1..{}\n", chosen.len());
+    for (n, s) in chosen.iter().enumerate() {
+        if format == "text" {
+            eprintln!("scenario {}: {}", s.name, s.selftest());
+        }
+        let run = lab::scenarios::run(*s, None, &dir, &opts, |_| {}).map_err(crate::ops::fail)?;
+        let status = if run.pass() { "ok" } else { "not ok" };
+        tap.push_str(&format!(
+            "{status} {} - {} {}\n",
+            n + 1,
+            s.name,
+            s.selftest()
+        ));
+        for o in run.checks.outcomes.iter().filter(|o| !o.pass) {
+            tap.push_str(&format!("# {}: {}\n", o.name, o.detail));
+        }
+        for c in run.test.verdict.checks.iter().filter(|c| !c.pass) {
+            tap.push_str(&format!("# verdict {}: {}\n", c.what, c.detail));
+        }
+        if format == "text" {
+            let mut out = format!("{}: {}\n", s.name, if run.pass() { "PASS" } else { "FAIL" });
+            out.push_str(&render_checks(&run.checks));
+            for c in run.test.verdict.checks.iter().filter(|c| !c.pass) {
+                out.push_str(&format!("  [FAIL] verdict {}: {}\n", c.what, c.detail));
+            }
+            print_out(&out)?;
+        }
+        runs.push(run);
+    }
+    match format {
+        "json" => json_out(&runs)?,
+        "tap" => print_out(&tap)?,
+        _ => {}
+    }
+    if runs.iter().all(|r| r.pass()) {
+        Ok(())
+    } else {
+        Err(Failure::Exit(EXIT_FINDINGS))
     }
 }

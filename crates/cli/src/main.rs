@@ -174,6 +174,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the lab's declared checks (`[[checks]]` in Lab.toml) against the last `lab test`,
+    /// or a new one with `--run`; commands run on the hosts. Exit 0 all passed, 1 an
+    /// error-level check failed, 2 no check ran, 3 only warnings failed.
+    Check {
+        /// Run a test first and judge that one.
+        #[arg(long)]
+        run: bool,
+        /// Output: `text`, `json`, or `tap` (TAP 13, as the kernel's selftests print).
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "tap"])]
+        format: String,
+        #[command(flatten)]
+        lab: LabArgs,
+        #[command(flatten)]
+        test: TestArgs,
+    },
     /// Take a host's interface down, or bring it up and restore its routes.
     Link {
         #[arg(value_enum)]
@@ -194,6 +209,14 @@ enum Command {
         rate: String,
         #[command(flatten)]
         test: TestArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The scenario library: mptcp_join.sh's scenarios (the kernel's MPTCP selftests) as labs
+    /// whose checks are the selftest's counters. Without a subcommand, the list.
+    Scenarios {
+        #[command(subcommand)]
+        run: Option<ScenariosCommand>,
         #[arg(long)]
         json: bool,
     },
@@ -375,6 +398,25 @@ enum KernelCommand {
 enum SnapshotAction {
     Save,
     Restore,
+}
+
+#[derive(Subcommand, Debug)]
+enum ScenariosCommand {
+    /// Run scenarios on network namespaces: each up, one connection, its checks, down.
+    /// Exit 0 when every scenario passed, 1 otherwise.
+    Run {
+        /// The scenarios (names from `lab scenarios`).
+        names: Vec<String>,
+        /// Every scenario.
+        #[arg(long)]
+        all: bool,
+        /// Seconds of traffic per scenario.
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+        /// Output: `text`, `json`, or `tap` (TAP 13, one test point per scenario).
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "tap"])]
+        format: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -589,6 +631,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_out(&s.openssh_config().map_err(ops::fail)?)
         }
         Command::Providers { json } => providers(json),
+        Command::Scenarios { run: None, json } => instant::scenarios_list(json),
+        Command::Scenarios {
+            run:
+                Some(ScenariosCommand::Run {
+                    names,
+                    all,
+                    seconds,
+                    format,
+                }),
+            ..
+        } => instant::scenarios_run(&names, all, seconds, &format),
         Command::Kernel(KernelCommand::Build {
             source,
             out,
@@ -778,6 +831,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Test { lab, test, json } => {
             let s = select_lab(&lab)?;
             instant::test(&s, &test.options(), json)
+        }
+        Command::Check {
+            run,
+            format,
+            lab,
+            test,
+        } => {
+            let s = select_lab(&lab)?;
+            let opts = test.options();
+            instant::check(&s, run.then_some(&opts), &format)
         }
         Command::Link {
             action,

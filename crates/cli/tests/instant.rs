@@ -308,3 +308,107 @@ fn demo_builtin_passes_and_guide_fails_with_reasons() {
     );
     assert!(netns::topology::existing("demo-guide").unwrap().is_empty());
 }
+
+/// `lab check`: exit 2 when no check could run, 0 when all hold, 3 when only a warning
+/// fails, 1 when an error-level check fails; TAP 13 and JSON output. Checks about a transfer
+/// are judged against the last `lab test`; commands run on the hosts.
+#[test]
+fn check_exit_codes_and_tap() {
+    if !ready("lab check") {
+        return;
+    }
+    let d = LabDir::new(false);
+    let base = std::fs::read_to_string(d.path().join("Lab.toml")).unwrap();
+    let with = |checks: &str| {
+        std::fs::write(d.path().join("Lab.toml"), format!("{base}\n{checks}")).unwrap();
+    };
+    let joins =
+        "[[checks]]\nname = \"two joins\"\nhost = \"ue1\"\ncounter = \"MPJoinAckRx\"\nequals = 2\n";
+    let limits = |level: &str, want: &str| {
+        format!(
+            "[[checks]]\nname = \"limits\"\nlevel = \"{level}\"\nhost = \"ue2\"\ncommand = [\"ip\", \"mptcp\", \"limits\", \"show\"]\nstdout = \"subflows {want}\"\n"
+        )
+    };
+    with(joins);
+    // No test has run: nothing could be judged.
+    let (code, out, err) = d.lab(&["check"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("[skip] two joins: no test result"), "{out}");
+
+    assert_eq!(d.lab(&["up"]).0, 0);
+    let guard = traffic();
+    let (code, out, err) = d.lab(&["test", "--seconds", "2"]);
+    drop(guard);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("checks of"), "{out}");
+    with(&format!("{joins}\n{}", limits("error", "5")));
+    let (code, out, err) = d.lab(&["check", "--format", "tap"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("TAP version 13\n1..2\nok 1 - two joins\n"),
+        "{out}"
+    );
+    assert!(out.contains("ok 2 - limits"), "{out}");
+
+    // A warning that fails: exit 3, and TAP marks it.
+    with(&format!("{joins}\n{}", limits("warning", "7")));
+    let (code, out, _) = d.lab(&["check", "--format", "tap"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("not ok 2 - limits # TODO warning"), "{out}");
+
+    // An error-level check that fails: exit 1, in JSON too.
+    with(&joins.replace("equals = 2", "equals = 9"));
+    let (code, out, _) = d.lab(&["check", "--format", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["exit"], 1);
+    assert_eq!(v["outcomes"][0]["pass"], false);
+    assert_eq!(
+        v["outcomes"][0]["detail"],
+        "ue1 MPJoinAckRx 2, expected = 9"
+    );
+}
+
+/// The scenario library from the command line: the list, and two scenarios run with TAP.
+#[test]
+fn scenarios_list_and_run() {
+    let (code, out, _) = common::run_in(Path::new("."), &["scenarios"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().count() > 12, "{out}");
+    assert!(
+        out.contains("signal-address") && out.contains("(signal_address_tests)"),
+        "{out}"
+    );
+    if !ready("lab scenarios run") {
+        return;
+    }
+    let _guard = traffic();
+    let (code, out, err) = common::run_in(
+        Path::new("."),
+        &[
+            "scenarios",
+            "run",
+            "signal-address",
+            "multiple-subflows-limited-by-server",
+            "--seconds",
+            "1",
+            "--format",
+            "tap",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok 1 - signal-address"), "{out}");
+    assert!(
+        out.contains("ok 2 - multiple-subflows-limited-by-server"),
+        "{out}"
+    );
+    for lab in ["signal-address", "multiple-subflows-limited-by-server"] {
+        assert!(
+            netns::topology::existing(lab).unwrap().is_empty(),
+            "{lab} left"
+        );
+    }
+    let (code, _, err) = common::run_in(Path::new("."), &["scenarios", "run", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no scenario `nope`"), "{err}");
+}

@@ -331,24 +331,32 @@ fn two_ups_at_once_do_not_interleave() {
     let name = unique("lock");
     root_lab(dir.path(), &name);
     let (d, s) = (dir.path().to_path_buf(), state.path().to_path_buf());
+    // The test holds the lab's lock while both start, so that they meet whatever the timing:
+    // each must wait for it (and say whose it is) instead of changing the lab.
+    let held = lab::StateDir::new(&d)
+        .lock("the test", false, &mut |_, _| {})
+        .unwrap();
     let ups: Vec<_> = (0..2)
         .map(|_| {
             let (d, s) = (d.clone(), s.clone());
             std::thread::spawn(move || lab(&d, &s, &["up"]))
         })
         .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        netns::topology::existing(&name).unwrap().is_empty(),
+        "nothing is created while the lock is held"
+    );
+    drop(held);
     let results: Vec<_> = ups.into_iter().map(|t| t.join().unwrap()).collect();
     let guard = Down(d.clone(), s.clone());
     for (code, out, err) in &results {
         assert_eq!(*code, 0, "{out}{err}");
+        assert!(
+            err.contains(&format!("waiting for process {}", std::process::id())),
+            "{err}"
+        );
     }
-    // One of them saw the other's lock and waited, then adopted what the first made.
-    assert!(
-        results
-            .iter()
-            .any(|(_, _, err)| err.contains("waiting for process")),
-        "{results:?}"
-    );
     assert!(
         results.iter().any(|(_, out, _)| out.contains("2 adopted")),
         "{results:?}"

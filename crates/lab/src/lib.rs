@@ -26,9 +26,11 @@
 //! ```
 
 pub mod bench;
+pub mod checks;
 pub mod guide;
 pub mod provision;
 pub mod remote;
+pub mod scenarios;
 mod session;
 pub mod traffic;
 pub mod vmbench;

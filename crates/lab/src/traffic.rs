@@ -48,7 +48,7 @@ impl Default for TestOptions {
 }
 
 /// A transfer's report with the plan's expectations and the verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TestResult {
     /// The lab's name.
     pub lab: String,

@@ -19,7 +19,7 @@ use crate::mptcp_info::{self, MptcpInfo};
 use crate::{Error, iperf3};
 
 /// Which traffic generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tool {
     /// lab's own sender/receiver on IPPROTO_MPTCP sockets.
@@ -116,7 +116,7 @@ pub struct Spec {
 }
 
 /// Bytes an interface carried: totals and per second.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct IfaceBytes {
     pub host: String,
     pub iface: String,
@@ -133,7 +133,7 @@ impl IfaceBytes {
 }
 
 /// What happened during one transfer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     pub tool: Tool,
     /// Congestion control of the sender, when set (else the namespace's default).

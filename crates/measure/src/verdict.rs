@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::traffic::Report;
 
 /// What the plan expects of a transfer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Expect {
     /// Subflows per connection, the initial one included.
     pub subflows: u64,
@@ -33,7 +33,7 @@ pub struct Expect {
 }
 
 /// Which end of the transfer a counter is read on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum End {
     /// The host with role `server` (it accepts the connection).
@@ -43,7 +43,7 @@ pub enum End {
 }
 
 /// A MIB counter the plan fixes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExpectCounter {
     /// The host, by name (for people).
     pub host: String,
@@ -55,14 +55,14 @@ pub struct ExpectCounter {
     pub equals: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Check {
     pub what: String,
     pub pass: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub pass: bool,
     /// goodput / rate sum, when the paths are shaped.

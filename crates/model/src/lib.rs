@@ -16,6 +16,7 @@
 //! assert!(model::doctor::check(&lab).is_empty());
 //! ```
 
+pub mod checks;
 mod derive;
 pub mod diag;
 pub mod doctor;
@@ -23,6 +24,7 @@ pub mod expect;
 pub mod load;
 pub mod model;
 pub mod presets;
+pub mod scenarios;
 pub mod units;
 
 pub use diag::{Diagnostic, InvalidLab};

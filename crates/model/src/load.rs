@@ -43,6 +43,8 @@ struct RawLab {
     links: Vec<RawLink>,
     #[serde(default)]
     hosts: IndexMap<Spanned<String>, RawHost>,
+    #[serde(default)]
+    checks: Vec<crate::checks::RawCheck>,
 }
 
 #[derive(Deserialize)]
@@ -358,12 +360,14 @@ impl Validator {
         self.unique_addresses(&hosts, &raw_hosts);
         self.subnets(&hosts, &networks, &raw_hosts);
 
+        let checks = crate::checks::validate(raw.checks, &hosts, &mut self.diags);
         let mut lab = Lab {
             name: raw.lab.name.into_inner(),
             derive: raw.lab.derive,
             networks,
             links,
             hosts,
+            checks,
         };
         if lab.derive && self.diags.is_empty() {
             crate::derive::derive(&mut lab);

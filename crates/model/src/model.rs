@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// A whole lab, as every command and embedder sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Lab {
     pub name: String,
     /// Whether lab derived what the file left out (`[lab] derive`, default true).
@@ -17,6 +17,8 @@ pub struct Lab {
     /// Point-to-point links (veth pairs, socket pairs).
     pub links: Vec<Link>,
     pub hosts: Vec<Host>,
+    /// What must hold after a test (`[[checks]]`), in the file's order.
+    pub checks: Vec<crate::checks::Check>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

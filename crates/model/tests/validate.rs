@@ -375,3 +375,39 @@ fn sysctl_keys_and_values() {
     );
     one_error(&src, "[1]", "must be an integer or a plain string");
 }
+
+#[test]
+fn checks_are_validated_where_they_are_written() {
+    let base = Preset::Builtin.source();
+    let src = format!(
+        "{base}\n[[checks]]\nname = \"joins\"\nhost = \"ue9\"\ncounter = \"MPJoinAckRx\"\nequals = 2\n"
+    );
+    one_error(
+        &src,
+        "\"ue9\"",
+        "check `joins` names host `ue9`, which the lab does not have",
+    );
+    let src = format!(
+        "{base}\n[[checks]]\nname = \"joins\"\nhost = \"ue1\"\ncounter = \"MPJoinAckRx\"\n"
+    );
+    one_error(
+        &src,
+        "\"joins\"",
+        "needs one of `equals`, `at_least`, `at_most`",
+    );
+    let src = format!(
+        "{base}\n[[checks]]\nname = \"two things\"\nmetric = \"subflows\"\nsurvived = true\n"
+    );
+    one_error(&src, "\"two things\"", "must name one of");
+    let src = format!("{base}\n[[checks]]\nname = \"p\"\nhost = \"ue1\"\npath = \"eth7\"\n");
+    one_error(&src, "\"eth7\"", "host `ue1` has no path interface `eth7`");
+    let src = format!(
+        "{base}\n[[checks]]\nname = \"re\"\nhost = \"ue1\"\ncommand = [\"true\"]\nstdout = \"(\"\n"
+    );
+    one_error(&src, "\"(\"", "not a regular expression");
+    let ok = format!(
+        "{base}\n[[checks]]\nname = \"fine\"\nlevel = \"warning\"\nmetric = \"efficiency\"\nat_least = 0.9\n"
+    );
+    let lab = model::parse("Lab.toml", &ok).unwrap();
+    assert_eq!(lab.checks[0].level, model::checks::Level::Warning);
+}
