@@ -203,6 +203,30 @@ pub fn render_test(r: &TestResult) -> String {
     for e in &rep.events {
         writeln!(out, "  event       {e}").ok();
     }
+    if !rep.events.is_empty() {
+        // Goodput per second with the events on the same time line.
+        writeln!(out, "  time line   second  Mbit/s  events").ok();
+        let at = |e: &str| -> Option<usize> {
+            e.split_once("s: ")
+                .and_then(|(t, _)| t.parse::<f64>().ok())
+                .map(|t| t as usize)
+        };
+        for (sec, bps) in rep.per_second_bps.iter().enumerate() {
+            let here: Vec<&str> = rep
+                .events
+                .iter()
+                .filter(|e| at(e) == Some(sec))
+                .map(|e| e.split_once("s: ").map_or(e.as_str(), |(_, l)| l))
+                .collect();
+            writeln!(
+                out,
+                "              {sec:>6}  {:>6.1}  {}",
+                bps / 1e6,
+                here.join("; ")
+            )
+            .ok();
+        }
+    }
     if let Some(err) = &rep.error {
         writeln!(out, "  error       {err}").ok();
     }

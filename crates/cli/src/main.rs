@@ -290,6 +290,12 @@ struct TestArgs {
     /// Take a client interface down during the transfer: IFACE@SECONDS (repeatable).
     #[arg(long, value_name = "IFACE@SECONDS", value_parser = parse_fail)]
     fail: Vec<(String, f64)>,
+    /// An event during the transfer (repeatable), besides the lab's `[test] events`:
+    /// "AT HOST link-down|link-up IFACE", "AT HOST rate IFACE RATE",
+    /// "AT HOST netem IFACE delay=D loss=P", "AT HOST endpoint-remove|endpoint-add ADDRESS",
+    /// "AT HOST backup ADDRESS on|off", "AT HOST limits subflows=N add_addr_accepted=N".
+    #[arg(long, value_name = "\"AT HOST ACTION ARGS\"")]
+    event: Vec<String>,
     /// TCP congestion control of the sender (cubic, reno, bbr, ...; `host`: the host's
     /// default). Set per socket, so the machine's sysctls stay untouched.
     #[arg(long, value_name = "ALGORITHM", default_value = "cubic")]
@@ -830,7 +836,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Test { lab, test, json } => {
             let s = select_lab(&lab)?;
-            instant::test(&s, &test.options(), json)
+            let opts = test.options_for(s.lab())?;
+            instant::test(&s, &opts, json)
         }
         Command::Check {
             run,
@@ -839,7 +846,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             test,
         } => {
             let s = select_lab(&lab)?;
-            let opts = test.options();
+            let opts = test.options_for(s.lab())?;
             instant::check(&s, run.then_some(&opts), &format)
         }
         Command::Link {
@@ -899,10 +906,20 @@ impl TestArgs {
             ..Default::default()
         }
     }
+
+    /// [`TestArgs::options`] with the `--event`s, read against the lab's hosts.
+    fn options_for(&self, lab: &lab::Lab) -> Result<lab::traffic::TestOptions, Failure> {
+        let mut o = self.options();
+        for e in &self.event {
+            o.events.push(
+                lab::events::parse(lab, e)
+                    .map_err(|why| Failure::Report(miette::miette!("--event {e:?}: {why}")))?,
+            );
+        }
+        Ok(o)
+    }
 }
 
-/// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab, opened as a
-/// session whose state lives in the lab's directory: the Lab.toml's, or the current directory.
 /// [`select_lab`], its hosts on `provider` when one is given (remembered until `lab down`).
 fn select_lab_on(args: &LabArgs, provider: Option<&str>) -> Result<Session, Failure> {
     let mut s = select_lab(args)?;
@@ -912,6 +929,8 @@ fn select_lab_on(args: &LabArgs, provider: Option<&str>) -> Result<Session, Fail
     Ok(s)
 }
 
+/// `--lab FILE`, `--preset NAME`, the nearest Lab.toml, or the built-in lab, opened as a
+/// session whose state lives in the lab's directory: the Lab.toml's, or the current directory.
 fn select_lab(args: &LabArgs) -> Result<Session, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| miette::miette!("cannot read the current directory: {e}"))?;

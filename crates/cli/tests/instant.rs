@@ -412,3 +412,80 @@ fn scenarios_list_and_run() {
     assert_ne!(code, 0);
     assert!(err.contains("no scenario `nope`"), "{err}");
 }
+
+/// Events during a transfer, from Lab.toml and the command line: a link failure, a rate
+/// change and an endpoint removal at set seconds, each on the time line with goodput per
+/// second; delay needs netem, which this kernel may lack: then the event fails, named, and so
+/// does the verdict. Afterwards every host is back to its plan.
+#[test]
+fn events_on_the_time_line() {
+    if !ready("lab test --event") {
+        return;
+    }
+    let d = LabDir::new(true);
+    let base = std::fs::read_to_string(d.path().join("Lab.toml")).unwrap();
+    let with_events = base.replace(
+        "[lab]\n",
+        "[test]\nevents = [\"1s ue2 link-down enp0s9\"]\n\n[lab]\n",
+    );
+    std::fs::write(d.path().join("Lab.toml"), with_events).unwrap();
+    assert_eq!(d.lab(&["up"]).0, 0);
+    let guard = traffic();
+    let (code, out, err) = d.lab(&[
+        "test",
+        "--seconds",
+        "5",
+        "--event",
+        "2s ue2 rate enp0s10 10mbit",
+        "--event",
+        "3s ue1 endpoint-remove 10.1.1.3",
+    ]);
+    drop(guard);
+    assert!(code == 0 || code == 1, "{out}{err}");
+    let line = |sec: usize| {
+        out.lines()
+            .skip_while(|l| !l.contains("time line"))
+            .find(|l| l.trim_start().starts_with(&format!("{sec} ")))
+            .unwrap_or_else(|| panic!("no second {sec} on the time line:\n{out}"))
+            .to_string()
+    };
+    assert!(out.contains("time line   second  Mbit/s  events"), "{out}");
+    assert!(line(1).contains("ue2 enp0s9 down"), "{out}");
+    assert!(line(2).contains("ue2 enp0s10 rate 10mbit"), "{out}");
+    assert!(line(3).contains("ue1 endpoint 10.1.1.3 removed"), "{out}");
+    // The first path is untouched: data flows to the end.
+    assert!(out.contains("[ok] transfer survived"), "{out}");
+    let (_, out, _) = d.lab(&["net", "apply", "--dry-run"]);
+    assert!(
+        out.trim_end()
+            .ends_with("0 changes (dry run: nothing changed)"),
+        "{out}"
+    );
+
+    // Delay: netem, or a named failure.
+    let guard = traffic();
+    let (code, out, _) = d.lab(&[
+        "test",
+        "--seconds",
+        "2",
+        "--event",
+        "1s ue2 netem enp0s10 delay=5ms",
+    ]);
+    drop(guard);
+    let netem = std::process::Command::new("modprobe")
+        .args(["-n", "sch_netem"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if out.contains("failed:") {
+        assert!(out.contains("CONFIG_NET_SCH_NETEM"), "{out}");
+        assert!(out.contains("[FAIL] event"), "{out}");
+        assert_eq!(code, 1, "{out}");
+    } else {
+        assert!(netem, "netem worked without the module: {out}");
+        assert!(out.contains("ue2 enp0s10 delay 5ms"), "{out}");
+    }
+    // A bad event is refused before anything runs.
+    let (code, _, err) = d.lab(&["test", "--event", "1s ue9 link-down enp0s9"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no host `ue9`"), "{err}");
+}

@@ -35,6 +35,7 @@ mod session;
 pub mod traffic;
 pub mod vmbench;
 
+pub use model::events;
 pub use model::{
     Attach, Diagnostic, Host, Interface, InvalidLab, JoinMode, Lab, LoadError, Preset, Provider,
     Role, diag, doctor, expect, find_lab_file, load, load_file, parse, presets, units,

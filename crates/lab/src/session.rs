@@ -1001,6 +1001,8 @@ impl Session {
     pub fn test(&self, opts: &TestOptions) -> Result<TestResult, Error> {
         let (server, client) = crate::expect::pair(&self.lab).ok_or(TestError::NoPair)?;
         let mut opts = opts.clone();
+        // The lab's own time line (`[test] events`) with the caller's.
+        opts.events.extend(self.lab.events.iter().cloned());
         let mut namespaces = Vec::new();
         let mut sessions: Vec<Box<dyn Exec>> = Vec::new();
         let mut remote_hosts = false;

@@ -6,10 +6,13 @@
 
 use std::time::Duration;
 
+use guest::Exec as _;
+
 use netns::Host as NsHost;
 use serde::Serialize;
 
 use model::Lab;
+use model::events::{Action, Event};
 
 /// Options of `lab test`.
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct TestOptions {
     pub tool_auto: bool,
     /// Client interfaces to take down during the transfer: (interface, seconds after the start).
     pub fail: Vec<(String, f64)>,
+    /// More events during the transfer (besides the lab's own `[test] events`, which the
+    /// session adds).
+    pub events: Vec<Event>,
     /// Each path must carry at least this fraction of its fair share (0.10 for `lab test`).
     pub min_share: f64,
     /// Goodput must reach this fraction of the shaped links' rate (`lab demo`: 0.90).
@@ -40,6 +46,7 @@ impl Default for TestOptions {
             tool: measure::Tool::Builtin,
             tool_auto: true,
             fail: Vec::new(),
+            events: Vec::new(),
             min_share: 0.10,
             min_efficiency: None,
             congestion: Some("cubic".into()),
@@ -95,6 +102,17 @@ pub enum TestError {
     /// A command on a host reached over SSH failed.
     #[error(transparent)]
     Remote(crate::remote::Error),
+    /// An event names a host that is neither the test's server nor its client.
+    #[error("event on host `{0}`: events happen on the test's server or client")]
+    EventHost(String),
+    /// An event names an endpoint the host does not have.
+    #[error("host `{host}` has no MPTCP endpoint {address}")]
+    NoEndpoint {
+        /// The host.
+        host: String,
+        /// The address.
+        address: std::net::Ipv4Addr,
+    },
 }
 
 /// A transfer between two places the caller opened (namespaces, or hosts behind the command
@@ -121,9 +139,23 @@ pub fn test_with(
     }
     let names =
         |h: &crate::Host| -> Vec<String> { h.path_interfaces().map(|i| i.name.clone()).collect() };
-    let (subflows, subflows_why) = crate::expect::subflows(server, client);
+    // What the kernel will do follows the plan as the applier could apply it: an iproute2
+    // without the laminar flag gets `subflow` endpoints.
+    let (es, ec) = (
+        effective(server, server_place)?,
+        effective(client, client_place)?,
+    );
+    let (subflows, mut subflows_why) = crate::expect::subflows(&es, &ec);
+    for (planned, had) in [(server, &es), (client, &ec)] {
+        if planned.endpoints != had.endpoints {
+            subflows_why.push_str(&format!(
+                "; {} holds its laminar endpoints as `subflow` (no laminar in its iproute2)",
+                planned.name
+            ));
+        }
+    }
     // The numbers the plan fixes, compared equal, unless a daemon adds endpoints as it goes.
-    let fixed = crate::expect::counters(server, client);
+    let fixed = crate::expect::counters(&es, &ec);
     let counters = fixed
         .as_ref()
         .map(|cs| {
@@ -137,13 +169,14 @@ pub fn test_with(
                     host: c.host.clone(),
                     counter: c.counter.to_string(),
                     equals: c.value,
+                    or_more: c.or_more,
                 })
                 .collect()
         })
         .unwrap_or_default();
     let mut paths = Vec::new();
     let mut not_judged = Vec::new();
-    for p in crate::expect::paths(server, client) {
+    for p in crate::expect::paths(&es, &ec) {
         let host = p.host;
         not_judged.extend(
             p.not_judged
@@ -159,8 +192,8 @@ pub fn test_with(
     let expect = measure::Expect {
         subflows,
         subflows_why,
-        subflows_exact: fixed.is_ok() && opts.fail.is_empty(),
-        counters: if opts.fail.is_empty() {
+        subflows_exact: fixed.is_ok() && opts.fail.is_empty() && opts.events.is_empty(),
+        counters: if opts.fail.is_empty() && opts.events.is_empty() {
             counters
         } else {
             Vec::new()
@@ -171,36 +204,67 @@ pub fn test_with(
         rate_sum_bps: rates.iter().copied().sum::<Option<u64>>(),
         min_efficiency: opts.min_efficiency,
     };
-    let events = opts
+    // The time line: `--fail` (a client link down) and the declared events.
+    let mut timeline: Vec<Event> = opts
         .fail
         .iter()
-        .map(|(iface, at)| {
-            let (host, iface2) = (client.name.clone(), iface.clone());
-            let action: Box<dyn FnOnce() -> Result<(), String> + Send + '_> = match client_place {
-                measure::Place::Netns(ns) => {
-                    let ns = ns.name().to_string();
-                    Box::new(move || {
-                        NsHost::open(&host, &ns)
-                            .and_then(|mut h| h.set_link(&iface2, false))
-                            .map_err(|e| e.to_string())
-                    })
-                }
-                measure::Place::Remote { sample, .. } => Box::new(move || {
-                    sample
-                        .check(&guest::Command::new(net::plan::link_state_argv(
-                            &iface2, false,
-                        )))
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }),
-            };
-            measure::Event {
-                at: Duration::from_secs_f64(*at),
-                label: format!("{} {iface} down", client.name),
-                action,
-            }
+        .map(|(iface, at)| Event {
+            at_ms: (at * 1000.0) as u64,
+            host: client.name.clone(),
+            action: Action::LinkDown {
+                iface: iface.clone(),
+            },
         })
         .collect();
+    timeline.extend(opts.events.iter().cloned());
+    timeline.sort_by_key(|e| e.at_ms);
+    let place_of = |host: &str| -> Result<(&crate::Host, measure::Place<'_>), TestError> {
+        if host == server.name {
+            Ok((server, server_place))
+        } else if host == client.name {
+            Ok((client, client_place))
+        } else {
+            Err(TestError::EventHost(host.to_string()))
+        }
+    };
+    let mut events = Vec::new();
+    for e in &timeline {
+        let (h, place) = place_of(&e.host)?;
+        let argv = event_argv(e, h, place)?;
+        let host = h.name.clone();
+        let netem = matches!(&e.action, Action::Shape { shaping, .. } if shaping.needs_netem());
+        // What is missing, named: this machine's kernel, for one, has no netem.
+        let explain = move |err: guest::Error| {
+            let text = err.to_string();
+            if netem && text.contains("qdisc kind is unknown") {
+                "the netem qdisc (CONFIG_NET_SCH_NETEM) is missing in this kernel: delay and loss need it".to_string()
+            } else {
+                text
+            }
+        };
+        let action: Box<dyn FnOnce() -> Result<(), String> + Send + '_> = match place {
+            measure::Place::Netns(ns) => {
+                let ns = ns.name().to_string();
+                Box::new(move || {
+                    guest::Netns::new(host, ns)
+                        .check(&guest::Command::new(argv))
+                        .map(|_| ())
+                        .map_err(explain)
+                })
+            }
+            measure::Place::Remote { sample, .. } => Box::new(move || {
+                sample
+                    .check(&guest::Command::new(argv))
+                    .map(|_| ())
+                    .map_err(explain)
+            }),
+        };
+        events.push(measure::Event {
+            at: Duration::from_millis(e.at_ms),
+            label: e.label(),
+            action,
+        });
+    }
     let spec = measure::Spec {
         dst,
         duration: Duration::from_secs(opts.seconds),
@@ -221,29 +285,46 @@ pub fn test_with(
         },
         events,
     );
-    // Links taken down come back up, with the routes the kernel dropped, whatever happened.
-    for (iface, _) in &opts.fail {
-        match client_place {
+    // Whatever happened, every host an event touched is brought back to its plan: links up
+    // (with the routes the kernel dropped), endpoints, limits and shaping as planned.
+    let mut touched: Vec<&str> = timeline.iter().map(|e| e.host.as_str()).collect();
+    touched.dedup();
+    touched.sort_unstable();
+    touched.dedup();
+    for host in touched {
+        let (h, place) = place_of(host)?;
+        let downed: Vec<&str> = timeline
+            .iter()
+            .filter(|e| e.host == host)
+            .filter_map(|e| match &e.action {
+                Action::LinkDown { iface } => Some(iface.as_str()),
+                _ => None,
+            })
+            .collect();
+        match place {
             measure::Place::Netns(ns) => {
-                let mut h = NsHost::open(&client.name, ns.name())?;
-                h.set_link(iface, true)?;
-                h.converge(&client.net())?;
+                let mut nh = NsHost::open(&h.name, ns.name())?;
+                for iface in &downed {
+                    nh.set_link(iface, true)?;
+                }
+                nh.converge(&h.net())?;
             }
             measure::Place::Remote { run, .. } => {
-                run.check(&guest::Command::new(net::plan::link_state_argv(
-                    iface, true,
-                )))
-                .map_err(|e| TestError::Remote(crate::remote::Error::from(e)))?;
-                crate::remote::apply(run, &client.net(), false, None).map_err(TestError::Remote)?;
+                for iface in &downed {
+                    run.check(&guest::Command::new(net::plan::link_state_argv(
+                        iface, true,
+                    )))
+                    .map_err(|e| TestError::Remote(crate::remote::Error::from(e)))?;
+                }
+                crate::remote::apply(run, &h.net(), false, None).map_err(TestError::Remote)?;
             }
         }
     }
     let mut report = measured?;
-    for (iface, _) in &opts.fail {
-        report.events.push(format!(
-            "after the test: {} {iface} up, its routes restored",
-            client.name
-        ));
+    if !timeline.is_empty() {
+        report
+            .events
+            .push("after the test: every host an event touched is back to its plan".to_string());
     }
     let verdict = measure::judge(&report, &expect);
     Ok(TestResult {
@@ -255,4 +336,83 @@ pub fn test_with(
         report,
         verdict,
     })
+}
+
+/// The command that makes `e` happen on `h` (endpoint ids read from the host first).
+fn event_argv(
+    e: &Event,
+    h: &crate::Host,
+    place: measure::Place<'_>,
+) -> Result<Vec<String>, TestError> {
+    let endpoint_id = |address: std::net::Ipv4Addr| -> Result<u8, TestError> {
+        let observed = match place {
+            measure::Place::Netns(ns) => NsHost::open(&h.name, ns.name())?.observe(&h.net())?,
+            measure::Place::Remote { sample, .. } => {
+                crate::remote::observe(sample, &h.net()).map_err(TestError::Remote)?
+            }
+        };
+        observed
+            .endpoints
+            .iter()
+            .find(|x| x.address == address)
+            .map(|x| x.id)
+            .ok_or_else(|| TestError::NoEndpoint {
+                host: h.name.clone(),
+                address,
+            })
+    };
+    Ok(match &e.action {
+        Action::LinkDown { iface } => net::plan::link_state_argv(iface, false),
+        Action::LinkUp { iface } => net::plan::link_state_argv(iface, true),
+        Action::Shape { iface, shaping } => net::Step::Qdisc {
+            dev: iface.clone(),
+            shaping: *shaping,
+        }
+        .argv(net::plan::TableNaming::Id)
+        .unwrap_or_default(),
+        Action::EndpointRemove { address } => net::Change::DelEndpoint {
+            id: endpoint_id(*address)?,
+            address: *address,
+        }
+        .argv()
+        .unwrap_or_default(),
+        Action::EndpointAdd { endpoint } => net::Step::Endpoint(endpoint.clone())
+            .argv(net::plan::TableNaming::Id)
+            .unwrap_or_default(),
+        Action::Backup { address, on } => {
+            net::plan::endpoint_backup_argv(endpoint_id(*address)?, *on)
+        }
+        Action::Limits { limits } => net::Step::Limits(*limits)
+            .argv(net::plan::TableNaming::Id)
+            .unwrap_or_default(),
+    })
+}
+
+/// `h` as the applier could apply it: the plan, except that a `laminar` endpoint the host
+/// holds as `subflow` (an iproute2 before 6.18 cannot set laminar; the applier falls back
+/// and says so) counts as `subflow`. Any other difference from the plan is drift, which the
+/// verdict is there to catch, so the plan stands.
+fn effective(h: &crate::Host, place: measure::Place<'_>) -> Result<crate::Host, TestError> {
+    if !h.endpoints.iter().any(|e| e.flags.laminar) {
+        return Ok(h.clone());
+    }
+    let plan = h.net();
+    let observed = match place {
+        measure::Place::Netns(ns) => NsHost::open(&h.name, ns.name())?.observe(&plan)?,
+        measure::Place::Remote { sample, .. } => {
+            crate::remote::observe(sample, &plan).map_err(TestError::Remote)?
+        }
+    };
+    let mut e = h.clone();
+    for ep in e.endpoints.iter_mut().filter(|ep| ep.flags.laminar) {
+        if observed
+            .endpoints
+            .iter()
+            .any(|x| x.address == ep.address && !x.flags.laminar && x.flags.subflow)
+        {
+            ep.flags.laminar = false;
+            ep.flags.subflow = true;
+        }
+    }
+    Ok(e)
 }

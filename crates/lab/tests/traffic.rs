@@ -214,3 +214,63 @@ fn one_join_allowed_fails_when_two_appear() {
         subflows.detail
     );
 }
+
+/// A host whose iproute2 cannot set `laminar` gets `subflow` endpoints from the applier (as
+/// Debian 12's VMs do); the expectations follow what it could apply: 2 endpoints and 2
+/// announcements make 4 joins, not the laminar plan's 2.
+#[test]
+fn laminar_held_as_subflow_is_expected_as_subflow() {
+    if !ready() {
+        return;
+    }
+    let _one = traffic();
+    let up = common::applied(Preset::Builtin.load().unwrap(), "t");
+    let ns = up.ns("ue2");
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &ns])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["mptcp", "endpoint", "flush"]);
+    for (addr, dev) in [
+        ("10.1.1.4", "enp0s8"),
+        ("10.1.1.5", "enp0s9"),
+        ("10.1.1.6", "enp0s10"),
+    ] {
+        ip(&["mptcp", "endpoint", "add", addr, "dev", dev, "subflow"]);
+    }
+    let r =
+        up.s.test(&TestOptions {
+            seconds: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.expect.subflows, 5, "{}", r.expect.subflows_why);
+    assert!(
+        r.expect
+            .subflows_why
+            .contains("ue2 holds its laminar endpoints as `subflow`"),
+        "{}",
+        r.expect.subflows_why
+    );
+    // The numbers hold; the shares may not: `subflow` joins on one segment pile onto the
+    // server's first NIC (why lab derives laminar endpoints).
+    let failed: Vec<&str> = r
+        .verdict
+        .checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| c.what.as_str())
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .all(|w| w.starts_with("ue1 enp0s") || w.starts_with("ue2 enp0s")),
+        "{failed:?}\n{}",
+        show(&r)
+    );
+}

@@ -240,6 +240,9 @@ fn read_mib(side: &Side<'_>) -> Result<Mib, Error> {
     }
 }
 
+/// How long after the transfer's time the receiver waits for the end of the data.
+const RECEIVE_GRACE: Duration = Duration::from_secs(15);
+
 fn run_events(start: Instant, mut events: Vec<Event<'_>>) -> Vec<String> {
     events.sort_by_key(|e| e.at);
     let mut log = Vec::new();
@@ -303,8 +306,14 @@ fn builtin(
         .map_err(|e| Error::io("reading the receiver's port", e))?
         .port();
 
-    let receiver = std::thread::spawn(move || -> Result<(u64, Vec<u64>, f64), String> {
+    // The receiver gives up when the end of the data has not come well after the transfer's
+    // time (a connection whose last path died would otherwise hold the test for ever).
+    let give_up = spec.duration + RECEIVE_GRACE;
+    type Received = (u64, Vec<u64>, f64, Option<String>);
+    let receiver = std::thread::spawn(move || -> Result<Received, String> {
         let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        conn.set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
         let t0 = Instant::now();
         let mut bins: Vec<u64> = Vec::new();
         let mut total = 0u64;
@@ -312,6 +321,21 @@ fn builtin(
         loop {
             match conn.read(&mut buf) {
                 Ok(0) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if t0.elapsed() > give_up {
+                        let why = format!(
+                            "receive: the data did not end within {} s of the transfer's {} s (no DATA_FIN: the connection lost its paths)",
+                            RECEIVE_GRACE.as_secs(),
+                            give_up.saturating_sub(RECEIVE_GRACE).as_secs()
+                        );
+                        return Ok((total, bins, t0.elapsed().as_secs_f64(), Some(why)));
+                    }
+                }
                 Ok(n) => {
                     total += n as u64;
                     let bin = t0.elapsed().as_secs() as usize;
@@ -324,7 +348,7 @@ fn builtin(
                 Err(e) => return Err(format!("receive: {e}")),
             }
         }
-        Ok((total, bins, t0.elapsed().as_secs_f64()))
+        Ok((total, bins, t0.elapsed().as_secs_f64(), None))
     });
 
     let dst = SocketAddr::V4(SocketAddrV4::new(spec.dst, port));
@@ -373,7 +397,12 @@ fn builtin(
     let received = receiver.join().map_err(|_| Error::Panicked)?;
     drop(stream);
     let (bytes, bins, seconds) = match received {
-        Ok(r) => r,
+        Ok((bytes, bins, seconds, late)) => {
+            if let Some(e) = late {
+                error.get_or_insert(e);
+            }
+            (bytes, bins, seconds)
+        }
         Err(e) => {
             error.get_or_insert(e);
             (0, Vec::new(), spec.duration.as_secs_f64())

@@ -221,6 +221,9 @@ pub struct Counter {
     pub counter: &'static str,
     /// Its increase over the connection.
     pub value: u64,
+    /// More is fine: an ADD_ADDR the peer did not echo in time is sent again (mptcp_join.sh's
+    /// `chk_add_nr` tolerates it too), but none expected means none.
+    pub or_more: bool,
 }
 
 /// The counters the plan determines for one connection, as mptcp_join.sh's `chk_join_nr` and
@@ -235,10 +238,11 @@ pub fn counters(server: &Host, client: &Host) -> Result<Vec<Counter>, String> {
         ));
     }
     let j = joins(server, client);
-    let c = |h: &Host, counter, value| Counter {
+    let c = |h: &Host, counter: &'static str, value: u64| Counter {
         host: h.name.clone(),
         counter,
         value,
+        or_more: counter == "AddAddr" && value > 0,
     };
     Ok(vec![
         c(server, "MPJoinSynRx", j.attempted),

@@ -20,6 +20,7 @@ pub mod checks;
 mod derive;
 pub mod diag;
 pub mod doctor;
+pub mod events;
 pub mod expect;
 pub mod load;
 pub mod model;

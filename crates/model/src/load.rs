@@ -45,6 +45,17 @@ struct RawLab {
     hosts: IndexMap<Spanned<String>, RawHost>,
     #[serde(default)]
     checks: Vec<crate::checks::RawCheck>,
+    #[serde(default)]
+    test: RawTest,
+}
+
+/// `[test]`: what `lab test` does besides the transfer.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    /// The transfer's time line (`model::events` grammar).
+    #[serde(default)]
+    events: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -362,6 +373,7 @@ impl Validator {
 
         let checks = crate::checks::validate(raw.checks, &hosts, &mut self.diags);
         let mut lab = Lab {
+            events: Vec::new(),
             name: raw.lab.name.into_inner(),
             derive: raw.lab.derive,
             networks,
@@ -369,6 +381,16 @@ impl Validator {
             hosts,
             checks,
         };
+        for e in &raw.test.events {
+            match crate::events::parse(&lab, e.get_ref()) {
+                Ok(ev) => lab.events.push(ev),
+                Err(why) => self.err(
+                    e.span(),
+                    format!("event `{}`: {why}", e.get_ref()),
+                    "AT HOST ACTION ARGS, e.g. \"2s ue2 link-down enp0s9\" (see `lab test --help`)",
+                ),
+            }
+        }
         if lab.derive && self.diags.is_empty() {
             crate::derive::derive(&mut lab);
         }

@@ -19,6 +19,8 @@ pub struct Lab {
     pub hosts: Vec<Host>,
     /// What must hold after a test (`[[checks]]`), in the file's order.
     pub checks: Vec<crate::checks::Check>,
+    /// The transfer's time line (`[test] events`), in the file's order.
+    pub events: Vec<crate::events::Event>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

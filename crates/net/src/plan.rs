@@ -309,6 +309,21 @@ pub fn plan(host: &HostNet) -> Vec<Step> {
     steps
 }
 
+/// `ip mptcp endpoint change id ID backup|nobackup`: a path becomes (or stops being) a
+/// backup, which the kernel tells the peer with MP_PRIO.
+pub fn endpoint_backup_argv(id: u8, backup: bool) -> Vec<String> {
+    let id = id.to_string();
+    argv([
+        "ip",
+        "mptcp",
+        "endpoint",
+        "change",
+        "id",
+        &id,
+        if backup { "backup" } else { "nobackup" },
+    ])
+}
+
 /// `ip link set dev DEV up|down`: failure injection and its repair.
 pub fn link_state_argv(dev: &str, up: bool) -> Vec<String> {
     argv([
