@@ -189,6 +189,10 @@ enum Command {
         #[command(flatten)]
         test: TestArgs,
     },
+    /// Shaping at run time, outside the plan: set a path interface's rate, delay or loss,
+    /// show it, or put the plan's back (`lab net apply` puts it back too).
+    #[command(subcommand)]
+    Tc(TcCommand),
     /// Take a host's interface down, or bring it up and restore its routes.
     Link {
         #[arg(value_enum)]
@@ -404,6 +408,42 @@ enum KernelCommand {
 enum SnapshotAction {
     Save,
     Restore,
+}
+
+#[derive(Subcommand, Debug)]
+enum TcCommand {
+    /// Replace the interface's root qdisc: tbf for a rate alone, netem with a delay or loss.
+    Set {
+        host: String,
+        iface: String,
+        /// e.g. 10mbit.
+        #[arg(long)]
+        rate: Option<String>,
+        /// One-way delay, e.g. 20ms (netem).
+        #[arg(long)]
+        delay: Option<String>,
+        /// Loss, e.g. 1% (netem).
+        #[arg(long)]
+        loss: Option<String>,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// The root qdisc of the host's path interfaces, with what the plan gives them.
+    Show {
+        host: String,
+        iface: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Put the plan's shaping back (or none, if the plan has none).
+    Reset {
+        host: String,
+        iface: String,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -838,6 +878,88 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let s = select_lab(&lab)?;
             let opts = test.options_for(s.lab())?;
             instant::test(&s, &opts, json)
+        }
+        Command::Tc(TcCommand::Set {
+            host,
+            iface,
+            rate,
+            delay,
+            loss,
+            lab,
+        }) => {
+            let s = select_lab(&lab)?;
+            let bad =
+                |what: &str, v: &str| Failure::Report(miette::miette!("`{v}` is not a {what}"));
+            let shaping = net::Shaping {
+                rate_bps: rate
+                    .as_deref()
+                    .map(|r| lab::units::rate_bps(r).ok_or_else(|| bad("rate (e.g. 10mbit)", r)))
+                    .transpose()?,
+                delay_us: delay
+                    .as_deref()
+                    .map(|d| {
+                        lab::units::time_us(d)
+                            .and_then(|u| u32::try_from(u).ok())
+                            .ok_or_else(|| bad("delay (e.g. 20ms)", d))
+                    })
+                    .transpose()?,
+                loss_ppm: loss
+                    .as_deref()
+                    .map(|l| {
+                        lab::units::loss_ppm(l)
+                            .and_then(|u| u32::try_from(u).ok())
+                            .ok_or_else(|| bad("loss (e.g. 1%)", l))
+                    })
+                    .transpose()?,
+                burst_bytes: None,
+            };
+            if shaping.rate_bps.is_none() && !shaping.needs_netem() {
+                return Err(Failure::Report(miette::miette!(
+                    help = "e.g. `lab tc set ue2 enp0s9 --rate 10mbit`",
+                    "nothing to set: give --rate, --delay or --loss"
+                )));
+            }
+            let argv = s.tc_set(&host, &iface, &shaping).map_err(ops::fail)?;
+            print_out(&format!("{host}: {}\n", argv.join(" ")))
+        }
+        Command::Tc(TcCommand::Show {
+            host,
+            iface,
+            json,
+            lab,
+        }) => {
+            let s = select_lab(&lab)?;
+            let shown = s.tc_show(&host, iface.as_deref()).map_err(ops::fail)?;
+            if json {
+                return instant::json_out(&shown);
+            }
+            let mut out = String::new();
+            for q in &shown {
+                let now = match (&q.kind, q.rate_bps) {
+                    (Some(k), Some(r)) => format!("{k} {}", net::plan::format_rate(r)),
+                    (Some(k), None) => k.clone(),
+                    (None, _) => "-".into(),
+                };
+                out.push_str(&format!(
+                    "{} {:<10} {:<20} plan: {}\n",
+                    q.host,
+                    q.iface,
+                    now,
+                    q.planned.as_deref().unwrap_or("none")
+                ));
+            }
+            print_out(&out)
+        }
+        Command::Tc(TcCommand::Reset { host, iface, lab }) => {
+            let s = select_lab(&lab)?;
+            let argv = s.tc_reset(&host, &iface).map_err(ops::fail)?;
+            if argv.is_empty() {
+                print_out(&format!(
+                    "{host}: {iface} already as planned (no shaping)\n"
+                ))
+            } else {
+                print_out(&format!("{host}: {}\n", argv.join(" ")))
+            }
         }
         Command::Check {
             run,

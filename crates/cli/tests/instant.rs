@@ -489,3 +489,59 @@ fn events_on_the_time_line() {
     assert_ne!(code, 0);
     assert!(err.contains("no host `ue9`"), "{err}");
 }
+
+/// `lab tc set|show|reset` change what a following `lab test` measures: a path slowed to
+/// 5 Mbit/s carries a fraction of what the others carry, and carries its share again after
+/// the reset.
+#[test]
+fn tc_set_show_reset_change_what_test_measures() {
+    if !ready("lab tc") {
+        return;
+    }
+    let d = LabDir::new(true);
+    assert_eq!(d.lab(&["up"]).0, 0);
+    let share = |d: &LabDir| -> f64 {
+        let guard = traffic();
+        let (_, out, err) = d.lab(&["test", "--seconds", "3", "--json"]);
+        drop(guard);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+        let bytes = |iface: &str| {
+            v["report"]["interfaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["host"] == "ue2" && i["iface"] == iface)
+                .map(|i| i["tx_bytes"].as_u64().unwrap_or(0) + i["rx_bytes"].as_u64().unwrap_or(0))
+                .unwrap()
+        };
+        bytes("enp0s9") as f64 / bytes("enp0s8") as f64
+    };
+    let (code, out, err) = d.lab(&["tc", "set", "ue2", "enp0s9", "--rate", "5mbit"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tbf rate 5mbit"), "{out}");
+    let (_, out, _) = d.lab(&["tc", "show", "ue2", "enp0s9"]);
+    assert!(
+        out.contains("tbf 5mbit") && out.contains("plan: rate 50mbit"),
+        "{out}"
+    );
+    let slowed = share(&d);
+    assert!(
+        slowed < 0.3,
+        "enp0s9 at 5 Mbit/s carried {slowed:.2} of enp0s8"
+    );
+
+    assert_eq!(d.lab(&["tc", "reset", "ue2", "enp0s9"]).0, 0);
+    let (_, out, _) = d.lab(&["tc", "show", "ue2", "enp0s9", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["rate_bps"], 50_000_000, "{out}");
+    let back = share(&d);
+    assert!(
+        back > 0.6,
+        "enp0s9 back at 50 Mbit/s carried {back:.2} of enp0s8"
+    );
+
+    let (code, _, err) = d.lab(&["tc", "set", "ue2", "eth9", "--rate", "1mbit"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no interface `eth9`"), "{err}");
+}

@@ -32,6 +32,7 @@ pub mod provision;
 pub mod remote;
 pub mod scenarios;
 mod session;
+mod tc;
 pub mod traffic;
 pub mod vmbench;
 
@@ -47,4 +48,5 @@ pub use session::{
     ApplyOptions, Demo, Destroyed, Error, Halted, HostStatus, IfaceStatus, Progress, Snapshot,
     Status, Up, default_registry, demo,
 };
+pub use tc::Shaped;
 pub use traffic::{TestError, TestOptions, TestResult};

@@ -95,6 +95,14 @@ pub enum Error {
     /// A rate that does not parse.
     #[error("`{0}` is not a rate (e.g. 50mbit)")]
     Rate(String),
+    /// The host's kernel lacks what the operation needs.
+    #[error("host `{host}` lacks {what}")]
+    Missing {
+        /// The host.
+        host: String,
+        /// What it lacks.
+        what: String,
+    },
     /// The kernel build failed.
     #[error(transparent)]
     Build(#[from] kernel::build::BuildError),
@@ -452,7 +460,7 @@ impl Session {
             .collect()
     }
 
-    fn lock(&self, command: &str) -> Result<provider::Lock, Error> {
+    pub(crate) fn lock(&self, command: &str) -> Result<provider::Lock, Error> {
         Ok(self.state.lock(command, true, &mut |pid, cmd| {
             self.emit(
                 "lab",
@@ -463,7 +471,7 @@ impl Session {
         })?)
     }
 
-    fn host(&self, name: &str) -> Result<&Host, Error> {
+    pub(crate) fn host(&self, name: &str) -> Result<&Host, Error> {
         self.lab.host(name).ok_or_else(|| Error::NoHost {
             lab: self.lab.name.clone(),
             host: name.to_string(),
@@ -794,7 +802,7 @@ impl Session {
         })
     }
 
-    fn observe(&self, h: &Host) -> Result<net::Observed, Error> {
+    pub(crate) fn observe(&self, h: &Host) -> Result<net::Observed, Error> {
         let plan = h.net();
         match self.access(&h.name)? {
             Access::Namespace(ns) => Ok(netns::Host::open(&h.name, &ns)?.observe(&plan)?),
