@@ -137,6 +137,29 @@ fn guide_end_to_end_on_qemu() {
         "both VMs run the built kernel: {out}"
     );
     mptcp_across_vms(&dir, &release);
+    // lab's kernel has netem (this machine's may not): a delay set mid-transfer happens, and
+    // shows on the time line; afterwards the host is back to its plan.
+    let (code, out, err) = run_in(
+        &dir,
+        &[
+            "test",
+            "--tool",
+            "iperf3",
+            "--seconds",
+            "6",
+            "--event",
+            "2s ue2 netem enp0s9 delay=20ms",
+        ],
+    );
+    assert!(code == 0 || code == 1, "{out}{err}");
+    assert!(out.contains("ue2 enp0s9 delay 20ms"), "{out}");
+    assert!(!out.contains("failed:"), "netem on lab's kernel: {out}");
+    let out = step(&dir, &["net", "apply", "--dry-run"]);
+    assert!(
+        out.trim_end()
+            .ends_with("0 changes (dry run: nothing changed)"),
+        "{out}"
+    );
     // Tools and mptcpd checked over SSH.
     let out = step(&dir, &["provision", "--check"]);
     assert_eq!(

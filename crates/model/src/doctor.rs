@@ -158,6 +158,20 @@ fn roles(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String
 
 fn endpoints(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String)) {
     for e in &h.endpoints {
+        let carried = h
+            .interfaces
+            .iter()
+            .any(|i| i.address.is_some_and(|a| a.addr() == e.address));
+        if !carried {
+            f(
+                "endpoint-address-not-here",
+                format!(
+                    "endpoint {} is an address no interface of {} carries: a peer's joins to it (signal) fail, and subflows from it (subflow) cannot bind",
+                    e.address, h.name
+                ),
+                "give the address to an interface, or remove the endpoint (mptcp_join.sh's \"invalid address\" tests do this on purpose)".into(),
+            );
+        }
         let iface = e.dev.as_deref().and_then(|d| h.interface(d));
         if iface.is_some_and(|i| i.is_nat()) {
             f(
