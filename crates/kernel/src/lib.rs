@@ -4,7 +4,7 @@
 //! [`source`] downloads and verifies kernel.org tarballs; [`config`] has the profiles and the
 //! options lab forces; [`build`] configures and runs `make bindeb-pkg` through the command
 //! seam; [`grub`] parses grub.cfg and edits GRUB_DEFAULT; [`install`] installs packages on a
-//! host and reboots into them; [`bench`] times builds.
+//! host and reboots into them; [`bench`](mod@bench) times builds.
 
 pub mod bench;
 pub mod build;

@@ -170,7 +170,7 @@ pub struct Vm {
     pub memory_mib: u32,
     pub cpus: u32,
     pub disk_gib: u32,
-    /// Where the VM's system comes from; `None`: the provider's default ([`Vm::image_for`]).
+    /// Where the VM's system comes from; `None`: the provider's default ([`Vm::image_or`]).
     /// VirtualBox: `ubuntu-22.04` (an installer ISO in lab's cache), a path to an `.iso` or
     /// `.ova`, or `vbox:BASE[@SNAPSHOT]` (a VirtualBox VM to clone). QEMU: `debian-12` (built
     /// by lab), `ubuntu-22.04` (the cloud image), a cloud image's URL or file.

@@ -141,7 +141,7 @@ fn table_id(plan: &HostNet, t: Option<&str>) -> u32 {
     }
 }
 
-/// Parse everything into the state [`crate::diff`] compares against the plan.
+/// Parse everything into the state [`crate::diff()`] compares against the plan.
 pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
     let links: Vec<JLink> = json("ip link", &o.link)?;
     let addrs: Vec<JAddrIf> = json("ip address", &o.address)?;

@@ -50,7 +50,7 @@ pub struct ImageSpec {
     pub cloud_init: bool,
 }
 
-/// The version of what [`configure`] writes: a change makes a new image.
+/// The version of what `configure` writes: a change makes a new image.
 pub const LAYOUT: u32 = 4;
 
 /// The guide's tools and what a lab needs to boot, be reached and measure.
