@@ -193,6 +193,7 @@ pub fn test_with(
         subflows,
         subflows_why,
         subflows_exact: fixed.is_ok() && opts.fail.is_empty() && opts.events.is_empty(),
+        accepted: crate::expect::joins(&es, &ec).accepted,
         counters: if opts.fail.is_empty() && opts.events.is_empty() {
             counters
         } else {
