@@ -38,6 +38,12 @@ pub struct Joins {
     pub established: u64,
     /// MP_JOINs the server refuses at the third ACK: its `MPJoinRejected`.
     pub rejected: u64,
+    /// Announcements with a port (`signal` endpoints with `port`): the client's `PortAdd`.
+    pub announced_with_port: u64,
+    /// Joins to an announced port, when the plan fixes them (every announcement taken up,
+    /// no limit binding): the server's `MPJoinPortSynRx` and `MPJoinPortAckRx`, the client's
+    /// `MPJoinPortSynAckRx`.
+    pub port_joins: Option<u64>,
     /// The reasoning, for people.
     pub why: String,
 }
@@ -111,7 +117,19 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
          accepts {})",
         cl.subflows, sl.subflows, cl.add_addr_accepted
     );
+    let announced_with_port = server
+        .endpoints
+        .iter()
+        .filter(|e| e.flags.signal && e.port.is_some() && Some(e.address) != dst)
+        .count() as u64;
+    let port_joins = (announced_with_port > 0
+        && accepted == announced
+        && attempted == candidates
+        && rejected == 0)
+        .then_some(announced_with_port);
     Joins {
+        announced_with_port,
+        port_joins,
         announced_by_server: announced,
         announced_by_client: signals(client, primary),
         accepted,
@@ -244,7 +262,7 @@ pub fn counters(server: &Host, client: &Host) -> Result<Vec<Counter>, String> {
         value,
         or_more: counter == "AddAddr" && value > 0,
     };
-    Ok(vec![
+    Ok([
         c(server, "MPJoinSynRx", j.attempted),
         c(client, "MPJoinSynAckRx", j.attempted),
         c(server, "MPJoinAckRx", j.established),
@@ -253,7 +271,19 @@ pub fn counters(server: &Host, client: &Host) -> Result<Vec<Counter>, String> {
         c(server, "EchoAdd", j.announced_by_server),
         c(server, "AddAddr", j.announced_by_client),
         c(client, "EchoAdd", j.announced_by_client),
-    ])
+    ]
+    .into_iter()
+    .chain(j.port_joins.into_iter().flat_map(|n| {
+        [
+            c(client, "PortAdd", j.announced_with_port),
+            c(server, "MPJoinPortSynRx", n),
+            c(client, "MPJoinPortSynAckRx", n),
+            c(server, "MPJoinPortAckRx", n),
+            c(server, "MismatchPortSynRx", 0),
+            c(server, "MismatchPortAckRx", 0),
+        ]
+    }))
+    .collect())
 }
 
 #[cfg(test)]
