@@ -471,6 +471,23 @@ impl Session {
         })?)
     }
 
+    /// `host`'s path interface `iface` (not its NAT NIC), or an error listing its path
+    /// interfaces.
+    pub(crate) fn path_iface(&self, host: &str, iface: &str) -> Result<&model::Interface, Error> {
+        let h = self.host(host)?;
+        h.path_interfaces()
+            .find(|i| i.name == iface)
+            .ok_or_else(|| Error::NoInterface {
+                host: host.to_string(),
+                iface: iface.to_string(),
+                known: h
+                    .path_interfaces()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
     pub(crate) fn host(&self, name: &str) -> Result<&Host, Error> {
         self.lab.host(name).ok_or_else(|| Error::NoHost {
             lab: self.lab.name.clone(),
@@ -954,17 +971,7 @@ impl Session {
     /// ```
     pub fn set_link(&self, host: &str, iface: &str, up: bool) -> Result<Vec<net::Change>, Error> {
         let h = self.host(host)?;
-        if h.interface(iface).is_none_or(|i| i.is_nat()) {
-            return Err(Error::NoInterface {
-                host: host.to_string(),
-                iface: iface.to_string(),
-                known: h
-                    .path_interfaces()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+        self.path_iface(host, iface)?;
         let _lock = self.lock("lab link")?;
         match self.access(host)? {
             Access::Namespace(ns) => {

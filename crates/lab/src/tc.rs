@@ -36,33 +36,20 @@ fn describe(s: &net::Shaping) -> String {
     parts.join(" ")
 }
 
-impl Session {
-    fn path_iface(&self, host: &str, iface: &str) -> Result<&model::Interface, Error> {
-        let h = self.host(host)?;
-        h.path_interfaces()
-            .find(|i| i.name == iface)
-            .ok_or_else(|| Error::NoInterface {
-                host: host.to_string(),
-                iface: iface.to_string(),
-                known: h
-                    .path_interfaces()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
+/// tc's answer when the kernel has no netem (`Error: Specified qdisc kind is unknown.`).
+pub(crate) fn netem_missing(e: &guest::Error) -> bool {
+    e.to_string().contains("qdisc kind is unknown")
+}
 
+impl Session {
     fn run_tc(&self, host: &str, argv: Vec<String>, netem: bool) -> Result<Vec<String>, Error> {
         let exec = self.exec(host)?;
         match exec.check(&guest::Command::new(argv.clone())) {
             Ok(_) => Ok(argv),
-            Err(e) if netem && e.to_string().contains("qdisc kind is unknown") => {
-                Err(Error::Missing {
-                    host: host.to_string(),
-                    what: "the netem qdisc (CONFIG_NET_SCH_NETEM), which delay and loss need"
-                        .into(),
-                })
-            }
+            Err(e) if netem && netem_missing(&e) => Err(Error::Missing {
+                host: host.to_string(),
+                what: "the netem qdisc (CONFIG_NET_SCH_NETEM), which delay and loss need".into(),
+            }),
             Err(e) => Err(e.into()),
         }
     }

@@ -236,11 +236,10 @@ pub fn test_with(
         let netem = matches!(&e.action, Action::Shape { shaping, .. } if shaping.needs_netem());
         // What is missing, named: this machine's kernel, for one, has no netem.
         let explain = move |err: guest::Error| {
-            let text = err.to_string();
-            if netem && text.contains("qdisc kind is unknown") {
+            if netem && crate::tc::netem_missing(&err) {
                 "the netem qdisc (CONFIG_NET_SCH_NETEM) is missing in this kernel: delay and loss need it".to_string()
             } else {
-                text
+                err.to_string()
             }
         };
         let action: Box<dyn FnOnce() -> Result<(), String> + Send + '_> = match place {

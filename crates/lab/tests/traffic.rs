@@ -27,6 +27,18 @@ fn shaped(preset: Preset, mbit: u64) -> common::Up {
     common::applied(lab, "t")
 }
 
+/// `preset` with the same limits on every host.
+fn with_limits(preset: Preset, subflows: u32, add_addr_accepted: u32) -> lab::Lab {
+    let mut lab = preset.load().unwrap();
+    for h in &mut lab.hosts {
+        h.limits = Some(net::Limits {
+            subflows,
+            add_addr_accepted,
+        });
+    }
+    lab
+}
+
 fn show(r: &lab::TestResult) -> String {
     serde_json::to_string_pretty(r).unwrap()
 }
@@ -113,13 +125,7 @@ fn limits_zero_allow_no_join() {
         return;
     }
     let _one = traffic();
-    let mut lab = Preset::Guide.load().unwrap();
-    for h in &mut lab.hosts {
-        h.limits = Some(net::Limits {
-            subflows: 0,
-            add_addr_accepted: 0,
-        });
-    }
+    let lab = with_limits(Preset::Guide, 0, 0);
     // `lab up` itself: namespaces, then each host configured as soon as it is wired.
     let up = common::unique(lab, "t");
     up.s.up(&lab::UpOptions::default()).unwrap();
@@ -161,13 +167,7 @@ fn one_join_allowed_fails_when_two_appear() {
         return;
     }
     let _one = traffic();
-    let mut lab = Preset::Builtin.load().unwrap();
-    for h in &mut lab.hosts {
-        h.limits = Some(net::Limits {
-            subflows: 1,
-            add_addr_accepted: 3,
-        });
-    }
+    let lab = with_limits(Preset::Builtin, 1, 3);
     let up = common::applied(lab, "t");
     let opts = TestOptions {
         seconds: 2,
