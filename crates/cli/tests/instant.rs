@@ -30,15 +30,22 @@ struct LabDir {
 
 impl LabDir {
     fn new(shaped: bool) -> Self {
+        Self::from_source(lab::Preset::Builtin.source(), "mptcp", shaped)
+    }
+
+    /// A lab from `source`, whose `[lab] name` is `name`, renamed to a unique name.
+    fn from_source(source: &str, name: &str, shaped: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let name = format!(
+        let unique = format!(
             "labtest-c{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let mut src = lab::Preset::Builtin
-            .source()
-            .replace("name = \"mptcp\"", &format!("name = \"{name}\""));
+        let mut src = source.replace(
+            &format!("name = \"{name}\""),
+            &format!("name = \"{unique}\""),
+        );
+        let name = unique;
         if shaped {
             src = src.replace(
                 "table = { id",
@@ -544,4 +551,56 @@ fn tc_set_show_reset_change_what_test_measures() {
     let (code, _, err) = d.lab(&["tc", "set", "ue2", "eth9", "--rate", "1mbit"]);
     assert_ne!(code, 0);
     assert!(err.contains("no interface `eth9`"), "{err}");
+}
+
+/// IPv6 only and dual stack on namespaces: `lab up` converges (a second apply changes
+/// nothing), `lab doctor` is clean, and `lab test` passes with the plan's exact counters; the
+/// dual-stack lab's main-table routes carry their metrics.
+#[test]
+fn ipv6_only_and_dual_stack_labs_pass_lab_test() {
+    if !ready("IPv6 and dual-stack labs") {
+        return;
+    }
+    for (file, name) in [
+        (include_str!("../../../fixtures/labs/ipv6.toml"), "ipv6"),
+        (
+            include_str!("../../../fixtures/labs/dual-stack.toml"),
+            "dual-stack",
+        ),
+    ] {
+        let d = LabDir::from_source(file, name, false);
+        let (code, out, err) = d.lab(&["doctor"]);
+        assert_eq!(code, 0, "{name} doctor: {out}{err}");
+        let (code, out, err) = d.lab(&["up"]);
+        assert_eq!(code, 0, "{name} up: {out}{err}");
+        let (code, out, err) = d.lab(&["net", "apply", "--dry-run"]);
+        assert!(
+            code == 0 && out.contains("0 changes"),
+            "{name}: a second apply must change nothing: {out}{err}"
+        );
+        let (code, out, _) = d.lab(&["exec", "cli", "--", "ip", "-6", "rule", "show"]);
+        assert!(
+            code == 0 && out.contains("from dead:beef:2::2 lookup 200"),
+            "{name}: IPv6 per-source rule: {out}"
+        );
+        if name == "dual-stack" {
+            let (_, out, _) = d.lab(&["exec", "srv", "--", "ip", "route", "show"]);
+            assert!(
+                out.contains("10.99.0.0/16 via 10.0.1.2 dev eth1 proto static metric 100")
+                    && out.contains("10.99.0.0/16 via 10.0.2.2 dev eth2 proto static metric 200"),
+                "main-table routes with metrics: {out}"
+            );
+        }
+        let _t = traffic();
+        let (code, out, err) = d.lab(&["test", "--seconds", "3"]);
+        assert_eq!(code, 0, "{name} test: {out}{err}");
+        assert!(out.contains("verdict: PASS"), "{out}");
+        let subflows = if name == "ipv6" { 3 } else { 2 };
+        assert!(
+            out.contains(&format!(
+                "{subflows} established (expected exactly {subflows}"
+            )),
+            "{name}: {out}"
+        );
+    }
 }

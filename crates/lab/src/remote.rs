@@ -60,10 +60,12 @@ pub fn observe(exec: &dyn Exec, plan: &net::HostNet) -> Result<net::Observed, Er
         link: run(words(c[0]))?,
         address: run(words(c[1]))?,
         rule: run(words(c[2]))?,
-        route: run(words(c[3]))?,
-        endpoint: run(words(c[4]))?,
-        limits: run(words(c[5]))?,
-        qdisc: run(words(c[6]))?,
+        rule6: run(words(c[3]))?,
+        route: run(words(c[4]))?,
+        route6: run(words(c[5]))?,
+        endpoint: run(words(c[6]))?,
+        limits: run(words(c[7]))?,
+        qdisc: run(words(c[8]))?,
         sysctl: exec
             .run(&Command::new(net::observe::sysctl_argv(plan)).retry_safe())?
             .stdout_lossy(),

@@ -64,7 +64,7 @@ pub struct TestResult {
     /// The host with role `client`.
     pub client: String,
     /// The server's address the client connected to.
-    pub dst: std::net::Ipv4Addr,
+    pub dst: std::net::IpAddr,
     /// What the plan says a healthy transfer shows.
     pub expect: measure::Expect,
     /// What the transfer showed.
@@ -111,7 +111,7 @@ pub enum TestError {
         /// The host.
         host: String,
         /// The address.
-        address: std::net::Ipv4Addr,
+        address: std::net::IpAddr,
     },
 }
 
@@ -126,7 +126,7 @@ pub fn test_with(
     let (server, client) = crate::expect::pair(lab).ok_or(TestError::NoPair)?;
     let dst = server
         .path_interfaces()
-        .find_map(|i| i.address)
+        .find_map(|i| i.address())
         .ok_or_else(|| TestError::NoAddress(server.name.clone()))?
         .addr();
     for (iface, _) in &opts.fail {
@@ -344,7 +344,7 @@ fn event_argv(
     h: &crate::Host,
     place: measure::Place<'_>,
 ) -> Result<Vec<String>, TestError> {
-    let endpoint_id = |address: std::net::Ipv4Addr| -> Result<u8, TestError> {
+    let endpoint_id = |address: std::net::IpAddr| -> Result<u8, TestError> {
         let observed = match place {
             measure::Place::Netns(ns) => NsHost::open(&h.name, ns.name())?.observe(&h.net())?,
             measure::Place::Remote { sample, .. } => {

@@ -4,7 +4,7 @@
 //! guide's ifstat shows).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -106,8 +106,9 @@ impl std::fmt::Debug for Event<'_> {
 
 #[derive(Debug)]
 pub struct Spec {
-    /// The server address the client connects to.
-    pub dst: Ipv4Addr,
+    /// The server address the client connects to (IPv4 or IPv6; the client's socket is of
+    /// its family).
+    pub dst: IpAddr,
     pub duration: Duration,
     pub tool: Tool,
     /// TCP congestion control for the built-in sender's socket (`TCP_CONGESTION`, applied to
@@ -271,8 +272,8 @@ struct Outcome {
 
 const CHUNK: usize = 128 * 1024;
 
-fn stream_socket(proto: Protocol) -> Result<Socket, Error> {
-    Socket::new(Domain::IPV4, Type::STREAM, Some(proto)).map_err(|e| {
+fn stream_socket(domain: Domain, proto: Protocol) -> Result<Socket, Error> {
+    Socket::new(domain, Type::STREAM, Some(proto)).map_err(|e| {
         if matches!(
             e.raw_os_error(),
             Some(libc::EPROTONOSUPPORT) | Some(libc::ENOPROTOOPT)
@@ -291,11 +292,25 @@ fn builtin(
     start: Instant,
     proto: Protocol,
 ) -> Result<Outcome, Error> {
+    // The receiver listens on `::` for both families, as mptcp_join.sh's listener does: an
+    // IPv6 connection can then take IPv4 joins (v4-mapped). With IPv4 only, an IPv4 socket.
+    let v4_only = spec.dst.is_ipv4();
     let listener: TcpListener = server.ns()?.run(|| -> Result<TcpListener, Error> {
-        let s = stream_socket(proto)?;
+        let dual = stream_socket(Domain::IPV6, proto).and_then(|s| {
+            s.set_only_v6(false)
+                .map_err(|e| Error::io("IPV6_V6ONLY", e))?;
+            Ok(s)
+        });
+        let (s, any) = match dual {
+            Ok(s) => (s, SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)),
+            Err(_) if v4_only => (
+                stream_socket(Domain::IPV4, proto)?,
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            ),
+            Err(e) => return Err(e),
+        };
         s.set_reuse_address(true)
             .map_err(|e| Error::io("SO_REUSEADDR", e))?;
-        let any = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
         s.bind(&any.into())
             .map_err(|e| Error::io("binding the receiver", e))?;
         s.listen(1).map_err(|e| Error::io("listening", e))?;
@@ -351,8 +366,10 @@ fn builtin(
         Ok((total, bins, t0.elapsed().as_secs_f64(), None))
     });
 
-    let dst = SocketAddr::V4(SocketAddrV4::new(spec.dst, port));
-    let sock = client.ns()?.run(|| stream_socket(proto))??;
+    let dst = SocketAddr::new(spec.dst, port);
+    let sock = client
+        .ns()?
+        .run(|| stream_socket(Domain::for_address(dst), proto))??;
     if let Some(cc) = &spec.congestion {
         sock.set_tcp_congestion(cc.as_bytes())
             .map_err(|e| Error::io(format!("setting congestion control {cc}"), e))?;

@@ -1,10 +1,13 @@
 //! What lab fills in when a Lab.toml leaves it out (`[lab] derive = true`, the default).
 //!
 //! The rules follow ../shared/MEASURED.md and the kernel's own selftests:
-//! - a per-source routing table (and rule) for every address of a host with several paths,
-//!   numbered like the guide's: table1..N = 100, 200, ...;
-//! - the server announces its extra addresses as `signal` endpoints; the client gets `laminar`
-//!   endpoints (or `subflow`/`fullmesh`, by `mptcp.join`);
+//! - a per-source routing table for every path interface of a host with several paths,
+//!   numbered like the guide's: table1..N = 100, 200, ..., with a rule for each of the
+//!   interface's addresses (IPv4 and IPv6);
+//! - endpoints on each path interface's primary (first) address: the server announces its
+//!   extra addresses as `signal` endpoints; the client gets `laminar` endpoints (or
+//!   `subflow`/`fullmesh`, by `mptcp.join`). A dual-stack lab's connections and joins use the
+//!   family its primary addresses are written in;
 //! - limits add_addr_accepted = N, the largest number of paths of any host, and subflows =
 //!   2N - 1 (room for a kernel without laminar, whose `subflow` endpoints join the server's
 //!   first address before the announced ones), or N x N - 1 with a `fullmesh` client (every
@@ -57,15 +60,16 @@ pub(crate) fn derive(lab: &mut Lab) {
 }
 
 fn tables(host: &mut Host) {
-    let paths: Vec<(String, ipnet::Ipv4Net, Option<std::net::Ipv4Addr>)> = host
+    let paths: Vec<(String, Vec<ipnet::IpNet>, Vec<std::net::IpAddr>)> = host
         .path_interfaces()
-        .filter_map(|i| Some((i.name.clone(), i.address?, i.gateway)))
+        .filter(|i| !i.addresses.is_empty())
+        .map(|i| (i.name.clone(), i.addresses.clone(), i.gateways.clone()))
         .collect();
     if paths.len() < 2 {
         return;
     }
     let mut n = 0u32;
-    for (index, (dev, addr, gateway)) in paths.into_iter().enumerate() {
+    for (index, (dev, addresses, gateways)) in paths.into_iter().enumerate() {
         if host.tables.iter().any(|t| t.dev == dev) {
             continue;
         }
@@ -81,9 +85,8 @@ fn tables(host: &mut Host) {
             id,
             name,
             dev,
-            source: addr.addr(),
-            subnet: addr.trunc(),
-            gateway,
+            addresses,
+            gateways,
         });
     }
     // Keep the tables in interface order, as the guide lists them.
@@ -98,9 +101,9 @@ fn tables(host: &mut Host) {
 }
 
 fn endpoints(host: &mut Host) {
-    let paths: Vec<(u8, String, std::net::Ipv4Addr)> = host
+    let paths: Vec<(u8, String, std::net::IpAddr)> = host
         .path_interfaces()
-        .filter_map(|i| Some((i.name.clone(), i.address?.addr())))
+        .filter_map(|i| Some((i.name.clone(), i.address()?.addr())))
         .enumerate()
         .filter_map(|(n, (dev, a))| Some((u8::try_from(n + 1).ok()?, dev, a)))
         .collect();
@@ -129,7 +132,11 @@ fn endpoints(host: &mut Host) {
 
 fn sysctls(host: &mut Host) {
     let mut derived = vec![Sysctl::new("net.mptcp.enabled", "1")];
-    let paths: Vec<_> = host.path_interfaces().collect();
+    // rp_filter and ARP are IPv4's: only interfaces with an IPv4 address count.
+    let paths: Vec<_> = host
+        .path_interfaces()
+        .filter(|i| i.addresses.iter().any(|a| a.addr().is_ipv4()))
+        .collect();
     if paths.len() >= 2 {
         derived.push(Sysctl::new("net.ipv4.conf.all.rp_filter", "2"));
     }

@@ -34,6 +34,11 @@ pub fn check(lab: &Lab) -> Vec<Finding> {
         .map(|h| h.endpoints.iter().filter(|e| e.flags.signal).count())
         .max()
         .unwrap_or(0);
+    // The family of the test's connections: that of the server's primary address.
+    let connection_v6 = lab
+        .hosts_with_role(Role::Server)
+        .find_map(|h| h.path_interfaces().find_map(|i| i.address()))
+        .map(|a| a.addr().is_ipv6());
     for h in &lab.hosts {
         let mut f = |code: &'static str, message: String, fix: String| {
             out.push(Finding {
@@ -49,6 +54,7 @@ pub fn check(lab: &Lab) -> Vec<Finding> {
         }
         roles(h, paths, &mut f);
         endpoints(h, paths, &mut f);
+        families(h, connection_v6, &mut f);
         sysctls(h, paths, &mut f);
         if h.mptcpd.enabled
             && h.mptcpd.path_manager == MptcpdPlugin::AddrAdv
@@ -158,10 +164,7 @@ fn roles(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String
 
 fn endpoints(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String)) {
     for e in &h.endpoints {
-        let carried = h
-            .interfaces
-            .iter()
-            .any(|i| i.address.is_some_and(|a| a.addr() == e.address));
+        let carried = h.interface_with(e.address).is_some();
         if !carried {
             f(
                 "endpoint-address-not-here",
@@ -208,7 +211,12 @@ fn endpoints(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, St
                     .into(),
             );
         }
-        if paths >= 2 && !h.tables.iter().any(|t| t.source == e.address) {
+        if paths >= 2
+            && !h
+                .tables
+                .iter()
+                .any(|t| t.addresses.iter().any(|a| a.addr() == e.address))
+        {
             f(
                 "endpoint-without-routing",
                 format!(
@@ -221,6 +229,58 @@ fn endpoints(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, St
                 ),
             );
         }
+    }
+}
+
+/// IPv6 and dual-stack: endpoints of the other family than the connections', and IPv6
+/// addresses on interfaces where the lab's sysctls turn IPv6 off.
+fn families(
+    h: &Host,
+    connection_v6: Option<bool>,
+    f: &mut impl FnMut(&'static str, String, String),
+) {
+    if connection_v6 == Some(false) {
+        let v6: Vec<String> = h
+            .endpoints
+            .iter()
+            .filter(|e| e.address.is_ipv6())
+            .map(|e| e.address.to_string())
+            .collect();
+        if !v6.is_empty() {
+            f(
+                "endpoint-family-unused",
+                format!(
+                    "IPv6 endpoint(s) {} on {}, but the lab's connections are IPv4 (the server's primary address is IPv4): an IPv4 socket never uses IPv6 addresses (Linux 6.3 and later; mptcp_join.sh \"IPv4 sockets do not use IPv6 addresses\")",
+                    v6.join(", "),
+                    h.name
+                ),
+                "write the IPv6 address first on the server's interfaces to test over IPv6 (an IPv6 socket takes IPv4 joins too), or drop those endpoints".into(),
+            );
+        }
+    }
+    let off = |key: String| h.sysctl(&key).is_some_and(|v| v.trim() == "1");
+    let disabled: Vec<&str> = h
+        .path_interfaces()
+        .filter(|i| i.addresses.iter().any(|a| a.addr().is_ipv6()))
+        .filter(|i| {
+            off("net.ipv6.conf.all.disable_ipv6".into())
+                || off(format!(
+                    "net.ipv6.conf.{}.disable_ipv6",
+                    i.name.replace('.', "/")
+                ))
+        })
+        .map(|i| i.name.as_str())
+        .collect();
+    if !disabled.is_empty() {
+        f(
+            "ipv6-disabled",
+            format!(
+                "{} carr{} IPv6 addresses, but the lab sets disable_ipv6 = 1 there: the kernel refuses the addresses and every IPv6 path is dead",
+                disabled.join(", "),
+                if disabled.len() == 1 { "ies" } else { "y" }
+            ),
+            "remove the disable_ipv6 sysctl (or the IPv6 addresses)".into(),
+        );
     }
 }
 
@@ -239,9 +299,13 @@ fn effective(h: &Host, iface: &str, setting: &str) -> Option<u32> {
 }
 
 fn sysctls(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, String)) {
+    // rp_filter and ARP are IPv4's: IPv6 has neither (and answers neighbour solicitations
+    // only for the receiving interface's own addresses).
+    let v4 = |i: &&crate::model::Interface| i.addresses.iter().any(|a| a.addr().is_ipv4());
     if paths >= 2 {
         let strict: Vec<&str> = h
             .path_interfaces()
+            .filter(v4)
             .filter(|i| effective(h, &i.name, "rp_filter") == Some(1))
             .map(|i| i.name.as_str())
             .collect();
@@ -268,6 +332,7 @@ fn sysctls(h: &Host, paths: usize, f: &mut impl FnMut(&'static str, String, Stri
     for seg in segments {
         let nics: Vec<&str> = h
             .path_interfaces()
+            .filter(v4)
             .filter(|i| matches!(&i.attach, Attach::Network(n) if n == seg))
             .map(|i| i.name.as_str())
             .collect();

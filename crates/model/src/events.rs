@@ -12,7 +12,7 @@
 //! AT HOST limits subflows=N add_addr_accepted=N
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -43,7 +43,7 @@ pub enum Action {
     /// The endpoint with this address is removed (RM_ADDR, subflows closed).
     EndpointRemove {
         /// Its address.
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     /// An endpoint is added.
     EndpointAdd {
@@ -53,7 +53,7 @@ pub enum Action {
     /// The endpoint's backup flag is set or cleared (MP_PRIO).
     Backup {
         /// Its address.
-        address: Ipv4Addr,
+        address: IpAddr,
         /// Set (true) or cleared.
         on: bool,
     },
@@ -148,10 +148,9 @@ pub fn parse(lab: &Lab, text: &str) -> Result<Event, String> {
             ))
         }
     };
-    let address = |a: Option<&&str>| -> Result<Ipv4Addr, String> {
+    let address = |a: Option<&&str>| -> Result<IpAddr, String> {
         let a = a.ok_or("the address is missing")?;
-        a.parse()
-            .map_err(|_| format!("`{a}` is not an IPv4 address"))
+        a.parse().map_err(|_| format!("`{a}` is not an IP address"))
     };
     let kv = |rest: &[&str]| -> Result<Vec<(String, String)>, String> {
         rest.iter()

@@ -56,14 +56,22 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
     let first = |h: &Host| {
         h.path_interfaces()
             .next()
-            .and_then(|i| i.address)
+            .and_then(|i| i.address())
             .map(|a| a.addr())
     };
     let (dst, primary) = (first(server), first(client));
-    let signals = |h: &Host, own: Option<std::net::Ipv4Addr>| {
+    // The connection's family is its destination's. An IPv4 socket uses IPv4 addresses only;
+    // an IPv6 socket takes announced addresses of both families (IPv4 ones v4-mapped), but a
+    // `subflow` endpoint joins the destination only from an address of its family
+    // (mptcp_join.sh: "IPv4 sockets do not use IPv6 addresses", "simult IPv4 and IPv6
+    // subflows", "no JOIN with diff families v6-v4").
+    let conn_v6 = dst.is_some_and(|d| d.is_ipv6());
+    let same_family = |a: std::net::IpAddr| a.is_ipv6() == conn_v6;
+    let signals = |h: &Host, own: Option<std::net::IpAddr>| {
         h.endpoints
             .iter()
             .filter(|e| e.flags.signal && Some(e.address) != own)
+            .filter(|e| conn_v6 || e.address.is_ipv4())
             .count() as u64
     };
     let announced = signals(server, dst);
@@ -73,7 +81,7 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
             .endpoints
             .iter()
             .filter(|e| e.flags.subflow && e.flags.fullmesh == fullmesh)
-            .filter(|e| Some(e.address) != primary)
+            .filter(|e| Some(e.address) != primary && same_family(e.address))
             .count() as u64
     };
     let laminar = client.endpoints.iter().filter(|e| e.flags.laminar).count() as u64;
@@ -81,6 +89,7 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
         .endpoints
         .iter()
         .filter(|e| e.flags.subflow && e.flags.fullmesh)
+        .filter(|e| conn_v6 || e.address.is_ipv4())
         .count() as u64;
     let (candidates, how) = if fullmesh > 0 {
         let c = (fullmesh * (1 + accepted)).saturating_sub(1);
@@ -121,6 +130,7 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
         .endpoints
         .iter()
         .filter(|e| e.flags.signal && e.port.is_some() && Some(e.address) != dst)
+        .filter(|e| conn_v6 || e.address.is_ipv4())
         .count() as u64;
     let port_joins = (announced_with_port > 0
         && accepted == announced
@@ -202,10 +212,7 @@ pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
             let eps: Vec<&net::Endpoint> = h
                 .endpoints
                 .iter()
-                .filter(|e| {
-                    i.address.is_some_and(|a| a.addr() == e.address)
-                        || e.dev.as_deref() == Some(i.name.as_str())
-                })
+                .filter(|e| i.has_address(e.address) || e.dev.as_deref() == Some(i.name.as_str()))
                 .collect();
             let why = if n == 0 {
                 None

@@ -1,12 +1,12 @@
 //! Lab.toml: parse (with spans), validate (every error at once), derive what was left out.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
@@ -77,6 +77,8 @@ fn yes() -> bool {
 struct RawNetwork {
     #[serde(default)]
     subnet: Option<Spanned<String>>,
+    #[serde(default)]
+    subnets: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -140,7 +142,13 @@ struct RawInterface {
     #[serde(default)]
     address: Option<Spanned<String>>,
     #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
     gateway: Option<Spanned<String>>,
+    #[serde(default)]
+    gateways: Vec<Spanned<String>>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
     #[serde(default)]
     mac: Option<Spanned<String>>,
     #[serde(default)]
@@ -149,6 +157,17 @@ struct RawInterface {
     table: Option<RawTable>,
     #[serde(default)]
     shaping: Option<RawShaping>,
+}
+
+/// A main-table route by this interface: `{ to = "default" | "CIDR", via = "ADDR", metric = N }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    to: Spanned<String>,
+    #[serde(default)]
+    via: Option<Spanned<String>>,
+    #[serde(default)]
+    metric: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -282,7 +301,7 @@ fn address_span(raw: &RawHost, name: &str) -> Range<usize> {
     raw.interfaces
         .iter()
         .find(|r| r.name.get_ref() == name)
-        .and_then(|r| r.address.as_ref())
+        .and_then(|r| r.address.as_ref().or(r.addresses.first()))
         .map(span)
         .unwrap_or(0..0)
 }
@@ -321,10 +340,29 @@ impl Validator {
         let mut networks = Vec::new();
         for (name, n) in &raw.networks {
             self.segment_name(name);
-            let subnet = n.subnet.as_ref().and_then(|s| self.subnet(s));
+            let mut subnets: Vec<IpNet> = Vec::new();
+            for s in n.subnet.iter().chain(&n.subnets) {
+                let Some(net) = self.subnet(s) else { continue };
+                if subnets
+                    .iter()
+                    .any(|x| x.addr().is_ipv6() == net.addr().is_ipv6())
+                {
+                    self.err(
+                        span(s),
+                        format!(
+                            "network `{}` has two {} subnets",
+                            name.get_ref(),
+                            family(net.addr())
+                        ),
+                        "one subnet per family: an IPv4 one and an IPv6 one",
+                    );
+                    continue;
+                }
+                subnets.push(net);
+            }
             networks.push(Network {
                 name: name.get_ref().clone(),
-                subnet,
+                subnets,
             });
         }
 
@@ -476,7 +514,7 @@ impl Validator {
         }
     }
 
-    fn subnet(&mut self, s: &Spanned<String>) -> Option<Ipv4Net> {
+    fn subnet(&mut self, s: &Spanned<String>) -> Option<IpNet> {
         let net = self.cidr(s)?;
         if net.trunc() != net {
             self.err(
@@ -489,37 +527,33 @@ impl Validator {
         Some(net)
     }
 
-    fn cidr(&mut self, s: &Spanned<String>) -> Option<Ipv4Net> {
+    fn cidr(&mut self, s: &Spanned<String>) -> Option<IpNet> {
         let text = s.get_ref().trim();
-        match text.parse::<Ipv4Net>() {
+        match text.parse::<IpNet>() {
             Ok(n) => Some(n),
             Err(_) => {
-                let help = if text.parse::<Ipv4Addr>().is_ok() {
-                    "add the prefix length, e.g. 10.1.1.1/24"
-                } else if text.contains(':') {
-                    "IPv6 is not supported yet: use an IPv4 address with its prefix, e.g. 10.1.1.1/24"
-                } else {
-                    "an IPv4 address with its prefix length, e.g. 10.1.1.1/24"
+                let help = match text.parse::<IpAddr>() {
+                    Ok(IpAddr::V4(_)) => "add the prefix length, e.g. 10.1.1.1/24",
+                    Ok(IpAddr::V6(_)) => "add the prefix length, e.g. dead:beef:1::1/64",
+                    Err(_) => {
+                        "an IPv4 or IPv6 address with its prefix length, e.g. 10.1.1.1/24 or dead:beef:1::1/64"
+                    }
                 };
-                self.err(
-                    span(s),
-                    format!("`{text}` is not an IPv4 address/prefix"),
-                    help,
-                );
+                self.err(span(s), format!("`{text}` is not an address/prefix"), help);
                 None
             }
         }
     }
 
-    fn addr(&mut self, s: &Spanned<String>) -> Option<Ipv4Addr> {
+    fn addr(&mut self, s: &Spanned<String>) -> Option<IpAddr> {
         let text = s.get_ref().trim();
-        match text.parse::<Ipv4Addr>() {
+        match text.parse::<IpAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
                 self.err(
                     span(s),
-                    format!("`{text}` is not an IPv4 address"),
-                    "e.g. 10.1.1.4 (no prefix length here)",
+                    format!("`{text}` is not an IP address"),
+                    "e.g. 10.1.1.4 or dead:beef:1::4 (no prefix length here)",
                 );
                 None
             }
@@ -590,15 +624,15 @@ impl Validator {
             }
             iface_spans.insert((host_name.to_string(), name.clone()), span(&ri.name));
             if let Some(i) = self.interface(host_name, ri, networks) {
-                if let (Some(t), Some(addr)) = (&ri.table, i.address) {
-                    if let Some(table) = self.table(t, &i, addr, &mut seen_ids, &mut seen_names) {
+                if let (Some(t), false) = (&ri.table, i.addresses.is_empty()) {
+                    if let Some(table) = self.table(t, &i, &mut seen_ids, &mut seen_names) {
                         tables.push(table);
                     }
                 } else if let Some(t) = &ri.table {
                     self.err(
                         span(&t.id),
                         format!("`{}` has a routing table but no address", i.name),
-                        "a per-source table needs the interface's address as its source",
+                        "a per-source table needs the interface's addresses as its sources",
                     );
                 }
                 interfaces.push(i);
@@ -785,7 +819,10 @@ impl Validator {
             for (field, present) in [
                 ("network", ri.network.is_some()),
                 ("address", ri.address.is_some()),
+                ("addresses", !ri.addresses.is_empty()),
                 ("gateway", ri.gateway.is_some()),
+                ("gateways", !ri.gateways.is_empty()),
+                ("routes", !ri.routes.is_empty()),
                 ("table", ri.table.is_some()),
                 ("shaping", ri.shaping.is_some()),
             ] {
@@ -800,8 +837,9 @@ impl Validator {
             return Some(Interface {
                 name,
                 attach: Attach::Nat,
-                address: None,
-                gateway: None,
+                addresses: Vec::new(),
+                gateways: Vec::new(),
+                routes: Vec::new(),
                 mac,
                 mtu,
                 shaping: None,
@@ -830,61 +868,188 @@ impl Validator {
             // Filled in by [[links]]; an empty name means "on nothing" (reported later).
             None => Attach::Network(String::new()),
         };
-        let Some(addr_s) = &ri.address else {
+        let written: Vec<&Spanned<String>> = ri.address.iter().chain(&ri.addresses).collect();
+        if written.is_empty() {
             self.err(
                 span(&ri.name),
                 format!("interface `{name}` of `{host_name}` has no address"),
-                "add `address = \"10.1.1.1/24\"`, or `nat = true` for a NAT NIC",
+                "add `address = \"10.1.1.1/24\"` (or `addresses = [...]`, IPv4 and IPv6), or `nat = true` for a NAT NIC",
             );
             return None;
-        };
-        let address = self.cidr(addr_s)?;
-        if address.prefix_len() < 31
-            && (address.addr() == address.network() || address.addr() == address.broadcast())
+        }
+        let mut addresses: Vec<IpNet> = Vec::new();
+        for addr_s in written {
+            let Some(address) = self.cidr(addr_s) else {
+                continue;
+            };
+            let special = match address {
+                IpNet::V4(a) if a.prefix_len() < 31 => {
+                    if a.addr() == a.network() {
+                        Some("the network address of its subnet")
+                    } else if a.addr() == a.broadcast() {
+                        Some("the broadcast address of its subnet")
+                    } else {
+                        None
+                    }
+                }
+                IpNet::V6(a) if a.addr().is_unicast_link_local() => {
+                    Some("link-local (the kernel gives every interface one)")
+                }
+                IpNet::V6(a) if a.prefix_len() < 127 && a.addr() == a.network() => {
+                    Some("the subnet-router anycast address of its prefix")
+                }
+                _ => None,
+            };
+            if let Some(what) = special {
+                self.err(
+                    span(addr_s),
+                    format!("`{address}` is {what}"),
+                    "use a host address inside the prefix",
+                );
+                continue;
+            }
+            if address.addr().is_loopback()
+                || address.addr().is_multicast()
+                || address.addr().is_unspecified()
+            {
+                self.err(
+                    span(addr_s),
+                    format!("`{address}` is not a unicast address for a path"),
+                    "use a private address, e.g. 10.1.1.1/24 or dead:beef:1::1/64",
+                );
+                continue;
+            }
+            if addresses.iter().any(|a| a.addr() == address.addr()) {
+                self.err(
+                    span(addr_s),
+                    format!("`{}` is written twice on `{name}`", address.addr()),
+                    "",
+                );
+                continue;
+            }
+            addresses.push(address);
+        }
+        if addresses.is_empty() {
+            return None;
+        }
+        if let Some(m) = &ri.mtu
+            && *m.get_ref() < 1280
+            && addresses.iter().any(|a| a.addr().is_ipv6())
         {
             self.err(
-                span(addr_s),
-                format!(
-                    "`{address}` is the {} address of its subnet",
-                    if address.addr() == address.network() {
-                        "network"
-                    } else {
-                        "broadcast"
-                    }
-                ),
-                "use a host address inside the prefix",
+                span(m),
+                format!("mtu {} is below IPv6's minimum", m.get_ref()),
+                "an interface with an IPv6 address needs an MTU of at least 1280",
             );
         }
-        let gateway = ri.gateway.as_ref().and_then(|g| {
-            let gw = self.addr(g)?;
-            if !address.contains(&gw) {
+        let mut gateways: Vec<IpAddr> = Vec::new();
+        for g in ri.gateway.iter().chain(&ri.gateways) {
+            let Some(gw) = self.addr(g) else { continue };
+            if !addresses.iter().any(|a| a.contains(&gw)) {
                 self.err(
                     span(g),
                     format!(
-                        "gateway {gw} is outside {}'s prefix {}",
-                        name,
-                        address.trunc()
+                        "gateway {gw} is outside {name}'s prefixes ({})",
+                        addresses
+                            .iter()
+                            .map(|a| a.trunc().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
-                    "a gateway must be on-link: inside the interface's address/prefix",
+                    "a gateway must be on-link: inside one of the interface's address/prefixes",
                 );
-            } else if gw == address.addr() {
+            } else if addresses.iter().any(|a| a.addr() == gw) {
                 self.err(
                     span(g),
                     format!("gateway {gw} is the interface's own address"),
                     "name the peer's address",
                 );
+            } else if gateways.iter().any(|x| x.is_ipv6() == gw.is_ipv6()) {
+                self.err(
+                    span(g),
+                    format!("`{name}` has two {} gateways", family(gw)),
+                    "one default gateway per family",
+                );
+                continue;
             }
-            Some(gw)
-        });
+            gateways.push(gw);
+        }
+        let routes = ri
+            .routes
+            .iter()
+            .filter_map(|r| self.route(&name, r, &addresses))
+            .collect();
         let shaping = ri.shaping.as_ref().and_then(|s| self.shaping(s));
         Some(Interface {
             name,
             attach,
-            address: Some(address),
-            gateway,
+            addresses,
+            gateways,
+            routes,
             mac,
             mtu,
             shaping,
+        })
+    }
+
+    /// A main-table route by interface `dev`: `to` a prefix (no host bits) or `default`, `via`
+    /// an on-link address of the same family, an optional metric.
+    fn route(&mut self, dev: &str, r: &RawRoute, addresses: &[IpNet]) -> Option<net::Route> {
+        let to_text = r.to.get_ref().trim();
+        let to = if to_text == "default" {
+            None
+        } else {
+            let net = self.cidr(&r.to)?;
+            if net.trunc() != net {
+                self.err(
+                    span(&r.to),
+                    format!("route destination `{net}` has host bits set"),
+                    &format!("write the network address: {}", net.trunc()),
+                );
+                return None;
+            }
+            Some(net)
+        };
+        let via = match &r.via {
+            Some(v) => Some(self.addr(v)?),
+            None => None,
+        };
+        if let Some(v) = &r.via
+            && let Some(gw) = via
+        {
+            if to.is_some_and(|t| t.addr().is_ipv6() != gw.is_ipv6()) {
+                self.err(
+                    span(v),
+                    format!(
+                        "route to {to_text} is {}, its gateway {gw} is not",
+                        family(to.unwrap().addr())
+                    ),
+                    "a route and its gateway are of one family",
+                );
+                return None;
+            }
+            if !addresses.iter().any(|a| a.contains(&gw)) {
+                self.err(
+                    span(v),
+                    format!("gateway {gw} is not on-link on `{dev}`"),
+                    "a route's gateway must be inside one of the interface's address/prefixes",
+                );
+                return None;
+            }
+        }
+        if to.is_none() && via.is_none() {
+            self.err(
+                span(&r.to),
+                "a default route needs `via`".into(),
+                "name the gateway, e.g. { to = \"default\", via = \"10.0.1.254\", metric = 100 }",
+            );
+            return None;
+        }
+        Some(net::Route {
+            to,
+            via,
+            dev: dev.to_string(),
+            metric: r.metric.as_ref().map(|m| *m.get_ref()),
         })
     }
 
@@ -892,7 +1057,6 @@ impl Validator {
         &mut self,
         t: &RawTable,
         iface: &Interface,
-        addr: Ipv4Net,
         seen_ids: &mut HashMap<u32, Range<usize>>,
         seen_names: &mut HashMap<String, Range<usize>>,
     ) -> Option<net::Table> {
@@ -945,9 +1109,8 @@ impl Validator {
             id,
             name,
             dev: iface.name.clone(),
-            source: addr.addr(),
-            subnet: addr.trunc(),
-            gateway: iface.gateway,
+            addresses: iface.addresses.clone(),
+            gateways: iface.gateways.clone(),
         })
     }
 
@@ -1042,9 +1205,7 @@ impl Validator {
             let Some(address) = self.addr(&e.address) else {
                 continue;
             };
-            let holder = interfaces
-                .iter()
-                .find(|i| i.address.is_some_and(|a| a.addr() == address));
+            let holder = interfaces.iter().find(|i| i.has_address(address));
             match (holder, dev) {
                 // An address no interface carries is allowed (mptcp_join.sh announces such
                 // addresses on purpose); `lab doctor` warns about it.
@@ -1246,19 +1407,20 @@ impl Validator {
     }
 
     fn unique_addresses(&mut self, hosts: &[Host], raw_hosts: &[RawHost]) {
-        let mut seen: HashMap<Ipv4Addr, (String, String)> = HashMap::new();
+        let mut seen: HashMap<IpAddr, (String, String)> = HashMap::new();
         for (h, rh) in hosts.iter().zip(raw_hosts) {
             for i in &h.interfaces {
-                let Some(a) = i.address else { continue };
-                if let Some((ph, pi)) = seen.get(&a.addr()) {
-                    let sp = address_span(rh, &i.name);
-                    self.err(
-                        sp,
-                        format!("address {} is already used by {ph}:{pi}", a.addr()),
-                        "every interface in a lab needs its own address",
-                    );
-                } else {
-                    seen.insert(a.addr(), (h.name.clone(), i.name.clone()));
+                for a in &i.addresses {
+                    if let Some((ph, pi)) = seen.get(&a.addr()) {
+                        let sp = address_span(rh, &i.name);
+                        self.err(
+                            sp,
+                            format!("address {} is already used by {ph}:{pi}", a.addr()),
+                            "every interface in a lab needs its own addresses",
+                        );
+                    } else {
+                        seen.insert(a.addr(), (h.name.clone(), i.name.clone()));
+                    }
                 }
             }
         }
@@ -1267,25 +1429,35 @@ impl Validator {
     fn subnets(&mut self, hosts: &[Host], networks: &[Network], raw_hosts: &[RawHost]) {
         for (h, rh) in hosts.iter().zip(raw_hosts) {
             for i in &h.interfaces {
-                let (Attach::Network(n), Some(a)) = (&i.attach, i.address) else {
+                let Attach::Network(n) = &i.attach else {
                     continue;
                 };
-                let Some(subnet) = networks
-                    .iter()
-                    .find(|x| &x.name == n)
-                    .and_then(|x| x.subnet)
-                else {
+                let Some(net) = networks.iter().find(|x| &x.name == n) else {
                     continue;
                 };
-                if !subnet.contains(&a.addr()) || a.prefix_len() < subnet.prefix_len() {
-                    let sp = address_span(rh, &i.name);
-                    self.err(
-                        sp,
-                        format!("{a} is not inside network `{n}`'s subnet {subnet}"),
-                        "change the address or the network's subnet",
-                    );
+                for a in &i.addresses {
+                    let Some(subnet) = net
+                        .subnets
+                        .iter()
+                        .find(|s| s.addr().is_ipv6() == a.addr().is_ipv6())
+                    else {
+                        continue;
+                    };
+                    if !subnet.contains(&a.addr()) || a.prefix_len() < subnet.prefix_len() {
+                        let sp = address_span(rh, &i.name);
+                        self.err(
+                            sp,
+                            format!("{a} is not inside network `{n}`'s subnet {subnet}"),
+                            "change the address or the network's subnet",
+                        );
+                    }
                 }
             }
         }
     }
+}
+
+/// `IPv4` or `IPv6`, for messages.
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
 }

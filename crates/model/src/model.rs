@@ -1,9 +1,9 @@
 //! The resolved lab: validated, with everything left out of the Lab.toml derived.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// A whole lab, as every command and embedder sees it.
@@ -26,7 +26,9 @@ pub struct Lab {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Network {
     pub name: String,
-    pub subnet: Option<Ipv4Net>,
+    /// The segment's subnets (`subnet`, or `subnets` for a dual-stack segment), at most one
+    /// per family; an interface's address of a family must lie inside that family's subnet.
+    pub subnets: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -224,9 +226,14 @@ pub enum Attach {
 pub struct Interface {
     pub name: String,
     pub attach: Attach,
-    /// Static address; `None` only for NAT interfaces.
-    pub address: Option<Ipv4Net>,
-    pub gateway: Option<Ipv4Addr>,
+    /// Static addresses, IPv4 and IPv6 (`address`, or `addresses` for several); empty only
+    /// for NAT interfaces. The first is the interface's primary address: lab's derived MPTCP
+    /// endpoints and its test traffic use primary addresses.
+    pub addresses: Vec<IpNet>,
+    /// Default gateways of this path's routing table, at most one per family.
+    pub gateways: Vec<IpAddr>,
+    /// Routes in the main table that leave by this interface (`routes`).
+    pub routes: Vec<net::Route>,
     pub mac: Option<net::MacAddr>,
     pub mtu: Option<u32>,
     pub shaping: Option<net::Shaping>,
@@ -235,6 +242,16 @@ pub struct Interface {
 impl Interface {
     pub fn is_nat(&self) -> bool {
         self.attach == Attach::Nat
+    }
+
+    /// The primary (first) address; `None` for a NAT interface.
+    pub fn address(&self) -> Option<IpNet> {
+        self.addresses.first().copied()
+    }
+
+    /// Whether `addr` is one of this interface's addresses.
+    pub fn has_address(&self, addr: IpAddr) -> bool {
+        self.addresses.iter().any(|a| a.addr() == addr)
     }
 }
 
@@ -266,10 +283,8 @@ impl Host {
     }
 
     /// The interface holding `addr`, if any.
-    pub fn interface_with(&self, addr: Ipv4Addr) -> Option<&Interface> {
-        self.interfaces
-            .iter()
-            .find(|i| i.address.is_some_and(|a| a.addr() == addr))
+    pub fn interface_with(&self, addr: IpAddr) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.has_address(addr))
     }
 
     /// The value a sysctl is set to by this lab, if it sets it.
@@ -287,14 +302,13 @@ impl Host {
             host: self.name.clone(),
             interfaces: self
                 .path_interfaces()
-                .filter_map(|i| {
-                    Some(net::Interface {
-                        name: i.name.clone(),
-                        address: i.address?,
-                        mac: i.mac,
-                        mtu: i.mtu,
-                        shaping: i.shaping,
-                    })
+                .filter(|i| !i.addresses.is_empty())
+                .map(|i| net::Interface {
+                    name: i.name.clone(),
+                    addresses: i.addresses.clone(),
+                    mac: i.mac,
+                    mtu: i.mtu,
+                    shaping: i.shaping,
                 })
                 .collect(),
             dhcp_interfaces: self
@@ -304,6 +318,11 @@ impl Host {
                 .map(|i| i.name.clone())
                 .collect(),
             tables: self.tables.clone(),
+            routes: self
+                .interfaces
+                .iter()
+                .flat_map(|i| i.routes.iter().cloned())
+                .collect(),
             endpoints: self.endpoints.clone(),
             limits: self.limits,
             sysctls: self.sysctls.clone(),

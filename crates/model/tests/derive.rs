@@ -102,7 +102,14 @@ fn tables_are_derived_when_left_out_and_skip_explicit_ids() {
         .unwrap()
         .tables
         .iter()
-        .map(|t| (t.id, t.name.clone(), t.dev.clone(), t.source.to_string()))
+        .map(|t| {
+            (
+                t.id,
+                t.name.clone(),
+                t.dev.clone(),
+                t.addresses[0].addr().to_string(),
+            )
+        })
         .collect();
     assert_eq!(
         t,

@@ -160,3 +160,43 @@ fn point_to_point_links_need_no_arp_settings() {
             .all(|h| h.sysctls.iter().all(|s| !s.key.contains("arp_")))
     );
 }
+
+const IPV6: &str = include_str!("../../../fixtures/labs/ipv6.toml");
+const DUAL: &str = include_str!("../../../fixtures/labs/dual-stack.toml");
+
+/// `lab doctor` understands IPv6: the IPv6 and dual-stack fixtures are clean; IPv4-only
+/// advice (rp_filter) stays quiet on an IPv6-only host; an IPv6 endpoint on an IPv4
+/// connection and IPv6 turned off under IPv6 addresses are reported.
+#[test]
+fn ipv6_labs_and_their_mistakes() {
+    for (name, src) in [("ipv6", IPV6), ("dual", DUAL)] {
+        let lab = model::parse("Lab.toml", src).unwrap();
+        assert_eq!(doctor::check(&lab), vec![], "{name}");
+    }
+    // rp_filter strict means nothing to IPv6.
+    let strict = format!("{IPV6}\n[hosts.cli.sysctls]\n\"net.ipv4.conf.all.rp_filter\" = 1\n");
+    let lab = model::parse("Lab.toml", &strict).unwrap();
+    assert!(!has(&lab, "cli", "rp-filter-strict"), "{:?}", codes(&lab));
+    // The dual-stack lab's connection is IPv4: an IPv6 signal endpoint is never used.
+    let v6_signal = DUAL.replace(
+        "[hosts.cli]",
+        "[[hosts.srv.mptcp.endpoints]]\naddress = \"10.0.2.1\"\ndev = \"eth2\"\nflags = [\"signal\"]\n\n[[hosts.srv.mptcp.endpoints]]\naddress = \"dead:beef:2::1\"\ndev = \"eth2\"\nflags = [\"signal\"]\n\n[hosts.cli]",
+    );
+    let lab = model::parse("Lab.toml", &v6_signal).unwrap();
+    assert!(
+        has(&lab, "srv", "endpoint-family-unused"),
+        "{:?}",
+        codes(&lab)
+    );
+    // The same endpoint on the IPv6 lab is fine.
+    let lab = model::parse("Lab.toml", IPV6).unwrap();
+    assert!(!has(&lab, "srv", "endpoint-family-unused"));
+    let off = format!("{IPV6}\n[hosts.srv.sysctls]\n\"net.ipv6.conf.eth2.disable_ipv6\" = 1\n");
+    let lab = model::parse("Lab.toml", &off).unwrap();
+    let f = doctor::check(&lab);
+    let hit = f
+        .iter()
+        .find(|f| f.code == "ipv6-disabled")
+        .expect("ipv6-disabled");
+    assert!(hit.message.contains("eth2"), "{}", hit.message);
+}

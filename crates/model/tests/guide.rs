@@ -151,7 +151,7 @@ fn guide_preset_has_the_guides_machines_and_addresses() {
         assert!(h.interfaces[0].is_nat(), "NIC 1 is NAT");
         let got: Vec<String> = h
             .path_interfaces()
-            .map(|i| i.address.unwrap().to_string())
+            .map(|i| i.address().unwrap().to_string())
             .collect();
         let want: Vec<String> = addrs.iter().map(|a| format!("{a}/24")).collect();
         assert_eq!(got, want);

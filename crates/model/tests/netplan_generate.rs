@@ -110,3 +110,57 @@ fn shaped_p2p_lab_passes_netplan_generate() {
     assert!(link.contains("MACAddress=02:00:00:00:01:01"), "{link}");
     assert!(link.contains("Name=eth1"), "{link}");
 }
+
+#[test]
+fn ipv6_and_dual_stack_netplan_passes_netplan_generate() {
+    if !testkit::require("netplan generate", testkit::tool("netplan")) {
+        return;
+    }
+    let v6 = model::parse(
+        "ipv6.toml",
+        include_str!("../../../fixtures/labs/ipv6.toml"),
+    )
+    .unwrap();
+    let root = generate(&v6, "cli");
+    for n in 1..=3 {
+        let f = network_file(&root, &format!("eth{n}"));
+        for want in [
+            format!("Address=dead:beef:{n}::2/64"),
+            format!("Destination=dead:beef:{n}::/64"),
+            format!("Gateway=dead:beef:{n}::1"),
+            format!("From=dead:beef:{n}::2"),
+            format!("Table={}", 100 * n),
+        ] {
+            assert!(f.contains(&want), "ipv6 cli eth{n}: no {want}:\n{f}");
+        }
+    }
+    let dual = model::parse(
+        "dual-stack.toml",
+        include_str!("../../../fixtures/labs/dual-stack.toml"),
+    )
+    .unwrap();
+    let root = generate(&dual, "cli");
+    let f = network_file(&root, "eth2");
+    for want in [
+        "Address=10.0.2.2/24",
+        "Address=dead:beef:2::2/64",
+        "Gateway=10.0.2.1",
+        "Gateway=dead:beef:2::1",
+        "From=10.0.2.2",
+        "From=dead:beef:2::2",
+    ] {
+        assert!(f.contains(want), "dual cli eth2: no {want}:\n{f}");
+    }
+    // The server's main-table routes keep their metrics.
+    let root = generate(&dual, "srv");
+    let f = network_file(&root, "eth1");
+    for want in [
+        "Destination=10.99.0.0/16",
+        "Destination=dead:beef:99::/48",
+        "Metric=100",
+    ] {
+        assert!(f.contains(want), "dual srv eth1: no {want}:\n{f}");
+    }
+    let f = network_file(&root, "eth2");
+    assert!(f.contains("Metric=200"), "dual srv eth2:\n{f}");
+}

@@ -3,6 +3,8 @@
 use model::Preset;
 
 const P2P: &str = include_str!("../../../fixtures/labs/p2p-shaped.toml");
+const IPV6: &str = include_str!("../../../fixtures/labs/ipv6.toml");
+const DUAL: &str = include_str!("../../../fixtures/labs/dual-stack.toml");
 
 fn labs() -> Vec<(String, model::Lab)> {
     let mut out: Vec<(String, model::Lab)> = Preset::ALL
@@ -10,6 +12,11 @@ fn labs() -> Vec<(String, model::Lab)> {
         .map(|p| (p.name().to_string(), p.load().unwrap()))
         .collect();
     out.push(("p2p".into(), model::parse("p2p-shaped.toml", P2P).unwrap()));
+    out.push(("ipv6".into(), model::parse("ipv6.toml", IPV6).unwrap()));
+    out.push((
+        "dual".into(),
+        model::parse("dual-stack.toml", DUAL).unwrap(),
+    ));
     out
 }
 

@@ -64,11 +64,11 @@ fn misspelled_key() {
 #[test]
 fn bad_cidr() {
     let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.500/24\"");
-    one_error(&src, "\"10.1.1.500/24\"", "not an IPv4 address/prefix");
+    one_error(&src, "\"10.1.1.500/24\"", "not an address/prefix");
     let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.5/33\"");
-    one_error(&src, "\"10.1.1.5/33\"", "not an IPv4 address/prefix");
+    one_error(&src, "\"10.1.1.5/33\"", "not an address/prefix");
     let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.5\"");
-    one_error(&src, "\"10.1.1.5\"", "not an IPv4 address/prefix");
+    one_error(&src, "\"10.1.1.5\"", "not an address/prefix");
     let src = builtin_with("\"10.1.1.5/24\"", "\"10.1.1.255/24\"");
     one_error(&src, "\"10.1.1.255/24\"", "broadcast");
 }
@@ -89,7 +89,11 @@ fn gateway_outside_the_prefix() {
         "address = \"10.1.1.5/24\"\ngateway = \"10.1.1.1\"",
         "address = \"10.1.1.5/24\"\ngateway = \"10.9.9.9\"",
     );
-    one_error(&src, "\"10.9.9.9\"", "outside enp0s9's prefix 10.1.1.0/24");
+    one_error(
+        &src,
+        "\"10.9.9.9\"",
+        "outside enp0s9's prefixes (10.1.1.0/24)",
+    );
 }
 
 #[test]
@@ -415,4 +419,93 @@ fn checks_are_validated_where_they_are_written() {
     );
     let lab = model::parse("Lab.toml", &ok).unwrap();
     assert_eq!(lab.checks[0].level, model::checks::Level::Warning);
+}
+
+/// IPv6 and dual stack at the model boundary: what is accepted, and each mistake at its place.
+#[test]
+fn ipv6_and_dual_stack_addresses() {
+    // Dual stack: both families, a gateway of each, main-table routes with metrics.
+    let ok = builtin_with(
+        "address = \"10.1.1.5/24\"\ngateway = \"10.1.1.1\"",
+        "addresses = [\"10.1.1.5/24\", \"dead:beef:5::1/64\"]\ngateways = [\"10.1.1.1\", \"dead:beef:5::2\"]\nroutes = [{ to = \"10.9.0.0/16\", via = \"10.1.1.1\", metric = 100 }, { to = \"default\", via = \"dead:beef:5::2\", metric = 2048 }]",
+    );
+    let lab = model::parse("Lab.toml", &ok).unwrap();
+    let i = lab.host("ue2").unwrap().interface("enp0s9").unwrap();
+    assert_eq!(i.addresses.len(), 2);
+    assert_eq!(i.gateways.len(), 2);
+    assert_eq!(i.routes[1].metric, Some(2048));
+    assert!(i.routes[1].is_ipv6());
+    let t = lab
+        .host("ue2")
+        .unwrap()
+        .tables
+        .iter()
+        .find(|t| t.dev == "enp0s9")
+        .unwrap();
+    assert_eq!(t.addresses, i.addresses, "one table, both families");
+
+    let with = |to: &str| {
+        builtin_with(
+            "address = \"10.1.1.5/24\"\ngateway = \"10.1.1.1\"",
+            &format!("addresses = [\"10.1.1.5/24\", \"dead:beef:5::1/64\"]\n{to}"),
+        )
+    };
+    one_error(
+        &with("gateway = \"dead:beef:6::1\""),
+        "\"dead:beef:6::1\"",
+        "outside enp0s9's prefixes",
+    );
+    one_error(
+        &with("gateways = [\"10.1.1.1\", \"10.1.1.9\"]"),
+        "\"10.1.1.9\"",
+        "two IPv4 gateways",
+    );
+    one_error(
+        &with("routes = [{ to = \"10.9.0.0/16\", via = \"dead:beef:5::2\" }]"),
+        "\"dead:beef:5::2\"",
+        "is IPv4, its gateway",
+    );
+    one_error(
+        &with("routes = [{ to = \"10.9.0.1/16\", via = \"10.1.1.1\" }]"),
+        "\"10.9.0.1/16\"",
+        "host bits",
+    );
+    one_error(
+        &with("routes = [{ to = \"default\" }]"),
+        "\"default\"",
+        "needs `via`",
+    );
+    one_error(
+        &with("routes = [{ to = \"10.9.0.0/16\", via = \"10.7.7.7\" }]"),
+        "\"10.7.7.7\"",
+        "not on-link",
+    );
+    one_error(&with("mtu = 1000"), "1000", "below IPv6's minimum");
+    let src = builtin_with("\"10.1.1.5/24\"", "\"fe80::5/64\"");
+    one_error(&src, "\"fe80::5/64\"", "link-local");
+    let src = builtin_with("\"10.1.1.5/24\"", "\"dead:beef::1\"");
+    one_error(&src, "\"dead:beef::1\"", "not an address/prefix");
+    // A second subnet of one family on a network.
+    let src = Preset::Builtin.source().replace(
+        "subnet = \"10.1.1.0/24\"",
+        "subnets = [\"10.1.1.0/24\", \"10.2.0.0/16\"]",
+    );
+    one_error(&src, "\"10.2.0.0/16\"", "two IPv4 subnets");
+    // An IPv6 address outside the network's IPv6 subnet.
+    let src = Preset::Builtin
+        .source()
+        .replace(
+            "subnet = \"10.1.1.0/24\"",
+            "subnets = [\"10.1.1.0/24\", \"dead:beef:1::/64\"]",
+        )
+        .replacen(
+            "address = \"10.1.1.5/24\"",
+            "addresses = [\"10.1.1.5/24\", \"dead:beef:2::5/64\"]",
+            1,
+        );
+    one_error(
+        &src,
+        "\"10.1.1.5/24\"",
+        "not inside network `ue1-ue2_v1_2`'s subnet dead:beef:1::/64",
+    );
 }

@@ -7,9 +7,9 @@
 //! point at them, every route in them), the MPTCP endpoints and limits, and the plan's sysctls.
 //! Anything else (the main table, other tables, other interfaces) is left alone.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::plan::{Step, TableNaming, plan};
@@ -19,11 +19,11 @@ use crate::spec::{EndpointFlags, HostNet, Limits};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Observed {
     pub links: Vec<LinkState>,
-    /// IPv4 addresses per device.
+    /// Global IPv4 and IPv6 addresses per device.
     pub addresses: Vec<AddressState>,
-    /// Rules of the form `from ADDR/32 lookup TABLE`.
+    /// Rules of the form `from ADDR/32 lookup TABLE` (`/128` for IPv6).
     pub rules: Vec<RuleState>,
-    /// Routes in tables other than main and local.
+    /// Unicast routes in the main table and in tables other than local and default.
     pub routes: Vec<RouteState>,
     pub endpoints: Vec<EndpointState>,
     pub limits: Limits,
@@ -46,12 +46,12 @@ pub struct LinkState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AddressState {
     pub dev: String,
-    pub address: Ipv4Net,
+    pub address: IpNet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RuleState {
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     pub table: u32,
     pub priority: Option<u32>,
 }
@@ -60,16 +60,33 @@ pub struct RuleState {
 pub struct RouteState {
     pub table: u32,
     /// `None` is the default route.
-    pub to: Option<Ipv4Net>,
-    pub via: Option<Ipv4Addr>,
+    pub to: Option<IpNet>,
+    pub via: Option<IpAddr>,
     pub dev: String,
     pub scope_link: bool,
+    /// The route's priority (`metric`); the kernel gives IPv6 routes 1024 when none is asked.
+    pub metric: Option<u32>,
+    pub ipv6: bool,
+}
+
+impl RouteState {
+    /// Whether this live route is the one `want` plans. A planned route without a metric
+    /// takes whatever metric the kernel gave it.
+    pub fn matches(&self, want: &RouteState) -> bool {
+        self.table == want.table
+            && self.to == want.to
+            && self.via == want.via
+            && self.dev == want.dev
+            && self.scope_link == want.scope_link
+            && self.ipv6 == want.ipv6
+            && want.metric.is_none_or(|m| self.metric.unwrap_or(0) == m)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointState {
     pub id: u8,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: Option<u16>,
     pub dev: Option<String>,
     pub flags: EndpointFlags,
@@ -94,7 +111,7 @@ pub enum Change {
     Apply(Step),
     DelEndpoint {
         id: u8,
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     DelRule(RuleState),
     DelRoute(RouteState),
@@ -125,7 +142,8 @@ impl Change {
                 s(&["ip", "mptcp", "endpoint", "delete", "id", &id.to_string()])
             }
             Change::DelRule(r) => {
-                let mut v = s(&["ip", "rule", "del", "from", &r.from.to_string()]);
+                let mut v = ip(r.from.is_ipv6());
+                v.extend(s(&["rule", "del", "from", &r.from.to_string()]));
                 v.extend(s(&["table", &r.table.to_string()]));
                 if let Some(p) = r.priority {
                     v.extend(s(&["priority", &p.to_string()]));
@@ -133,12 +151,17 @@ impl Change {
                 v
             }
             Change::DelRoute(r) => {
-                let mut v = s(&["ip", "route", "del"]);
+                let mut v = ip(r.ipv6);
+                v.extend(s(&["route", "del"]));
                 v.push(r.to.map_or_else(|| "default".into(), |n| n.to_string()));
                 if let Some(via) = r.via {
                     v.extend(s(&["via", &via.to_string()]));
                 }
-                v.extend(s(&["dev", &r.dev, "table", &r.table.to_string()]));
+                v.extend(s(&["dev", &r.dev]));
+                if let Some(m) = r.metric {
+                    v.extend(s(&["metric", &m.to_string()]));
+                }
+                v.extend(s(&["table", &r.table.to_string()]));
                 v
             }
             Change::DelAddress(a) => s(&[
@@ -152,6 +175,15 @@ impl Change {
             Change::DelQdisc { dev } => s(&["tc", "qdisc", "del", "dev", dev, "root"]),
         })
     }
+}
+
+/// `ip`, or `ip -6`.
+fn ip(ipv6: bool) -> Vec<String> {
+    let mut v = vec!["ip".to_string()];
+    if ipv6 {
+        v.push("-6".into());
+    }
+    v
 }
 
 /// The changes that take a host from `observed` to its plan.
@@ -193,7 +225,7 @@ pub fn diff(host: &HostNet, observed: &Observed) -> Vec<Change> {
     }
 
     // Rules pointing at the plan's tables that the plan does not have.
-    let wanted_rules: Vec<(Ipv4Addr, u32)> = steps
+    let wanted_rules: Vec<(IpAddr, u32)> = steps
         .iter()
         .filter_map(|s| match s {
             Step::Rule { from, table_id, .. } => Some((*from, *table_id)),
@@ -208,16 +240,16 @@ pub fn diff(host: &HostNet, observed: &Observed) -> Vec<Change> {
     // Every route in the plan's tables that the plan does not have.
     let wanted_routes: Vec<RouteState> = steps.iter().filter_map(route_state).collect();
     for r in &observed.routes {
-        if owned_tables.contains(&r.table) && !wanted_routes.contains(r) {
+        if owned_tables.contains(&r.table) && !wanted_routes.iter().any(|w| r.matches(w)) {
             removals.push(Change::DelRoute(r.clone()));
         }
     }
-    // IPv4 addresses on the plan's interfaces that the plan does not have.
+    // Global addresses on the plan's interfaces that the plan does not have.
     for a in &observed.addresses {
         let wanted = host
             .interfaces
             .iter()
-            .any(|i| i.name == a.dev && i.address == a.address);
+            .any(|i| i.name == a.dev && i.addresses.contains(&a.address));
         if managed_devs.contains(&a.dev.as_str()) && !wanted {
             removals.push(Change::DelAddress(a.clone()));
         }
@@ -257,7 +289,7 @@ pub fn diff(host: &HostNet, observed: &Observed) -> Vec<Change> {
                 .any(|r| r.from == *from && r.table == *table_id),
             Step::Route { .. } => {
                 let want = route_state(&step).expect("a route step");
-                !observed.routes.contains(&want)
+                !observed.routes.iter().any(|r| r.matches(&want))
             }
             Step::Endpoint(_) => false, // handled above
             Step::Limits(l) => observed.limits != *l,
@@ -296,7 +328,9 @@ fn route_state(step: &Step) -> Option<RouteState> {
             via,
             dev,
             scope_link,
+            metric,
             table_id,
+            ipv6,
             ..
         } => Some(RouteState {
             table: *table_id,
@@ -304,6 +338,8 @@ fn route_state(step: &Step) -> Option<RouteState> {
             via: *via,
             dev: dev.clone(),
             scope_link: *scope_link,
+            metric: *metric,
+            ipv6: *ipv6,
         }),
         _ => None,
     }
@@ -319,7 +355,7 @@ mod tests {
             host: "ue2".into(),
             interfaces: vec![Interface {
                 name: "enp0s8".into(),
-                address: "10.1.1.4/24".parse().unwrap(),
+                addresses: vec!["10.1.1.4/24".parse().unwrap()],
                 mac: None,
                 mtu: None,
                 shaping: Some(Shaping {
@@ -332,10 +368,10 @@ mod tests {
                 id: 100,
                 name: "table1".into(),
                 dev: "enp0s8".into(),
-                source: "10.1.1.4".parse().unwrap(),
-                subnet: "10.1.1.0/24".parse().unwrap(),
-                gateway: Some("10.1.1.1".parse().unwrap()),
+                addresses: vec!["10.1.1.4/24".parse().unwrap()],
+                gateways: vec!["10.1.1.1".parse().unwrap()],
             }],
+            routes: vec![],
             endpoints: vec![Endpoint {
                 address: "10.1.1.4".parse().unwrap(),
                 id: Some(1),
@@ -379,6 +415,8 @@ mod tests {
                     via: None,
                     dev: "enp0s8".into(),
                     scope_link: true,
+                    metric: None,
+                    ipv6: false,
                 },
                 RouteState {
                     table: 100,
@@ -386,6 +424,8 @@ mod tests {
                     via: Some("10.1.1.1".parse().unwrap()),
                     dev: "enp0s8".into(),
                     scope_link: false,
+                    metric: None,
+                    ipv6: false,
                 },
             ],
             endpoints: vec![EndpointState {
@@ -466,6 +506,8 @@ mod tests {
             via: None,
             dev: "enp0s8".into(),
             scope_link: true,
+            metric: None,
+            ipv6: false,
         });
         o.addresses.push(AddressState {
             dev: "enp0s8".into(),
@@ -484,6 +526,8 @@ mod tests {
             via: Some("192.168.1.1".parse().unwrap()),
             dev: "eth0".into(),
             scope_link: false,
+            metric: None,
+            ipv6: false,
         });
         o.addresses.push(AddressState {
             dev: "eth0".into(),
@@ -546,6 +590,83 @@ mod tests {
                 "ip route add 10.1.1.0/24 dev enp0s8 scope link table 100",
                 "ip route add default via 10.1.1.1 dev enp0s8 table 100",
             ]
+        );
+    }
+
+    /// A dual-stack interface with a main-table route: every family gets its rule and routes
+    /// (`ip -6`), the IPv6 address skips DAD, the main-table route carries its metric, and
+    /// the kernel's metric on an IPv6 route that asked for none is not a difference.
+    #[test]
+    fn dual_stack_and_main_table_routes() {
+        let mut h = host();
+        h.interfaces[0]
+            .addresses
+            .push("dead:beef:1::4/64".parse().unwrap());
+        h.tables[0].addresses = h.interfaces[0].addresses.clone();
+        h.tables[0].gateways.push("dead:beef:1::1".parse().unwrap());
+        h.routes.push(crate::spec::Route {
+            to: Some("10.0.0.0/8".parse().unwrap()),
+            via: Some("10.1.1.1".parse().unwrap()),
+            dev: "enp0s8".into(),
+            metric: Some(100),
+        });
+        let argv: Vec<String> = diff(&h, &applied())
+            .iter()
+            .map(|c| c.argv().unwrap().join(" "))
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "ip address add dead:beef:1::4/64 dev enp0s8 nodad",
+                "ip -6 rule add from dead:beef:1::4 table 100",
+                "ip -6 route add dead:beef:1::/64 dev enp0s8 table 100",
+                "ip -6 route add default via dead:beef:1::1 dev enp0s8 table 100",
+                "ip route add 10.0.0.0/8 via 10.1.1.1 dev enp0s8 metric 100 table 254",
+            ]
+        );
+        // Applied, as the kernel reports it (IPv6 routes with metric 1024), plus the
+        // kernel's own main-table routes, which are not the lab's to remove.
+        let mut o = applied();
+        o.addresses.push(AddressState {
+            dev: "enp0s8".into(),
+            address: "dead:beef:1::4/64".parse().unwrap(),
+        });
+        o.rules.push(RuleState {
+            from: "dead:beef:1::4".parse().unwrap(),
+            table: 100,
+            priority: Some(32764),
+        });
+        let route = |table, to: Option<&str>, via: Option<&str>, metric, ipv6| RouteState {
+            table,
+            to: to.map(|t| t.parse().unwrap()),
+            via: via.map(|v| v.parse().unwrap()),
+            dev: "enp0s8".into(),
+            scope_link: false,
+            metric,
+            ipv6,
+        };
+        o.routes.extend([
+            route(100, Some("dead:beef:1::/64"), None, Some(1024), true),
+            route(100, None, Some("dead:beef:1::1"), Some(1024), true),
+            route(254, Some("10.0.0.0/8"), Some("10.1.1.1"), Some(100), false),
+            route(254, Some("dead:beef:1::/64"), None, Some(256), true),
+        ]);
+        assert_eq!(diff(&h, &o), vec![]);
+        // The same route with another metric is not the planned one.
+        o.routes[4].metric = Some(200);
+        assert_eq!(
+            diff(&h, &o)
+                .iter()
+                .map(|c| c.argv().unwrap().join(" "))
+                .collect::<Vec<_>>(),
+            ["ip route add 10.0.0.0/8 via 10.1.1.1 dev enp0s8 metric 100 table 254"]
+        );
+        assert_eq!(
+            Change::DelRoute(o.routes[2].clone())
+                .argv()
+                .unwrap()
+                .join(" "),
+            "ip -6 route del dead:beef:1::/64 dev enp0s8 metric 1024 table 100"
         );
     }
 }

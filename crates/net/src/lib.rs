@@ -17,5 +17,5 @@ pub mod spec;
 pub use diff::{Change, Observed, diff};
 pub use plan::{Phase, Step, TableNaming, plan};
 pub use spec::{
-    Endpoint, EndpointFlags, HostNet, Interface, Limits, MacAddr, Shaping, Sysctl, Table,
+    Endpoint, EndpointFlags, HostNet, Interface, Limits, MacAddr, Route, Shaping, Sysctl, Table,
 };

@@ -69,7 +69,10 @@ struct Route {
     via: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'static str>,
-    table: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -92,7 +95,7 @@ pub fn render(host: &HostNet, title: &str) -> Result<String, NetplanError> {
     }
     for i in &host.interfaces {
         let mut e = Ethernet {
-            addresses: vec![i.address.to_string()],
+            addresses: i.addresses.iter().map(ToString::to_string).collect(),
             mtu: i.mtu,
             ..Ethernet::default()
         };
@@ -103,23 +106,39 @@ pub fn render(host: &HostNet, title: &str) -> Result<String, NetplanError> {
             e.set_name = Some(i.name.clone());
         }
         for t in host.tables.iter().filter(|t| t.dev == i.name) {
-            e.routes.push(Route {
-                to: t.subnet.to_string(),
-                via: None,
-                scope: Some("link"),
-                table: t.id,
-            });
-            if let Some(gw) = t.gateway {
+            for a in &t.addresses {
+                e.routes.push(Route {
+                    to: a.trunc().to_string(),
+                    via: None,
+                    // IPv6 routes have no scope.
+                    scope: a.addr().is_ipv4().then_some("link"),
+                    metric: None,
+                    table: Some(t.id),
+                });
+            }
+            for gw in &t.gateways {
                 e.routes.push(Route {
                     to: "default".into(),
                     via: Some(gw.to_string()),
                     scope: None,
+                    metric: None,
+                    table: Some(t.id),
+                });
+            }
+            for a in &t.addresses {
+                e.routing_policy.push(Policy {
+                    from: a.addr().to_string(),
                     table: t.id,
                 });
             }
-            e.routing_policy.push(Policy {
-                from: t.source.to_string(),
-                table: t.id,
+        }
+        for r in host.routes.iter().filter(|r| r.dev == i.name) {
+            e.routes.push(Route {
+                to: r.to.map_or_else(|| "default".into(), |n| n.to_string()),
+                via: r.via.map(|v| v.to_string()),
+                scope: None,
+                metric: r.metric,
+                table: None,
             });
         }
         ethernets.push((&i.name, e));

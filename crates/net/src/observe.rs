@@ -1,9 +1,9 @@
 //! A host's live state from iproute2's and tc's JSON output, for appliers that reach a host only
 //! through commands (SSH). Pure: the applier runs [`COMMANDS`] and hands the outputs here.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::diff::{
@@ -13,11 +13,13 @@ use crate::spec::{EndpointFlags, HostNet, Limits};
 
 /// What to run on the host, in the order of [`Outputs`]' fields. `sysctl` gets the plan's keys
 /// appended (see [`sysctl_argv`]).
-pub const COMMANDS: [&[&str]; 7] = [
+pub const COMMANDS: [&[&str]; 9] = [
     &["ip", "-json", "link", "show"],
-    &["ip", "-json", "-4", "address", "show"],
+    &["ip", "-json", "address", "show"],
     &["ip", "-json", "-4", "rule", "show"],
+    &["ip", "-json", "-6", "rule", "show"],
     &["ip", "-json", "-4", "route", "show", "table", "all"],
+    &["ip", "-json", "-6", "route", "show", "table", "all"],
     &["ip", "-json", "mptcp", "endpoint", "show"],
     &["ip", "mptcp", "limits", "show"],
     &["tc", "-json", "qdisc", "show"],
@@ -36,7 +38,9 @@ pub struct Outputs {
     pub link: String,
     pub address: String,
     pub rule: String,
+    pub rule6: String,
     pub route: String,
+    pub route6: String,
     pub endpoint: String,
     pub limits: String,
     pub qdisc: String,
@@ -69,6 +73,8 @@ struct JAddr {
     family: String,
     local: String,
     prefixlen: u8,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +95,7 @@ struct JRoute {
     dev: Option<String>,
     table: Option<String>,
     scope: Option<String>,
+    metric: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -145,11 +152,29 @@ fn table_id(plan: &HostNet, t: Option<&str>) -> u32 {
 pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
     let links: Vec<JLink> = json("ip link", &o.link)?;
     let addrs: Vec<JAddrIf> = json("ip address", &o.address)?;
-    let rules: Vec<JRule> = json("ip rule", &o.rule)?;
-    let routes: Vec<JRoute> = json("ip route", &o.route)?;
+    let rules: Vec<(JRule, bool)> = json::<JRule>("ip -4 rule", &o.rule)?
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(
+            json::<JRule>("ip -6 rule", &o.rule6)?
+                .into_iter()
+                .map(|r| (r, true)),
+        )
+        .collect();
+    let routes: Vec<(JRoute, bool)> = json::<JRoute>("ip -4 route", &o.route)?
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(
+            json::<JRoute>("ip -6 route", &o.route6)?
+                .into_iter()
+                .map(|r| (r, true)),
+        )
+        .collect();
     let endpoints: Vec<JEndpoint> = json("ip mptcp endpoint", &o.endpoint)?;
     let qdiscs: Vec<JQdisc> = json("tc qdisc", &o.qdisc)?;
     let system = [0u32, 253, 254, 255];
+    // Routes of the main table are read too: the plan may own some of them.
+    let not_routes = [0u32, 253, 255];
     Ok(Observed {
         links: links
             .into_iter()
@@ -167,32 +192,38 @@ pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
             .flat_map(|i| {
                 let dev = i.ifname;
                 i.addr_info.into_iter().filter_map(move |a| {
-                    let ip: Ipv4Addr = a.local.parse().ok()?;
-                    (a.family == "inet").then_some(AddressState {
-                        dev: dev.clone(),
-                        address: Ipv4Net::new(ip, a.prefixlen).ok()?,
-                    })
+                    let ip: IpAddr = a.local.parse().ok()?;
+                    let global = a.scope.as_deref().is_none_or(|s| s == "global");
+                    (matches!(a.family.as_str(), "inet" | "inet6") && global).then_some(
+                        AddressState {
+                            dev: dev.clone(),
+                            address: IpNet::new(ip, a.prefixlen).ok()?,
+                        },
+                    )
                 })
             })
             .collect(),
         rules: rules
             .into_iter()
-            .filter_map(|r| {
+            .filter_map(|(r, v6)| {
                 let table = table_id(plan, r.table.as_deref());
-                let from: Ipv4Addr = r.src.as_deref()?.parse().ok()?;
-                (r.src_len.unwrap_or(32) == 32 && !system.contains(&table)).then_some(RuleState {
-                    from,
-                    table,
-                    priority: r.priority,
-                })
+                let from: IpAddr = r.src.as_deref()?.parse().ok()?;
+                let host_len = if v6 { 128 } else { 32 };
+                (r.src_len.unwrap_or(host_len) == host_len && !system.contains(&table)).then_some(
+                    RuleState {
+                        from,
+                        table,
+                        priority: r.priority,
+                    },
+                )
             })
             .collect(),
         routes: routes
             .into_iter()
-            .filter_map(|r| {
+            .filter_map(|(r, v6)| {
                 let table = table_id(plan, r.table.as_deref());
                 let unicast = r.kind.as_deref().is_none_or(|k| k == "unicast");
-                if !unicast || system.contains(&table) {
+                if !unicast || not_routes.contains(&table) {
                     return None;
                 }
                 let to = if r.dst == "default" {
@@ -200,7 +231,8 @@ pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
                 } else if r.dst.contains('/') {
                     Some(r.dst.parse().ok()?)
                 } else {
-                    Some(Ipv4Net::new(r.dst.parse().ok()?, 32).ok()?)
+                    let ip: IpAddr = r.dst.parse().ok()?;
+                    Some(IpNet::new(ip, if v6 { 128 } else { 32 }).ok()?)
                 };
                 Some(RouteState {
                     table,
@@ -208,6 +240,8 @@ pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
                     via: r.gateway.as_deref().and_then(|g| g.parse().ok()),
                     dev: r.dev.unwrap_or_default(),
                     scope_link: r.scope.as_deref() == Some("link"),
+                    metric: r.metric,
+                    ipv6: v6,
                 })
             })
             .collect(),
@@ -300,7 +334,7 @@ mod tests {
             host: "h".into(),
             interfaces: vec![Interface {
                 name: "va".into(),
-                address: "10.9.0.1/24".parse().unwrap(),
+                addresses: vec!["10.9.0.1/24".parse().unwrap()],
                 mac: None,
                 mtu: None,
                 shaping: None,
@@ -310,10 +344,10 @@ mod tests {
                 id: 100,
                 name: "table1".into(),
                 dev: "va".into(),
-                source: "10.9.0.1".parse().unwrap(),
-                subnet: "10.9.0.0/24".parse().unwrap(),
-                gateway: None,
+                addresses: vec!["10.9.0.1/24".parse().unwrap()],
+                gateways: vec![],
             }],
+            routes: vec![],
             endpoints: vec![],
             limits: None,
             sysctls: vec![Sysctl::new("net.ipv4.conf.eth0/100.rp_filter", "2")],
@@ -325,10 +359,14 @@ mod tests {
     fn parses_recorded_iproute2_output() {
         let o = Outputs {
             link: r#"[{"ifindex":3,"link":"vb","ifname":"va","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP","M-DOWN"],"mtu":1500,"link_type":"ether","address":"02:4c:41:42:00:01"},{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP"],"mtu":65536,"link_type":"loopback","address":"00:00:00:00:00:00"}]"#.into(),
-            address: r#"[{"ifindex":3,"link":"vb","ifname":"va","flags":["UP"],"mtu":1500,"addr_info":[{"family":"inet","local":"10.9.0.1","prefixlen":24,"scope":"global","label":"va"}]}]"#.into(),
+            address: r#"[{"ifindex":3,"link":"vb","ifname":"va","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"02:4c:41:42:00:01","broadcast":"ff:ff:ff:ff:ff:ff","addr_info":[{"family":"inet","local":"10.9.0.1","prefixlen":24,"scope":"global","label":"va","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"dead:beef:9::1","prefixlen":64,"scope":"global","nodad":true,"valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::4c:41ff:fe42:1","prefixlen":64,"scope":"link","tentative":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]"#.into(),
             rule: r#"[{"priority":0,"src":"all","table":"local"},{"priority":32765,"src":"10.9.0.1","table":"100"},{"priority":32764,"src":"10.9.0.9","table":"table1"},{"priority":32766,"src":"all","table":"main"}]"#.into(),
             route: r#"[{"dst":"default","gateway":"10.9.0.2","dev":"va","table":"100","flags":["onlink","linkdown"]},{"dst":"10.9.0.0/24","dev":"va","table":"100","scope":"link","flags":["linkdown"]},{"dst":"10.9.0.0/24","dev":"va","protocol":"kernel","scope":"link","prefsrc":"10.9.0.1"},{"type":"local","dst":"10.9.0.1","dev":"va","table":"local","protocol":"kernel","scope":"host"}]"#.into(),
             endpoint: r#"[{"address":"10.9.0.1","id":1,"signal":true,"dev":"va"},{"address":"10.9.0.5","id":2,"rawflags":"20","dev":"va"}]"#.into(),
+            // Recorded with iproute2 6.1 in a namespace (Linux 6.18): an IPv6 address (and the
+            // kernel's link-local one), a rule and routes in table 100.
+            rule6: r#"[{"priority":0,"src":"all","table":"local"},{"priority":32765,"src":"dead:beef:9::1","table":"100"},{"priority":32766,"src":"all","table":"main"}]"#.into(),
+            route6: r#"[{"dst":"dead:beef:9::/64","dev":"va","table":"100","metric":1024,"flags":[],"pref":"medium"},{"dst":"default","gateway":"dead:beef:9::2","dev":"va","table":"100","metric":1024,"flags":[],"pref":"medium"},{"dst":"dead:beef:9::/64","dev":"va","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},{"dst":"fe80::/64","dev":"va","protocol":"kernel","metric":256,"flags":[],"pref":"medium"},{"type":"local","dst":"dead:beef:9::1","dev":"va","table":"local","protocol":"kernel","metric":0,"flags":[],"pref":"medium"},{"type":"multicast","dst":"ff00::/8","dev":"va","table":"local","protocol":"kernel","metric":256,"flags":[],"pref":"medium"}]"#.into(),
             limits: "add_addr_accepted 2 subflows 3 \n".into(),
             qdisc: r#"[{"kind":"tbf","handle":"82e2:","dev":"va","root":true,"refcnt":3,"options":{"rate":6250000,"burst":62500,"lat":50000}},{"kind":"noqueue","handle":"0:","dev":"lo","root":true,"refcnt":2,"options":{}}]"#.into(),
             sysctl: "net.ipv4.conf.eth0/100.rp_filter = 2\nnet.mptcp.enabled = 1\n".into(),
@@ -351,7 +389,8 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(s.addresses[0].address.to_string(), "10.9.0.1/24");
+        let addrs: Vec<String> = s.addresses.iter().map(|a| a.address.to_string()).collect();
+        assert_eq!(addrs, ["10.9.0.1/24", "dead:beef:9::1/64"], "no link-local");
         assert_eq!(
             s.rules,
             vec![
@@ -365,12 +404,36 @@ mod tests {
                     table: 100,
                     priority: Some(32764)
                 },
+                RuleState {
+                    from: "dead:beef:9::1".parse().unwrap(),
+                    table: 100,
+                    priority: Some(32765)
+                },
             ]
         );
-        assert_eq!(s.routes.len(), 2, "{:?}", s.routes);
-        assert_eq!(s.routes[0].to, None);
-        assert_eq!(s.routes[0].via, Some("10.9.0.2".parse().unwrap()));
-        assert!(s.routes[1].scope_link);
+        // Unicast routes of table 100 and main, IPv4 then IPv6; none of table local.
+        let routes: Vec<String> = s
+            .routes
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {:?} {:?} {} {:?} {}",
+                    r.table, r.to, r.via, r.scope_link, r.metric, r.ipv6
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                "100 None Some(10.9.0.2) false None false",
+                "100 Some(10.9.0.0/24) None true None false",
+                "254 Some(10.9.0.0/24) None true None false",
+                "100 Some(dead:beef:9::/64) None false Some(1024) true",
+                "100 None Some(dead:beef:9::2) false Some(1024) true",
+                "254 Some(dead:beef:9::/64) None false Some(256) true",
+                "254 Some(fe80::/64) None false Some(256) true",
+            ]
+        );
         assert!(s.endpoints[0].flags.signal);
         assert!(s.endpoints[1].flags.laminar, "rawflags 20 is laminar");
         assert_eq!(

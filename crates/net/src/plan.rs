@@ -5,12 +5,15 @@
 //! steps through the command seam, or diff them against the live state; the script renderer
 //! prints them for people.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::spec::{Endpoint, HostNet, Limits, Shaping, Sysctl};
+
+/// The kernel's main routing table (RT_TABLE_MAIN).
+pub const MAIN_TABLE: u32 = 254;
 
 /// How `ip` commands name routing tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +33,11 @@ pub enum Step {
         dev: String,
         mtu: Option<u32>,
     },
+    /// An address; IPv6 ones skip duplicate address detection (`nodad`): lab checks that
+    /// addresses are unique, and a tentative address cannot be bound for a second or two.
     Address {
         dev: String,
-        address: Ipv4Net,
+        address: IpNet,
     },
     /// A line in /etc/iproute2/rt_tables (a file edit, not a command).
     RtTable {
@@ -40,18 +45,23 @@ pub enum Step {
         name: String,
     },
     Rule {
-        from: Ipv4Addr,
+        from: IpAddr,
         table_id: u32,
         table_name: String,
     },
     Route {
         /// `None` is the default route.
-        to: Option<Ipv4Net>,
-        via: Option<Ipv4Addr>,
+        to: Option<IpNet>,
+        via: Option<IpAddr>,
         dev: String,
         scope_link: bool,
+        /// `None`: the kernel's default metric.
+        metric: Option<u32>,
+        /// The main table is 254, `main`.
         table_id: u32,
         table_name: String,
+        /// An IPv6 route (`ip -6 route`; a default route names its family).
+        ipv6: bool,
     },
     Endpoint(Endpoint),
     Limits(Limits),
@@ -82,7 +92,7 @@ impl Phase {
             Phase::Addresses => "links and addresses (persistent form: --format netplan)",
             Phase::RoutingTables => "routing table names (/etc/iproute2/rt_tables)",
             Phase::Rules => "per-source routing: rules",
-            Phase::Routes => "per-source routing: one table per source address",
+            Phase::Routes => "routes: one table per path interface, then the main table's",
             Phase::Endpoints => "MPTCP path manager: endpoints",
             Phase::Limits => "MPTCP path manager: limits",
             Phase::Shaping => "link shaping",
@@ -121,31 +131,41 @@ impl Step {
                 v
             }
             Step::Address { dev, address } => {
-                argv(["ip", "address", "add", &address.to_string(), "dev", dev])
+                let mut v = argv(["ip", "address", "add", &address.to_string(), "dev", dev]);
+                if address.addr().is_ipv6() {
+                    v.push("nodad".into());
+                }
+                v
             }
             Step::RtTable { .. } => return None,
             Step::Rule {
                 from,
                 table_id,
                 table_name,
-            } => argv([
-                "ip",
-                "rule",
-                "add",
-                "from",
-                &from.to_string(),
-                "table",
-                &table(*table_id, table_name),
-            ]),
+            } => {
+                let mut v = ip(from.is_ipv6());
+                v.extend(argv([
+                    "rule",
+                    "add",
+                    "from",
+                    &from.to_string(),
+                    "table",
+                    &table(*table_id, table_name),
+                ]));
+                v
+            }
             Step::Route {
                 to,
                 via,
                 dev,
                 scope_link,
+                metric,
                 table_id,
                 table_name,
+                ipv6,
             } => {
-                let mut v = argv(["ip", "route", "add"]);
+                let mut v = ip(*ipv6);
+                v.extend(argv(["route", "add"]));
                 v.push(to.map_or_else(|| "default".to_string(), |n| n.to_string()));
                 if let Some(via) = via {
                     v.extend(argv(["via", &via.to_string()]));
@@ -153,6 +173,9 @@ impl Step {
                 v.extend(argv(["dev", dev]));
                 if *scope_link {
                     v.extend(argv(["scope", "link"]));
+                }
+                if let Some(m) = metric {
+                    v.extend(argv(["metric", &m.to_string()]));
                 }
                 v.extend(argv(["table", &table(*table_id, table_name)]));
                 v
@@ -184,6 +207,15 @@ impl Step {
             Step::Qdisc { dev, shaping } => qdisc_argv(dev, shaping),
         };
         Some(v)
+    }
+}
+
+/// `ip`, or `ip -6` for an IPv6 rule or route.
+fn ip(ipv6: bool) -> Vec<String> {
+    if ipv6 {
+        argv(["ip", "-6"])
+    } else {
+        argv(["ip"])
     }
 }
 
@@ -262,40 +294,59 @@ pub fn plan(host: &HostNet) -> Vec<Step> {
             dev: i.name.clone(),
             mtu: i.mtu,
         });
-        steps.push(Step::Address {
+        steps.extend(i.addresses.iter().map(|a| Step::Address {
             dev: i.name.clone(),
-            address: i.address,
-        });
+            address: *a,
+        }));
     }
     steps.extend(host.tables.iter().map(|t| Step::RtTable {
         id: t.id,
         name: t.name.clone(),
     }));
-    steps.extend(host.tables.iter().map(|t| Step::Rule {
-        from: t.source,
-        table_id: t.id,
-        table_name: t.name.clone(),
-    }));
     for t in &host.tables {
-        steps.push(Step::Route {
-            to: Some(t.subnet),
-            via: None,
-            dev: t.dev.clone(),
-            scope_link: true,
+        steps.extend(t.addresses.iter().map(|a| Step::Rule {
+            from: a.addr(),
             table_id: t.id,
             table_name: t.name.clone(),
-        });
-        if let Some(gw) = t.gateway {
+        }));
+    }
+    for t in &host.tables {
+        for a in &t.addresses {
+            // IPv6 has no route scopes (the kernel keeps every IPv6 route universe-scoped).
             steps.push(Step::Route {
-                to: None,
-                via: Some(gw),
+                to: Some(a.trunc()),
+                via: None,
                 dev: t.dev.clone(),
-                scope_link: false,
+                scope_link: a.addr().is_ipv4(),
+                metric: None,
                 table_id: t.id,
                 table_name: t.name.clone(),
+                ipv6: a.addr().is_ipv6(),
+            });
+        }
+        for gw in &t.gateways {
+            steps.push(Step::Route {
+                to: None,
+                via: Some(*gw),
+                dev: t.dev.clone(),
+                scope_link: false,
+                metric: None,
+                table_id: t.id,
+                table_name: t.name.clone(),
+                ipv6: gw.is_ipv6(),
             });
         }
     }
+    steps.extend(host.routes.iter().map(|r| Step::Route {
+        to: r.to,
+        via: r.via,
+        dev: r.dev.clone(),
+        scope_link: false,
+        metric: r.metric,
+        table_id: MAIN_TABLE,
+        table_name: "main".into(),
+        ipv6: r.is_ipv6(),
+    }));
     steps.extend(host.endpoints.iter().cloned().map(Step::Endpoint));
     steps.extend(host.limits.map(Step::Limits));
     for i in &host.interfaces {

@@ -5,9 +5,9 @@
 //! assumed valid (names checked, addresses inside their prefixes, ids unique).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
 /// One host's network configuration, in the order it is applied.
@@ -19,8 +19,10 @@ pub struct HostNet {
     pub interfaces: Vec<Interface>,
     /// Interfaces that are configured by DHCP (a VM's NAT NIC); never part of MPTCP.
     pub dhcp_interfaces: Vec<String>,
-    /// Per-source routing tables, one per source address.
+    /// Per-source routing tables, one per path interface (each with its addresses as sources).
     pub tables: Vec<Table>,
+    /// Routes in the main table (`ip route add ... metric N`), in the order they are added.
+    pub routes: Vec<Route>,
     /// MPTCP endpoints, in the order they are added.
     pub endpoints: Vec<Endpoint>,
     /// MPTCP limits; `None` leaves the kernel's defaults.
@@ -33,32 +35,55 @@ pub struct HostNet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Interface {
     pub name: String,
-    /// Address with its prefix length, e.g. `10.1.1.1/24`.
-    pub address: Ipv4Net,
+    /// Addresses with their prefix lengths, IPv4 or IPv6 (`10.1.1.1/24`,
+    /// `dead:beef:1::1/64`); the first is the interface's primary address.
+    pub addresses: Vec<IpNet>,
     pub mac: Option<MacAddr>,
     pub mtu: Option<u32>,
     pub shaping: Option<Shaping>,
 }
 
-/// A per-source routing table: `ip rule add from SOURCE table NAME`, a link-scope route to the
-/// interface's subnet and, with a gateway, a default route through it.
+/// A per-source routing table: for each of its addresses `ip rule add from ADDRESS table NAME`
+/// and an on-link route to the address's subnet; with a gateway of a family, a default route of
+/// that family through it. (The kernel keeps IPv4 and IPv6 routes of one table id apart.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Table {
     pub id: u32,
     pub name: String,
     /// The device the table's routes leave by.
     pub dev: String,
-    /// The source address whose packets use this table.
-    pub source: Ipv4Addr,
-    /// The on-link subnet (the interface's prefix, host bits cleared).
-    pub subnet: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
+    /// The source addresses whose packets use this table, with their prefixes (the on-link
+    /// subnets).
+    pub addresses: Vec<IpNet>,
+    /// Default gateways, at most one per family.
+    pub gateways: Vec<IpAddr>,
+}
+
+/// A route in the main table: `ip route add TO [via VIA] dev DEV [metric N]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// `None` is the default route.
+    pub to: Option<IpNet>,
+    pub via: Option<IpAddr>,
+    pub dev: String,
+    /// `None`: the kernel's default (0 for IPv4, 1024 for IPv6).
+    pub metric: Option<u32>,
+}
+
+impl Route {
+    /// Whether this is an IPv6 route (by its destination, else its gateway).
+    pub fn is_ipv6(&self) -> bool {
+        self.to
+            .map(|t| t.addr().is_ipv6())
+            .or(self.via.map(|v| v.is_ipv6()))
+            .unwrap_or(false)
+    }
 }
 
 /// An MPTCP path-manager endpoint (`ip mptcp endpoint add`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub id: Option<u8>,
     pub dev: Option<String>,
     pub port: Option<u16>,

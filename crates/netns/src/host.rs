@@ -100,7 +100,7 @@ impl Host {
             .into_iter()
             .filter(|r| r.lookup && !SYSTEM_TABLES.contains(&r.table))
             .filter_map(|r| {
-                let from = r.from.filter(|f| f.prefix_len() == 32)?;
+                let from = r.from.filter(|f| f.prefix_len() == f.max_prefix_len())?;
                 Some(RuleState {
                     from: from.addr(),
                     table: r.table,
@@ -112,13 +112,19 @@ impl Host {
             .rtnl
             .routes()?
             .into_iter()
-            .filter(|r| r.kind_unicast && !SYSTEM_TABLES.contains(&r.table))
+            // The main table's routes are read too: the plan may own some of them.
+            .filter(|r| {
+                r.kind_unicast
+                    && (r.table == net::plan::MAIN_TABLE || !SYSTEM_TABLES.contains(&r.table))
+            })
             .map(|r| RouteState {
                 table: r.table,
                 to: r.dst,
                 via: r.gateway,
                 dev: r.oif.map(name_of).unwrap_or_default(),
                 scope_link: r.scope_link,
+                metric: r.metric,
+                ipv6: r.ipv6,
             })
             .collect();
         let endpoints = self
@@ -259,7 +265,9 @@ impl Host {
                         via,
                         dev,
                         scope_link,
+                        metric,
                         table_id,
+                        ipv6,
                         ..
                     } => rt.push(RtReq::AddRoute(Route {
                         table: *table_id,
@@ -268,6 +276,8 @@ impl Host {
                         oif: Some(idx(dev)?),
                         scope_link: *scope_link,
                         kind_unicast: true,
+                        metric: *metric,
+                        ipv6: *ipv6,
                     })),
                     Step::Endpoint(e) => {
                         let ifindex = match &e.dev {
@@ -315,6 +325,8 @@ impl Host {
                         oif: Some(idx(&r.dev)?),
                         scope_link: r.scope_link,
                         kind_unicast: true,
+                        metric: r.metric,
+                        ipv6: r.ipv6,
                     }));
                 }
                 Change::DelAddress(a) => {

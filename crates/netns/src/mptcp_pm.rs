@@ -5,7 +5,7 @@
 //! The mptcp-pm crate covers only the two GET commands and needs tokio; this module adds
 //! ADD_ADDR, DEL_ADDR, SET_LIMITS and FLUSH_ADDRS on the same netlink-packet-generic types.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{
     DecodeError, DefaultNla, Emitable, NLA_F_NESTED, Nla, NlaBuffer, NlasIterator, Parseable,
@@ -33,17 +33,19 @@ const ATTR_SUBFLOWS: u16 = 3;
 const ADDR_FAMILY: u16 = 1;
 const ADDR_ID: u16 = 2;
 const ADDR_ADDR4: u16 = 3;
+const ADDR_ADDR6: u16 = 4;
 const ADDR_PORT: u16 = 5;
 const ADDR_FLAGS: u16 = 6;
 const ADDR_IF_IDX: u16 = 7;
 
 const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
 
 /// An endpoint as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PmEndpoint {
     pub id: u8,
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     pub port: Option<u16>,
     /// `MPTCP_PM_ADDR_FLAG_*` bits.
     pub flags: u32,
@@ -56,6 +58,7 @@ enum AddrAttr {
     Family(u16),
     Id(u8),
     Addr4(Ipv4Addr),
+    Addr6(Ipv6Addr),
     Port(u16),
     Flags(u32),
     IfIndex(i32),
@@ -68,6 +71,7 @@ impl Nla for AddrAttr {
             Self::Family(_) | Self::Port(_) => 2,
             Self::Id(_) => 1,
             Self::Addr4(_) | Self::Flags(_) | Self::IfIndex(_) => 4,
+            Self::Addr6(_) => 16,
             Self::Other(o) => o.value_len(),
         }
     }
@@ -77,6 +81,7 @@ impl Nla for AddrAttr {
             Self::Family(_) => ADDR_FAMILY,
             Self::Id(_) => ADDR_ID,
             Self::Addr4(_) => ADDR_ADDR4,
+            Self::Addr6(_) => ADDR_ADDR6,
             Self::Port(_) => ADDR_PORT,
             Self::Flags(_) => ADDR_FLAGS,
             Self::IfIndex(_) => ADDR_IF_IDX,
@@ -93,6 +98,7 @@ impl Nla for AddrAttr {
             Self::Port(v) => b.copy_from_slice(&v.to_be_bytes()),
             Self::Id(v) => b[0] = *v,
             Self::Addr4(a) => b.copy_from_slice(&a.octets()),
+            Self::Addr6(a) => b.copy_from_slice(&a.octets()),
             Self::Flags(v) => {
                 let _ = emit_u32(b, *v);
             }
@@ -109,6 +115,11 @@ impl<T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&T>> for AddrAttr {
             ADDR_FAMILY => Self::Family(parse_u16(v)?),
             ADDR_ID => Self::Id(parse_u8(v)?),
             ADDR_ADDR4 if v.len() == 4 => Self::Addr4(Ipv4Addr::new(v[0], v[1], v[2], v[3])),
+            ADDR_ADDR6 if v.len() == 16 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(v);
+                Self::Addr6(Ipv6Addr::from(o))
+            }
             ADDR_PORT if v.len() == 2 => Self::Port(u16::from_be_bytes([v[0], v[1]])),
             ADDR_FLAGS => Self::Flags(parse_u32(v)?),
             ADDR_IF_IDX if v.len() == 4 => {
@@ -216,7 +227,7 @@ pub enum PmReq {
     AddEndpoint(PmEndpoint),
     DelEndpoint {
         id: u8,
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     SetLimits {
         subflows: u32,
@@ -228,12 +239,15 @@ impl PmReq {
     fn message(&self) -> (String, u8, Vec<PmAttr>) {
         match self {
             PmReq::AddEndpoint(e) => {
-                let mut attrs = vec![AddrAttr::Family(AF_INET)];
+                let mut attrs = vec![AddrAttr::Family(match e.address {
+                    Some(IpAddr::V6(_)) => AF_INET6,
+                    _ => AF_INET,
+                })];
                 if e.id != 0 {
                     attrs.push(AddrAttr::Id(e.id));
                 }
                 if let Some(ip) = e.address {
-                    attrs.push(AddrAttr::Addr4(ip));
+                    attrs.push(addr_attr(ip));
                 }
                 if let Some(p) = e.port {
                     attrs.push(AddrAttr::Port(p));
@@ -253,9 +267,9 @@ impl PmReq {
                 format!("deleting MPTCP endpoint id {id} {address}"),
                 CMD_DEL_ADDR,
                 vec![PmAttr::Addr(vec![
-                    AddrAttr::Family(AF_INET),
+                    AddrAttr::Family(if address.is_ipv6() { AF_INET6 } else { AF_INET }),
                     AddrAttr::Id(*id),
-                    AddrAttr::Addr4(*address),
+                    addr_attr(*address),
                 ])],
             ),
             PmReq::SetLimits {
@@ -272,6 +286,13 @@ impl PmReq {
                 ],
             ),
         }
+    }
+}
+
+fn addr_attr(ip: IpAddr) -> AddrAttr {
+    match ip {
+        IpAddr::V4(a) => AddrAttr::Addr4(a),
+        IpAddr::V6(a) => AddrAttr::Addr6(a),
     }
 }
 
@@ -326,7 +347,8 @@ impl MptcpPm {
                 for a in attrs {
                     match a {
                         AddrAttr::Id(id) => e.id = id,
-                        AddrAttr::Addr4(ip) => e.address = Some(ip),
+                        AddrAttr::Addr4(ip) => e.address = Some(IpAddr::V4(ip)),
+                        AddrAttr::Addr6(ip) => e.address = Some(IpAddr::V6(ip)),
                         AddrAttr::Port(p) if p != 0 => e.port = Some(p),
                         AddrAttr::Flags(f) => e.flags = f,
                         AddrAttr::IfIndex(i) => e.ifindex = i,
@@ -345,7 +367,7 @@ impl MptcpPm {
         self.batch(&[PmReq::AddEndpoint(e.clone())])
     }
 
-    pub fn del_endpoint(&mut self, id: u8, address: Ipv4Addr) -> Result<(), Error> {
+    pub fn del_endpoint(&mut self, id: u8, address: IpAddr) -> Result<(), Error> {
         self.batch(&[PmReq::DelEndpoint { id, address }])
     }
 

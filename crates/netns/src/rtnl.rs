@@ -1,11 +1,13 @@
 //! rtnetlink requests: links (bridge, veth), addresses, routes, rules and root qdiscs.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_core::{NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, Nla, NlasIterator};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -37,21 +39,24 @@ pub struct Link {
     pub tx_bytes: u64,
 }
 
-/// An IPv4 route in any table.
+/// An IPv4 or IPv6 route in any table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub table: u32,
-    pub dst: Option<Ipv4Net>,
-    pub gateway: Option<Ipv4Addr>,
+    pub dst: Option<IpNet>,
+    pub gateway: Option<IpAddr>,
     pub oif: Option<u32>,
     pub scope_link: bool,
     pub kind_unicast: bool,
+    /// RTA_PRIORITY (`metric`).
+    pub metric: Option<u32>,
+    pub ipv6: bool,
 }
 
-/// An IPv4 rule.
+/// An IPv4 or IPv6 rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub from: Option<Ipv4Net>,
+    pub from: Option<IpNet>,
     pub table: u32,
     pub priority: Option<u32>,
     pub lookup: bool,
@@ -191,115 +196,134 @@ impl Rtnl {
         )
     }
 
-    /// IPv4 addresses: (interface index, address with prefix).
-    pub fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Net)>, Error> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let replies = self
-            .conn
-            .dump("listing addresses", RouteNetlinkMessage::GetAddress(req))?;
+    /// Global IPv4 and IPv6 addresses (not the kernel's link-local ones): (interface index,
+    /// address with prefix).
+    pub fn addresses(&mut self) -> Result<Vec<(u32, IpNet)>, Error> {
         let mut out = Vec::new();
-        for m in replies {
-            let RouteNetlinkMessage::NewAddress(a) = m else {
-                continue;
-            };
-            if a.header.family != AddressFamily::Inet {
-                continue;
-            }
-            let local = a.attributes.iter().find_map(|at| match at {
-                AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            });
-            let addr = local.or_else(|| {
-                a.attributes.iter().find_map(|at| match at {
-                    AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = AddressMessage::default();
+            req.header.family = family;
+            let replies = self
+                .conn
+                .dump("listing addresses", RouteNetlinkMessage::GetAddress(req))?;
+            for m in replies {
+                let RouteNetlinkMessage::NewAddress(a) = m else {
+                    continue;
+                };
+                if a.header.family != family || a.header.scope != AddressScope::Universe {
+                    continue;
+                }
+                let local = a.attributes.iter().find_map(|at| match at {
+                    AddressAttribute::Local(ip) => Some(*ip),
                     _ => None,
-                })
-            });
-            if let Some(ip) = addr
-                && let Ok(net) = Ipv4Net::new(ip, a.header.prefix_len)
-            {
-                out.push((a.header.index, net));
+                });
+                let addr = local.or_else(|| {
+                    a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Address(ip) => Some(*ip),
+                        _ => None,
+                    })
+                });
+                if let Some(ip) = addr
+                    && let Ok(net) = IpNet::new(ip, a.header.prefix_len)
+                {
+                    out.push((a.header.index, net));
+                }
             }
         }
         Ok(out)
     }
 
-    /// Every IPv4 route in every table.
+    /// Every IPv4 and IPv6 route in every table.
     pub fn routes(&mut self) -> Result<Vec<Route>, Error> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
-        let replies = self
-            .conn
-            .dump("listing routes", RouteNetlinkMessage::GetRoute(req))?;
         let mut out = Vec::new();
-        for m in replies {
-            let RouteNetlinkMessage::NewRoute(r) = m else {
-                continue;
-            };
-            if r.header.address_family != AddressFamily::Inet {
-                continue;
-            }
-            let mut route = Route {
-                table: u32::from(r.header.table),
-                dst: None,
-                gateway: None,
-                oif: None,
-                scope_link: r.header.scope == RouteScope::Link,
-                kind_unicast: r.header.kind == RouteType::Unicast,
-            };
-            for a in &r.attributes {
-                match a {
-                    RouteAttribute::Table(t) => route.table = *t,
-                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                        route.dst = Ipv4Net::new(*ip, r.header.destination_prefix_length).ok();
-                    }
-                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => route.gateway = Some(*ip),
-                    RouteAttribute::Oif(i) => route.oif = Some(*i),
-                    _ => {}
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RouteMessage::default();
+            req.header.address_family = family;
+            let replies = self
+                .conn
+                .dump("listing routes", RouteNetlinkMessage::GetRoute(req))?;
+            for m in replies {
+                let RouteNetlinkMessage::NewRoute(r) = m else {
+                    continue;
+                };
+                if r.header.address_family != family {
+                    continue;
                 }
+                let mut route = Route {
+                    table: u32::from(r.header.table),
+                    dst: None,
+                    gateway: None,
+                    oif: None,
+                    scope_link: r.header.scope == RouteScope::Link,
+                    kind_unicast: r.header.kind == RouteType::Unicast,
+                    metric: None,
+                    ipv6: family == AddressFamily::Inet6,
+                };
+                let len = r.header.destination_prefix_length;
+                for a in &r.attributes {
+                    match a {
+                        RouteAttribute::Table(t) => route.table = *t,
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                            route.dst = IpNet::new(IpAddr::V4(*ip), len).ok();
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                            route.dst = IpNet::new(IpAddr::V6(*ip), len).ok();
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => {
+                            route.gateway = Some(IpAddr::V4(*ip));
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => {
+                            route.gateway = Some(IpAddr::V6(*ip));
+                        }
+                        RouteAttribute::Oif(i) => route.oif = Some(*i),
+                        RouteAttribute::Priority(p) => route.metric = Some(*p),
+                        _ => {}
+                    }
+                }
+                out.push(route);
             }
-            if route.dst.is_none() && r.header.destination_prefix_length == 0 {
-                route.dst = None; // the default route
-            }
-            out.push(route);
         }
         Ok(out)
     }
 
+    /// Every IPv4 and IPv6 rule.
     pub fn rules(&mut self) -> Result<Vec<Rule>, Error> {
-        let mut req = RuleMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let replies = self
-            .conn
-            .dump("listing rules", RouteNetlinkMessage::GetRule(req))?;
         let mut out = Vec::new();
-        for m in replies {
-            let RouteNetlinkMessage::NewRule(r) = m else {
-                continue;
-            };
-            let mut rule = Rule {
-                from: None,
-                table: u32::from(r.header.table),
-                priority: None,
-                lookup: r.header.action == RuleAction::ToTable,
-            };
-            for a in &r.attributes {
-                match a {
-                    RuleAttribute::Source(IpAddr::V4(ip)) => {
-                        rule.from = Ipv4Net::new(*ip, r.header.src_len).ok();
-                    }
-                    RuleAttribute::Table(t) => rule.table = *t,
-                    RuleAttribute::Priority(p) => rule.priority = Some(*p),
-                    _ => {}
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut req = RuleMessage::default();
+            req.header.family = family;
+            let replies = self
+                .conn
+                .dump("listing rules", RouteNetlinkMessage::GetRule(req))?;
+            for m in replies {
+                let RouteNetlinkMessage::NewRule(r) = m else {
+                    continue;
+                };
+                if r.header.family != family {
+                    continue;
                 }
+                let mut rule = Rule {
+                    from: None,
+                    table: u32::from(r.header.table),
+                    priority: None,
+                    lookup: r.header.action == RuleAction::ToTable,
+                };
+                for a in &r.attributes {
+                    match a {
+                        RuleAttribute::Source(ip) => {
+                            rule.from = IpNet::new(*ip, r.header.src_len).ok();
+                        }
+                        RuleAttribute::Table(t) => rule.table = *t,
+                        RuleAttribute::Priority(p) => rule.priority = Some(*p),
+                        _ => {}
+                    }
+                }
+                out.push(rule);
             }
-            out.push(rule);
         }
         Ok(out)
     }
 
-    /// Root qdiscs of every link.
     pub fn qdiscs(&mut self) -> Result<Vec<Qdisc>, Error> {
         let replies = self.conn.dump(
             "listing qdiscs",
@@ -342,16 +366,16 @@ pub enum RtReq {
         mtu: Option<u32>,
         master: Option<u32>,
     },
-    AddAddress(u32, Ipv4Net),
-    DelAddress(u32, Ipv4Net),
+    AddAddress(u32, IpNet),
+    DelAddress(u32, IpNet),
     AddRoute(Route),
     DelRoute(Route),
     AddRule {
-        from: Ipv4Addr,
+        from: IpAddr,
         table: u32,
     },
     DelRule {
-        from: Ipv4Addr,
+        from: IpAddr,
         table: u32,
         priority: Option<u32>,
     },
@@ -390,12 +414,12 @@ impl RtReq {
             }
             RtReq::AddAddress(i, net) => (
                 format!("adding address {net}"),
-                RouteNetlinkMessage::NewAddress(address_msg(*i, *net)),
+                RouteNetlinkMessage::NewAddress(address_msg(*i, *net, true)),
                 NEW,
             ),
             RtReq::DelAddress(i, net) => (
                 format!("deleting address {net}"),
-                RouteNetlinkMessage::DelAddress(address_msg(*i, *net)),
+                RouteNetlinkMessage::DelAddress(address_msg(*i, *net, false)),
                 0,
             ),
             RtReq::AddRoute(r) => (
@@ -477,17 +501,26 @@ fn link_of(l: LinkMessage) -> Link {
     out
 }
 
-/// As `ip address add ADDR/LEN dev DEV` sends it: no broadcast address (the plan's argv and
-/// the SSH applier give none either, so both appliers reach the same state).
-fn address_msg(index: u32, net: Ipv4Net) -> AddressMessage {
+/// As `ip address add ADDR/LEN dev DEV [nodad]` sends it: no broadcast address (the plan's
+/// argv and the SSH applier give none either, so both appliers reach the same state); a new
+/// IPv6 address skips duplicate address detection, as the plan's argv does.
+fn address_msg(index: u32, net: IpNet, add: bool) -> AddressMessage {
     let mut m = AddressMessage::default();
-    m.header.family = AddressFamily::Inet;
     m.header.prefix_len = net.prefix_len();
     m.header.index = index;
-    m.attributes
-        .push(AddressAttribute::Local(IpAddr::V4(net.addr())));
-    m.attributes
-        .push(AddressAttribute::Address(IpAddr::V4(net.addr())));
+    match net {
+        IpNet::V4(_) => {
+            m.header.family = AddressFamily::Inet;
+            m.attributes.push(AddressAttribute::Local(net.addr()));
+        }
+        IpNet::V6(_) => {
+            m.header.family = AddressFamily::Inet6;
+            if add {
+                m.header.flags = AddressHeaderFlags::Nodad;
+            }
+        }
+    }
+    m.attributes.push(AddressAttribute::Address(net.addr()));
     m
 }
 
@@ -496,7 +529,11 @@ fn address_msg(index: u32, net: Ipv4Net) -> AddressMessage {
 fn route_msg(r: &Route, delete: bool) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header = RouteHeader {
-        address_family: AddressFamily::Inet,
+        address_family: if r.ipv6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        },
         destination_prefix_length: r.dst.map_or(0, |d| d.prefix_len()),
         table: u8::try_from(r.table).unwrap_or(RouteHeader::RT_TABLE_UNSPEC),
         protocol: if delete {
@@ -517,16 +554,19 @@ fn route_msg(r: &Route, delete: bool) -> RouteMessage {
     m.attributes.push(RouteAttribute::Table(r.table));
     if let Some(dst) = r.dst {
         m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(
+            .push(RouteAttribute::Destination(RouteAddress::from(
                 dst.network(),
             )));
     }
     if let Some(gw) = r.gateway {
         m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
     }
     if let Some(oif) = r.oif {
         m.attributes.push(RouteAttribute::Oif(oif));
+    }
+    if let Some(metric) = r.metric {
+        m.attributes.push(RouteAttribute::Priority(metric));
     }
     m
 }
@@ -539,17 +579,22 @@ fn describe_route(r: &Route) -> String {
     if let Some(gw) = r.gateway {
         s.push_str(&format!(" via {gw}"));
     }
+    if let Some(m) = r.metric {
+        s.push_str(&format!(" metric {m}"));
+    }
     s.push_str(&format!(" table {}", r.table));
     s
 }
 
-fn rule_msg(from: Ipv4Addr, table: u32, priority: Option<u32>) -> RuleMessage {
+fn rule_msg(from: IpAddr, table: u32, priority: Option<u32>) -> RuleMessage {
     let mut m = RuleMessage::default();
-    m.header.family = AddressFamily::Inet;
-    m.header.src_len = 32;
+    (m.header.family, m.header.src_len) = match from {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
     m.header.action = RuleAction::ToTable;
     m.header.table = u8::try_from(table).unwrap_or(0);
-    m.attributes.push(RuleAttribute::Source(IpAddr::V4(from)));
+    m.attributes.push(RuleAttribute::Source(from));
     m.attributes.push(RuleAttribute::Table(table));
     if let Some(p) = priority {
         m.attributes.push(RuleAttribute::Priority(p));
