@@ -33,7 +33,8 @@ impl ScenarioRun {
 }
 
 /// Run `scenario` on namespaces in `dir` as lab `name` (the scenario's own name when `None`):
-/// up, one transfer of `opts.seconds` with the built-in sender, the checks, destroy.
+/// up, one transfer of `opts.seconds` (at least 2 s past the scenario's last event) with the
+/// built-in sender, the checks, destroy.
 ///
 /// ```no_run
 /// let dir = tempfile::tempdir().unwrap();
@@ -53,11 +54,20 @@ pub fn run(
     if let Some(n) = name {
         lab.name = n.to_string();
     }
+    // A scenario whose events come at set seconds runs at least 2 s past the last one, so
+    // that what they bring (removals, MP_PRIO, new joins) happens inside the transfer.
+    let last_event_s = lab
+        .events
+        .iter()
+        .map(|e| e.at_ms.div_ceil(1000))
+        .max()
+        .map_or(0, |s| s + 2);
     let mut s = Session::new(lab, dir)?;
     s.on_progress(progress);
     let opts = TestOptions {
         tool: measure::Tool::Builtin,
         tool_auto: false,
+        seconds: opts.seconds.max(last_event_s),
         ..opts.clone()
     };
     let result = (|| -> Result<(TestResult, CheckReport), Error> {

@@ -67,15 +67,19 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
     // subflows", "no JOIN with diff families v6-v4").
     let conn_v6 = dst.is_some_and(|d| d.is_ipv6());
     let same_family = |a: std::net::IpAddr| a.is_ipv6() == conn_v6;
-    let signals = |h: &Host, own: Option<std::net::IpAddr>| {
+    // ADD_ADDRs go out whatever their family (an IPv4 connection announces IPv6 addresses
+    // too, measured), but only those the socket can use bring joins.
+    let signals = |h: &Host, own: Option<std::net::IpAddr>, usable_only: bool| {
         h.endpoints
             .iter()
             .filter(|e| e.flags.signal && Some(e.address) != own)
-            .filter(|e| conn_v6 || e.address.is_ipv4())
+            .filter(|e| !usable_only || conn_v6 || e.address.is_ipv4())
             .count() as u64
     };
-    let announced = signals(server, dst);
+    let announced = signals(server, dst, false);
     let accepted = announced.min(u64::from(cl.add_addr_accepted));
+    // Announcements taken up that the connection's family can use.
+    let usable = signals(server, dst, true).min(accepted);
     let subflow_eps = |fullmesh: bool| {
         client
             .endpoints
@@ -85,31 +89,39 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
             .count() as u64
     };
     let laminar = client.endpoints.iter().filter(|e| e.flags.laminar).count() as u64;
-    let fullmesh = client
+    let fullmesh_eps: Vec<&net::Endpoint> = client
         .endpoints
         .iter()
-        .filter(|e| e.flags.subflow && e.flags.fullmesh)
-        .filter(|e| conn_v6 || e.address.is_ipv4())
-        .count() as u64;
+        .filter(|e| e.flags.subflow && e.flags.fullmesh && same_family(e.address))
+        .collect();
+    let fullmesh = fullmesh_eps.len() as u64;
     let (candidates, how) = if fullmesh > 0 {
-        let c = (fullmesh * (1 + accepted)).saturating_sub(1);
+        // Every fullmesh address to every remote one; the initial subflow is one of those
+        // pairs when the client's own address has a fullmesh endpoint.
+        let initial = u64::from(fullmesh_eps.iter().any(|e| Some(e.address) == primary));
+        let c = (fullmesh * (1 + usable)).saturating_sub(initial);
         (
             c,
             format!(
-                "fullmesh: {fullmesh} local x {} remote addresses, minus the initial subflow",
-                1 + accepted
+                "fullmesh: {fullmesh} local x {} remote addresses{}",
+                1 + usable,
+                if initial == 1 {
+                    ", minus the initial subflow"
+                } else {
+                    ""
+                }
             ),
         )
     } else if laminar > 0 {
         (
-            accepted + subflow_eps(false),
-            format!("laminar: one subflow per accepted announcement ({accepted})"),
+            usable + subflow_eps(false),
+            format!("laminar: one subflow per accepted announcement ({usable})"),
         )
     } else {
         let s = subflow_eps(false);
         (
-            s + accepted,
-            format!("{s} client subflow endpoints + {accepted} accepted announcements"),
+            s + usable,
+            format!("{s} client subflow endpoints + {usable} accepted announcements"),
         )
     };
     let attempted = candidates.min(u64::from(cl.subflows));
@@ -130,7 +142,6 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
         .endpoints
         .iter()
         .filter(|e| e.flags.signal && e.port.is_some() && Some(e.address) != dst)
-        .filter(|e| conn_v6 || e.address.is_ipv4())
         .count() as u64;
     let port_joins = (announced_with_port > 0
         && accepted == announced
@@ -141,7 +152,7 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
         announced_with_port,
         port_joins,
         announced_by_server: announced,
-        announced_by_client: signals(client, primary),
+        announced_by_client: signals(client, primary, false),
         accepted,
         candidates,
         attempted,
@@ -178,6 +189,11 @@ pub struct HostPaths {
 /// when the other paths fail.
 pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
     let j = joins(server, client);
+    let conn_v6 = server
+        .path_interfaces()
+        .next()
+        .and_then(|i| i.address())
+        .is_some_and(|a| a.addr().is_ipv6());
     // A server's endpoint opens nothing itself: only its announcements (`signal`) bring joins.
     let capped = |h: &Host, signals: bool| -> Option<String> {
         if h.name == client.name && j.attempted < j.candidates {
@@ -218,6 +234,8 @@ pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
                 None
             } else if eps.is_empty() {
                 Some("no endpoint".to_string())
+            } else if eps.iter().all(|e| e.address.is_ipv6() && !conn_v6) {
+                Some("an IPv6 endpoint, and the connection is IPv4".to_string())
             } else if eps.iter().all(|e| e.flags.backup) {
                 Some("backup endpoint".to_string())
             } else {
