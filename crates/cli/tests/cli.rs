@@ -211,7 +211,7 @@ fn bad_address_points_at_the_value() {
     assert_eq!(code, 2);
     assert!(err.contains(&format!("Lab.toml:{line}:11]")), "{err}");
     assert!(
-        err.contains("`10.1.1.5/40` is not an IPv4 address/prefix"),
+        err.contains("`10.1.1.5/40` is not an address/prefix"),
         "{err}"
     );
 }

@@ -44,6 +44,11 @@ pub struct Joins {
     /// no limit binding): the server's `MPJoinPortSynRx` and `MPJoinPortAckRx`, the client's
     /// `MPJoinPortSynAckRx`.
     pub port_joins: Option<u64>,
+    /// Joins that ask for a backup path, when the plan fixes them (every candidate join
+    /// opens): from the client's `backup` subflow endpoints (the server's
+    /// `MPJoinSynBackupRx`), and to the server's `backup` announcements (the client's
+    /// `MPJoinSynAckBackupRx`).
+    pub backup_joins: Option<(u64, u64)>,
     /// The reasoning, for people.
     pub why: String,
 }
@@ -148,7 +153,24 @@ pub fn joins(server: &Host, client: &Host) -> Joins {
         && attempted == candidates
         && rejected == 0)
         .then_some(announced_with_port);
+    let all_open = accepted == announced && attempted == candidates && rejected == 0;
+    let backup_joins = (all_open && fullmesh == 0).then(|| {
+        let from_client = client
+            .endpoints
+            .iter()
+            .filter(|e| e.flags.subflow && e.flags.backup && !e.flags.fullmesh)
+            .filter(|e| Some(e.address) != primary && same_family(e.address))
+            .count() as u64;
+        let to_server = server
+            .endpoints
+            .iter()
+            .filter(|e| e.flags.signal && e.flags.backup && Some(e.address) != dst)
+            .filter(|e| conn_v6 || e.address.is_ipv4())
+            .count() as u64;
+        (from_client, to_server)
+    });
     Joins {
+        backup_joins,
         announced_with_port,
         port_joins,
         announced_by_server: announced,
@@ -255,6 +277,26 @@ pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
     out
 }
 
+/// Counters that stay 0 when nothing happens to a connection but its plan.
+pub const QUIET: [&str; 16] = [
+    "RmAddr",
+    "RmAddrTx",
+    "RmSubflow",
+    "MPPrioTx",
+    "MPPrioRx",
+    "MPRstTx",
+    "MPRstRx",
+    "MPCapableFallbackACK",
+    "MPCapableFallbackSYNACK",
+    "MPCapableDataFallback",
+    "MPFallbackTokenInit",
+    "DSSCorruptionFallback",
+    "SimultConnectFallback",
+    "InfiniteMapTx",
+    "MD5SigFallback",
+    "DssFallback",
+];
+
 /// One MIB counter's value after one connection, as the plan determines it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Counter {
@@ -269,8 +311,11 @@ pub struct Counter {
     pub or_more: bool,
 }
 
-/// The counters the plan determines for one connection, as mptcp_join.sh's `chk_join_nr` and
-/// `chk_add_nr` read them: joins on both sides, refused joins, announcements and their echoes.
+/// The counters the plan determines for one connection, as mptcp_join.sh's `chk_join_nr`,
+/// `chk_add_nr`, `chk_rm_nr`, `chk_prio_nr`, `chk_rst_nr` and `chk_fallback_nr` read them:
+/// joins on both sides, refused joins, announcements and their echoes, backup joins where the
+/// plan fixes them, and no removal, MP_PRIO, reset or fallback ([`QUIET`]) but the client's
+/// resets of refused joins.
 /// `None` when the plan does not determine them: mptcpd runs on a host (it adds endpoints as
 /// addresses appear).
 pub fn counters(server: &Host, client: &Host) -> Result<Vec<Counter>, String> {
@@ -298,6 +343,31 @@ pub fn counters(server: &Host, client: &Host) -> Result<Vec<Counter>, String> {
         c(client, "EchoAdd", j.announced_by_client),
     ]
     .into_iter()
+    .chain(
+        j.backup_joins
+            .into_iter()
+            .flat_map(|(from_client, to_server)| {
+                [
+                    c(server, "MPJoinSynBackupRx", from_client),
+                    c(client, "MPJoinSynAckBackupRx", to_server),
+                ]
+            }),
+    )
+    // Nothing the plan asks for removes an address or a subflow, changes a path's priority,
+    // resets or falls back: each of these counters stays 0 on both hosts (mptcp_join.sh's
+    // chk_rm_nr, chk_prio_nr, chk_rst_nr and chk_fallback_nr with their defaults).
+    // The one exception: a join the server refuses at the third ACK is reset by the client
+    // (MP_RST, measured on 6.18).
+    .chain([server, client].into_iter().flat_map(|h| {
+        QUIET.iter().map(move |counter| {
+            let n = if h.name == client.name && *counter == "MPRstTx" {
+                j.rejected
+            } else {
+                0
+            };
+            c(h, counter, n)
+        })
+    }))
     .chain(j.port_joins.into_iter().flat_map(|n| {
         [
             c(client, "PortAdd", j.announced_with_port),
