@@ -604,3 +604,47 @@ fn ipv6_only_and_dual_stack_labs_pass_lab_test() {
         );
     }
 }
+
+/// A backup path the plan surely opens stays idle, and the verdict says so (and counts the
+/// backup join); a path written as a backup on the server's side too.
+#[test]
+fn backup_paths_stay_idle_as_the_plan_says() {
+    if !ready("idle backup paths") {
+        return;
+    }
+    for (scenario, from, to, idle) in [
+        (
+            "single-subflow",
+            "flags = [\"subflow\"]",
+            "flags = [\"subflow\", \"backup\"]",
+            "ns2 eth3",
+        ),
+        (
+            "signal-address",
+            "flags = [\"signal\"]",
+            "flags = [\"signal\", \"backup\"]",
+            "ns1 eth2",
+        ),
+    ] {
+        let src = lab::scenarios::get(scenario)
+            .unwrap()
+            .source
+            .replace(from, to);
+        let d = LabDir::from_source(&src, scenario, false);
+        let (code, out, err) = d.lab(&["up"]);
+        assert_eq!(code, 0, "{scenario} up: {out}{err}");
+        let _t = traffic();
+        let (code, out, err) = d.lab(&["test", "--seconds", "3"]);
+        assert_eq!(code, 0, "{scenario} test: {out}{err}");
+        assert!(
+            out.contains(&format!("[ok] {idle}: idle, as expected")),
+            "{scenario}: {out}"
+        );
+        let backup_join = if scenario == "single-subflow" {
+            "[ok] ns1 MPJoinSynBackupRx: 1, expected 1"
+        } else {
+            "[ok] ns2 MPJoinSynAckBackupRx: 1, expected 1"
+        };
+        assert!(out.contains(backup_join), "{scenario}: {out}");
+    }
+}

@@ -181,6 +181,10 @@ pub fn test_with(
         .unwrap_or_default();
     let mut paths = Vec::new();
     let mut not_judged = Vec::new();
+    let mut idle = Vec::new();
+    // A failure or an event may put a backup path to work: idle paths are judged only when
+    // nothing happens to the connection but its plan.
+    let undisturbed = opts.fail.is_empty() && opts.events.is_empty();
     for p in crate::expect::paths(&es, &ec) {
         let host = p.host;
         not_judged.extend(
@@ -188,6 +192,13 @@ pub fn test_with(
                 .into_iter()
                 .map(|(i, why)| (host.clone(), i, why)),
         );
+        for (i, why) in p.idle {
+            if undisturbed {
+                idle.push((host.clone(), i, why));
+            } else {
+                not_judged.push((host.clone(), i, format!("{why}; an event may use it")));
+            }
+        }
         paths.push((host, p.used));
     }
     let rates: Vec<Option<u64>> = client
@@ -206,6 +217,7 @@ pub fn test_with(
         },
         paths,
         not_judged,
+        idle,
         min_share: opts.min_share,
         rate_sum_bps: rates.iter().copied().sum::<Option<u64>>(),
         min_efficiency: opts.min_efficiency,

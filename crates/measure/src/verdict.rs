@@ -26,9 +26,13 @@ pub struct Expect {
     /// The MPTCP paths (interfaces) of each host that the plan uses (the first address, an
     /// endpoint): each must carry a share of the bytes.
     pub paths: Vec<(String, Vec<String>)>,
-    /// Path interfaces the plan gives no part (no endpoint, only backup): not judged, and why.
+    /// Path interfaces the plan gives no part (no endpoint, limits): not judged, and why.
     #[serde(default)]
     pub not_judged: Vec<(String, String, String)>,
+    /// Path interfaces the plan keeps idle (a backup path while the others work): (host,
+    /// interface, why). Each may carry at most [`IDLE_MAX`] of its host's bytes.
+    #[serde(default)]
+    pub idle: Vec<(String, String, String)>,
     /// Each path must carry at least this fraction of its fair share (host bytes / paths).
     pub min_share: f64,
     /// Sum of the shaped rates of the client's paths, if every path is shaped.
@@ -36,6 +40,10 @@ pub struct Expect {
     /// When set (and the paths are shaped): goodput must reach this fraction of the rate sum.
     pub min_efficiency: Option<f64>,
 }
+
+/// The most of its host's bytes an idle path may carry: mptcp_join.sh's tolerance for an
+/// unused backup link (`chk_link_usage ... 0`, 5 %).
+pub const IDLE_MAX: f64 = 0.05;
 
 /// Which end of the transfer a counter is read on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -187,6 +195,41 @@ pub fn judge(r: &Report, e: &Expect) -> Verdict {
             });
         }
     }
+    for (host, iface, why) in &e.idle {
+        let total: u64 = r
+            .interfaces
+            .iter()
+            .filter(|i| i.host == *host)
+            .map(|i| i.bytes())
+            .sum();
+        let Some(i) = r
+            .interfaces
+            .iter()
+            .find(|i| i.host == *host && i.iface == *iface)
+        else {
+            continue;
+        };
+        let part = if total > 0 {
+            i.bytes() as f64 / total as f64
+        } else {
+            0.0
+        };
+        checks.push(Check {
+            what: format!("{host} {iface}"),
+            pass: part <= IDLE_MAX,
+            detail: format!(
+                "{} ({:.1}% of the host's bytes, {:.1} MB; at most {:.0}% for an idle path; {why})",
+                if part <= IDLE_MAX {
+                    "idle, as expected"
+                } else {
+                    "carries data, but the plan keeps it idle"
+                },
+                part * 100.0,
+                i.bytes() as f64 / 1e6,
+                IDLE_MAX * 100.0
+            ),
+        });
+    }
     // An event that could not be made to happen leaves the experiment other than declared.
     for e in r.events.iter().filter(|e| e.contains(" failed: ")) {
         checks.push(Check {
@@ -260,6 +303,7 @@ mod tests {
             accepted: 2,
             paths: Vec::new(),
             not_judged: Vec::new(),
+            idle: Vec::new(),
             min_share: 0.1,
             rate_sum_bps: None,
             min_efficiency: None,
@@ -353,5 +397,34 @@ mod tests {
                 "ue1 EchoAdd"
             ]
         );
+    }
+
+    /// An idle path (a backup) passes with a trickle and fails when it carries data, and
+    /// says which it was.
+    #[test]
+    fn idle_paths_are_judged_against_the_hosts_bytes() {
+        let iface = |name: &str, bytes: u64| crate::traffic::IfaceBytes {
+            host: "ue2".into(),
+            iface: name.into(),
+            tx_bytes: bytes,
+            rx_bytes: 0,
+            per_second_bps: Vec::new(),
+        };
+        let mut e = expect();
+        e.counters.clear();
+        e.subflows_exact = false;
+        e.subflows = 1;
+        e.idle = vec![("ue2".into(), "eth3".into(), "a backup path".into())];
+        let mut r = report(0);
+        r.interfaces = vec![iface("eth1", 1_000_000), iface("eth3", 2_000)];
+        let v = judge(&r, &e);
+        let c = v.checks.iter().find(|c| c.what == "ue2 eth3").unwrap();
+        assert!(c.pass, "{}", c.detail);
+        assert!(c.detail.starts_with("idle, as expected"), "{}", c.detail);
+        r.interfaces[1].tx_bytes = 400_000;
+        let v = judge(&r, &e);
+        let c = v.checks.iter().find(|c| c.what == "ue2 eth3").unwrap();
+        assert!(!c.pass && !v.pass, "{}", c.detail);
+        assert!(c.detail.contains("the plan keeps it idle"), "{}", c.detail);
     }
 }

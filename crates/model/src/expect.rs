@@ -200,6 +200,9 @@ pub struct HostPaths {
     pub used: Vec<String>,
     /// Interfaces not judged, each with why.
     pub not_judged: Vec<(String, String)>,
+    /// Interfaces that must stay idle, each with why: a backup path whose subflow the plan
+    /// surely opens, while the other paths work.
+    pub idle: Vec<(String, String)>,
 }
 
 /// Which path interfaces of `server` and `client` the plan puts to work for one connection,
@@ -207,8 +210,9 @@ pub struct HostPaths {
 /// interface carries data when it has the connection's own address, or an endpoint that is not
 /// only a backup and that the limits let open (or accept) a subflow. When the limits let only
 /// some endpoints open one, which ones is up to the kernel's order: those are not judged.
-/// Interfaces without an endpoint carry nothing the plan promises; a backup carries data only
-/// when the other paths fail.
+/// Interfaces without an endpoint carry nothing the plan promises (routing may still send a
+/// subflow through one): not judged. A backup path carries data only when the other paths
+/// fail: idle, when the plan surely opens its subflow (no limit binds), else not judged.
 pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
     let j = joins(server, client);
     let conn_v6 = server
@@ -242,10 +246,14 @@ pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
             None
         }
     };
+    // Every join the endpoints and announcements ask for opens.
+    let all_open =
+        j.accepted == j.announced_by_server && j.attempted == j.candidates && j.rejected == 0;
     let mut out = Vec::new();
     for h in [server, client] {
         let mut used = Vec::new();
         let mut not_judged = Vec::new();
+        let mut idle = Vec::new();
         for (n, i) in h.path_interfaces().enumerate() {
             let eps: Vec<&net::Endpoint> = h
                 .endpoints
@@ -259,6 +267,14 @@ pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
             } else if eps.iter().all(|e| e.address.is_ipv6() && !conn_v6) {
                 Some("an IPv6 endpoint, and the connection is IPv4".to_string())
             } else if eps.iter().all(|e| e.flags.backup) {
+                let plain = eps.iter().all(|e| !e.flags.fullmesh && !e.flags.laminar);
+                if all_open && plain {
+                    idle.push((
+                        i.name.clone(),
+                        "a backup path: used only when the others fail".to_string(),
+                    ));
+                    continue;
+                }
                 Some("backup endpoint".to_string())
             } else {
                 capped(h, eps.iter().any(|e| e.flags.signal))
@@ -272,6 +288,7 @@ pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
             host: h.name.clone(),
             used,
             not_judged,
+            idle,
         });
     }
     out
