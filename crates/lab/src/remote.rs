@@ -55,14 +55,32 @@ pub fn observe(exec: &dyn Exec, plan: &net::HostNet) -> Result<net::Observed, Er
         Ok(exec.check(&Command::new(argv).retry_safe())?.stdout_lossy())
     };
     let words = |w: &[&str]| w.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
+    // A host booted with IPv6 off (ipv6.disable=1) refuses `ip -6`: nothing of IPv6 to read
+    // then, unless the plan has IPv6 addresses, which is the error it is.
+    let plan_v6 = plan
+        .interfaces
+        .iter()
+        .flat_map(|i| &i.addresses)
+        .any(|a| a.addr().is_ipv6());
+    let run6 = |argv: Vec<String>| -> Result<String, Error> {
+        if plan_v6 {
+            return run(argv);
+        }
+        let out = exec.run(&Command::new(argv).retry_safe())?;
+        Ok(if out.success() {
+            out.stdout_lossy()
+        } else {
+            String::new()
+        })
+    };
     let c = net::observe::COMMANDS;
     let outputs = net::observe::Outputs {
         link: run(words(c[0]))?,
         address: run(words(c[1]))?,
         rule: run(words(c[2]))?,
-        rule6: run(words(c[3]))?,
+        rule6: run6(words(c[3]))?,
         route: run(words(c[4]))?,
-        route6: run(words(c[5]))?,
+        route6: run6(words(c[5]))?,
         endpoint: run(words(c[6]))?,
         limits: run(words(c[7]))?,
         qdisc: run(words(c[8]))?,

@@ -33,10 +33,19 @@ fn state(ns: &str) -> serde_json::Value {
         let text = String::from_utf8(out.stdout).unwrap();
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
     };
+    // IPv6 routes of the local table name the kernel's link-local addresses, which differ
+    // with the MACs: left out, as the link-local addresses are.
+    let mut route6 = run("ip", &["-json", "-6", "route", "show", "table", "all"]);
+    if let serde_json::Value::Array(a) = &mut route6 {
+        a.retain(|r| r.get("table").and_then(|t| t.as_str()) != Some("local"));
+    }
     let mut v = serde_json::json!({
         "addr": run("ip", &["-json", "-4", "addr", "show"]),
+        "addr6": run("ip", &["-json", "-6", "addr", "show", "scope", "global"]),
         "rule": run("ip", &["-json", "-4", "rule", "show"]),
+        "rule6": run("ip", &["-json", "-6", "rule", "show"]),
         "route": run("ip", &["-json", "-4", "route", "show", "table", "all"]),
+        "route6": route6,
         "endpoints": run("ip", &["-json", "mptcp", "endpoint", "show"]),
         "limits": run("ip", &["mptcp", "limits", "show"]),
         "qdisc": run("tc", &["-json", "qdisc", "show"]),
@@ -63,6 +72,65 @@ fn strip(v: &mut serde_json::Value) {
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
         _ => {}
     }
+}
+
+fn dual_stack() -> Lab {
+    let src = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/labs/dual-stack.toml"),
+    )
+    .unwrap();
+    lab::parse("dual-stack.toml", &src).unwrap()
+}
+
+/// The same for a dual-stack lab: IPv6 addresses, rules and routes, and main-table routes
+/// with metrics, reach the same state over SSH (`ip -6`) as over netlink.
+#[test]
+fn dual_stack_apply_over_ssh_matches_the_namespace_applier() {
+    if !testkit::require(
+        "lab net apply over SSH, dual stack",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| guest::sshd::available()),
+    ) {
+        return;
+    }
+    let a = up(dual_stack());
+    let b = up(dual_stack());
+    a.apply(None).unwrap();
+    b.apply(Some("cli")).unwrap();
+    let srv_ns = b.ns("srv");
+    let sshd = Sshd::start_in_netns(&srv_ns).unwrap();
+    let mut cfg = SshConfig::new(
+        "srv",
+        "127.0.0.1",
+        sshd.port,
+        "root",
+        Auth::Key(sshd.client_key.clone()),
+        b.dir.path().join("known_hosts"),
+    );
+    cfg.trust_on_first_use = true;
+    let ssh = Ssh::with_connector(cfg, netns::ns::connector(srv_ns.clone()));
+    let plan = b.lab.host("srv").unwrap().net();
+    let first = remote::apply(&ssh, &plan, false, None).unwrap();
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+    let (got, want) = (state(&srv_ns), state(&a.ns("srv")));
+    assert_eq!(got, want, "SSH and netlink appliers reach the same state");
+    assert!(
+        got["route6"].to_string().contains("dead:beef:99::/48")
+            && got["route"].to_string().contains("\"metric\":200"),
+        "{got}"
+    );
+    assert!(
+        remote::apply(&ssh, &plan, false, None)
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+    assert!(b.dry_run(Some("srv"))[0].changes.is_empty());
+    drop(ssh);
+    drop(sshd);
+    std::thread::sleep(Duration::from_millis(50));
 }
 
 #[test]
