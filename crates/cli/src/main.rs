@@ -95,8 +95,8 @@ enum Command {
         config: String,
         #[arg(long, default_value_t = 600)]
         boot_timeout: u64,
-        /// Seconds of traffic in the test.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds of traffic in the test (1 to 86400).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         seconds: u64,
         /// The report as JSON: every step with its time and outcome, the kernel, the test.
         #[arg(long)]
@@ -284,8 +284,9 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct TestArgs {
-    /// Length of the transfer.
-    #[arg(long, default_value_t = 10)]
+    /// Length of the transfer, in seconds (1 to 86400); every --fail and event must come
+    /// before its end.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     seconds: u64,
     /// Traffic generator: lab's own MPTCP sockets, or `mptcpize run iperf3` as in the guide
     /// (default: built-in between namespaces, iperf3 when a host is reached over SSH).
@@ -456,8 +457,9 @@ enum ScenariosCommand {
         /// Every scenario.
         #[arg(long)]
         all: bool,
-        /// Seconds of traffic per scenario.
-        #[arg(long, default_value_t = 2)]
+        /// Seconds of traffic per scenario (1 to 86400; a scenario with events runs at least
+        /// 2 s past its last one).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         seconds: u64,
         /// Output: `text`, `json`, or `tap` (TAP 13, one test point per scenario).
         #[arg(long, default_value = "text", value_parser = ["text", "json", "tap"])]

@@ -648,3 +648,41 @@ fn backup_paths_stay_idle_as_the_plan_says() {
         assert!(out.contains(backup_join), "{scenario}: {out}");
     }
 }
+
+/// Odd numbers are errors with the reason, before any traffic: a length out of range, a
+/// failure or an event after the transfer ends, a congestion control the kernel lacks.
+#[test]
+fn odd_numbers_are_refused_with_the_reason() {
+    for secs in ["0", "18446744073709551615", "86401"] {
+        let (code, _, err) = common::run_in(Path::new("."), &["test", "--seconds", secs]);
+        assert_eq!(code, 2, "--seconds {secs}: {err}");
+        assert!(err.contains("is not in 1..=86400"), "{err}");
+    }
+    if !ready("odd numbers on a lab that is up") {
+        return;
+    }
+    let d = LabDir::new(false);
+    let (code, out, err) = d.lab(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (args, says) in [
+        (
+            &["--fail", "enp0s9@6"][..],
+            "--fail enp0s9@6: the transfer ends at 2 s",
+        ),
+        (
+            &["--event", "5s ue2 link-down enp0s9"][..],
+            "at 5.0 s: the transfer ends at 2 s",
+        ),
+        (
+            &["--cc", "nosuchcc"][..],
+            "congestion control `nosuchcc` is not in this kernel",
+        ),
+    ] {
+        let mut argv = vec!["test", "--seconds", "2"];
+        argv.extend_from_slice(args);
+        let (code, out, err) = d.lab(&argv);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!out.contains("verdict"), "no transfer ran: {out}");
+    }
+}

@@ -105,6 +105,10 @@ pub enum TestError {
     /// An event names a host that is neither the test's server nor its client.
     #[error("event on host `{0}`: events happen on the test's server or client")]
     EventHost(String),
+    /// The test as asked cannot be judged: a length out of range, a failure or an event
+    /// after the transfer ends, a congestion control the sender's kernel does not have.
+    #[error("{0}")]
+    Invalid(String),
     /// An event names an endpoint the host does not have.
     #[error("host `{host}` has no MPTCP endpoint {address}")]
     NoEndpoint {
@@ -113,6 +117,79 @@ pub enum TestError {
         /// The address.
         address: std::net::IpAddr,
     },
+}
+
+/// The longest transfer lab runs: a day.
+pub const MAX_SECONDS: u64 = 86_400;
+
+/// The transfer's length in range, and every failure and event inside it (one at or after
+/// the end would happen after the measurement, and the verdict would judge a plan that never
+/// met it).
+fn check_timing(lab: &Lab, opts: &TestOptions) -> Result<(), TestError> {
+    if !(1..=MAX_SECONDS).contains(&opts.seconds) {
+        return Err(TestError::Invalid(format!(
+            "a transfer of {} s: lab measures 1 to {MAX_SECONDS} s",
+            opts.seconds
+        )));
+    }
+    let end_ms = opts.seconds * 1000;
+    for (iface, at) in &opts.fail {
+        if !at.is_finite() || *at < 0.0 || *at * 1000.0 >= end_ms as f64 {
+            return Err(TestError::Invalid(format!(
+                "--fail {iface}@{at}: the transfer ends at {} s; fail a link before that",
+                opts.seconds
+            )));
+        }
+    }
+    for e in lab.events.iter().chain(&opts.events) {
+        if e.at_ms >= end_ms {
+            return Err(TestError::Invalid(format!(
+                "event `{}` at {:.1} s: the transfer ends at {} s (make it longer with --seconds)",
+                e.label(),
+                e.at_ms as f64 / 1000.0,
+                opts.seconds
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The sender's congestion control must be one its kernel has (loaded, or a module it can
+/// load); MPTCP sockets otherwise take the name and keep the default.
+fn check_congestion(cc: &str, ns: &netns::ns::Namespace) -> Result<(), TestError> {
+    let wanted = cc.to_string();
+    let found = ns
+        .run(move || {
+            let cc = wanted;
+            let avail =
+                std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                    .unwrap_or_default();
+            let mut names: Vec<String> = avail.split_whitespace().map(String::from).collect();
+            let loaded = names.contains(&cc);
+            // A module the kernel loads on first use (tcp_bbr.ko, ...).
+            let module = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .and_then(|r| {
+                    std::fs::read_to_string(format!("/lib/modules/{}/modules.dep", r.trim())).ok()
+                })
+                .is_some_and(|dep| {
+                    let (plain, packed) = (format!("/tcp_{cc}.ko"), format!("/tcp_{cc}.ko."));
+                    dep.lines()
+                        .filter_map(|l| l.split(':').next())
+                        .any(|m| m.ends_with(&plain) || m.contains(&packed))
+                });
+            names.sort();
+            (loaded || module, names)
+        })
+        .map_err(|e| TestError::Invalid(format!("reading the congestion controls: {e}")))?;
+    match found {
+        (true, _) => Ok(()),
+        (false, names) => Err(TestError::Invalid(format!(
+            "congestion control `{}` is not in this kernel (available: {}; `host` keeps the default)",
+            cc,
+            names.join(", ")
+        ))),
+    }
 }
 
 /// A transfer between two places the caller opened (namespaces, or hosts behind the command
@@ -124,6 +201,10 @@ pub fn test_with(
     client_place: measure::Place<'_>,
 ) -> Result<TestResult, TestError> {
     let (server, client) = crate::expect::pair(lab).ok_or(TestError::NoPair)?;
+    check_timing(lab, opts)?;
+    if let (Some(cc), measure::Place::Netns(ns)) = (&opts.congestion, client_place) {
+        check_congestion(cc, ns)?;
+    }
     let dst = server
         .path_interfaces()
         .find_map(|i| i.address())

@@ -97,6 +97,20 @@ pub fn judge(r: &Report, e: &Expect) -> Verdict {
             "MP_CAPABLE handshake completed".into()
         },
     });
+    // A transfer that moved nothing proves nothing: every share of nothing is "fair".
+    checks.push(Check {
+        what: "data".into(),
+        pass: r.bytes > 0,
+        detail: if r.bytes > 0 {
+            format!(
+                "{:.1} MB arrived in {:.1} s",
+                r.bytes as f64 / 1e6,
+                r.seconds
+            )
+        } else {
+            "no data arrived at the server: nothing to judge".into()
+        },
+    });
     // Counters are per connection: iperf3 opens a control connection beside the data one.
     let connections = r.connections.max(1);
     // ADD_ADDRs the client's path manager dropped under load (the kernel counts them in
@@ -426,5 +440,29 @@ mod tests {
         let c = v.checks.iter().find(|c| c.what == "ue2 eth3").unwrap();
         assert!(!c.pass && !v.pass, "{}", c.detail);
         assert!(c.detail.contains("the plan keeps it idle"), "{}", c.detail);
+    }
+
+    /// No data is a failure with its reason, whatever else holds.
+    #[test]
+    fn no_data_never_passes() {
+        let mut e = expect();
+        e.counters.clear();
+        e.subflows = 1;
+        e.subflows_exact = false;
+        let mut r = report(0);
+        r.bytes = 0;
+        let v = judge(&r, &e);
+        assert!(!v.pass);
+        let c = v.checks.iter().find(|c| c.what == "data").unwrap();
+        assert!(c.detail.contains("no data arrived"), "{}", c.detail);
+        r.bytes = 1_000_000;
+        assert!(
+            judge(&r, &e)
+                .checks
+                .iter()
+                .find(|c| c.what == "data")
+                .unwrap()
+                .pass
+        );
     }
 }
