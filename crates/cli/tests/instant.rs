@@ -686,3 +686,38 @@ fn odd_numbers_are_refused_with_the_reason() {
         assert!(!out.contains("verdict"), "no transfer ran: {out}");
     }
 }
+
+/// Two directories, one lab name: the second directory's `up`, `test` and `down` refuse,
+/// naming the first directory, and leave its lab alone.
+#[test]
+fn a_second_directory_with_the_same_lab_name_is_refused() {
+    if !ready("two labs of one name") {
+        return;
+    }
+    let first = LabDir::new(false);
+    let (code, out, err) = first.lab(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let before = first.namespaces();
+    let second = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        first.path().join("Lab.toml"),
+        second.path().join("Lab.toml"),
+    )
+    .unwrap();
+    let first_dir = std::fs::canonicalize(first.path()).unwrap();
+    for args in [&["up"][..], &["test", "--seconds", "1"], &["down"]] {
+        let (code, out, err) = common::run_in(second.path(), args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        // As miette wraps it: one line of words.
+        let said = err
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            said.contains(&format!("is up in {}:", first_dir.display())),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(first.namespaces(), before, "the first lab is untouched");
+}

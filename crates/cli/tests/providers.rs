@@ -410,14 +410,16 @@ fn status_all_lists_labs_and_prunes_gone_directories() {
             "{line}"
         );
     }
-    // b's namespaces go (through a copy of its Lab.toml elsewhere, so b stays recorded), then
-    // its directory: listed as gone, then pruned.
+    // While b's directory exists, a copy of its Lab.toml elsewhere may not take its lab over.
     let elsewhere = tempfile::tempdir().unwrap();
     root_lab(elsewhere.path(), &nb);
-    assert_eq!(lab(elsewhere.path(), s, &["down"]).0, 0);
+    assert_eq!(lab(elsewhere.path(), s, &["down"]).0, 2);
+    // b's directory goes: then the copy may remove the namespaces (b stays recorded), and b
+    // is listed as gone, then pruned.
     let gone = b.path().to_path_buf();
     drop(b);
     assert!(!gone.exists());
+    assert_eq!(lab(elsewhere.path(), s, &["down"]).0, 0);
     let (_, out, _) = lab(a.path(), s, &["status", "--all"]);
     let line = out
         .lines()

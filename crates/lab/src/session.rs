@@ -118,6 +118,19 @@ pub enum Error {
     /// A command failed (argv, status and stderr inside).
     #[error(transparent)]
     Command(Box<guest::Error>),
+    /// Another directory's lab of the same name is up: its namespaces and VMs carry the name,
+    /// so this one would take them over.
+    #[error(
+        "lab `{name}` is up in {}: hosts are named after the lab, so this directory would take that lab over; give this one another `[lab] name`, or run `lab down` in {}",
+        dir.display(),
+        dir.display()
+    )]
+    NameTaken {
+        /// The lab's name.
+        name: String,
+        /// The directory whose lab it is.
+        dir: std::path::PathBuf,
+    },
 }
 
 impl From<guest::Error> for Error {
@@ -460,7 +473,19 @@ impl Session {
             .collect()
     }
 
+    /// Refuse when another directory's lab of this name is up (see [`Error::NameTaken`]).
+    pub(crate) fn name_is_ours(&self) -> Result<(), Error> {
+        match provider::index::elsewhere(self.state.lab_dir(), &self.lab.name) {
+            Some(other) => Err(Error::NameTaken {
+                name: self.lab.name.clone(),
+                dir: other.dir,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn lock(&self, command: &str) -> Result<provider::Lock, Error> {
+        self.name_is_ours()?;
         Ok(self.state.lock(command, true, &mut |pid, cmd| {
             self.emit(
                 "lab",
@@ -1014,6 +1039,7 @@ impl Session {
     /// # }
     /// ```
     pub fn test(&self, opts: &TestOptions) -> Result<TestResult, Error> {
+        self.name_is_ours()?;
         let (server, client) = crate::expect::pair(&self.lab).ok_or(TestError::NoPair)?;
         let mut opts = opts.clone();
         // The lab's own time line (`[test] events`) with the caller's.

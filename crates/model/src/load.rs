@@ -252,21 +252,81 @@ pub fn parse(path: &str, src: &str) -> Result<Lab, LoadError> {
             diagnostics,
         }))
     };
-    let raw: RawLab = toml::from_str(src).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        invalid(vec![
-            Diagnostic::new(span, e.message().trim_end().to_string())
-                .help("see `lab init` for a complete Lab.toml"),
-        ])
-    })?;
+    // Unknown keys are reported all at once, with the rest: each one serde names is blanked
+    // out of a copy of the text (same length, so every span still points into the file) and
+    // the copy parsed again; what the copy then says (a missing field, or the semantic
+    // checks below) joins them.
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    let mut text = src.to_string();
+    let raw: Option<RawLab> = loop {
+        match toml::from_str::<RawLab>(&text) {
+            Ok(raw) => break Some(raw),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let message = e.message().trim_end().to_string();
+                let blank = message.starts_with("unknown field")
+                    && diags.len() < 64
+                    && blank_entry(&mut text, &span);
+                diags.push(
+                    Diagnostic::new(span, message).help("see `lab init` for a complete Lab.toml"),
+                );
+                if !blank {
+                    break None;
+                }
+            }
+        }
+    };
+    let Some(raw) = raw else {
+        diags.sort_by_key(|d| d.span.start);
+        return Err(invalid(diags));
+    };
     let mut v = Validator::default();
     let lab = v.lab(raw);
+    v.diags.extend(diags);
     if v.diags.is_empty() {
         Ok(lab)
     } else {
         v.diags.sort_by_key(|d| d.span.start);
         Err(invalid(v.diags))
     }
+}
+
+/// Blank out (with spaces, newlines kept) the `key = value` entry whose key is at `key` in
+/// `text`; false when no such entry is found.
+fn blank_entry(text: &mut String, key: &Range<usize>) -> bool {
+    fn find(table: &toml::de::DeTable<'_>, key: &Range<usize>) -> Option<Range<usize>> {
+        for (k, v) in table {
+            if k.span() == *key {
+                return Some(k.span().start..v.span().end.max(k.span().end));
+            }
+            let found = match v.get_ref() {
+                toml::de::DeValue::Table(t) => find(t, key),
+                toml::de::DeValue::Array(a) => a.iter().find_map(|item| match item.get_ref() {
+                    toml::de::DeValue::Table(t) => find(t, key),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    let Ok(doc) = toml::de::DeTable::parse(text) else {
+        return false;
+    };
+    let Some(range) = find(doc.get_ref(), key) else {
+        return false;
+    };
+    let blanked: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' { '\n' } else { ' ' })
+        .collect();
+    // A multi-byte character becomes one space: pad to keep every later offset.
+    let pad = range.len() - blanked.len();
+    text.replace_range(range, &format!("{blanked}{}", " ".repeat(pad)));
+    true
 }
 
 /// Read and parse a Lab.toml file.

@@ -58,7 +58,13 @@ fn presets_are_valid() {
 #[test]
 fn misspelled_key() {
     let src = builtin_with("address = \"10.1.1.5/24\"", "adresses = \"10.1.1.5/24\"");
-    one_error(&src, "adresses", "unknown field `adresses`");
+    // The misspelled key at its place, and what it leaves: an interface without an address.
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    let (l, c, m) = &errs[1];
+    assert!(m.starts_with("unknown field `adresses`"), "{m}");
+    assert_eq!((*l, *c), pos(&src, "adresses"));
+    assert!(errs[0].2.contains("`enp0s9` of `ue2` has no address"), "{errs:?}");
 }
 
 #[test]
@@ -507,5 +513,56 @@ fn ipv6_and_dual_stack_addresses() {
         &src,
         "\"10.1.1.5/24\"",
         "not inside network `ue1-ue2_v1_2`'s subnet dead:beef:1::/64",
+    );
+}
+
+/// Every problem in one run: two misspelled keys in different tables, and the semantic
+/// errors behind them (an address outside its network), each at its place.
+#[test]
+fn every_problem_is_reported_in_one_run() {
+    let src = builtin_with("address = \"10.1.1.5/24\"", "adress = \"10.1.1.5/24\"")
+        .replacen("cpus = 2", "cpu = 2", 1)
+        .replacen("address = \"10.1.1.6/24\"", "address = \"10.9.9.6/24\"", 1);
+    let errs = errors(&src);
+    let messages: Vec<&str> = errs.iter().map(|(_, _, m)| m.as_str()).collect();
+    // The fifth: the gateway that no longer fits the changed address.
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(
+        messages[0].starts_with("unknown field `cpu`"),
+        "{messages:?}"
+    );
+    assert_eq!(errs[0].0, pos(&src, "cpu = 2").0);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("unknown field `adress`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("has no address")),
+        "the interface whose address was misspelled: {messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("10.9.9.6/24 is not inside network")),
+        "{messages:?}"
+    );
+    // A key serde needs, misspelled: reported with the missing field, together.
+    let src = Preset::Builtin
+        .source()
+        .replacen("role = \"server\"", "rol = \"server\"", 1)
+        .replacen("cpus = 2", "cpu = 2", 1);
+    let errs = errors(&src);
+    let messages: Vec<&str> = errs.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("unknown field `rol`"))
+            && messages
+                .iter()
+                .any(|m| m.starts_with("unknown field `cpu`"))
+            && messages.iter().any(|m| m.contains("missing field `role`")),
+        "{messages:?}"
     );
 }

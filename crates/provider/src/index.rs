@@ -129,6 +129,22 @@ pub fn list() -> Vec<Entry> {
         .collect()
 }
 
+/// The lab of this name that another directory (one that still exists) brought up, if any.
+/// Namespaces and VMs are named after the lab, so a second directory with the same name
+/// would take that lab over.
+///
+/// ```no_run
+/// if let Some(other) = provider::index::elsewhere("/srv/b".as_ref(), "mptcp") {
+///     eprintln!("`mptcp` is up in {}", other.dir.display());
+/// }
+/// ```
+pub fn elsewhere(dir: &Path, name: &str) -> Option<Entry> {
+    let dir = absolute(dir);
+    list()
+        .into_iter()
+        .find(|e| e.name == name && e.dir != dir && e.dir_exists)
+}
+
 /// Drop the labs whose directory is gone; returns them.
 ///
 /// ```no_run
