@@ -19,6 +19,8 @@ use lab::{Lab, Preset, Session};
 pub(crate) const EXIT_FINDINGS: u8 = 1;
 /// Exit status for an invalid Lab.toml or bad usage (as clap uses for usage errors).
 const EXIT_INVALID: u8 = 2;
+/// `lab net apply --dry-run`: the hosts differ from the plan (changes pending).
+pub(crate) const EXIT_PENDING: u8 = 4;
 
 #[derive(Parser, Debug)]
 #[command(name = "lab", version, about = "Declarative, verified MPTCP v1 testbeds", long_about = None)]
@@ -584,7 +586,8 @@ enum NetCommand {
         /// One host; every host when left out.
         #[arg(long)]
         host: Option<String>,
-        /// Print the changes without making them.
+        /// Print the changes without making them; exit 4 when some are pending, 0 when the
+        /// hosts are as planned.
         #[arg(long)]
         dry_run: bool,
         /// On SSH hosts, also persist the configuration: netplan YAML in /etc/netplan (mode

@@ -426,8 +426,15 @@ pub fn apply(
             },
         )
         .map_err(fail)?;
+    // A dry run with changes pending exits EXIT_PENDING, as `terraform plan
+    // -detailed-exitcode` does, so that scripts can ask "is the lab as planned?".
+    let pending = dry_run && applied.iter().any(|a| !a.changes.is_empty());
+    let done = |r: Result<(), Failure>| match r {
+        Ok(()) if pending => Err(Failure::Exit(crate::EXIT_PENDING)),
+        other => other,
+    };
     if json {
-        return json_out(&applied);
+        return done(json_out(&applied));
     }
     let mut lines = String::new();
     let mut total = 0;
@@ -472,7 +479,7 @@ pub fn apply(
         }
     )
     .ok();
-    print_out(&lines)
+    done(print_out(&lines))
 }
 
 /// `lab exec HOST -- CMD`: output as it comes, the remote exit status as ours.

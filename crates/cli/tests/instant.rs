@@ -721,3 +721,35 @@ fn a_second_directory_with_the_same_lab_name_is_refused() {
     }
     assert_eq!(first.namespaces(), before, "the first lab is untouched");
 }
+
+/// `lab exec` passes statuses through as shells do: the command's own, 127 for a command
+/// that is not there, 126 for one that cannot be executed, each with the shell's words.
+#[test]
+fn exec_passes_statuses_through_as_shells_do() {
+    if !ready("lab exec statuses") {
+        return;
+    }
+    let d = LabDir::new(false);
+    let (code, out, err) = d.lab(&["up", "--no-apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Not applied yet: a dry run says what is pending, and exits 4 for it; 0 once applied.
+    let (code, out, _) = d.lab(&["net", "apply", "--dry-run"]);
+    assert!(code == 4 && out.contains("changes needed"), "{code}: {out}");
+    assert_eq!(d.lab(&["net", "apply"]).0, 0);
+    assert_eq!(d.lab(&["net", "apply", "--dry-run"]).0, 0);
+    let not_exec = d.path().join("plain.txt");
+    std::fs::write(&not_exec, "not a program\n").unwrap();
+    let not_exec = not_exec.display().to_string();
+    for (cmd, want, says) in [
+        (vec!["sh", "-c", "exit 7"], 7, ""),
+        (vec!["no-such-command-here"], 127, "command not found"),
+        (vec!["/no/such/program"], 127, "No such file or directory"),
+        (vec![not_exec.as_str()], 126, "Permission denied"),
+    ] {
+        let mut argv = vec!["exec", "ue1", "--"];
+        argv.extend(cmd.iter().copied());
+        let (code, _, err) = d.lab(&argv);
+        assert_eq!(code, want, "{cmd:?}: {err}");
+        assert!(err.contains(says), "{cmd:?}: {err}");
+    }
+}

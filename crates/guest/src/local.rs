@@ -295,12 +295,53 @@ impl Netns {
     }
 }
 
+/// What a shell answers for a program it cannot run, with its words: 127 when it is not
+/// found (on PATH, or at the path given), 126 when it is there but not executable. A
+/// namespace shares this machine's files, so this is checked here before `ip netns exec`,
+/// which would say "exec of ... failed" and exit 1.
+pub fn unrunnable(program: &str) -> Option<(i32, String)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let runnable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        return if !p.exists() {
+            Some((127, format!("{program}: No such file or directory")))
+        } else if runnable(p) {
+            None
+        } else {
+            Some((126, format!("{program}: Permission denied")))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found: Vec<std::path::PathBuf> = std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .filter(|p| p.exists())
+        .collect();
+    if found.iter().any(|p| runnable(p)) {
+        None
+    } else if found.is_empty() {
+        Some((127, format!("{program}: command not found")))
+    } else {
+        Some((126, format!("{program}: Permission denied")))
+    }
+}
+
 impl Exec for Netns {
     fn host(&self) -> &str {
         self.local.host()
     }
 
     fn run(&self, cmd: &Command) -> Result<Output, Error> {
+        if let Some((code, why)) = cmd.argv.first().and_then(|p| unrunnable(p)) {
+            return Ok(Output {
+                status: Status::Code(code),
+                stdout: Vec::new(),
+                stderr: format!("{why}\n").into_bytes(),
+            });
+        }
         self.local.run(&self.wrap(cmd))
     }
 
@@ -309,6 +350,10 @@ impl Exec for Netns {
         cmd: &Command,
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<Status, Error> {
+        if let Some((code, why)) = cmd.argv.first().and_then(|p| unrunnable(p)) {
+            on_line(Stream::Stderr, &why);
+            return Ok(Status::Code(code));
+        }
         self.local.run_streaming(&self.wrap(cmd), on_line)
     }
 

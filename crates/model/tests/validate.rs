@@ -64,7 +64,10 @@ fn misspelled_key() {
     let (l, c, m) = &errs[1];
     assert!(m.starts_with("unknown field `adresses`"), "{m}");
     assert_eq!((*l, *c), pos(&src, "adresses"));
-    assert!(errs[0].2.contains("`enp0s9` of `ue2` has no address"), "{errs:?}");
+    assert!(
+        errs[0].2.contains("`enp0s9` of `ue2` has no address"),
+        "{errs:?}"
+    );
 }
 
 #[test]
