@@ -575,8 +575,14 @@ enum NetCommand {
         /// The host to render; every host when left out.
         #[arg(long)]
         host: Option<String>,
+        /// Output format. netplan is one file per host: with several hosts, give --host or
+        /// --out.
         #[arg(long, value_enum, default_value_t = Format::Script)]
         format: Format,
+        /// Write one file per host into this directory (HOST.sh, HOST.yaml, HOST.rt_tables,
+        /// HOST.json) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Converge the lab's hosts on their plans: read the live state, change only the
     /// difference. A second run reports 0 changes.
@@ -655,9 +661,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             force,
             path,
         } => init(preset, force, &path),
-        Command::Net(NetCommand::Render { lab, host, format }) => {
+        Command::Net(NetCommand::Render {
+            lab,
+            host,
+            format,
+            out,
+        }) => {
             let s = select_lab(&lab)?;
-            render(s.lab(), host.as_deref(), format)
+            match out {
+                Some(dir) => render_files(s.lab(), host.as_deref(), format, &dir),
+                None => render(s.lab(), host.as_deref(), format),
+            }
         }
         Command::Net(NetCommand::Apply {
             lab,
@@ -1165,8 +1179,67 @@ fn hosts<'a>(lab: &'a Lab, host: Option<&str>) -> Result<Vec<&'a lab::Host>, Fai
     }
 }
 
+/// `net render --out DIR`: one file per host, named for the host and the format.
+fn render_files(
+    lab: &Lab,
+    host: Option<&str>,
+    format: Format,
+    dir: &std::path::Path,
+) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| miette::miette!("cannot create {}: {e}", dir.display()))?;
+    let mut written = String::new();
+    for h in hosts(lab, host)? {
+        let net = h.net();
+        let title = format!("lab `{}`, host {} ({})", lab.name, h.name, h.role.as_str());
+        let (ext, text) = match format {
+            Format::Script => ("sh", net::script::render(&net, &title)),
+            Format::Netplan => (
+                "yaml",
+                net::netplan::render(&net, &title).map_err(|e| miette::miette!("{e}"))?,
+            ),
+            Format::RtTables => ("rt_tables", net::rt_tables::render(&net)),
+            Format::Json => {
+                let steps = net::plan(&net);
+                let doc = serde_json::json!({
+                    "lab": lab.name,
+                    "host": h.name,
+                    "role": h.role,
+                    "config": net,
+                    "rt_tables": net::rt_tables::lines(&net),
+                    "plan": net::plan::rendered(&steps),
+                });
+                let mut t =
+                    serde_json::to_string_pretty(&doc).map_err(|e| miette::miette!("{e}"))?;
+                t.push('\n');
+                ("json", t)
+            }
+        };
+        let path = dir.join(format!("{}.{ext}", h.name));
+        std::fs::write(&path, text)
+            .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
+        written.push_str(&format!("wrote {}\n", path.display()));
+    }
+    print_out(&written)
+}
+
 fn render(lab: &Lab, host: Option<&str>, format: Format) -> Result<(), Failure> {
     let hosts = hosts(lab, host)?;
+    // Two netplan documents in one stream would be read as the last one only.
+    if matches!(format, Format::Netplan) && hosts.len() > 1 {
+        return Err(Failure::Report(miette::miette!(
+            help = format!(
+                "add --host NAME (hosts: {}), or --out DIR for one file per host",
+                hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "netplan is one file per host, and this lab has {}",
+            hosts.len()
+        )));
+    }
     let mut out = String::new();
     match format {
         Format::Json => {
@@ -1475,6 +1548,14 @@ fn grub_menu(file: &Path, json: bool) -> Result<(), Failure> {
     let items =
         kernel::grub::parse(&text).map_err(|e| miette::miette!("{}: {e}", file.display()))?;
     let entries = kernel::grub::list(&items);
+    // No entry is no menu: a wrong file, not an empty answer.
+    if entries.is_empty() {
+        return Err(Failure::Report(miette::miette!(
+            help = "GRUB's menu is /boot/grub/grub.cfg (update-grub writes it)",
+            "{} has no GRUB menu entry",
+            file.display()
+        )));
+    }
     if json {
         return instant::json_out(&entries);
     }

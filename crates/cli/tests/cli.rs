@@ -260,6 +260,17 @@ fn kernel_grub_menu_and_default() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v[3]["release"], "6.4.0-mptcp");
+    // A file without a menu entry is the wrong file, not an empty menu.
+    let not_grub = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_grub.path(), "myhost\n").unwrap();
+    let (code, _, err) = run(&[
+        "kernel",
+        "grub-menu",
+        "--file",
+        not_grub.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("has no GRUB menu entry"), "{err}");
 
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("boot/grub")).unwrap();
@@ -351,4 +362,32 @@ fn kernel_config_from_the_running_kernel() {
         .unwrap();
     let config = std::fs::read_to_string(path).unwrap();
     assert!(config.lines().any(|l| l == "CONFIG_INET_MPTCP_DIAG=y"));
+}
+
+/// netplan is one file per host: without --host the render refuses (two documents in one
+/// stream would read as the last one), and --out writes one file per host, each accepted by
+/// a YAML parser as one netplan document.
+#[test]
+fn netplan_for_several_hosts_is_one_file_each() {
+    let (code, _, err) = run(&["net", "render", "--format", "netplan"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("one file per host"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = run(&[
+        "net",
+        "render",
+        "--format",
+        "netplan",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for h in ["ue1", "ue2"] {
+        let f = out_dir.join(format!("{h}.yaml"));
+        assert!(out.contains(&f.display().to_string()), "{out}");
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(text.matches("\nnetwork:").count(), 1, "{text}");
+        assert!(text.contains(&format!("host {h}")), "{text}");
+    }
 }
