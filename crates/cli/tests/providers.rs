@@ -436,3 +436,21 @@ fn status_all_lists_labs_and_prunes_gone_directories() {
     let (_, out, _) = lab(a.path(), s, &["status", "--all"]);
     assert!(!out.contains(na.as_str()), "{out}");
 }
+
+/// A dry run changes nothing on disk either: no `.lab/` and no key for the VirtualBox
+/// unattended install, which shows where the lab's key goes instead.
+#[test]
+fn up_dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("Lab.toml"), lab::Preset::Builtin.source()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (code, out, err) = lab(
+        d,
+        state.path(),
+        &["up", "--dry-run", "--provider", "virtualbox"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("made by `lab up`"), "{out}");
+    assert!(!d.join(".lab").exists(), "a dry run wrote .lab/");
+}

@@ -388,13 +388,18 @@ pub fn up(
         Err(e) => return Err(e),
     };
     let base = basefolder(dir);
-    let key = StateDir::new(dir).key()?;
-    let public_key =
+    // A dry run changes nothing, the lab's key included: it shows where the key goes.
+    let state_dir = StateDir::new(dir);
+    let public_key = if opts.dry_run && !state_dir.file("id_ed25519").exists() {
+        "<the lab's public key, .lab/id_ed25519.pub, made by `lab up`>".to_string()
+    } else {
+        let key = state_dir.key()?;
         std::fs::read_to_string(key.with_extension("pub")).map_err(|source| Error::File {
             what: "cannot read",
             path: key.with_extension("pub"),
             source,
-        })?;
+        })?
+    };
     let mut state = load_state(dir, lab);
     let mut d = Driver {
         vbm,
