@@ -153,6 +153,8 @@ impl Rig {
             .env("NO_COLOR", "1")
             .env_remove("SSH_AUTH_SOCK")
             .env(vbox::fake::DIR_ENV, &self.world)
+            // Each rig is a machine of its own: its own index of labs.
+            .env("XDG_STATE_HOME", self.world.join("state"))
             .env(vbox::fake::KEYS_ENV, self.lab.join(".lab/id_ed25519.pub"))
             .args(&all)
             .output()
