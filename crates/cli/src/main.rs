@@ -95,6 +95,7 @@ enum Command {
         /// Kernel configuration profile.
         #[arg(long, default_value = "tiny", value_parser = ["tiny", "lab", "defconfig"])]
         config: String,
+        /// Seconds to wait for each VM to answer over SSH.
         #[arg(long, default_value_t = 600)]
         boot_timeout: u64,
         /// Seconds of traffic in the test (1 to 86400).
@@ -132,6 +133,7 @@ enum Command {
     /// Save or restore a snapshot of every VM of the lab (providers with snapshots; the
     /// others refuse, exit 1).
     Snapshot {
+        /// `save` or `restore`.
         #[arg(value_enum)]
         action: SnapshotAction,
         /// The snapshot's name.
@@ -173,6 +175,7 @@ enum Command {
         lab: LabArgs,
         #[command(flatten)]
         test: TestArgs,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -197,9 +200,12 @@ enum Command {
     Tc(TcCommand),
     /// Take a host's interface down, or bring it up and restore its routes.
     Link {
+        /// `down` or `up`.
         #[arg(value_enum)]
         action: LinkAction,
+        /// The host, by its name in Lab.toml.
         host: String,
+        /// The interface, by its name in Lab.toml.
         iface: String,
         #[command(flatten)]
         lab: LabArgs,
@@ -215,6 +221,7 @@ enum Command {
         rate: String,
         #[command(flatten)]
         test: TestArgs,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -223,6 +230,7 @@ enum Command {
     Scenarios {
         #[command(subcommand)]
         run: Option<ScenariosCommand>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -245,11 +253,13 @@ enum Command {
         /// skips it).
         #[arg(long, default_value_t = 200)]
         ssh_commands: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Run a command on a host (namespace or SSH) and pass its exit status through.
     Exec {
+        /// The host, by its name in Lab.toml.
         host: String,
         /// The command and its arguments, after `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -259,6 +269,7 @@ enum Command {
     },
     /// An interactive shell on a host reached over SSH (like `vagrant ssh`), or a command.
     Ssh {
+        /// The host, by its name in Lab.toml.
         host: String,
         /// A command to run instead of a shell, after `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -271,7 +282,7 @@ enum Command {
         #[command(flatten)]
         lab: LabArgs,
     },
-    /// Kernels: GRUB's menu and default entry (builds and installs come with their issue).
+    /// Kernels: build one with MPTCP (`make bindeb-pkg`), install it on a host through GRUB, check a host's, and read or set GRUB's menu and default entry.
     #[command(subcommand)]
     Kernel(KernelCommand),
     /// Check a lab for the MPTCP misconfigurations people hit, each with its fix.
@@ -351,6 +362,7 @@ enum KernelCommand {
         /// Do not compile through ccache even when it is installed.
         #[arg(long)]
         no_ccache: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -362,6 +374,7 @@ enum KernelCommand {
     },
     /// Whether a host's running kernel has MPTCP (then no build is needed).
     Check {
+        /// The host, by its name in Lab.toml.
         host: String,
         #[command(flatten)]
         lab: LabArgs,
@@ -369,6 +382,7 @@ enum KernelCommand {
     /// Install built packages on an SSH host: upload, dpkg -i, GRUB default by release,
     /// update-grub, reboot, wait, and verify `uname -r` and net.mptcp.enabled.
     Install {
+        /// The host, by its name in Lab.toml.
         host: String,
         /// The release the packages carry (`lab kernel build` prints it).
         #[arg(long)]
@@ -389,6 +403,7 @@ enum KernelCommand {
         /// A grub.cfg file.
         #[arg(long, default_value = "/boot/grub/grub.cfg")]
         file: PathBuf,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -417,7 +432,9 @@ enum SnapshotAction {
 enum TcCommand {
     /// Replace the interface's root qdisc: tbf for a rate alone, netem with a delay or loss.
     Set {
+        /// The host, by its name in Lab.toml.
         host: String,
+        /// The interface, by its name in Lab.toml.
         iface: String,
         /// e.g. 10mbit.
         #[arg(long)]
@@ -433,8 +450,11 @@ enum TcCommand {
     },
     /// The root qdisc of the host's path interfaces, with what the plan gives them.
     Show {
+        /// The host, by its name in Lab.toml.
         host: String,
+        /// The interface, by its name in Lab.toml.
         iface: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -442,7 +462,9 @@ enum TcCommand {
     },
     /// Put the plan's shaping back (or none, if the plan has none).
     Reset {
+        /// The host, by its name in Lab.toml.
         host: String,
+        /// The interface, by its name in Lab.toml.
         iface: String,
         #[command(flatten)]
         lab: LabArgs,
@@ -486,6 +508,7 @@ struct BenchVmArgs {
     /// Kernel source for lab's kernel (built or reused in .lab/kernel-build, as `lab guide`).
     #[arg(long, default_value = "/usr/src/linux-source-6.1.tar.xz")]
     source: PathBuf,
+    /// Kernel configuration profile.
     #[arg(long, default_value = "tiny", value_parser = ["tiny", "lab", "defconfig"])]
     config: String,
     /// Only Debian's kernel.
@@ -497,11 +520,13 @@ struct BenchVmArgs {
     /// Also build the base image from scratch, in a cache of its own (about 2 minutes).
     #[arg(long)]
     cold_image: bool,
+    /// Memory per VM, in MiB.
     #[arg(long, default_value_t = 1024)]
     memory_mib: u32,
     /// vCPUs (the guide's VMs have 2).
     #[arg(long, default_value_t = 2)]
     cpus: u32,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -511,6 +536,7 @@ struct BenchKernelArgs {
     /// A source tarball or tree (default: download `--version`).
     #[arg(long, conflicts_with = "version")]
     source: Option<PathBuf>,
+    /// The kernel version to download from kernel.org when no --source is given.
     #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
     version: String,
     /// The profiles to build, in order.
@@ -519,11 +545,13 @@ struct BenchKernelArgs {
     /// Where the trees are built (each is deleted after its figures unless --keep).
     #[arg(long, default_value = ".lab/bench-kernel")]
     work: PathBuf,
+    /// Keep the built trees (for a look, or a rerun).
     #[arg(long)]
     keep: bool,
     /// Parallel jobs (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -600,6 +628,7 @@ enum NetCommand {
         /// 600, then `netplan apply`) and the routing-table names in /etc/iproute2/rt_tables.
         #[arg(long)]
         persist: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -1605,5 +1634,54 @@ fn doctor(lab: &Lab, json: bool) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::Exit(EXIT_FINDINGS))
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory as _;
+
+    /// Every command, flag and argument says what it is for, and no help text speaks of work
+    /// still to come.
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && cmd.get_long_about().is_none() && !path.is_empty() {
+                missing.push(format!("{here}: the command"));
+            }
+            let about = format!(
+                "{} {}",
+                cmd.get_about().map(|a| a.to_string()).unwrap_or_default(),
+                cmd.get_long_about()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            );
+            for stale in ["come with their issue", "not yet", "for now", "coming"] {
+                if about.contains(stale) {
+                    missing.push(format!("{here}: speaks of work to come (`{stale}`)"));
+                }
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{here}: {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} without help:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
     }
 }
