@@ -753,3 +753,40 @@ fn exec_passes_statuses_through_as_shells_do() {
         assert!(err.contains(says), "{cmd:?}: {err}");
     }
 }
+
+/// Renaming a lab that is up: `lab up` refuses and says what to do; `lab down` removes the
+/// hosts under the name they were brought up with.
+#[test]
+fn a_lab_renamed_while_up_is_still_removed() {
+    if !ready("renaming a lab that is up") {
+        return;
+    }
+    let d = LabDir::new(false);
+    let (code, out, err) = d.lab(&["up", "--no-apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let old = d.namespaces();
+    assert!(!old.is_empty());
+    let toml = d.path().join("Lab.toml");
+    let renamed = format!("{}r", d.name);
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        &format!("name = \"{}\"", d.name),
+        &format!("name = \"{renamed}\""),
+    );
+    std::fs::write(&toml, text).unwrap();
+    let (code, _, err) = d.lab(&["up", "--no-apply"]);
+    assert_eq!(code, 2, "{err}");
+    let said = err
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        said.contains(&format!("is up as `{}`", d.name)) && said.contains("run `lab down`"),
+        "{err}"
+    );
+    assert!(netns::topology::existing(&renamed).unwrap().is_empty());
+    let (code, out, err) = d.lab(&["down"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("(as `{}`)", d.name)), "{out}");
+    assert!(d.namespaces().is_empty(), "left: {:?}", d.namespaces());
+}

@@ -131,6 +131,17 @@ pub enum Error {
         /// The directory whose lab it is.
         dir: std::path::PathBuf,
     },
+    /// This directory's lab was brought up under another name, and Lab.toml has been renamed
+    /// since: its hosts still carry the old name.
+    #[error(
+        "this directory's lab is up as `{old}`, and Lab.toml now names it `{new}`: run `lab down` (it removes `{old}` too), then `lab up`"
+    )]
+    Renamed {
+        /// The name it was brought up under.
+        old: String,
+        /// The name Lab.toml gives it now.
+        new: String,
+    },
 }
 
 impl From<guest::Error> for Error {
@@ -473,6 +484,15 @@ impl Session {
             .collect()
     }
 
+    /// The name this directory's lab was brought up under, when Lab.toml has renamed it
+    /// since.
+    fn renamed_from(&self) -> Option<String> {
+        provider::index::in_dir(self.state.lab_dir())
+            .into_iter()
+            .map(|e| e.name)
+            .find(|n| *n != self.lab.name)
+    }
+
     /// Refuse when another directory's lab of this name is up (see [`Error::NameTaken`]).
     pub(crate) fn name_is_ours(&self) -> Result<(), Error> {
         match provider::index::elsewhere(self.state.lab_dir(), &self.lab.name) {
@@ -579,6 +599,12 @@ impl Session {
     /// ```
     pub fn up(&self, opts: &UpOptions) -> Result<Up, Error> {
         let _lock = self.lock("lab up")?;
+        if let Some(old) = self.renamed_from() {
+            return Err(Error::Renamed {
+                old,
+                new: self.lab.name.clone(),
+            });
+        }
         let mut report = Up {
             lab: self.lab.name.clone(),
             providers: Vec::new(),
@@ -943,9 +969,26 @@ impl Session {
                 Ok(())
             },
         );
-        if r.is_ok() {
+        let mut r = r;
+        if let Ok(done) = &mut r {
             self.state.remove(&override_name(&self.lab))?;
             provider::index::forget(self.state.lab_dir(), &self.lab.name)?;
+            // What this directory brought up under an earlier name goes too: found by its
+            // recorded name and providers.
+            for old in provider::index::in_dir(self.state.lab_dir()) {
+                let mut old_lab = self.lab.clone();
+                old_lab.name = old.name.clone();
+                for name in &old.providers {
+                    let Some(p) = self.registry.get(name) else {
+                        continue;
+                    };
+                    let ctx = Ctx::of(&old_lab, name, &self.state);
+                    let removed = p.destroy(&ctx, &mut |e| self.emit(name, e))?;
+                    done.removed
+                        .push((format!("{name} (as `{}`)", old.name), removed));
+                }
+                provider::index::forget(self.state.lab_dir(), &old.name)?;
+            }
         }
         r
     }

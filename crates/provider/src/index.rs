@@ -145,6 +145,18 @@ pub fn elsewhere(dir: &Path, name: &str) -> Option<Entry> {
         .find(|e| e.name == name && e.dir != dir && e.dir_exists)
 }
 
+/// The labs recorded for `dir` (one, unless the lab was renamed while it was up).
+///
+/// ```no_run
+/// for e in provider::index::in_dir("/srv/mptcp-lab".as_ref()) {
+///     println!("{} is {}", e.name, e.state);
+/// }
+/// ```
+pub fn in_dir(dir: &Path) -> Vec<Entry> {
+    let dir = absolute(dir);
+    list().into_iter().filter(|e| e.dir == dir).collect()
+}
+
 /// Drop the labs whose directory is gone; returns them.
 ///
 /// ```no_run
