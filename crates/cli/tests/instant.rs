@@ -790,3 +790,43 @@ fn a_lab_renamed_while_up_is_still_removed() {
     assert!(out.contains(&format!("(as `{}`)", d.name)), "{out}");
     assert!(d.namespaces().is_empty(), "left: {:?}", d.namespaces());
 }
+
+/// A lab that is up follows its Lab.toml's wiring: an MTU removed goes back to the default,
+/// an interface added is wired and configured, and a second apply finds nothing to do.
+#[test]
+fn changed_wiring_is_converged_by_up() {
+    if !ready("changing a lab that is up") {
+        return;
+    }
+    let d = LabDir::new(false);
+    let toml = d.path().join("Lab.toml");
+    let plain = std::fs::read_to_string(&toml).unwrap();
+    let mtu_of = |d: &LabDir| {
+        let (_, out, _) = d.lab(&["exec", "ue1", "--", "cat", "/sys/class/net/enp0s9/mtu"]);
+        out.trim().to_string()
+    };
+    let with_mtu = plain.replacen("name = \"enp0s9\"\n", "name = \"enp0s9\"\nmtu = 1400\n", 1);
+    std::fs::write(&toml, &with_mtu).unwrap();
+    assert_eq!(d.lab(&["up"]).0, 0);
+    assert_eq!(mtu_of(&d), "1400");
+    std::fs::write(&toml, &plain).unwrap();
+    let (code, out, err) = d.lab(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(mtu_of(&d), "1500", "the MTU Lab.toml no longer sets");
+    let more = format!(
+        "{plain}\n[[hosts.ue2.interfaces]]\nname = \"enp0s11\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.8/24\"\n"
+    );
+    std::fs::write(&toml, more).unwrap();
+    let (code, out, err) = d.lab(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("wired again") || out.contains("wired again"),
+        "{out}{err}"
+    );
+    let (code, out, _) = d.lab(&["net", "apply", "--dry-run"]);
+    assert!(code == 0 && out.contains("0 changes"), "{out}");
+    let (_, out, _) = d.lab(&[
+        "exec", "ue2", "--", "ip", "-br", "addr", "show", "dev", "enp0s11",
+    ]);
+    assert!(out.contains("10.1.1.8/24"), "{out}");
+}

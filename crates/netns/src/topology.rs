@@ -61,6 +61,11 @@ pub struct TopologyState {
     pub hosts: Vec<(String, String)>,
     /// Whether `up` finished wiring.
     pub complete: bool,
+    /// The hosts' interfaces as wired (names, MACs, MTUs, what each is plugged into): a lab
+    /// whose Lab.toml changed them is wired again, not adopted. Empty in state files written
+    /// before it was recorded (such a lab is wired again once).
+    #[serde(default)]
+    pub wiring: Vec<TopoHost>,
 }
 
 /// Timings of `up`, for reports and `lab bench`.
@@ -71,6 +76,9 @@ pub struct UpReport {
     pub elapsed: Duration,
     /// The lab was already up: nothing was created.
     pub adopted: bool,
+    /// The lab was up with other wiring (interfaces, networks or hosts added, removed or
+    /// changed in Lab.toml): it was taken down and wired again as described now.
+    pub rewired: bool,
 }
 
 impl Topology {
@@ -103,11 +111,13 @@ impl Topology {
                 .map(|h| (h.name.clone(), self.host_ns(&h.name)))
                 .collect(),
             complete,
+            wiring: self.hosts.clone(),
         }
     }
 
-    /// Create the lab's namespaces and wiring. A lab that is fully up is adopted as it is; a
-    /// partial one (an interrupted `up`) is removed first.
+    /// Create the lab's namespaces and wiring. A lab that is fully up with this wiring is
+    /// adopted as it is; a partial one (an interrupted `up`), or one wired otherwise (hosts,
+    /// networks or interfaces changed in Lab.toml since), is removed first and wired anew.
     pub fn up(&self, state_file: &Path) -> Result<UpReport, Error> {
         self.up_with(state_file, &mut |_, _| {})
     }
@@ -130,9 +140,10 @@ impl Topology {
         ready: &mut dyn FnMut(Host, bool),
     ) -> Result<UpReport, Error> {
         let start = Instant::now();
-        if let Some(s) = read_state(state_file)?
+        let before = read_state(state_file)?;
+        if let Some(s) = &before
             && s.complete
-            && s == self.state(true)
+            && *s == self.state(true)
             && s.namespaces.iter().all(|n| crate::ns::path_of(n).exists())
         {
             for h in self.open_hosts()? {
@@ -145,6 +156,8 @@ impl Topology {
                 ..Default::default()
             });
         }
+        // A complete lab with other wiring is taken down and wired as described now.
+        let rewired = before.is_some_and(|s| s.complete && s.wiring != self.hosts);
         down(&self.lab, state_file)?;
         write_state(state_file, &self.state(false))?;
 
@@ -155,6 +168,7 @@ impl Topology {
             interfaces,
             elapsed: start.elapsed(),
             adopted: false,
+            rewired,
         })
     }
 }

@@ -248,6 +248,12 @@ impl provider::Provider for Namespaces {
                 lab.name, r.namespaces
             )));
         }
+        if r.rewired {
+            events(provider::Event::Note(format!(
+                "lab `{}` was up with other interfaces, networks or hosts: wired again as Lab.toml describes it now",
+                lab.name
+            )));
+        }
         let mut applied = applied;
         // Lab.toml order.
         applied.sort_by_key(|a| lab.hosts.iter().position(|h| h.name == a.host));
