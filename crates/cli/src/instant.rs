@@ -254,9 +254,9 @@ pub fn render_test(r: &TestResult) -> String {
 
 pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Result<(), Failure> {
     crate::ops::need_root("demo")?;
-    let dir = std::env::temp_dir().join("lab-demo");
+    let dir = std::env::temp_dir().join(format!("lab-demo-{}", std::process::id()));
     let quiet = json;
-    let d = lab::demo(preset, rate, opts, &dir, move |p| {
+    let demo = lab::demo(preset, rate, opts, &dir, move |p| {
         if quiet {
             return;
         }
@@ -265,8 +265,10 @@ pub fn demo(preset: Preset, rate: &str, opts: &TestOptions, json: bool) -> Resul
             lab::provider::Event::Note(n) => eprintln!("note: {n}"),
             _ => {}
         }
-    })
-    .map_err(crate::ops::fail)?;
+    });
+    // The demo's state directory goes with it (its lab is down by now, also on failure).
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = demo.map_err(crate::ops::fail)?;
     let r = &d.test;
     if json {
         json_out(&d.test)?;

@@ -830,3 +830,41 @@ fn changed_wiring_is_converged_by_up() {
     ]);
     assert!(out.contains("10.1.1.8/24"), "{out}");
 }
+
+/// Two demos at once: each brings up, tests and removes a lab of its own (they may slow each
+/// other, so the verdicts are not asserted), and neither hangs nor leaves anything.
+#[test]
+fn two_demos_at_once_keep_to_their_own_labs() {
+    if !ready("two demos at once") {
+        return;
+    }
+    let _t = traffic();
+    let run = || common::run_in(Path::new("."), &["demo", "--seconds", "3"]);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(run);
+        let b = s.spawn(run);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let name = |err: &str| {
+        err.lines()
+            .find_map(|l| l.split("(lab `").nth(1))
+            .and_then(|r| r.split('`').next())
+            .map(String::from)
+            .unwrap_or_default()
+    };
+    for (code, out, err) in [&a, &b] {
+        assert!(*code == 0 || *code == 1, "{out}{err}");
+        assert!(out.contains("verdict:"), "{out}{err}");
+    }
+    let (na, nb) = (name(&a.2), name(&b.2));
+    assert!(
+        na.starts_with("demo-") && nb.starts_with("demo-") && na != nb,
+        "{na} {nb}"
+    );
+    for n in [na, nb] {
+        assert!(
+            netns::topology::existing(&n).unwrap().is_empty(),
+            "{n} left"
+        );
+    }
+}

@@ -1333,9 +1333,11 @@ pub fn demo(
     };
     let rate_bps = crate::units::rate_bps(rate).ok_or_else(|| Error::Rate(rate.to_string()))?;
     let mut lab = preset.load()?;
+    // Two demos at once each get their own lab (named with this process), so that neither
+    // adopts, tests or removes the other's hosts.
     lab.name = match preset {
-        Preset::Builtin => "demo".into(),
-        Preset::Guide => "demo-guide".into(),
+        Preset::Builtin => format!("demo-{}", std::process::id()),
+        Preset::Guide => format!("demo-guide-{}", std::process::id()),
     };
     lab.shape_paths(rate_bps);
     let mut s = Session::new(lab, dir)?;
