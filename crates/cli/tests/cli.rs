@@ -391,3 +391,53 @@ fn netplan_for_several_hosts_is_one_file_each() {
         assert!(text.contains(&format!("host {h}")), "{text}");
     }
 }
+
+/// The README's claims that the binary can check: every command is in its table, the limits
+/// lab derives for the built-in lab are the ones rendered, and the share `lab test` asks of
+/// every path is the one its help and its defaults give.
+#[test]
+fn readme_claims_match_the_binary() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let (_, help, _) = run(&["--help"]);
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{help}");
+    for c in commands {
+        assert!(
+            readme.contains(&format!("`lab {c}")),
+            "README lacks `lab {c}`"
+        );
+    }
+    // Derived limits: what the README says, what `net render` gives.
+    let claim = "`subflow 5 add_addr_accepted 3` for the\n  built-in lab";
+    assert!(
+        readme.contains(claim),
+        "README's derived-limits line changed"
+    );
+    let (_, script, _) = run(&["net", "render", "--host", "ue1"]);
+    assert!(
+        script.contains("ip mptcp limits set subflow 5 add_addr_accepted 3"),
+        "{script}"
+    );
+    // The share every path must carry.
+    let share = format!("{:.0}%", lab::TestOptions::default().min_share * 100.0);
+    let (_, test_help, _) = run(&["test", "--help"]);
+    assert!(
+        test_help.contains(&format!("{share} of its fair share"))
+            || test_help.contains(&format!("{share} of a fair share")),
+        "{test_help}"
+    );
+    assert!(
+        readme.contains(&format!("at least {share} of a fair share on every path")),
+        "README's share for lab test"
+    );
+}

@@ -82,9 +82,12 @@ fn limits(
     };
     let extra = paths - 1;
     // What lab derives: one subflow and one accepted address per path of the widest host.
-    let want = u32::try_from(paths.max(announced)).unwrap_or(u32::MAX);
+    // What lab derives (the derive module): N accepted, 2N-1 subflows, both capped at 8.
+    let n = u32::try_from(paths.max(announced)).unwrap_or(u32::MAX);
+    let accept = n.min(crate::load::MAX_LIMIT);
+    let want = (2 * n).saturating_sub(1).min(crate::load::MAX_LIMIT);
     let fix = format!(
-        "ip mptcp limits set subflow {want} add_addr_accepted {want} (in Lab.toml: [hosts.{}.mptcp.limits] subflows = {want}, add_addr_accepted = {want}, or leave the table out and lab derives it)",
+        "ip mptcp limits set subflow {want} add_addr_accepted {accept} (in Lab.toml: [hosts.{}.mptcp.limits] subflows = {want}, add_addr_accepted = {accept}, or leave the table out and lab derives it)",
         h.name
     );
     if (l.subflows as usize) < extra {
