@@ -1685,3 +1685,33 @@ mod help_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod number_tests {
+    use clap::Parser as _;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `--fail IFACE@SECONDS` never panics, and what it accepts is a named interface at a
+        /// finite, non-negative second.
+        #[test]
+        fn fail_parsing_is_total(s in ".{0,40}") {
+            if let Ok((iface, at)) = super::parse_fail(&s) {
+                prop_assert!(!iface.is_empty());
+                prop_assert!(at.is_finite() && at >= 0.0);
+            }
+        }
+
+        /// `lab test --seconds N` is accepted exactly for 1..=86400, whatever N is.
+        #[test]
+        fn seconds_are_range_checked(n in any::<u64>(), text in "[0-9a-z.-]{0,25}") {
+            let ok = super::Cli::try_parse_from(["lab", "test", "--seconds", &n.to_string()]).is_ok();
+            prop_assert_eq!(ok, (1..=86_400).contains(&n));
+            let parsed = super::Cli::try_parse_from(["lab", "test", "--seconds", &text]);
+            if parsed.is_ok() {
+                let n: u64 = text.parse().unwrap();
+                prop_assert!((1..=86_400).contains(&n));
+            }
+        }
+    }
+}

@@ -514,3 +514,29 @@ fn effective(h: &crate::Host, place: measure::Place<'_>) -> Result<crate::Host, 
     }
     Ok(e)
 }
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The timing check never panics, and lets a transfer run exactly when its length is
+        /// 1 s to a day and every failure falls inside it.
+        #[test]
+        fn timing_is_checked_for_any_numbers(
+            seconds in any::<u64>(),
+            at in any::<f64>(),
+        ) {
+            let lab = model::Preset::Builtin.load().unwrap();
+            let opts = TestOptions {
+                seconds,
+                fail: vec![("enp0s9".into(), at)],
+                ..Default::default()
+            };
+            let ok = check_timing(&lab, &opts).is_ok();
+            let inside = at.is_finite() && at >= 0.0 && at * 1000.0 < (seconds as f64) * 1000.0;
+            prop_assert_eq!(ok, (1..=MAX_SECONDS).contains(&seconds) && inside);
+        }
+    }
+}
