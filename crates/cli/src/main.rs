@@ -18,7 +18,11 @@ use lab::{Lab, Preset, Session};
 /// Exit status for findings (`lab doctor`) and failed verdicts.
 pub(crate) const EXIT_FINDINGS: u8 = 1;
 /// Exit status for an invalid Lab.toml or bad usage (as clap uses for usage errors).
-const EXIT_INVALID: u8 = 2;
+pub(crate) const EXIT_INVALID: u8 = 2;
+/// A host of the lab is not up (`lab up` first).
+pub(crate) const EXIT_NOT_UP: u8 = 5;
+/// A host of the lab does not answer (SSH).
+pub(crate) const EXIT_UNREACHABLE: u8 = 6;
 /// `lab net apply --dry-run`: the hosts differ from the plan (changes pending).
 pub(crate) const EXIT_PENDING: u8 = 4;
 
@@ -663,6 +667,8 @@ pub(crate) enum Failure {
     /// Already printed; exit with this status.
     Exit(u8),
     Report(miette::Report),
+    /// A report with its own exit status (a host not up, unreachable).
+    Coded(u8, miette::Report),
 }
 
 impl From<miette::Report> for Failure {
@@ -679,6 +685,10 @@ fn main() -> ExitCode {
         Err(Failure::Report(r)) => {
             eprintln!("{r:?}");
             ExitCode::from(EXIT_INVALID)
+        }
+        Err(Failure::Coded(code, r)) => {
+            eprintln!("{r:?}");
+            ExitCode::from(code)
         }
     }
 }

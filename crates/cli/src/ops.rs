@@ -13,12 +13,37 @@ use crate::instant::json_out;
 use crate::{EXIT_FINDINGS, Failure, print_out};
 
 /// A library error as a report.
-pub fn fail(e: impl std::fmt::Display) -> Failure {
-    Failure::Report(miette::miette!("{e}"))
+pub fn fail<E: std::fmt::Display + 'static>(e: E) -> Failure {
+    let code = status_of(&e);
+    let report = miette::miette!("{e}");
+    if code == crate::EXIT_INVALID {
+        Failure::Report(report)
+    } else {
+        Failure::Coded(code, report)
+    }
+}
+
+/// The exit status of an error: a host that is not up, and one that does not answer, have
+/// their own (README's table); everything else that cannot be done as asked is 2.
+fn status_of(e: &dyn std::any::Any) -> u8 {
+    use lab::provider::Error as P;
+    let p = e
+        .downcast_ref::<lab::Error>()
+        .and_then(|l| match l {
+            lab::Error::Provider(p) => Some(p),
+            lab::Error::Test(lab::TestError::Provider(p)) => Some(p),
+            _ => None,
+        })
+        .or_else(|| e.downcast_ref::<P>());
+    match p {
+        Some(P::NotUp { .. }) => crate::EXIT_NOT_UP,
+        Some(P::Unreachable { .. }) => crate::EXIT_UNREACHABLE,
+        _ => crate::EXIT_INVALID,
+    }
 }
 
 /// An error on `host`: an existing machine's unknown key gets its fix.
-fn fail_on(s: &Session, host: &str, e: impl std::fmt::Display) -> Failure {
+fn fail_on<E: std::fmt::Display + 'static>(s: &Session, host: &str, e: E) -> Failure {
     let message = e.to_string();
     if message.contains("not in")
         && message.contains("known_hosts")
@@ -34,7 +59,7 @@ fn fail_on(s: &Session, host: &str, e: impl std::fmt::Display) -> Failure {
             "{message}"
         ));
     }
-    fail(message)
+    fail(e)
 }
 
 /// An operation some providers could not do: what was done, then each provider's reason;

@@ -441,3 +441,21 @@ fn readme_claims_match_the_binary() {
         "README's share for lab test"
     );
 }
+
+/// A lab that is not up has its own exit status (5), with the fix.
+#[test]
+fn a_lab_that_is_not_up_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = lab::Preset::Builtin
+        .source()
+        .replace("name = \"mptcp\"", "name = \"labtest-notup\"");
+    std::fs::write(dir.path().join("Lab.toml"), text).unwrap();
+    for args in [
+        &["exec", "ue1", "--", "true"][..],
+        &["test", "--seconds", "1"],
+    ] {
+        let (code, _, err) = run_in(dir.path(), args);
+        assert_eq!(code, 5, "{args:?}: {err}");
+        assert!(err.contains("is not up: run `lab up`"), "{args:?}: {err}");
+    }
+}
