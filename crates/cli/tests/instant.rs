@@ -708,12 +708,7 @@ fn a_second_directory_with_the_same_lab_name_is_refused() {
     for args in [&["up"][..], &["test", "--seconds", "1"], &["down"]] {
         let (code, out, err) = common::run_in(second.path(), args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
-        // As miette wraps it: one line of words.
-        let said = err
-            .replace('│', " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let said = common::flat(&err);
         assert!(
             said.contains(&format!("is up in {}:", first_dir.display())),
             "{args:?}: {err}"
@@ -775,11 +770,7 @@ fn a_lab_renamed_while_up_is_still_removed() {
     std::fs::write(&toml, text).unwrap();
     let (code, _, err) = d.lab(&["up", "--no-apply"]);
     assert_eq!(code, 2, "{err}");
-    let said = err
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let said = common::flat(&err);
     assert!(
         said.contains(&format!("is up as `{}`", d.name)) && said.contains("run `lab down`"),
         "{err}"

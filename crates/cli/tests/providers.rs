@@ -11,15 +11,6 @@ fn lab(dir: &Path, state_home: &Path, args: &[&str]) -> (i32, String, String) {
     common::run_with(dir, &[("XDG_STATE_HOME", state_home)], args)
 }
 
-/// miette's report on one line: the frame and the wrapping taken out.
-fn flat(s: &str) -> String {
-    s.lines()
-        .map(|l| l.trim().trim_start_matches(['×', '│', 'x']).trim())
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A free loopback port nobody listens on.
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -112,7 +103,7 @@ fn an_ssh_only_lab_checks_reachability_and_refuses_what_it_did_not_create() {
 
     let (code, _, err) = lab(d, s, &["up"]);
     assert_eq!(code, 6, "unreachable hosts have their exit status: {err}");
-    let err = flat(&err);
+    let err = common::flat(&err);
     assert!(err.contains("provider \"ssh\""), "{err}");
     for h in ["ue1", "ue2"] {
         assert!(err.contains(&format!("host `{h}` is unreachable")), "{err}");
@@ -163,7 +154,10 @@ fn an_ssh_only_lab_checks_reachability_and_refuses_what_it_did_not_create() {
             .contains("host `ue1` is unreachable"),
         "{out}"
     );
-    assert!(flat(&err).contains("host `ue1` is unreachable"), "{err}");
+    assert!(
+        common::flat(&err).contains("host `ue1` is unreachable"),
+        "{err}"
+    );
 
     let (code, out, _) = lab(d, s, &["up", "--dry-run"]);
     assert_eq!(code, 0);
@@ -296,7 +290,7 @@ fn an_unknown_provider_is_named_with_the_known_ones() {
     );
     let (code, _, err) = lab(dir.path(), state.path(), &["status"]);
     assert_ne!(code, 0);
-    let err = flat(&err);
+    let err = common::flat(&err);
     assert!(
         err.contains(
             "provider \"docker\", which is not registered (known: netns, qemu, ssh, virtualbox)"

@@ -205,11 +205,8 @@ pub fn test_with(
     if let (Some(cc), measure::Place::Netns(ns)) = (&opts.congestion, client_place) {
         check_congestion(cc, ns)?;
     }
-    let dst = server
-        .path_interfaces()
-        .find_map(|i| i.address())
-        .ok_or_else(|| TestError::NoAddress(server.name.clone()))?
-        .addr();
+    let dst = crate::expect::primary_address(server)
+        .ok_or_else(|| TestError::NoAddress(server.name.clone()))?;
     for (iface, _) in &opts.fail {
         if client.interface(iface).is_none_or(|i| i.is_nat()) {
             return Err(TestError::NoInterface {

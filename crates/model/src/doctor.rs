@@ -37,8 +37,8 @@ pub fn check(lab: &Lab) -> Vec<Finding> {
     // The family of the test's connections: that of the server's primary address.
     let connection_v6 = lab
         .hosts_with_role(Role::Server)
-        .find_map(|h| h.path_interfaces().find_map(|i| i.address()))
-        .map(|a| a.addr().is_ipv6());
+        .find_map(crate::expect::primary_address)
+        .map(|a| a.is_ipv6());
     for h in &lab.hosts {
         let mut f = |code: &'static str, message: String, fix: String| {
             out.push(Finding {

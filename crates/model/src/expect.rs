@@ -17,6 +17,21 @@ pub fn pair(lab: &Lab) -> Option<(&Host, &Host)> {
     ))
 }
 
+/// A host's primary address: the first address of its first path interface. The server's is
+/// where the test connects (so the connection's family is its family); the client's is
+/// where the connection starts.
+///
+/// ```
+/// let lab = model::Preset::Builtin.load().unwrap();
+/// let (server, _) = model::expect::pair(&lab).unwrap();
+/// assert_eq!(model::expect::primary_address(server).unwrap().to_string(), "10.1.1.1");
+/// ```
+pub fn primary_address(h: &Host) -> Option<std::net::IpAddr> {
+    h.path_interfaces()
+        .find_map(|i| i.address())
+        .map(|a| a.addr())
+}
+
 /// What the in-kernel path manager does with one connection from `client` to `server`, as the
 /// plan determines it: announcements, joins tried, joins established, joins the server
 /// refused. mptcp_join.sh checks the same numbers (chk_join_nr, chk_add_nr).
@@ -58,13 +73,7 @@ pub struct Joins {
 pub fn joins(server: &Host, client: &Host) -> Joins {
     let limits = |h: &Host| h.limits.unwrap_or(KERNEL_DEFAULT_LIMITS);
     let (sl, cl) = (limits(server), limits(client));
-    let first = |h: &Host| {
-        h.path_interfaces()
-            .next()
-            .and_then(|i| i.address())
-            .map(|a| a.addr())
-    };
-    let (dst, primary) = (first(server), first(client));
+    let (dst, primary) = (primary_address(server), primary_address(client));
     // The connection's family is its destination's. An IPv4 socket uses IPv4 addresses only;
     // an IPv6 socket takes announced addresses of both families (IPv4 ones v4-mapped), but a
     // `subflow` endpoint joins the destination only from an address of its family
@@ -215,11 +224,7 @@ pub struct HostPaths {
 /// fail: idle, when the plan surely opens its subflow (no limit binds), else not judged.
 pub fn paths(server: &Host, client: &Host) -> Vec<HostPaths> {
     let j = joins(server, client);
-    let conn_v6 = server
-        .path_interfaces()
-        .next()
-        .and_then(|i| i.address())
-        .is_some_and(|a| a.addr().is_ipv6());
+    let conn_v6 = primary_address(server).is_some_and(|a| a.is_ipv6());
     // A server's endpoint opens nothing itself: only its announcements (`signal`) bring joins.
     let capped = |h: &Host, signals: bool| -> Option<String> {
         if h.name == client.name && j.attempted < j.candidates {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::plan::{Step, TableNaming, plan};
+use crate::plan::{Step, TableNaming, ip, plan};
 use crate::spec::{EndpointFlags, HostNet, Limits};
 
 /// A host's network state as read from the live system, restricted to what lab manages.
@@ -175,15 +175,6 @@ impl Change {
             Change::DelQdisc { dev } => s(&["tc", "qdisc", "del", "dev", dev, "root"]),
         })
     }
-}
-
-/// `ip`, or `ip -6`.
-fn ip(ipv6: bool) -> Vec<String> {
-    let mut v = vec!["ip".to_string()];
-    if ipv6 {
-        v.push("-6".into());
-    }
-    v
 }
 
 /// The changes that take a host from `observed` to its plan.

@@ -136,6 +136,24 @@ fn json<'a, T: Deserialize<'a>>(what: &str, s: &'a str) -> Result<Vec<T>, String
     serde_json::from_str(s).map_err(|e| format!("cannot read `{what}` output: {e}"))
 }
 
+/// The IPv4 and the IPv6 output of one `ip -json -4|-6 OBJECT show`, each item tagged with
+/// whether it is IPv6.
+fn both<'a, T: Deserialize<'a>>(
+    object: &str,
+    v4: &'a str,
+    v6: &'a str,
+) -> Result<Vec<(T, bool)>, String> {
+    let tagged = |family: &str, s: &'a str, ipv6: bool| -> Result<Vec<(T, bool)>, String> {
+        Ok(json::<T>(&format!("ip {family} {object}"), s)?
+            .into_iter()
+            .map(|x| (x, ipv6))
+            .collect())
+    };
+    let mut out = tagged("-4", v4, false)?;
+    out.extend(tagged("-6", v6, true)?);
+    Ok(out)
+}
+
 /// Table ids from iproute2's names: numbers, the plan's names, and the built-in ones.
 fn table_id(plan: &HostNet, t: Option<&str>) -> u32 {
     match t {
@@ -152,24 +170,8 @@ fn table_id(plan: &HostNet, t: Option<&str>) -> u32 {
 pub fn parse(plan: &HostNet, o: &Outputs) -> Result<Observed, String> {
     let links: Vec<JLink> = json("ip link", &o.link)?;
     let addrs: Vec<JAddrIf> = json("ip address", &o.address)?;
-    let rules: Vec<(JRule, bool)> = json::<JRule>("ip -4 rule", &o.rule)?
-        .into_iter()
-        .map(|r| (r, false))
-        .chain(
-            json::<JRule>("ip -6 rule", &o.rule6)?
-                .into_iter()
-                .map(|r| (r, true)),
-        )
-        .collect();
-    let routes: Vec<(JRoute, bool)> = json::<JRoute>("ip -4 route", &o.route)?
-        .into_iter()
-        .map(|r| (r, false))
-        .chain(
-            json::<JRoute>("ip -6 route", &o.route6)?
-                .into_iter()
-                .map(|r| (r, true)),
-        )
-        .collect();
+    let rules: Vec<(JRule, bool)> = both("rule", &o.rule, &o.rule6)?;
+    let routes: Vec<(JRoute, bool)> = both("route", &o.route, &o.route6)?;
     let endpoints: Vec<JEndpoint> = json("ip mptcp endpoint", &o.endpoint)?;
     let qdiscs: Vec<JQdisc> = json("tc qdisc", &o.qdisc)?;
     let system = [0u32, 253, 254, 255];

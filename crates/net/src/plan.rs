@@ -211,7 +211,7 @@ impl Step {
 }
 
 /// `ip`, or `ip -6` for an IPv6 rule or route.
-fn ip(ipv6: bool) -> Vec<String> {
+pub(crate) fn ip(ipv6: bool) -> Vec<String> {
     if ipv6 {
         argv(["ip", "-6"])
     } else {

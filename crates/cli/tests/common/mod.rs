@@ -26,3 +26,12 @@ pub fn run_with(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> (i32, Strin
         String::from_utf8(out.stderr).unwrap(),
     )
 }
+
+/// miette's report on one line: the frame and the wrapping taken out.
+pub fn flat(s: &str) -> String {
+    s.lines()
+        .map(|l| l.trim().trim_start_matches(['×', '│', 'x']).trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
