@@ -36,8 +36,11 @@ fn state(ns: &str) -> serde_json::Value {
     // IPv6 routes of the local table name the kernel's link-local addresses, which differ
     // with the MACs: left out, as the link-local addresses are.
     let mut route6 = run("ip", &["-json", "-6", "route", "show", "table", "all"]);
+    // The kernel adds each interface's fe80::/64 route when the interface comes up, in an
+    // order that depends on timing: compared as a set.
     if let serde_json::Value::Array(a) = &mut route6 {
         a.retain(|r| r.get("table").and_then(|t| t.as_str()) != Some("local"));
+        a.sort_by_key(|r| r.to_string());
     }
     let mut v = serde_json::json!({
         "addr": run("ip", &["-json", "-4", "addr", "show"]),
@@ -52,6 +55,21 @@ fn state(ns: &str) -> serde_json::Value {
     });
     strip(&mut v);
     v
+}
+
+/// An SSH session to `host`'s own sshd, its TCP connection started inside the host's
+/// namespace (sshd listens on its loopback); the key is trusted on first use.
+fn ssh_in(ns: &str, host: &str, sshd: &Sshd, known_hosts: std::path::PathBuf) -> Ssh {
+    let mut cfg = SshConfig::new(
+        host,
+        "127.0.0.1",
+        sshd.port,
+        "root",
+        Auth::Key(sshd.client_key.clone()),
+        known_hosts,
+    );
+    cfg.trust_on_first_use = true;
+    Ssh::with_connector(cfg, netns::ns::connector(ns.to_string()))
 }
 
 fn strip(v: &mut serde_json::Value) {
@@ -101,16 +119,7 @@ fn dual_stack_apply_over_ssh_matches_the_namespace_applier() {
     b.apply(Some("cli")).unwrap();
     let srv_ns = b.ns("srv");
     let sshd = Sshd::start_in_netns(&srv_ns).unwrap();
-    let mut cfg = SshConfig::new(
-        "srv",
-        "127.0.0.1",
-        sshd.port,
-        "root",
-        Auth::Key(sshd.client_key.clone()),
-        b.dir.path().join("known_hosts"),
-    );
-    cfg.trust_on_first_use = true;
-    let ssh = Ssh::with_connector(cfg, netns::ns::connector(srv_ns.clone()));
+    let ssh = ssh_in(&srv_ns, "srv", &sshd, b.dir.path().join("known_hosts"));
     let plan = b.lab.host("srv").unwrap().net();
     let first = remote::apply(&ssh, &plan, false, None).unwrap();
     assert!(first.warnings.is_empty(), "{:?}", first.warnings);
@@ -151,17 +160,7 @@ fn apply_over_ssh_matches_the_namespace_applier() {
 
     let srv_ns = b.ns("srv");
     let sshd = Sshd::start_in_netns(&srv_ns).unwrap();
-    let mut cfg = SshConfig::new(
-        "srv",
-        "127.0.0.1",
-        sshd.port,
-        "root",
-        Auth::Key(sshd.client_key.clone()),
-        b.dir.path().join("known_hosts"),
-    );
-    cfg.trust_on_first_use = true;
-    // The TCP connection starts inside the host's namespace (sshd listens on its loopback).
-    let ssh = Ssh::with_connector(cfg, netns::ns::connector(srv_ns.clone()));
+    let ssh = ssh_in(&srv_ns, "srv", &sshd, b.dir.path().join("known_hosts"));
     let plan = b.lab.host("srv").unwrap().net();
 
     let dry = remote::apply(&ssh, &plan, true, None).unwrap();
@@ -254,19 +253,10 @@ fn traffic_between_hosts_over_ssh() {
     let l = up(lab);
     l.apply(None).unwrap();
     let topo = provider_netns::topology(&l.lab);
+    // Both hosts are 127.0.0.1:22 inside their namespaces: one known_hosts each.
     let connect = |host: &str, sshd: &Sshd| {
-        let ns_name = topo.host_ns(host);
-        let mut cfg = SshConfig::new(
-            host,
-            "127.0.0.1",
-            sshd.port,
-            "root",
-            Auth::Key(sshd.client_key.clone()),
-            // Both hosts are 127.0.0.1:22 inside their namespaces: one known_hosts each.
-            l.dir.path().join(format!("known_hosts.{host}")),
-        );
-        cfg.trust_on_first_use = true;
-        Ssh::with_connector(cfg, netns::ns::connector(ns_name))
+        let known = l.dir.path().join(format!("known_hosts.{host}"));
+        ssh_in(&topo.host_ns(host), host, sshd, known)
     };
     let srv_sshd = Sshd::start_in_netns(&topo.host_ns("srv")).unwrap();
     let cli_sshd = Sshd::start_in_netns(&topo.host_ns("cli")).unwrap();
