@@ -276,8 +276,17 @@ fn dry_run_prints_the_guides_two_vms() {
             of.iter()
                 .any(|c| c.contains("createmedium disk") && c.contains("--size 20480"))
         );
-        assert!(of.last().unwrap().contains("unattended install"));
+        let install = of.last().unwrap();
+        assert!(install.contains("unattended install"));
+        // The VM user's password is the lab's own, read from a file, never on the command line.
+        let file = dir.path().join(".lab/vm-password");
+        assert!(
+            install.contains(&format!("--password-file={}", file.display())),
+            "{install}"
+        );
+        assert!(!install.contains("--password="), "{install}");
     }
+    assert!(!dir.path().join(".lab/vm-password").exists());
     // Nothing was created: no state, no VM folder.
     assert!(!dir.path().join(".lab/mptcp.vbox.json").exists());
     assert!(!dir.path().join(".lab/vbox").exists());

@@ -224,6 +224,15 @@ pub fn post_install_command(public_key: &str) -> String {
     )
 }
 
+/// How the lab logs in to a VM it installs: its key, and the file with the user's password.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The lab's public key (a line of `authorized_keys`).
+    pub public_key: String,
+    /// `.lab/vm-password` ([`StateDir::password_file`]).
+    pub password_file: PathBuf,
+}
+
 /// The calls that create a host's VM, in order. The ISO path starts the VM itself
 /// (`unattended install --start-vm=headless`).
 pub fn create_calls(
@@ -233,7 +242,7 @@ pub fn create_calls(
     src: &Source,
     base: &Path,
     ssh_port: u16,
-    public_key: &str,
+    login: &Login,
 ) -> Result<Vec<Call>, Error> {
     let name = vm_name(lab, &h.name);
     let g = group(lab);
@@ -253,9 +262,9 @@ pub fn create_calls(
                     &Unattended {
                         iso: iso.display().to_string(),
                         user: "lab".into(),
-                        password: "lab".into(),
+                        password_file: login.password_file.display().to_string(),
                         hostname: format!("{}.lab.internal", h.name),
-                        post_install_command: post_install_command(public_key),
+                        post_install_command: post_install_command(&login.public_key),
                     },
                 ),
             ]
@@ -400,6 +409,16 @@ pub fn up(
             source,
         })?
     };
+    // The VM user's password: random per lab, in .lab/ with mode 600 (a dry run shows the path).
+    let password_file = if opts.dry_run {
+        state_dir.file("vm-password")
+    } else {
+        state_dir.password_file()?
+    };
+    let login = Login {
+        public_key,
+        password_file,
+    };
     let mut state = load_state(dir, lab);
     let mut d = Driver {
         vbm,
@@ -439,7 +458,7 @@ pub fn up(
                 };
                 // Remembered before anything is created: an interrupted `up` is adopted.
                 remember(dir, lab, &mut state, h, port, opts.dry_run)?;
-                for c in create_calls(quirks, lab, h, &src, &base, port, &public_key)? {
+                for c in create_calls(quirks, lab, h, &src, &base, port, &login)? {
                     d.call(&c)?;
                 }
                 if !matches!(src, Source::Iso(_)) {

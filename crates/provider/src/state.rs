@@ -149,6 +149,56 @@ impl StateDir {
         Ok(key)
     }
 
+    /// The file holding the password of the lab's VM user (`.lab/vm-password`): 24 random
+    /// letters and digits from the kernel's random source, written once with mode 600 and
+    /// never printed. Installers read it from the file (VBoxManage's `--password-file`), so
+    /// it is not on any command line either. Every lab has its own.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// let file = state.password_file().unwrap();
+    /// let password = std::fs::read_to_string(&file).unwrap();
+    /// assert_eq!(password.len(), 24);
+    /// assert_eq!(state.password_file().unwrap(), file); // made once, then kept
+    /// assert_eq!(std::fs::read_to_string(&file).unwrap(), password);
+    /// ```
+    pub fn password_file(&self) -> Result<PathBuf, Error> {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.file("vm-password");
+        if path.exists() {
+            return Ok(path);
+        }
+        let file_err =
+            |what: &'static str, path: PathBuf| move |source| Error::File { what, path, source };
+        std::fs::create_dir_all(self.path()).map_err(file_err("cannot create", self.path()))?;
+        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+        let mut password = String::new();
+        let mut random = std::fs::File::open("/dev/urandom")
+            .map_err(file_err("cannot read", "/dev/urandom".into()))?;
+        let mut byte = [0u8; 1];
+        while password.len() < 24 {
+            random
+                .read_exact(&mut byte)
+                .map_err(file_err("cannot read", "/dev/urandom".into()))?;
+            // Rejection sampling keeps every letter equally likely.
+            let limit = 256 - 256 % ALPHABET.len();
+            if usize::from(byte[0]) < limit {
+                password.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
+            }
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(file_err("cannot create", path.clone()))?;
+        f.write_all(password.as_bytes())
+            .map_err(file_err("cannot write", path.clone()))?;
+        Ok(path)
+    }
+
     /// Forget the host key recorded for `address:port` (a VM destroyed).
     ///
     /// ```
@@ -326,5 +376,24 @@ mod tests {
             first,
             "an existing key is kept"
         );
+    }
+
+    #[test]
+    fn vm_passwords_are_random_per_lab_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let fa = StateDir::new(a.path()).password_file().unwrap();
+        let fb = StateDir::new(b.path()).password_file().unwrap();
+        let (pa, pb) = (
+            std::fs::read_to_string(&fa).unwrap(),
+            std::fs::read_to_string(&fb).unwrap(),
+        );
+        assert_ne!(pa, pb);
+        for (f, p) in [(&fa, &pa), (&fb, &pb)] {
+            assert_eq!(p.len(), 24);
+            assert!(p.chars().all(|c| c.is_ascii_alphanumeric()), "{p}");
+            let mode = std::fs::metadata(f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+        }
     }
 }

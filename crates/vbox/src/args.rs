@@ -383,7 +383,9 @@ pub fn import(ova: &Path, name: &str, group: &str, basefolder: &Path) -> Call {
 pub struct Unattended {
     pub iso: String,
     pub user: String,
-    pub password: String,
+    /// A file holding the user's password (`--password-file`): a password never goes on a
+    /// command line, where `ps` shows it.
+    pub password_file: String,
     /// A fully qualified name (VirtualBox requires a dot): `ue1.lab.internal`.
     pub hostname: String,
     /// Run as root at the end of the installation (openssh-server, the lab's key, sudo).
@@ -398,7 +400,7 @@ pub fn unattended_install(vm: &str, u: &Unattended) -> Call {
         vm.to_string(),
         format!("--iso={}", u.iso),
         format!("--user={}", u.user),
-        format!("--password={}", u.password),
+        format!("--password-file={}", u.password_file),
         format!("--full-user-name={}", u.user),
         format!("--hostname={}", u.hostname),
         "--install-additions".into(),

@@ -58,7 +58,7 @@ fn all_calls(version: &str) -> String {
             &Unattended {
                 iso: "/home/student/.cache/lab/images/ubuntu-22.04.5-live-server-amd64.iso".into(),
                 user: "lab".into(),
-                password: "lab".into(),
+                password_file: "/home/student/mptcp/.lab/vm-password".into(),
                 hostname: "ue1.lab.internal".into(),
                 post_install_command: "echo 'ssh-ed25519 AAAA lab' > /target/root/key".into(),
             },
