@@ -69,6 +69,11 @@ enum Command {
         /// Seconds to wait for a VM's SSH (an unattended install takes tens of minutes).
         #[arg(long, default_value_t = 600)]
         boot_timeout: u64,
+        /// Check downloaded cloud images against their SHA256SUMS hash only, without Ubuntu's
+        /// signature on it (a mirror without SHA256SUMS.gpg, or no key on this machine). Every
+        /// report of such a download says so.
+        #[arg(long)]
+        insecure_skip_signature: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -540,9 +545,14 @@ struct BenchKernelArgs {
     /// A source tarball or tree (default: download `--version`).
     #[arg(long, conflicts_with = "version")]
     source: Option<PathBuf>,
-    /// The kernel version to download from kernel.org when no --source is given.
+    /// The kernel version to download from kernel.org when no --source is given (its
+    /// sha256sums.asc's signature checked with the key lab ships).
     #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
     version: String,
+    /// Check the download against sha256sums.asc's hash only, without its signature. Every
+    /// report of the download says so.
+    #[arg(long, conflicts_with = "source")]
+    insecure_skip_signature: bool,
     /// The profiles to build, in order.
     #[arg(long, value_delimiter = ',', default_value = "tiny,lab,defconfig", value_parser = ["tiny", "lab", "defconfig"])]
     profiles: Vec<String>,
@@ -567,10 +577,15 @@ struct KernelSourceArgs {
     /// /usr/src/linux-source-6.1.tar.xz (no download).
     #[arg(long, conflicts_with = "version")]
     source: Option<PathBuf>,
-    /// Download this version from kernel.org (checked against its sha256sums.asc, cached
-    /// in ~/.cache/lab/kernel).
+    /// Download this version from kernel.org (checked against its sha256sums.asc, whose
+    /// signature by kernel.org's checksum autosigner is checked with the key lab ships;
+    /// cached in ~/.cache/lab/kernel).
     #[arg(long, default_value = kernel::source::DEFAULT_VERSION)]
     version: String,
+    /// Check the download against sha256sums.asc's hash only, without its signature. Every
+    /// report of the download says so.
+    #[arg(long, conflicts_with = "source")]
+    insecure_skip_signature: bool,
     /// Starting configuration: defconfig, tiny (tests), lab (testbeds), running (the running
     /// kernel's config, of this machine or of `--from HOST`), localmod (that config with only
     /// the modules `lsmod` lists), or a file (`--config-file`).
@@ -851,6 +866,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             provider,
             dry_run,
             boot_timeout,
+            insecure_skip_signature,
             json,
         } => {
             let mut s = select_lab_on(&lab, provider.as_deref())?;
@@ -860,6 +876,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &lab::UpOptions {
                     boot_timeout: std::time::Duration::from_secs(boot_timeout),
                     apply: !no_apply,
+                    skip_signatures: insecure_skip_signature,
                 },
                 dry_run,
                 json,
@@ -1389,7 +1406,7 @@ fn kernel_spec(a: KernelSourceArgs) -> Result<kernel::build::BuildSpec, Failure>
     };
     let source = match a.source {
         Some(s) => s,
-        None => download(&a.version)?,
+        None => download(&a.version, a.insecure_skip_signature)?,
     };
     let mut spec = kernel::build::BuildSpec::new(source, profile, a.work, PathBuf::from("."));
     spec.localversion = a.localversion;
@@ -1401,7 +1418,7 @@ fn kernel_spec(a: KernelSourceArgs) -> Result<kernel::build::BuildSpec, Failure>
 fn bench_kernel(a: BenchKernelArgs) -> Result<(), Failure> {
     let source = match a.source {
         Some(s) => s,
-        None => download(&a.version)?,
+        None => download(&a.version, a.insecure_skip_signature)?,
     };
     let opts = kernel::bench::Options {
         source,
@@ -1479,7 +1496,7 @@ fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
 }
 
 /// The kernel.org tarball of `version`, from the cache or downloaded with a progress bar.
-fn download(version: &str) -> Result<PathBuf, Failure> {
+fn download(version: &str, skip_signature: bool) -> Result<PathBuf, Failure> {
     let cache = kernel_cache();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -1490,6 +1507,7 @@ fn download(version: &str) -> Result<PathBuf, Failure> {
     let fetched = kernel::source::fetch(
         kernel::source::KERNEL_ORG,
         version,
+        &kernel::source::kernel_org(skip_signature),
         &cache,
         &mut |done, total| {
             if let Some(t) = total {
@@ -1501,10 +1519,14 @@ fn download(version: &str) -> Result<PathBuf, Failure> {
     bar.finish_and_clear();
     let f = fetched.map_err(|e| Failure::Report(miette::miette!("{e}")))?;
     eprintln!(
-        "kernel: {} ({}sha256 {} verified)",
+        "kernel: {} ({}sha256 {} verified, {})",
         f.path.display(),
         if f.cached { "cached, " } else { "" },
-        &f.sha256[..16]
+        &f.sha256[..16],
+        match &f.signed_by {
+            Some(signer) => format!("sums signed by {signer}"),
+            None => "WARNING: the signature on sha256sums.asc was NOT checked (--insecure-skip-signature)".into(),
+        }
     );
     Ok(f.path)
 }

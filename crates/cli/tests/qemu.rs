@@ -228,8 +228,9 @@ fn destroy_after_kill_9_during_up() {
     );
 }
 
-/// `image = "ubuntu-22.04"` from a mirror on loopback (`LAB_UBUNTU_CLOUD_IMAGES`): the image is
-/// downloaded once and checked against the mirror's SHA256SUMS, each VM gets a NoCloud seed, and
+/// `image = "ubuntu-22.04"` from a mirror on loopback (`LAB_UBUNTU_CLOUD_IMAGES`): refused while
+/// SHA256SUMS is not signed by Ubuntu's key, then, with `--insecure-skip-signature` (said in the
+/// report), downloaded once and checked against the mirror's SHA256SUMS, each VM gets a NoCloud seed, and
 /// real cloud-init in the guest takes its hostname and the lab's key from it. No Ubuntu image
 /// can be fetched here, so the mirror serves a cloud image lab builds from Debian (cloud-init,
 /// no key, NoCloud only) under Ubuntu's file name.
@@ -311,6 +312,24 @@ fn ubuntu_cloud_image_from_a_mirror() {
         assert!(out.status.success(), "lab {args:?}:\n{o}\n{e}");
         (o, e)
     };
+    // The mirror's SHA256SUMS is not signed by Ubuntu's key (there is no SHA256SUMS.gpg): lab
+    // refuses before downloading the image, naming the key it pins and the way around.
+    let refused = assert_cmd::Command::cargo_bin("lab")
+        .unwrap()
+        .current_dir(&dir)
+        .env("LAB_UBUNTU_CLOUD_IMAGES", &server.base)
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .args(["up", "--provider", "qemu", "--no-apply"])
+        .output()
+        .unwrap();
+    let refusal = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{refusal}");
+    assert!(
+        refusal.contains(qemu::cloud::UBUNTU_CLOUD_IMAGE_FINGERPRINT)
+            && refusal.contains("--insecure-skip-signature"),
+        "{refusal}"
+    );
+    assert_eq!(server.gets(&format!("{dir_url}/{name}")), 0);
     let (out, err) = run(&[
         "up",
         "--provider",
@@ -318,8 +337,13 @@ fn ubuntu_cloud_image_from_a_mirror() {
         "--no-apply",
         "--boot-timeout",
         "600",
+        "--insecure-skip-signature",
     ]);
     assert!(err.contains("sha256"), "the download is verified: {err}");
+    assert!(
+        err.contains("WARNING") && err.contains("NOT checked (--insecure-skip-signature)"),
+        "the report says the signature was skipped: {err}"
+    );
     assert!(out.contains("cloud1: VM"), "{out}");
     assert_eq!(server.gets(&format!("{dir_url}/{name}")), 1);
 
@@ -342,10 +366,11 @@ fn ubuntu_cloud_image_from_a_mirror() {
     let (size, _) = run(&["exec", "cloud1", "--", "cat", "/sys/block/vda/size"]);
     assert_eq!(size.trim().parse::<u64>().unwrap() * 512, 6 << 30);
 
-    // A second `up` adopts the VM; the image is not downloaded again (the sums are read again).
-    run(&["up", "--no-apply"]);
+    // A second `up` adopts the VM; the image is not downloaded again (the sums are read again:
+    // once by the refused `up`, once by each of the two others).
+    run(&["up", "--no-apply", "--insecure-skip-signature"]);
     assert_eq!(server.gets(&format!("{dir_url}/{name}")), 1);
-    assert_eq!(server.gets(&format!("{dir_url}/SHA256SUMS")), 2);
+    assert_eq!(server.gets(&format!("{dir_url}/SHA256SUMS")), 3);
 
     drop(guard);
     assert!(qemu_pids_of(&format!("lab-{LAB}c-")).is_empty());

@@ -10,14 +10,19 @@
 //! cached copy that still matches its record is used, and the caller is told
 //! ([`Fetched::offline`]).
 //!
-//! Signatures (PGP on the sums files) are not checked: that needs gpg and the publishers' keys.
-//! What is checked is that the bytes match the sums served by the same host.
+//! The sums file itself must be signed by a key the caller pins ([`pgp`]): a hash served by the
+//! same host as the file says the bytes arrived intact, the signature says who published them.
+//! Only the signed text is searched for the hash. `--insecure-skip-signature`
+//! ([`Trust::SkipSignature`]) checks the hash alone, and every [`Fetched`] then says so.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+pub mod pgp;
+pub use pgp::{Keyring, Signature, Signer, Trust};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,6 +38,12 @@ pub enum Error {
         want: String,
         got: String,
     },
+    #[error(transparent)]
+    Signature(#[from] pgp::SigError),
+    #[error(
+        "{file}: the sums file is unreachable ({why}) and the cached copy was verified without a signature (--insecure-skip-signature); connect, or pass --insecure-skip-signature again"
+    )]
+    OfflineUnsigned { file: String, why: String },
     #[error("`{0}` has no file name to cache it under")]
     NoFileName(String),
     #[error("{what}: {source}")]
@@ -89,10 +100,18 @@ fn get(url: &str) -> Result<ureq::http::Response<ureq::Body>, Error> {
     })
 }
 
-/// `<hash> <size> <mtime in ns>` of a verified file.
-fn record_line(path: &Path, hash: &str) -> String {
+/// `<hash> <size> <mtime in ns> <signer or ->` of a verified file.
+fn record_line(path: &Path, hash: &str, signed_by: Option<&str>) -> String {
     let (size, mtime) = stamp(path).unwrap_or((0, 0));
-    format!("{hash} {size} {mtime}\n")
+    format!("{hash} {size} {mtime} {}\n", signed_by.unwrap_or("-"))
+}
+
+/// Who signed the sums a cached copy was checked against, as its record says (`None`: not
+/// checked, `--insecure-skip-signature`, or a record from before signatures were checked).
+fn recorded_signer(record: &Path) -> Option<String> {
+    let r = fs::read_to_string(record).ok()?;
+    let signer = r.trim_end().splitn(4, ' ').nth(3)?;
+    (signer != "-").then(|| signer.to_string())
 }
 
 fn stamp(path: &Path) -> Option<(u64, u128)> {
@@ -154,14 +173,31 @@ pub struct Fetched {
     /// The sums file could not be reached; the cached copy was used because it still has the
     /// hash lab recorded when it verified it. The message says why the sums were unreachable.
     pub offline: Option<String>,
+    /// Whose signature on the sums file was checked: `NAME (FINGERPRINT)`. `None` only with
+    /// [`Trust::SkipSignature`]: every report of the download must then say it is unsigned.
+    pub signed_by: Option<String>,
+}
+
+fn get_text(url: &str) -> Result<Vec<u8>, Error> {
+    let mut r = get(url)?;
+    r.body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| Error::Download {
+            url: url.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// `url` into `cache` (as its file name), checked against the hash `sums_url` lists for that
-/// name. A cached copy with the listed hash is used as is. `progress(done, total)` reports
-/// bytes while downloading.
+/// name, in the part of the sums file `trust`'s signer signed. The signature is checked before
+/// anything else is downloaded. A cached copy with the listed hash is used as is.
+/// `progress(done, total)` reports bytes while downloading.
 pub fn fetch(
     url: &str,
     sums_url: &str,
+    trust: &Trust,
     cache: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Fetched, Error> {
@@ -169,38 +205,59 @@ pub fn fetch(
     fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
     let path = cache.join(&file);
     let record = cache.join(format!("{file}.sha256"));
-    let sums = match get(sums_url).and_then(|mut r| {
-        r.body_mut().read_to_string().map_err(|e| Error::Download {
-            url: sums_url.to_string(),
-            message: e.to_string(),
-        })
-    }) {
+    let sums = match get_text(sums_url) {
         Ok(s) => s,
         Err(e) => {
-            // Offline: a copy verified earlier still counts if its bytes did not change.
+            // Offline: a copy verified earlier still counts if its bytes did not change, and
+            // if it was verified as this call would (a signature, unless skipped now).
             if path.exists()
                 && let (now, Some(recorded)) = current_hash(&path, &record)?
                 && now == recorded
             {
+                let signed_by = recorded_signer(&record);
+                if signed_by.is_none() && matches!(trust, Trust::Signed { .. }) {
+                    return Err(Error::OfflineUnsigned {
+                        file,
+                        why: e.to_string(),
+                    });
+                }
                 return Ok(Fetched {
                     path,
                     sha256: recorded,
                     cached: true,
                     replaced: false,
                     offline: Some(e.to_string()),
+                    signed_by,
                 });
             }
             return Err(e);
         }
     };
-    let want = listed_hash(&sums, &file).ok_or_else(|| Error::NotListed {
+    let (text, signed_by) = match trust {
+        Trust::SkipSignature => (String::from_utf8_lossy(&sums).into_owned(), None),
+        Trust::Signed { signer, signature } => {
+            let detached = match signature {
+                Signature::Inline => None,
+                Signature::Detached(sig_url) => {
+                    Some(get_text(sig_url).map_err(|e| pgp::SigError::Unsigned {
+                        what: sums_url.to_string(),
+                        why: format!(" ({e})"),
+                        want: signer.describe(),
+                    })?)
+                }
+            };
+            let v = pgp::verify(sums_url, &sums, detached.as_deref(), signer)?;
+            (v.text, Some(v.signer))
+        }
+    };
+    let want = listed_hash(&text, &file).ok_or_else(|| Error::NotListed {
         sums: sums_url.to_string(),
         file: file.clone(),
     })?;
     let mut replaced = false;
     if path.exists() {
         if current_hash(&path, &record)?.0 == want {
-            fs::write(&record, record_line(&path, &want))
+            fs::write(&record, record_line(&path, &want, signed_by.as_deref()))
                 .map_err(io(format!("writing {}", record.display())))?;
             return Ok(Fetched {
                 path,
@@ -208,6 +265,7 @@ pub fn fetch(
                 cached: true,
                 replaced: false,
                 offline: None,
+                signed_by,
             });
         }
         fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))?;
@@ -251,7 +309,7 @@ pub fn fetch(
         return Err(Error::Mismatch { file, want, got });
     }
     fs::rename(&part, &path).map_err(io(format!("renaming {}", part.display())))?;
-    fs::write(&record, record_line(&path, &want))
+    fs::write(&record, record_line(&path, &want, signed_by.as_deref()))
         .map_err(io(format!("writing {}", record.display())))?;
     Ok(Fetched {
         path,
@@ -259,6 +317,7 @@ pub fn fetch(
         cached: false,
         replaced,
         offline: None,
+        signed_by,
     })
 }
 

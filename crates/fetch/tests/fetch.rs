@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use testkit::http::{Mode, Server, sha256_hex};
 
+/// These tests are about the hash and the cache; signatures are `signatures.rs`'s.
+const SKIP: &fetch::Trust = &fetch::Trust::SkipSignature;
+
 const DIR: &str = "/releases/22.04/release";
 const IMG: &str = "ubuntu-22.04-server-cloudimg-amd64.img";
 
@@ -49,7 +52,7 @@ fn verified_cached_replaced_and_offline() {
     let img = image(0);
     let (server, url, sums_url) = serve(&img);
     let cache = tempfile::tempdir().unwrap();
-    let f = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap();
+    let f = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap();
     assert!(!f.cached && !f.replaced && f.offline.is_none());
     assert_eq!(std::fs::read(&f.path).unwrap(), img);
     assert_eq!(f.sha256, sha256_hex(&img));
@@ -59,14 +62,14 @@ fn verified_cached_replaced_and_offline() {
     );
 
     // Cached: the sums are read again, the image is not.
-    let again = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap();
+    let again = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap();
     assert!(again.cached);
     assert_eq!(server.gets(&format!("{DIR}/{IMG}")), 1);
     assert_eq!(server.gets(&format!("{DIR}/SHA256SUMS")), 2);
 
     // A cached copy that went bad is replaced, not trusted.
     std::fs::write(&f.path, &img[..1000]).unwrap();
-    let fixed = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap();
+    let fixed = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap();
     assert!(fixed.replaced && !fixed.cached);
     assert_eq!(std::fs::read(&fixed.path).unwrap(), img);
 
@@ -74,13 +77,13 @@ fn verified_cached_replaced_and_offline() {
     let newer = image(7);
     server.put(&format!("{DIR}/{IMG}"), newer.clone());
     server.put(&format!("{DIR}/SHA256SUMS"), sums(&newer));
-    let updated = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap();
+    let updated = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap();
     assert!(updated.replaced);
     assert_eq!(std::fs::read(&updated.path).unwrap(), newer);
 
     // Offline: the copy verified before is used, and the caller hears why.
     server.set_mode(Mode::Down);
-    let offline = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap();
+    let offline = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap();
     assert!(offline.cached);
     assert!(
         offline
@@ -91,7 +94,7 @@ fn verified_cached_replaced_and_offline() {
     );
     // ... but not a copy whose bytes changed since.
     std::fs::write(&f.path, b"tampered").unwrap();
-    let e = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap_err();
+    let e = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, fetch::Error::Download { .. }), "{e}");
 }
 
@@ -101,13 +104,13 @@ fn corrupt_and_cut_short_downloads_leave_nothing() {
     let (server, url, sums_url) = serve(&img);
     let cache = tempfile::tempdir().unwrap();
     server.set_mode(Mode::Corrupt);
-    let e = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap_err();
+    let e = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, fetch::Error::Mismatch { .. }), "{e}");
     assert!(e.to_string().contains(&sha256_hex(&img)), "{e}");
     assert!(entries(cache.path()).is_empty());
 
     server.set_mode(Mode::Truncated);
-    let e = fetch::fetch(&url, &sums_url, cache.path(), &mut |_, _| {}).unwrap_err();
+    let e = fetch::fetch(&url, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap_err();
     assert!(
         matches!(
             e,
@@ -120,11 +123,12 @@ fn corrupt_and_cut_short_downloads_leave_nothing() {
     // A file the sums do not list, and no sums at all.
     server.set_mode(Mode::Good);
     let other = url.replace(IMG, "ubuntu-22.04-server-cloudimg-arm64.img");
-    let e = fetch::fetch(&other, &sums_url, cache.path(), &mut |_, _| {}).unwrap_err();
+    let e = fetch::fetch(&other, &sums_url, SKIP, cache.path(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, fetch::Error::NotListed { .. }), "{e}");
     let e = fetch::fetch(
         &url,
         &format!("{}/nowhere/SHA256SUMS", server.base),
+        SKIP,
         cache.path(),
         &mut |_, _| {},
     )

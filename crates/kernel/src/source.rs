@@ -1,8 +1,11 @@
 //! Kernel sources from kernel.org: the tarball for a version, checked against the SHA-256 that
 //! the directory's `sha256sums.asc` lists for it, cached, and fetched again when the cached copy
-//! is corrupt or partial.
+//! is corrupt or partial. `sha256sums.asc` is clearsigned by kernel.org's checksum autosigner;
+//! its public key ships with lab (`crates/kernel/keys/kernel.org-autosigner.asc`, fingerprint
+//! [`AUTOSIGNER_FINGERPRINT`]), and the signature is checked before anything is downloaded
+//! ([`kernel_org`]).
 //!
-//! The download, the check and the cache are the `fetch` crate's.
+//! The download, the checks and the cache are the `fetch` crate's.
 
 use std::path::Path;
 
@@ -10,6 +13,37 @@ use std::path::Path;
 pub const DEFAULT_VERSION: &str = "6.4";
 /// Where kernel.org serves releases.
 pub const KERNEL_ORG: &str = "https://cdn.kernel.org/pub/linux/kernel";
+
+/// The primary key fingerprint of "Kernel.org checksum autosigner <autosigner@kernel.org>"
+/// (RSA 4096, 2013-01-24), as <https://www.kernel.org/signature.html> lists it.
+pub const AUTOSIGNER_FINGERPRINT: &str = "B8868C80BA62A1FFFAF5FDA9632D3A06589DA6B1";
+
+/// The autosigner's public key, from kernel.org's pgpkeys repository
+/// (<https://git.kernel.org/pub/scm/docs/kernel/pgpkeys.git>, `keys/632D3A06589DA6B1.asc`).
+pub const AUTOSIGNER_KEY: &str = include_str!("../keys/kernel.org-autosigner.asc");
+
+/// What a kernel.org download must satisfy: `sha256sums.asc` clearsigned by the pinned
+/// autosigner key, or, with `skip_signature` (`--insecure-skip-signature`), only the hash.
+///
+/// ```
+/// let trust = kernel::source::kernel_org(false);
+/// let fetch::Trust::Signed { signer, .. } = trust else { unreachable!() };
+/// assert_eq!(signer.fingerprints, [kernel::source::AUTOSIGNER_FINGERPRINT]);
+/// ```
+pub fn kernel_org(skip_signature: bool) -> fetch::Trust {
+    if skip_signature {
+        return fetch::Trust::SkipSignature;
+    }
+    fetch::Trust::Signed {
+        signer: fetch::Signer {
+            name: "kernel.org's checksum autosigner".into(),
+            fingerprints: vec![AUTOSIGNER_FINGERPRINT.into()],
+            keyring: fetch::Keyring::Armored(AUTOSIGNER_KEY.into()),
+            missing_hint: String::new(),
+        },
+        signature: fetch::Signature::Inline,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -40,11 +74,12 @@ pub fn locate(base: &str, version: &str) -> Result<(String, String), SourceError
 pub use fetch::Fetched;
 
 /// The tarball of `version`, from `cache` when a verified copy is there, else downloaded from
-/// `base` and checked against the directory's `sha256sums.asc` ([`fetch::fetch`]).
-/// `progress(done, total)` reports bytes.
+/// `base` and checked against the directory's `sha256sums.asc` ([`fetch::fetch`]), whose
+/// signature `trust` says how to check ([`kernel_org`]). `progress(done, total)` reports bytes.
 pub fn fetch(
     base: &str,
     version: &str,
+    trust: &fetch::Trust,
     cache: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Fetched, SourceError> {
@@ -52,6 +87,7 @@ pub fn fetch(
     Ok(fetch::fetch(
         &format!("{dir}/{file}"),
         &format!("{dir}/sha256sums.asc"),
+        trust,
         cache,
         progress,
     )?)

@@ -224,6 +224,7 @@ impl Session {
         let up = |apply| UpOptions {
             boot_timeout: opts.boot_timeout,
             apply,
+            ..UpOptions::default()
         };
         let hosts = self.lab().hosts.len();
         self.step(report, "up: the hosts, reachable over SSH", || {

@@ -105,6 +105,7 @@ impl provider::Provider for Qemu {
                 boot_timeout: opts.boot_timeout,
                 cache: self.cache.clone(),
                 ubuntu_mirror: self.ubuntu_mirror.clone(),
+                skip_signature: opts.skip_signatures,
             },
             events,
         )

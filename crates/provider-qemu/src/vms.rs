@@ -246,6 +246,9 @@ pub struct UpOptions {
     /// Where `ubuntu-XX.YY` images come from ([`qemu::cloud::UBUNTU_CLOUD_IMAGES`] or a
     /// mirror of its layout).
     pub ubuntu_mirror: String,
+    /// `--insecure-skip-signature`: a downloaded image is checked against SHA256SUMS's hash
+    /// only, not Ubuntu's signature on it (every report says so).
+    pub skip_signature: bool,
 }
 
 /// A VM's base disk.
@@ -298,12 +301,20 @@ fn base_of(
             events(Event::Step(format!(
                 "image: {url} (checked against {sums})"
             )));
+            let trust = qemu::cloud::ubuntu_trust(url, opts.skip_signature);
             let got = fetch::fetch(
                 url,
                 sums,
+                &trust,
                 &qemu::cloud::cache_dir(&opts.cache, url),
                 &mut |done, total| events(Event::Download { done, total }),
             )?;
+            match &got.signed_by {
+                Some(signer) => events(Event::Note(format!("{sums}: signed by {signer}"))),
+                None => events(Event::Note(format!(
+                    "WARNING: {url}: the signature on {sums} was NOT checked (--insecure-skip-signature): only a hash served by the same host vouches for this image"
+                ))),
+            }
             if let Some(why) = &got.offline {
                 events(Event::Note(format!(
                     "{sums} unreachable ({why}); using the copy lab verified before, {}",

@@ -233,6 +233,10 @@ pub struct UpOptions {
     /// Apply each host's network plan too, if the provider can overlap that with bring-up
     /// (the rest the session applies afterwards).
     pub apply: bool,
+    /// `--insecure-skip-signature`: images and kernels a provider downloads are checked against
+    /// their sums file's hash only, not its publisher's signature; the provider says so in
+    /// every report of such a download.
+    pub skip_signatures: bool,
 }
 
 impl Default for UpOptions {
@@ -240,6 +244,7 @@ impl Default for UpOptions {
         Self {
             boot_timeout: Duration::from_secs(600),
             apply: true,
+            skip_signatures: false,
         }
     }
 }

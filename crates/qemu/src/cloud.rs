@@ -9,6 +9,45 @@ use std::path::{Path, PathBuf};
 /// layout can stand in (`LAB_UBUNTU_CLOUD_IMAGES`).
 pub const UBUNTU_CLOUD_IMAGES: &str = "https://cloud-images.ubuntu.com";
 
+/// The primary key fingerprint of "UEC Image Automatic Signing Key <cdimage@ubuntu.com>",
+/// which signs the `SHA256SUMS` of Ubuntu's cloud images (`SHA256SUMS.gpg`), as
+/// <https://ubuntu.com/tutorials/how-to-verify-ubuntu> and Ubuntu's cloud image documentation
+/// list it.
+pub const UBUNTU_CLOUD_IMAGE_FINGERPRINT: &str = "D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81";
+
+/// Where Ubuntu's `ubuntu-keyring` package puts that key (and where lab looks unless
+/// `LAB_UBUNTU_KEYRING` names another file holding it).
+pub const UBUNTU_CLOUD_IMAGE_KEYRING: &str = "/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg";
+
+/// What a cloud image download must satisfy: `SHA256SUMS` signed (`SHA256SUMS.gpg` beside it)
+/// by Ubuntu's cloud image key, pinned by fingerprint; the key itself is read from
+/// [`UBUNTU_CLOUD_IMAGE_KEYRING`] or `LAB_UBUNTU_KEYRING`. With `skip_signature`
+/// (`--insecure-skip-signature`) the hash only.
+///
+/// ```
+/// let t = qemu::cloud::ubuntu_trust("https://h/r/x.img", false);
+/// let fetch::Trust::Signed { signer, signature } = t else { unreachable!() };
+/// assert_eq!(signer.fingerprints, [qemu::cloud::UBUNTU_CLOUD_IMAGE_FINGERPRINT]);
+/// assert_eq!(signature, fetch::Signature::Detached("https://h/r/SHA256SUMS.gpg".into()));
+/// ```
+pub fn ubuntu_trust(image_url: &str, skip_signature: bool) -> fetch::Trust {
+    if skip_signature {
+        return fetch::Trust::SkipSignature;
+    }
+    let keyring = std::env::var_os("LAB_UBUNTU_KEYRING")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(UBUNTU_CLOUD_IMAGE_KEYRING));
+    fetch::Trust::Signed {
+        signer: fetch::Signer {
+            name: "Ubuntu's cloud image signing key".into(),
+            fingerprints: vec![UBUNTU_CLOUD_IMAGE_FINGERPRINT.into()],
+            keyring: fetch::Keyring::File(keyring),
+            missing_hint: "Install it with Ubuntu's `ubuntu-keyring` package, or export the key (gpg --recv-keys D2EB44626FDDC30B513D5BB71A5D6C4C7DB87C81; gpg --export) into a file and set LAB_UBUNTU_KEYRING to it".into(),
+        },
+        signature: fetch::Signature::Detached(fetch::beside(image_url, "SHA256SUMS.gpg")),
+    }
+}
+
 /// The Ubuntu releases lab knows by name.
 pub const UBUNTU_RELEASES: &[&str] = &["20.04", "22.04", "24.04"];
 
