@@ -692,9 +692,39 @@ impl From<miette::Report> for Failure {
     }
 }
 
+/// The exit status of a command ended by SIGINT or SIGTERM (128 + SIGINT, as shells report).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// SIGINT and SIGTERM raise lab's interrupt flag ([`guest::cancel`]): the traffic tools and
+/// waits lab started stop, the clean-up runs (links taken down come back, the plan is put back,
+/// a demo's lab goes), and lab exits 130. A second signal ends lab at once, with 130.
+fn catch_interrupts() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        // The order matters: the exit sees the flag as it was before this signal.
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            i32::from(EXIT_INTERRUPTED),
+            guest::cancel::flag(),
+        );
+        let _ = signal_hook::flag::register(sig, guest::cancel::flag());
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    catch_interrupts();
+    let result = run(cli);
+    if guest::cancel::requested() {
+        if let Err(Failure::Report(r) | Failure::Coded(_, r)) = &result {
+            eprintln!("{r:?}");
+        }
+        eprintln!(
+            "lab: interrupted. The traffic tools lab started were stopped and links a test took down are up again; `lab down` removes the lab"
+        );
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Exit(code)) => ExitCode::from(code),
         Err(Failure::Report(r)) => {

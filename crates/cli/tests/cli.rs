@@ -440,6 +440,14 @@ fn readme_claims_match_the_binary() {
         readme.contains(&format!("at least {share} of a fair share on every path")),
         "README's share for lab test"
     );
+    // Every status the binary uses has its row (each is asserted by the test of its case:
+    // 4 dry runs, 5 not up, 6 unreachable, 130 instant.rs's SIGINT test).
+    for status in ["0", "1", "2", "3", "4", "5", "6", "130"] {
+        assert!(
+            readme.contains(&format!("\n| {status} | ")),
+            "README's exit-status table lacks {status}"
+        );
+    }
 }
 
 /// A lab that is not up has its own exit status (5), with the fix.

@@ -782,8 +782,9 @@ fn a_lab_renamed_while_up_is_still_removed() {
     assert!(d.namespaces().is_empty(), "left: {:?}", d.namespaces());
 }
 
-/// A lab that is up follows its Lab.toml's wiring: an MTU removed goes back to the default,
-/// an interface added is wired and configured, and a second apply finds nothing to do.
+/// A lab that is up follows its Lab.toml's wiring: an MTU removed goes back to the default, a
+/// sysctl removed goes back to the value it had before lab set it, an interface added is wired
+/// and configured, and a second apply finds nothing to do.
 #[test]
 fn changed_wiring_is_converged_by_up() {
     if !ready("changing a lab that is up") {
@@ -804,6 +805,34 @@ fn changed_wiring_is_converged_by_up() {
     let (code, out, err) = d.lab(&["up"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(mtu_of(&d), "1500", "the MTU Lab.toml no longer sets");
+    // A sysctl Lab.toml sets, then no longer sets: back to the value it had before lab set it
+    // (a fresh namespace's: tcp_ecn 2), with nothing pending and the record forgotten.
+    let ecn_of = |d: &LabDir| {
+        let (_, out, _) = d.lab(&["exec", "ue1", "--", "cat", "/proc/sys/net/ipv4/tcp_ecn"]);
+        out.trim().to_string()
+    };
+    assert_eq!(ecn_of(&d), "2");
+    std::fs::write(
+        &toml,
+        format!("{plain}\n[hosts.ue1.sysctls]\n\"net.ipv4.tcp_ecn\" = 1\n"),
+    )
+    .unwrap();
+    assert_eq!(d.lab(&["up"]).0, 0);
+    assert_eq!(ecn_of(&d), "1");
+    std::fs::write(&toml, &plain).unwrap();
+    let (code, out, _) = d.lab(&["net", "apply", "--dry-run"]);
+    assert!(
+        code == 4 && out.contains("net.ipv4.tcp_ecn"),
+        "the value to put back is pending: {out}"
+    );
+    let (code, out, err) = d.lab(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(ecn_of(&d), "2", "the sysctl Lab.toml no longer sets");
+    let (code, out, _) = d.lab(&["net", "apply", "--dry-run"]);
+    assert!(code == 0 && out.contains("0 changes"), "{out}");
+    let (_, status, _) = d.lab(&["status"]);
+    assert!(status.contains("applied"), "{status}");
+
     let more = format!(
         "{plain}\n[[hosts.ue2.interfaces]]\nname = \"enp0s11\"\nnetwork = \"ue1-ue2_v1_2\"\naddress = \"10.1.1.8/24\"\n"
     );
@@ -857,5 +886,80 @@ fn two_demos_at_once_keep_to_their_own_labs() {
             netns::topology::existing(&n).unwrap().is_empty(),
             "{n} left"
         );
+    }
+}
+
+/// SIGINT at points spread over a `lab test --fail` and a `lab test --tool iperf3` run (before
+/// the link goes down, right after, late in the transfer): lab exits 130 saying it was
+/// interrupted, no link is left down, the hosts are back at their plan (`net apply --dry-run`
+/// finds nothing), and no process lab started runs on in the lab's namespaces.
+#[test]
+fn sigint_during_test_leaves_no_link_down_and_no_process() {
+    if !ready("SIGINT during lab test") || !testkit::require("iperf3", testkit::tool("iperf3")) {
+        return;
+    }
+    let _t = traffic();
+    let d = LabDir::new(false);
+    assert_eq!(d.lab(&["up"]).0, 0);
+    // The points: a pseudo-random spread seeded by the process id, plus fixed edges.
+    let seed = u64::from(std::process::id());
+    let jitter = |i: u64| ((seed.wrapping_mul(2_654_435_761).wrapping_add(i * 97)) % 400) as u64;
+    let runs: Vec<(Vec<&str>, u64)> = vec![
+        (vec!["--fail", "enp0s9@1"], 150 + jitter(1)),
+        (vec!["--fail", "enp0s9@1"], 1_100 + jitter(2)),
+        (vec!["--fail", "enp0s9@1"], 2_500 + jitter(3)),
+        (vec!["--tool", "iperf3"], 300 + jitter(4)),
+        (vec!["--tool", "iperf3"], 1_800 + jitter(5)),
+        (
+            vec!["--tool", "iperf3", "--fail", "enp0s9@1"],
+            1_400 + jitter(6),
+        ),
+    ];
+    for (extra, after_ms) in runs {
+        let mut args = vec!["test", "--seconds", "4"];
+        args.extend(extra.iter().copied());
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+            .current_dir(d.path())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        // Our own child, by PID.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let what = format!("lab {} with SIGINT after {after_ms} ms", args.join(" "));
+        assert_eq!(out.status.code(), Some(130), "{what}: {err}");
+        assert!(err.contains("interrupted"), "{what}: {err}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "{what}: took {:?} to stop",
+            t.elapsed()
+        );
+        // No link down: every interface of both hosts is up, and nothing is pending.
+        for host in ["ue1", "ue2"] {
+            let (_, links, _) = d.lab(&["exec", host, "--", "ip", "-o", "link", "show"]);
+            for l in links.lines().filter(|l| !l.contains(": lo:")) {
+                assert!(l.contains(",UP"), "{what}: {host}: {l}");
+            }
+        }
+        let (code, plan, _) = d.lab(&["net", "apply", "--dry-run"]);
+        assert!(code == 0 && plan.contains("0 changes"), "{what}: {plan}");
+        // No process in the lab's namespaces (iperf3 ran there).
+        for ns in d.namespaces() {
+            let pids = std::process::Command::new("ip")
+                .args(["netns", "pids", &ns])
+                .output()
+                .unwrap();
+            let pids = String::from_utf8_lossy(&pids.stdout);
+            assert!(pids.trim().is_empty(), "{what}: {ns} still runs {pids}");
+        }
     }
 }

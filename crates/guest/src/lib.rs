@@ -8,6 +8,7 @@
 //! (callers decide what a status means); [`Exec::check`] turns it into [`Error::Failed`], which
 //! carries the host, the argv, the status and stderr.
 
+pub mod cancel;
 mod fake;
 pub mod known_hosts;
 mod local;
@@ -30,6 +31,8 @@ pub struct Command {
     pub stdin: Option<Vec<u8>>,
     /// Safe to run again if the connection breaks while it runs (reads, idempotent writes).
     pub retry_safe: bool,
+    /// Ended (its process group killed) when an interrupt is requested ([`cancel`]).
+    pub cancellable: bool,
 }
 
 impl Command {
@@ -43,7 +46,15 @@ impl Command {
             timeout: None,
             stdin: None,
             retry_safe: false,
+            cancellable: false,
         }
+    }
+
+    /// End the command when an interrupt is requested ([`cancel::request`]): for traffic
+    /// tools and other long runs, not for the clean-up that follows an interrupt.
+    pub fn cancellable(mut self) -> Self {
+        self.cancellable = true;
+        self
     }
 
     /// Mark the command safe to repeat after a dropped connection.
@@ -173,6 +184,8 @@ pub enum Error {
         argv: Vec<String>,
         after: Duration,
     },
+    #[error("{host}: `{}` was stopped: interrupted", show(argv))]
+    Cancelled { host: String, argv: Vec<String> },
     #[error("{host}: cannot {op} {}: {source}", path.display())]
     File {
         host: String,

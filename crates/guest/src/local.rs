@@ -90,6 +90,13 @@ impl Local {
                     after: limit,
                 });
             }
+            if cmd.cancellable && crate::cancel::requested() {
+                self.kill(child);
+                return Err(Error::Cancelled {
+                    host: self.host.clone(),
+                    argv: cmd.argv.clone(),
+                });
+            }
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
@@ -188,6 +195,18 @@ impl Exec for Local {
                     }
                 },
                 None => Duration::from_secs(3600),
+            };
+            if cmd.cancellable && crate::cancel::requested() {
+                self.kill(&mut child);
+                return Err(Error::Cancelled {
+                    host: self.host.clone(),
+                    argv: cmd.argv.clone(),
+                });
+            }
+            let wait = if cmd.cancellable {
+                wait.min(Duration::from_millis(50))
+            } else {
+                wait
             };
             match rx.recv_timeout(wait) {
                 Ok((which, line)) => on_line(which, &line),
@@ -291,6 +310,7 @@ impl Netns {
             timeout: cmd.timeout,
             stdin: cmd.stdin.clone(),
             retry_safe: cmd.retry_safe,
+            cancellable: cmd.cancellable,
         }
     }
 }

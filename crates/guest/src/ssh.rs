@@ -184,6 +184,7 @@ impl Ssh {
     /// exponential backoff (0.1 s doubling to 0.5 s: a failed attempt on a booting VM costs
     /// little, and the time it reports is accurate to that) until `within` has passed. Returns
     /// how long it took. Host-key and authentication failures are not retried: they will not go away.
+    /// An interrupt ([`crate::cancel`]) ends the wait.
     pub fn wait_reachable(&self, within: Duration) -> Result<Duration, Error> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(100);
@@ -211,7 +212,12 @@ impl Ssh {
                     }
                 }
             }
-            std::thread::sleep(delay);
+            if !crate::cancel::sleep(delay) {
+                return Err(Error::Cancelled {
+                    host: self.cfg.host.clone(),
+                    argv: vec!["(waiting for SSH)".into()],
+                });
+            }
             delay = (delay * 2).min(Duration::from_millis(500));
         }
     }
@@ -404,6 +410,15 @@ impl Ssh {
                     host: self.cfg.host.clone(),
                     argv: cmd.argv.clone(),
                     after: limit,
+                }));
+            }
+            if cmd.cancellable && crate::cancel::requested() {
+                sess.set_blocking(true);
+                sess.set_timeout(1000);
+                let _ = ch.close();
+                return Err(Failure::Other(Error::Cancelled {
+                    host: self.cfg.host.clone(),
+                    argv: cmd.argv.clone(),
                 }));
             }
             if !progressed && (out_open || err_open) {

@@ -237,13 +237,10 @@ fn prepare_tree(
         "unpacking {}",
         spec.source.display()
     )));
-    host.check(&Command::new([
-        "tar",
-        "-xf",
-        &path(&spec.source),
-        "-C",
-        &path(&spec.work),
-    ]))?;
+    // Interruptible; the marker below is written only after a whole unpack.
+    host.check(
+        &Command::new(["tar", "-xf", &path(&spec.source), "-C", &path(&spec.work)]).cancellable(),
+    )?;
     host.put_file(
         &marker,
         path(&spec.source).as_bytes(),
@@ -271,7 +268,8 @@ pub fn configure(
         host.check(
             &Command::new(argv)
                 .stdin(Vec::new())
-                .timeout(Duration::from_secs(600)),
+                .timeout(Duration::from_secs(600))
+                .cancellable(),
         )?;
         Ok(())
     };
@@ -458,7 +456,8 @@ pub fn build(
             argv.push(format!("CCACHE_DIR={}", path(dir)));
         }
     }
-    let status = host.run_streaming(&Command::new(argv), &mut |stream, line| {
+    // An interrupt (Ctrl-C) ends the build's process group; the tree stays for a rebuild.
+    let status = host.run_streaming(&Command::new(argv).cancellable(), &mut |stream, line| {
         log.extend_from_slice(line.as_bytes());
         log.push(b'\n');
         if stream == Stream::Stdout && line.trim_start().starts_with("CC ") {

@@ -119,6 +119,7 @@ fn converge(
         files: Vec::new(),
         warnings: Vec::new(),
         elapsed_us: 0,
+        replaced_sysctls: Vec::new(),
     };
     // Without the laminar flag (iproute2 before 6.18 cannot set it) a laminar endpoint goes in
     // as `subflow`, which is what the kernel does without laminar; planning it that way keeps a
@@ -153,6 +154,14 @@ fn converge(
     for change in changes {
         let Some(argv) = change.argv() else { continue };
         let result = exec.check(&Command::new(argv.clone()));
+        if result.is_ok()
+            && let net::Change::Apply(net::Step::Sysctl(s)) = &change
+            && let Some((_, old)) = observed.sysctls.iter().find(|(k, _)| *k == s.key)
+            && old.trim() != s.value.trim()
+        {
+            out.replaced_sysctls
+                .push((s.key.clone(), old.trim().to_string()));
+        }
         match result {
             Ok(_) => out.changes.push(change),
             Err(e) if is_laminar_unsupported(&change, &e) => {

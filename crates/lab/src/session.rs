@@ -1,5 +1,6 @@
 //! The session: a lab and its state, and every operation on it, provider by provider.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -294,6 +295,9 @@ pub struct IfaceStatus {
 /// ```
 pub struct Session {
     lab: Lab,
+    /// Per host, the sysctl keys the session added to the plan to put back a value lab
+    /// replaced earlier and Lab.toml no longer sets (see [`SYSCTLS`]).
+    restores: BTreeMap<String, BTreeSet<String>>,
     state: StateDir,
     registry: Registry,
     progress: Mutex<Option<Callback>>,
@@ -313,6 +317,57 @@ const OVERRIDE: &str = "provider";
 
 fn override_name(lab: &Lab) -> String {
     format!("{}.{OVERRIDE}.json", lab.name)
+}
+
+/// `.lab/<lab>.sysctls.json`: per host, each sysctl lab changed, with the value it had before
+/// lab first set it. A key Lab.toml no longer sets is put back to that value on the next apply
+/// (then forgotten); a per-interface key of an interface that left the lab is forgotten (the
+/// interface is gone, or no longer lab's). Removed by `destroy`.
+const SYSCTLS: &str = "sysctls";
+
+type SysctlRecord = BTreeMap<String, BTreeMap<String, String>>;
+
+fn sysctls_name(lab: &Lab) -> String {
+    format!("{}.{SYSCTLS}.json", lab.name)
+}
+
+/// The device of a per-interface key (`net.ipv4.conf.enp0s8.arp_ignore`), not `all`/`default`.
+fn sysctl_device(key: &str) -> Option<&str> {
+    let parts: Vec<&str> = key.split('.').collect();
+    match parts.as_slice() {
+        ["net", "ipv4" | "ipv6", "conf" | "neigh", dev, _]
+            if !matches!(*dev, "all" | "default") =>
+        {
+            Some(dev)
+        }
+        _ => None,
+    }
+}
+
+/// `lab` with, on each host, the recorded sysctls Lab.toml no longer sets, at their recorded
+/// values; and per host the keys so added or dropped (to forget after the next apply).
+fn with_restores(mut lab: Lab, record: &SysctlRecord) -> (Lab, BTreeMap<String, BTreeSet<String>>) {
+    let mut restores: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for h in &mut lab.hosts {
+        let Some(rec) = record.get(&h.name) else {
+            continue;
+        };
+        for (key, value) in rec {
+            if h.sysctls.iter().any(|s| s.key == *key) {
+                continue;
+            }
+            restores
+                .entry(h.name.clone())
+                .or_default()
+                .insert(key.clone());
+            let gone =
+                sysctl_device(key).is_some_and(|dev| !h.interfaces.iter().any(|i| i.name == dev));
+            if !gone {
+                h.sysctls.push(net::Sysctl::new(key, value));
+            }
+        }
+    }
+    (lab, restores)
 }
 
 impl Session {
@@ -368,8 +423,11 @@ impl Session {
         for h in &lab.hosts {
             registry.for_host(h)?;
         }
+        let record: SysctlRecord = state.read(&sysctls_name(&lab));
+        let (lab, restores) = with_restores(lab, &record);
         Ok(Self {
             lab,
+            restores,
             state,
             registry,
             progress: Mutex::new(None),
@@ -643,6 +701,7 @@ impl Session {
                 applied.push(self.apply_host(h, &ApplyOptions::default())?);
             }
             applied.sort_by_key(|a| self.lab.hosts.iter().position(|h| h.name == a.host));
+            self.remember_sysctls(&applied)?;
             report.applied = applied;
         }
         provider::index::record(
@@ -713,17 +772,21 @@ impl Session {
         let exec: Box<dyn Exec> = match self.access(&h.name)? {
             Access::Namespace(ns) => {
                 let mut host = netns::Host::open(&h.name, &ns)?;
-                let changes = if opts.dry_run {
-                    net::diff(&plan, &host.observe(&plan)?)
+                let done = if opts.dry_run {
+                    netns::Applied {
+                        changes: net::diff(&plan, &host.observe(&plan)?),
+                        replaced_sysctls: Vec::new(),
+                    }
                 } else {
-                    host.converge(&plan)?.changes
+                    host.converge(&plan)?
                 };
                 return Ok(provider::Applied {
                     host: h.name.clone(),
-                    changes,
+                    changes: done.changes,
                     files: Vec::new(),
                     warnings: Vec::new(),
                     elapsed_us: start.elapsed().as_micros(),
+                    replaced_sysctls: done.replaced_sysctls,
                 });
             }
             Access::Ssh(cfg) => Box::new(guest::Ssh::new(cfg)),
@@ -776,9 +839,44 @@ impl Session {
             .iter()
             .filter(|h| host.is_none_or(|n| n == h.name))
             .collect();
-        provider::vm::each_in_parallel(&hosts, |h| self.apply_host(h, opts))
-            .into_iter()
-            .collect()
+        let applied: Vec<provider::Applied> =
+            provider::vm::each_in_parallel(&hosts, |h| self.apply_host(h, opts))
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+        if !opts.dry_run {
+            self.remember_sysctls(&applied)?;
+        }
+        Ok(applied)
+    }
+
+    /// Updates [`SYSCTLS`] after hosts were applied: the first value lab replaced for each key
+    /// Lab.toml sets is kept; the keys put back (or dropped) by this apply are forgotten.
+    fn remember_sysctls(&self, applied: &[provider::Applied]) -> Result<(), Error> {
+        let name = sysctls_name(&self.lab);
+        let mut record: SysctlRecord = self.state.read(&name);
+        let before = record.clone();
+        for a in applied {
+            let restored = self.restores.get(&a.host);
+            let rec = record.entry(a.host.clone()).or_default();
+            if let Some(keys) = restored {
+                rec.retain(|k, _| !keys.contains(k));
+            }
+            for (k, old) in &a.replaced_sysctls {
+                if !restored.is_some_and(|r| r.contains(k)) {
+                    rec.entry(k.clone()).or_insert_with(|| old.clone());
+                }
+            }
+        }
+        record.retain(|_, rec| !rec.is_empty());
+        if record == before {
+            return Ok(());
+        }
+        if record.is_empty() {
+            self.state.remove(&name)?;
+        } else {
+            self.state.write(&name, &record)?;
+        }
+        Ok(())
     }
 
     /// Every host as its provider sees it, with the network of the hosts that are up.
@@ -972,6 +1070,7 @@ impl Session {
         let mut r = r;
         if let Ok(done) = &mut r {
             self.state.remove(&override_name(&self.lab))?;
+            self.state.remove(&sysctls_name(&self.lab))?;
             provider::index::forget(self.state.lab_dir(), &self.lab.name)?;
             // What this directory brought up under an earlier name goes too: found by its
             // recorded name and providers.
@@ -1358,4 +1457,54 @@ pub fn demo(
         test,
         destroyed: destroyed?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_sysctls_come_back_unless_lab_toml_sets_them_or_their_interface_left() {
+        let lab = crate::Preset::Builtin.load().unwrap();
+        let h = lab.hosts[0].name.clone();
+        let dev = lab.hosts[0].interfaces.last().unwrap().name.clone();
+        let record: SysctlRecord = [(
+            h.clone(),
+            [
+                ("net.ipv4.tcp_ecn".to_string(), "2".to_string()),
+                ("net.mptcp.enabled".to_string(), "0".to_string()),
+                (format!("net.ipv4.conf.{dev}.arp_ignore"), "0".to_string()),
+                (
+                    "net.ipv4.conf.gone0.arp_ignore".to_string(),
+                    "0".to_string(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        )]
+        .into_iter()
+        .collect();
+        let before = lab.hosts[0].sysctls.clone();
+        let (lab, restores) = with_restores(lab, &record);
+        let after = &lab.hosts[0].sysctls;
+        // tcp_ecn is put back; mptcp.enabled and the interface's arp_ignore are Lab.toml's
+        // (derived); gone0 left the lab: forgotten, not written.
+        assert_eq!(after.len(), before.len() + 1, "{after:?}");
+        assert!(
+            after
+                .iter()
+                .any(|s| s.key == "net.ipv4.tcp_ecn" && s.value == "2")
+        );
+        assert!(!after.iter().any(|s| s.key.contains("gone0")));
+        assert_eq!(
+            restores[&h].iter().cloned().collect::<Vec<_>>(),
+            ["net.ipv4.conf.gone0.arp_ignore", "net.ipv4.tcp_ecn"]
+        );
+        assert_eq!(
+            sysctl_device("net.ipv6.conf.enp0s8.disable_ipv6"),
+            Some("enp0s8")
+        );
+        assert_eq!(sysctl_device("net.ipv4.conf.all.rp_filter"), None);
+        assert_eq!(sysctl_device("net.mptcp.enabled"), None);
+    }
 }

@@ -38,6 +38,10 @@ pub enum Error {
     NeedsNamespace(String),
     #[error("a measurement thread panicked")]
     Panicked,
+    #[error(
+        "interrupted: the transfer was stopped and the processes it started were ended; no verdict"
+    )]
+    Interrupted,
 }
 
 impl Error {

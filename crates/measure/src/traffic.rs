@@ -198,6 +198,9 @@ pub fn run(
         let events = event_log.join().unwrap_or_default();
         (outcome, interfaces, events)
     });
+    if guest::cancel::requested() {
+        return Err(Error::Interrupted);
+    }
     let outcome = outcome?;
     let server_mib = read_mib(server)?.since(&mib_before.0);
     let client_mib = read_mib(client)?.since(&mib_before.1);
@@ -249,7 +252,11 @@ fn run_events(start: Instant, mut events: Vec<Event<'_>>) -> Vec<String> {
     let mut log = Vec::new();
     for e in events {
         let wait = e.at.saturating_sub(start.elapsed());
-        std::thread::sleep(wait);
+        if !guest::cancel::sleep(wait) {
+            // Interrupted: no event happens after that (no link goes down during the clean-up).
+            log.push(format!("{}: not run (interrupted)", e.label));
+            continue;
+        }
         let at = start.elapsed().as_secs_f64();
         match (e.action)() {
             Ok(()) => log.push(format!("{at:.1}s: {}", e.label)),
@@ -342,6 +349,10 @@ fn builtin(
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
+                    if guest::cancel::requested() {
+                        let why = "receive: interrupted".to_string();
+                        return Ok((total, bins, t0.elapsed().as_secs_f64(), Some(why)));
+                    }
                     if t0.elapsed() > give_up {
                         let why = format!(
                             "receive: the data did not end within {} s of the transfer's {} s (no DATA_FIN: the connection lost its paths)",
@@ -384,7 +395,7 @@ fn builtin(
     let mut last_info = Instant::now() - Duration::from_secs(1);
     let mut error = None;
     let deadline = start + spec.duration;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !guest::cancel::requested() {
         match stream.write(&chunk) {
             Ok(_) => {}
             Err(e)
@@ -456,7 +467,8 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
         version,
         &words(&["-s", "-1", "-J", "-p", &port.to_string()]),
     ))
-    .timeout(spec.duration + Duration::from_secs(30));
+    .timeout(spec.duration + Duration::from_secs(30))
+    .cancellable();
     let mut args = words(&[
         "-c",
         &spec.dst.to_string(),
@@ -477,7 +489,8 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
                 .with_exec(|x| {
                     x.check(
                         &Command::new(client_argv.clone())
-                            .timeout(spec.duration + Duration::from_secs(30)),
+                            .timeout(spec.duration + Duration::from_secs(30))
+                            .cancellable(),
                     )
                 })
                 .map_err(cmd_err)
@@ -560,6 +573,9 @@ fn wait_listening(side: &Side<'_>, port: u16, within: Duration) -> Result<(), Er
         }
         if Instant::now() > deadline {
             return Err(Error::NotListening { port });
+        }
+        if guest::cancel::requested() {
+            return Err(Error::Interrupted);
         }
         std::thread::sleep(Duration::from_millis(10));
     }

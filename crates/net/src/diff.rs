@@ -177,6 +177,11 @@ impl Change {
     }
 }
 
+/// The MTU of an interface whose Lab.toml sets none: Ethernet's, which the kernel gives veth
+/// pairs and virtio, e1000 and most other NICs. An interface lab manages is brought back to it
+/// when `mtu` is removed from Lab.toml.
+pub const DEFAULT_MTU: u32 = 1500;
+
 /// The changes that take a host from `observed` to its plan.
 pub fn diff(host: &HostNet, observed: &Observed) -> Vec<Change> {
     let steps = plan(host);
@@ -264,11 +269,22 @@ pub fn diff(host: &HostNet, observed: &Observed) -> Vec<Change> {
                 .iter()
                 .find(|(k, _)| *k == s.key)
                 .is_none_or(|(_, v)| v.trim() != s.value),
-            Step::LinkUp { dev, mtu } => observed
-                .links
-                .iter()
-                .find(|l| l.name == *dev)
-                .is_none_or(|l| !l.up || mtu.is_some_and(|m| m != l.mtu)),
+            Step::LinkUp { dev, mtu } => {
+                let link = observed.links.iter().find(|l| l.name == *dev);
+                let want = mtu.unwrap_or(DEFAULT_MTU);
+                if let Some(l) = link
+                    && l.mtu != want
+                    && mtu.is_none()
+                {
+                    // Lab.toml sets no MTU (any more): back to the kernel's default.
+                    out.push(Change::Apply(Step::LinkUp {
+                        dev: dev.clone(),
+                        mtu: Some(DEFAULT_MTU),
+                    }));
+                    continue;
+                }
+                link.is_none_or(|l| !l.up || l.mtu != want)
+            }
             Step::Address { dev, address } => !observed
                 .addresses
                 .iter()
@@ -443,6 +459,35 @@ mod tests {
     #[test]
     fn applied_host_has_no_changes() {
         assert_eq!(diff(&host(), &applied()), vec![]);
+    }
+
+    #[test]
+    fn an_mtu_removed_from_lab_toml_goes_back_to_the_default() {
+        let mut o = applied();
+        o.links[0].mtu = 1400;
+        assert_eq!(
+            diff(&host(), &o),
+            vec![Change::Apply(Step::LinkUp {
+                dev: "enp0s8".into(),
+                mtu: Some(DEFAULT_MTU),
+            })]
+        );
+        assert_eq!(
+            diff(&host(), &o)[0].argv().unwrap().join(" "),
+            "ip link set dev enp0s8 mtu 1500 up"
+        );
+        // One that Lab.toml sets is kept, and changed when it differs.
+        let mut h = host();
+        h.interfaces[0].mtu = Some(1400);
+        assert_eq!(diff(&h, &o), vec![]);
+        h.interfaces[0].mtu = Some(9000);
+        assert!(matches!(
+            &diff(&h, &o)[..],
+            [Change::Apply(Step::LinkUp {
+                mtu: Some(9000),
+                ..
+            })]
+        ));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct Host {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub changes: Vec<Change>,
+    /// Each sysctl the changes set to a new value, with the value it had before.
+    pub replaced_sysctls: Vec<(String, String)>,
 }
 
 impl Host {
@@ -188,8 +190,10 @@ impl Host {
         })
     }
 
-    /// Apply `changes` in order; stop at the first that fails.
-    pub fn apply(&mut self, changes: &[Change]) -> Result<(), Error> {
+    /// Apply `changes` in order; stop at the first that fails. Returns each sysctl that was set
+    /// to a new value, with the value it had before (read just before the write), so that a
+    /// setting removed from Lab.toml can be put back.
+    pub fn apply(&mut self, changes: &[Change]) -> Result<Vec<(String, String)>, Error> {
         // Sysctls go in one pass on one namespace thread.
         let sysctls: Vec<(String, String)> = changes
             .iter()
@@ -198,10 +202,18 @@ impl Host {
                 _ => None,
             })
             .collect();
+        let mut replaced = Vec::new();
         if !sysctls.is_empty() {
-            self.ns.run(move || {
+            replaced = self.ns.run(move || {
+                let mut replaced = Vec::new();
                 for (k, v) in sysctls {
                     let path = sysctl_path(&k);
+                    if let Ok(old) = fs::read_to_string(&path) {
+                        let old = old.trim().to_string();
+                        if old != v.trim() {
+                            replaced.push((k.clone(), old));
+                        }
+                    }
                     fs::write(&path, v.as_bytes()).map_err(|e| {
                         let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                             " (refused inside a network namespace; for \
@@ -213,7 +225,7 @@ impl Host {
                         Error::io(format!("writing sysctl {k}={v}{hint}"), e)
                     })?;
                 }
-                Ok::<_, Error>(())
+                Ok::<_, Error>(replaced)
             })??;
         }
         let mut index = HashMap::new();
@@ -347,7 +359,8 @@ impl Host {
                 self.flush_pm(&mut pm)?;
             }
         }
-        self.flush(&mut rt, &mut pm)
+        self.flush(&mut rt, &mut pm)?;
+        Ok(replaced)
     }
 
     fn flush_rt(&mut self, rt: &mut Vec<RtReq>) -> Result<(), Error> {
@@ -372,8 +385,11 @@ impl Host {
     pub fn converge(&mut self, plan: &HostNet) -> Result<Applied, Error> {
         let observed = self.observe(plan)?;
         let changes = net::diff(plan, &observed);
-        self.apply(&changes)?;
-        Ok(Applied { changes })
+        let replaced_sysctls = self.apply(&changes)?;
+        Ok(Applied {
+            changes,
+            replaced_sysctls,
+        })
     }
 
     /// Set an interface administratively down or up.

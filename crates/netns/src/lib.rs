@@ -20,7 +20,7 @@ pub mod ns;
 pub mod rtnl;
 pub mod topology;
 
-pub use host::Host;
+pub use host::{Applied, Host};
 pub use ns::Namespace;
 pub use topology::{Topology, TopologyState};
 

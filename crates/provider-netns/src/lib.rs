@@ -109,7 +109,7 @@ fn euid_is_root() -> bool {
 fn apply_fresh(
     host: &mut netns::Host,
     plan: &net::HostNet,
-) -> Result<Vec<net::Change>, netns::Error> {
+) -> Result<netns::Applied, netns::Error> {
     let (subflows, add_addr_accepted) = host.pm().limits()?;
     let fresh = net::Observed {
         limits: net::Limits {
@@ -119,8 +119,11 @@ fn apply_fresh(
         ..net::Observed::default()
     };
     let changes = net::diff(plan, &fresh);
-    host.apply(&changes)?;
-    Ok(changes)
+    let replaced_sysctls = host.apply(&changes)?;
+    Ok(netns::Applied {
+        changes,
+        replaced_sysctls,
+    })
 }
 
 impl provider::Provider for Namespaces {
@@ -214,17 +217,18 @@ impl provider::Provider for Namespaces {
                             .host(host.name())
                             .map(Host::net)
                             .ok_or(netns::Error::Panicked)?;
-                        let changes = if fresh {
+                        let done = if fresh {
                             apply_fresh(&mut host, &plan)?
                         } else {
-                            host.converge(&plan)?.changes
+                            host.converge(&plan)?
                         };
                         Ok(Applied {
                             host: host.name().to_string(),
-                            changes,
+                            changes: done.changes,
                             files: Vec::new(),
                             warnings: Vec::new(),
                             elapsed_us: start.elapsed().as_micros(),
+                            replaced_sysctls: done.replaced_sysctls,
                         })
                     }));
                 });

@@ -279,6 +279,10 @@ pub struct Applied {
     pub warnings: Vec<String>,
     /// Microseconds the apply took.
     pub elapsed_us: u128,
+    /// Each sysctl the apply set to a new value, with the value it had before (the session
+    /// keeps the first one it sees, to put back when Lab.toml no longer sets the key).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced_sysctls: Vec<(String, String)>,
 }
 
 /// What a provider's `up` did.
