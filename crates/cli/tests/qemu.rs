@@ -169,6 +169,26 @@ fn guide_end_to_end_on_qemu() {
         "{out}"
     );
 
+    // Lab.toml asks for other hardware while the VMs run: refused before anything changes,
+    // naming the fix; the VMs run on untouched.
+    let before = qemu_pids_of(&format!("lab-{LAB}-"));
+    std::fs::write(
+        dir.join("Lab.toml"),
+        lab_toml().replace("memory_mib = 1024", "memory_mib = 1280"),
+    )
+    .unwrap();
+    let (code, out, err) = run_in(&dir, &["up", "--boot-timeout", "600"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let err = common::flat(&err);
+    assert!(
+        err.contains("host `ue1, ue2`")
+            && err.contains("a running VM cannot take that; nothing was changed")
+            && err.contains("`lab halt` then `lab up`"),
+        "{err}"
+    );
+    assert_eq!(qemu_pids_of(&format!("lab-{LAB}-")), before);
+    std::fs::write(dir.join("Lab.toml"), lab_toml()).unwrap();
+
     // `lab halt` on lab's kernel: ACPI's power button reaches logind, the VMs shut down
     // themselves instead of being killed after the grace time.
     let (code, out, err) = run_in(&dir, &["halt", "--grace", "90"]);

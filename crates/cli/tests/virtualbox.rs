@@ -372,6 +372,25 @@ fn up_adopt_halt_snapshot_destroy() {
     assert_eq!(rig.calls("clonevm"), 2);
     assert_eq!(rig.calls("startvm"), 2);
 
+    // Lab.toml asks for more memory while the VMs run: refused before anything changes.
+    let toml = rig.lab.join("Lab.toml");
+    let original = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        original.replacen("memory_mib = 2048", "memory_mib = 3072", 1),
+    )
+    .unwrap();
+    let modifies = rig.calls("modifyvm");
+    let (code, out, err) = rig.lab(&["up", "--no-apply"]);
+    assert_eq!(code, 2, "{out}{err}");
+    let err = common::flat(&err);
+    assert!(
+        err.contains("memory 2048 -> 3072 MiB")
+            && err.contains("a running VM cannot take that; nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(rig.calls("modifyvm"), modifies);
+
     // Halt, then up again while another session holds ue1 twice: retried, not failed.
     let (out, _) = rig.ok(&["halt"]);
     assert!(out.contains("halted"), "{out}");
@@ -401,6 +420,13 @@ fn up_adopt_halt_snapshot_destroy() {
         "two lock errors, then both VMs"
     );
     drop(squatter);
+    // The powered-off VM took the new memory before it started.
+    assert!(err.contains("reconfiguring lab-mptcp-ue1"), "{err}");
+    let memories: Vec<u32> = ["lab-mptcp-ue1", "lab-mptcp-ue2"]
+        .iter()
+        .map(|n| rig.world().vm(n).unwrap().memory)
+        .collect();
+    assert_eq!(memories, [3072, 2048]);
 
     // Snapshots.
     rig.ok(&["snapshot", "save", "fresh"]);

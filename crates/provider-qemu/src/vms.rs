@@ -102,6 +102,10 @@ pub struct VmRecord {
     /// The NoCloud seed (cloud images).
     #[serde(default)]
     pub seed: Option<PathBuf>,
+    /// The QEMU command line it was started with: a running VM is adopted only while Lab.toml
+    /// still gives the same one (its NICs, memory, CPUs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
 }
 
 /// The state file's name in `.lab/`.
@@ -455,6 +459,7 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
             console: vmdir.join("console.log"),
             base: base.clone(),
             seed: None,
+            argv: Vec::new(),
         };
         out.push(Action {
             host: Some(h.name.clone()),
@@ -475,6 +480,36 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
         ));
     }
     Ok(out)
+}
+
+/// A running VM whose Lab.toml now asks for other hardware (a NIC added or removed, another
+/// network, MAC, memory or CPU count) cannot take it while it runs: refused before anything is
+/// changed, naming the hosts and the fix (halt, then up: the disk is kept).
+fn refuse_changed_hardware(
+    lab: &Lab,
+    state: &LabState,
+    accel: &Accel,
+    work: &Path,
+) -> Result<(), Error> {
+    let mut changed = Vec::new();
+    for h in hosts_of(lab) {
+        let Some(rec) = state.vms.get(&h.name) else {
+            continue;
+        };
+        if rec.argv.is_empty() || running_pid(&rec.pidfile, "qemu-system").is_none() {
+            continue;
+        }
+        if vm::argv(&vm_spec(lab, h, rec, accel, work)?) != rec.argv {
+            changed.push(h.name.clone());
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Model {
+        host: changed.join(", "),
+        message: "Lab.toml changed the VM's hardware (NICs, networks, MACs, memory or CPUs) while it runs, and a running VM cannot take that; nothing was changed. `lab halt` then `lab up` starts it again with the new hardware (its disk is kept)".into(),
+    })
 }
 
 /// Build or reuse the base image, start the switches and VMs (adopting running ones), wait for
@@ -506,6 +541,7 @@ pub fn up(
     ]))?;
     let mut state = load_state(dir, lab);
     state.key = opts.cache.join("id_ed25519");
+    refuse_changed_hardware(lab, &state, &accel, &work)?;
 
     // Switches for every segment and link a QEMU host is on.
     let mut segments = Vec::new();
@@ -543,7 +579,7 @@ pub fn up(
             _ => provider::vm::pick_port(42301 + u16::try_from(index).unwrap_or(0), &taken),
         };
         let base = &bases[h.vm.image_or(DEFAULT_IMAGE)];
-        let rec = VmRecord {
+        let mut rec = VmRecord {
             name: name.clone(),
             ssh_port: port,
             disk: vmdir.join("disk.qcow2"),
@@ -552,6 +588,16 @@ pub fn up(
             console: vmdir.join("console.log"),
             base: base.path.clone(),
             seed: base.seeded.then(|| vmdir.join("seed.iso")),
+            argv: Vec::new(),
+        };
+        rec.argv = if running {
+            state
+                .vms
+                .get(&h.name)
+                .map(|r| r.argv.clone())
+                .unwrap_or_default()
+        } else {
+            vm::argv(&vm_spec(lab, h, &rec, &accel, &work)?)
         };
         state.image = base.path.clone();
         state.vms.insert(h.name.clone(), rec.clone());
@@ -584,9 +630,7 @@ pub fn up(
         let _ = std::fs::remove_file(&rec.monitor);
         events(Event::Step(format!("{}: starting {name}", h.name)));
         let t = Instant::now();
-        host.check(&Command::new(vm::argv(&vm_spec(
-            lab, h, &rec, &accel, &work,
-        )?)))?;
+        host.check(&Command::new(rec.argv.clone()))?;
         started.push((h, rec, true, t));
     }
 

@@ -215,6 +215,86 @@ pub fn settings(lab: &Lab, h: &Host, ssh_port: u16) -> Result<Settings, Error> {
     })
 }
 
+/// What differs between a VM's hardware (`showvminfo`) and what Lab.toml asks for: memory, CPUs,
+/// and each NIC's slot, attachment, internal network and MAC (when Lab.toml gives one). NAT port
+/// forwards are `up`'s own business and not compared. Empty when nothing differs.
+pub fn hardware_changes(info: &vbox::VmInfo, want: &Settings) -> Vec<String> {
+    let mut out = Vec::new();
+    if info.memory_mib != Some(want.memory_mib) {
+        out.push(format!(
+            "memory {} -> {} MiB",
+            info.memory_mib.map_or("?".into(), |m| m.to_string()),
+            want.memory_mib
+        ));
+    }
+    if info.cpus != Some(want.cpus) {
+        out.push(format!(
+            "CPUs {} -> {}",
+            info.cpus.map_or("?".into(), |c| c.to_string()),
+            want.cpus
+        ));
+    }
+    let describe = |kind: &str, net: Option<&str>| match net {
+        Some(n) => format!("{kind} {n}"),
+        None => kind.to_string(),
+    };
+    for slot in 1..=8u8 {
+        let have = info.nics.iter().find(|n| n.slot == slot);
+        let wanted = want
+            .nics
+            .iter()
+            .find(|n| n.slot == slot && n.attachment != Attachment::None);
+        let have_desc = have.map(|n| describe(&n.kind, n.intnet.as_deref()));
+        let want_desc = wanted.map(|n| match &n.attachment {
+            Attachment::Nat(_) => "nat".to_string(),
+            Attachment::IntNet(net) => describe("intnet", Some(net)),
+            Attachment::None => "none".to_string(),
+        });
+        if have_desc != want_desc {
+            out.push(format!(
+                "NIC {slot} {} -> {}",
+                have_desc.as_deref().unwrap_or("none"),
+                want_desc.as_deref().unwrap_or("none")
+            ));
+            continue;
+        }
+        if let (Some(h), Some(Nic { mac: Some(m), .. })) = (have, wanted) {
+            let want_mac = args::mac_hex(*m);
+            if !h
+                .mac
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(&want_mac))
+            {
+                out.push(format!(
+                    "NIC {slot} MAC {} -> {want_mac}",
+                    h.mac.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The settings that take a powered-off VM from `info` to `want`: the NICs Lab.toml no longer
+/// has are removed, and NAT forwards are left as they are (they exist already).
+fn reconfigure(info: &vbox::VmInfo, mut want: Settings) -> Settings {
+    for n in &mut want.nics {
+        if let Attachment::Nat(forwards) = &mut n.attachment {
+            forwards.clear();
+        }
+    }
+    for have in &info.nics {
+        if !want.nics.iter().any(|n| n.slot == have.slot) {
+            want.nics.push(Nic {
+                slot: have.slot,
+                attachment: Attachment::None,
+                mac: None,
+            });
+        }
+    }
+    want
+}
+
 /// Run at the end of an unattended install, as root in the installer: the lab's key for
 /// root, and openssh-server in the installed system.
 pub fn post_install_command(public_key: &str) -> String {
@@ -426,6 +506,24 @@ pub fn up(
         absent,
         events,
     };
+    // A running VM cannot take new hardware: refused before anything is changed.
+    let mut running_changed = Vec::new();
+    for h in hosts_of(lab) {
+        if let Some(info) = d.show(&vm_name(lab, &h.name))?
+            && info.state.is_on()
+        {
+            let changes = hardware_changes(&info, &settings(lab, h, 0)?);
+            if !changes.is_empty() {
+                running_changed.push(format!("{} ({})", h.name, changes.join(", ")));
+            }
+        }
+    }
+    if !running_changed.is_empty() {
+        return Err(Error::Model {
+            host: running_changed.join("; "),
+            message: "Lab.toml changed the VM's hardware while it runs, and a running VM cannot take that; nothing was changed. `lab halt` then `lab up` reconfigures it (its disk is kept)".into(),
+        });
+    }
     let mut out = Vec::new();
     let mut starting = Vec::new();
     for (index, h) in hosts_of(lab).enumerate() {
@@ -494,6 +592,16 @@ pub fn up(
                     });
                 }
                 if !info.state.is_on() {
+                    let want = settings(lab, h, port)?;
+                    let changes = hardware_changes(&info, &want);
+                    if !changes.is_empty() {
+                        (d.events)(Event::Note(format!(
+                            "{}: Lab.toml changed its hardware ({}): reconfiguring {name}",
+                            h.name,
+                            changes.join(", ")
+                        )));
+                        d.call(&args::modifyvm(quirks, &name, &reconfigure(&info, want)))?;
+                    }
                     d.call(&args::startvm(&name))?;
                 }
                 starting.push((h, port, false));
@@ -726,6 +834,84 @@ mod tests {
             .load()
             .unwrap()
             .with_provider(&model::Provider::new(NAME).unwrap())
+    }
+
+    /// The VM as `showvminfo` reads it when it has exactly what `want` asks for.
+    fn info_of(want: &Settings) -> vbox::VmInfo {
+        vbox::VmInfo {
+            name: Some("lab-mptcp-ue1".into()),
+            uuid: "u".into(),
+            groups: vec!["/lab-mptcp".into()],
+            state: VmState::PowerOff,
+            memory_mib: Some(want.memory_mib),
+            cpus: Some(want.cpus),
+            cfg_file: None,
+            nics: want
+                .nics
+                .iter()
+                .map(|n| vbox::parse::NicInfo {
+                    slot: n.slot,
+                    kind: match &n.attachment {
+                        Attachment::Nat(_) => "nat".into(),
+                        _ => "intnet".into(),
+                    },
+                    intnet: match &n.attachment {
+                        Attachment::IntNet(i) => Some(i.clone()),
+                        _ => None,
+                    },
+                    mac: n.mac.map(args::mac_hex),
+                    cable_connected: Some(true),
+                    forwards: Vec::new(),
+                })
+                .collect(),
+            media: Vec::new(),
+            current_snapshot: None,
+        }
+    }
+
+    #[test]
+    fn hardware_changes_are_named_and_a_removed_nic_is_taken_out() {
+        let lab = builtin();
+        let h = &lab.hosts[0];
+        let want = settings(&lab, h, 42201).unwrap();
+        let same = info_of(&want);
+        assert_eq!(hardware_changes(&same, &want), Vec::<String>::new());
+
+        // Lab.toml: more memory, one NIC fewer, another MAC on NIC 2.
+        let mut h2 = h.clone();
+        h2.vm.memory_mib = 4096;
+        h2.interfaces.pop();
+        let mut smaller = lab.clone();
+        smaller.hosts[0] = h2.clone();
+        let mut want2 = settings(&smaller, &h2, 42201).unwrap();
+        want2.nics[1].mac = Some([8, 0, 0x27, 0, 0, 0x99]);
+        let changes = hardware_changes(&same, &want2);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(changes[0].starts_with("memory 2048 -> 4096"), "{changes:?}");
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.contains("MAC") && c.contains("080027000099"))
+        );
+        let last = same.nics.last().unwrap().slot;
+        assert!(
+            changes
+                .iter()
+                .any(|c| c == &format!("NIC {last} intnet ue1-ue2_v1_2 -> none")),
+            "{changes:?}"
+        );
+        // The reconfiguration removes that NIC and leaves the NAT forward alone.
+        let r = reconfigure(&same, want2);
+        assert!(
+            r.nics
+                .iter()
+                .any(|n| n.slot == last && n.attachment == Attachment::None)
+        );
+        assert!(
+            r.nics
+                .iter()
+                .all(|n| n.attachment != Attachment::Nat(vec![Forward::ssh(42201)]))
+        );
     }
 
     #[test]
