@@ -201,6 +201,59 @@ fn guide_end_to_end_on_qemu() {
     assert!(left.is_empty(), "QEMU left: {left:?}");
 }
 
+/// Ctrl-C (SIGINT) while `lab up` waits for its VMs to boot: lab stops the VMs it started and
+/// exits 130 saying so; `lab down` finds the rest.
+#[test]
+fn sigint_during_up_stops_the_vms_it_started() {
+    if !testkit::require("QEMU SIGINT", capabilities()) {
+        return;
+    }
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    std::fs::write(
+        dir.join("Lab.toml"),
+        lab_toml().replace(&format!("name = \"{LAB}\""), &format!("name = \"{LAB}i\"")),
+    )
+    .unwrap();
+    let guard = Destroy(dir.clone());
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .current_dir(&dir)
+        .args(["up", "--provider", "qemu", "--no-apply"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As soon as both VMs run (the image may need building first), well before SSH answers.
+    let t = Instant::now();
+    let started = loop {
+        let n = qemu_pids_of(&format!("lab-{LAB}i-")).len();
+        if n >= 2 || t.elapsed().as_secs() > 900 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(started >= 2, "the VMs never started");
+    // Our own child, by PID.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted while it booted") && err.contains("lab: interrupted"),
+        "{err}"
+    );
+    assert!(
+        qemu_pids_of(&format!("lab-{LAB}i-")).is_empty(),
+        "QEMU left after the interrupt"
+    );
+    drop(guard);
+}
+
 /// `lab up` killed with SIGKILL while its VMs start: `lab destroy` still ends every QEMU and
 /// switch of the lab (their PID files are written before lab waits for anything).
 #[test]

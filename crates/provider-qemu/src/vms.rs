@@ -663,6 +663,18 @@ pub fn up(
                 kernel,
             })
         });
+    if guest::cancel::requested() {
+        // Interrupted while VMs were booting: the ones this `up` started are stopped (their
+        // disks and the state stay, so `lab up` starts them again and `lab down` removes them).
+        for (h, rec, fresh, _) in &started {
+            if *fresh && kill(&rec.pidfile, "qemu-system") {
+                events(Event::Note(format!(
+                    "{}: interrupted while it booted: {} stopped",
+                    h.name, rec.name
+                )));
+            }
+        }
+    }
     results.into_iter().collect()
 }
 
