@@ -187,7 +187,25 @@ fn guide_end_to_end_on_qemu() {
         "{err}"
     );
     assert_eq!(qemu_pids_of(&format!("lab-{LAB}-")), before);
-    std::fs::write(dir.join("Lab.toml"), lab_toml()).unwrap();
+
+    // ue2 leaves Lab.toml (its interfaces and the test with it): `up` removes its VM and disk
+    // and adopts ue1.
+    // ue2's tables close the preset: the file up to them is the lab without ue2.
+    let toml = lab_toml();
+    let ue2_gone = &toml[..toml.find("[hosts.ue2]").unwrap()];
+    assert!(!ue2_gone.contains("ue2]"), "{ue2_gone}");
+    std::fs::write(dir.join("Lab.toml"), ue2_gone).unwrap();
+    let (code, out, err) = run_in(&dir, &["up", "--no-apply"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "ue2: no longer a QEMU host in Lab.toml: its VM lab-{LAB}-ue2"
+        )),
+        "{err}"
+    );
+    assert!(out.contains("adopted"), "{out}");
+    assert_eq!(qemu_pids_of(&format!("lab-{LAB}-ue2")), Vec::<u32>::new());
+    assert!(!dir.join(format!(".lab/qemu/lab-{LAB}-ue2")).exists());
 
     // `lab halt` on lab's kernel: ACPI's power button reaches logind, the VMs shut down
     // themselves instead of being killed after the grace time.

@@ -468,14 +468,22 @@ fn up_adopt_halt_snapshot_destroy() {
         "{out}"
     );
 
+    // ue2 leaves Lab.toml (its tables close the file): `up` removes its VM, adopts ue1.
+    let now = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, &now[..now.find("[hosts.ue2]").unwrap()]).unwrap();
+    let (out, err) = rig.ok(&["up", "--no-apply"]);
+    assert!(
+        err.contains("ue2: no longer a VirtualBox host in Lab.toml: VM lab-mptcp-ue2 removed"),
+        "{err}"
+    );
+    assert!(out.contains("adopted") && !out.contains("ue2:"), "{out}");
+    assert!(rig.world().vm("lab-mptcp-ue2").is_none());
+
     // Destroy without the state file: found by group; disks and folders gone; the
     // student's VM stays.
     std::fs::remove_file(rig.lab.join(".lab/mptcp.vbox.json")).unwrap();
     let (out, _) = rig.ok(&["destroy", "--provider", "virtualbox"]);
-    assert!(
-        out.contains("lab-mptcp-ue1") && out.contains("lab-mptcp-ue2"),
-        "{out}"
-    );
+    assert!(out.contains("lab-mptcp-ue1"), "{out}");
     let w = rig.world();
     let left: Vec<&str> = w.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(left, ["ubuntu-base", "student-vm"]);

@@ -542,6 +542,25 @@ pub fn up(
     let mut state = load_state(dir, lab);
     state.key = opts.cache.join("id_ed25519");
     refuse_changed_hardware(lab, &state, &accel, &work)?;
+    // Hosts Lab.toml no longer has (or no longer puts on QEMU): their VMs go.
+    let gone: Vec<String> = state
+        .vms
+        .keys()
+        .filter(|k| !hosts_of(lab).any(|h| h.name == **k))
+        .cloned()
+        .collect();
+    for g in gone {
+        if let Some(r) = state.vms.remove(&g) {
+            kill(&r.pidfile, "qemu-system");
+            StateDir::new(dir).forget_host_key("127.0.0.1", r.ssh_port)?;
+            let _ = std::fs::remove_dir_all(work.join(&r.name));
+            save_state(dir, lab, &state)?;
+            events(Event::Note(format!(
+                "{g}: no longer a QEMU host in Lab.toml: its VM {} and disk removed",
+                r.name
+            )));
+        }
+    }
 
     // Switches for every segment and link a QEMU host is on.
     let mut segments = Vec::new();
@@ -825,9 +844,13 @@ pub fn destroy(lab: &Lab, dir: &Path) -> Result<Vec<String>, Error> {
     for r in state.vms.values() {
         StateDir::new(dir).forget_host_key("127.0.0.1", r.ssh_port)?;
     }
-    // Only this lab's VMs' files: another lab may share `.lab/qemu`.
+    // Only this lab's VMs' files (also of hosts Lab.toml dropped): another lab may share
+    // `.lab/qemu`.
     for h in &lab.hosts {
         let _ = std::fs::remove_dir_all(work.join(vm_name(lab, &h.name)));
+    }
+    for r in state.vms.values() {
+        let _ = std::fs::remove_dir_all(work.join(&r.name));
     }
     for p in state.switches.values() {
         let _ = std::fs::remove_file(p);

@@ -524,6 +524,33 @@ pub fn up(
             message: "Lab.toml changed the VM's hardware while it runs, and a running VM cannot take that; nothing was changed. `lab halt` then `lab up` reconfigures it (its disk is kept)".into(),
         });
     }
+    // Hosts Lab.toml no longer has (or no longer puts on VirtualBox): their VMs go.
+    let gone: Vec<String> = state
+        .vms
+        .keys()
+        .filter(|k| !hosts_of(lab).any(|h| h.name == **k))
+        .cloned()
+        .collect();
+    for g in gone {
+        let Some(r) = state.vms.get(&g).cloned() else {
+            continue;
+        };
+        if let Some(info) = d.show(&r.name)? {
+            if info.state.is_on() {
+                d.call(&args::controlvm(&r.name, args::Control::PowerOff))?;
+            }
+            d.call(&args::unregistervm_delete(&r.name))?;
+        }
+        if !opts.dry_run {
+            StateDir::new(dir).forget_host_key("127.0.0.1", r.ssh_port)?;
+            state.vms.remove(&g);
+            save_state(dir, lab, &state)?;
+        }
+        (d.events)(Event::Note(format!(
+            "{g}: no longer a VirtualBox host in Lab.toml: VM {} removed",
+            r.name
+        )));
+    }
     let mut out = Vec::new();
     let mut starting = Vec::new();
     for (index, h) in hosts_of(lab).enumerate() {
