@@ -171,6 +171,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shell completions for lab's commands, options and values (`source <(lab completions
+    /// bash)`; zsh and fish read theirs from a file on their completion path).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// lab's manual pages (roff): `lab.1` on standard output (`lab man | man -l -`), or with
+    /// `--out DIR` one page per command and subcommand (`lab-kernel-build.1`, ...).
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// The providers lab knows, with their capabilities.
     Providers {
         /// Machine-readable output.
@@ -780,6 +794,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_out(&s.openssh_config().map_err(ops::fail)?)
         }
         Command::Providers { json } => providers(json),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "lab", &mut out);
+            print_out(&String::from_utf8_lossy(&out))
+        }
+        Command::Man { out } => man(out.as_deref()),
         Command::Scenarios { run: None, json } => instant::scenarios_list(json),
         Command::Scenarios {
             run:
@@ -1523,6 +1544,45 @@ fn bench_vm(a: BenchVmArgs) -> Result<(), Failure> {
         return instant::json_out(&report);
     }
     print_out(&lab::vmbench::render(&report))
+}
+
+/// `lab man`: the main page on stdout, or every page (one per command and subcommand) in `dir`.
+fn man(dir: Option<&Path>) -> Result<(), Failure> {
+    let report = |e: &dyn std::fmt::Display| Failure::Report(miette::miette!("{e}"));
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = dir else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| report(&e))?;
+        return print_out(&String::from_utf8_lossy(&page));
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| report(&format!("cannot create {}: {e}", dir.display())))?;
+    let mut written = Vec::new();
+    fn pages(
+        cmd: &clap::Command,
+        name: &str,
+        dir: &Path,
+        written: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        let cmd = cmd
+            .clone()
+            .name(name.to_string())
+            .bin_name(name.replace('-', " "));
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+        std::fs::write(&path, page)?;
+        written.push(path);
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
+        }
+        Ok(())
+    }
+    pages(&cmd, "lab", dir, &mut written)
+        .map_err(|e| report(&format!("writing pages into {}: {e}", dir.display())))?;
+    print_out(&format!("{} pages in {}\n", written.len(), dir.display()))
 }
 
 /// The kernel.org tarball of `version`, from the cache or downloaded with a progress bar.

@@ -467,3 +467,118 @@ fn a_lab_that_is_not_up_exits_5() {
         assert!(err.contains("is not up: run `lab up`"), "{args:?}: {err}");
     }
 }
+
+/// `lab completions bash` loads in bash and completes `lab`'s commands; zsh's and fish's are
+/// theirs; `lab man --out DIR` writes a page per command that `man -l` renders.
+#[test]
+fn completions_load_in_bash_and_man_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, bash, err) = run(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let file = dir.path().join("lab.bash");
+    std::fs::write(&file, &bash).unwrap();
+    if testkit::require("bash completions", testkit::tool("bash")) {
+        // Load it, then ask the completion function what follows `lab ker`.
+        let script = format!(
+            "source {}; complete -p lab; COMP_WORDS=(lab ker); COMP_CWORD=1; COMP_LINE='lab ker'; COMP_POINT=7; _lab lab ker lab; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("-F _lab lab"), "{text}");
+        assert!(text.lines().any(|l| l == "kernel"), "{text}");
+    }
+    let (_, zsh, _) = run(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef lab"), "{zsh}");
+    let (_, fish, _) = run(&["completions", "fish"]);
+    assert!(fish.contains("complete -c lab"), "{fish}");
+    let (code, _, err) = run(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+
+    let pages = dir.path().join("man");
+    let (code, out, err) = run(&["man", "--out", pages.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut names: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(out.contains(&format!("{} pages", names.len())), "{out}");
+    for want in ["lab.1", "lab-up.1", "lab-kernel-build.1", "lab-net-apply.1"] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    if testkit::require("man pages", testkit::tool("man")) {
+        for name in ["lab.1", "lab-kernel-build.1"] {
+            let out = std::process::Command::new("man")
+                .args(["-P", "cat", "-l"])
+                .arg(pages.join(name))
+                .env("MANWIDTH", "100")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                text.contains("NAME") && text.contains("SYNOPSIS"),
+                "{name}: {text}"
+            );
+        }
+        let page = std::fs::read_to_string(pages.join("lab-kernel-build.1")).unwrap();
+        assert!(page.contains("insecure\\-skip\\-signature"), "{page}");
+    }
+}
+
+/// User-facing text names only what a user has (files lab ships or writes, public URLs): no
+/// path of this project's workplace in the help of any command, the presets `lab init` writes,
+/// or the README.
+#[test]
+fn user_facing_text_names_only_what_users_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man");
+    assert_eq!(run(&["man", "--out", pages.to_str().unwrap()]).0, 0);
+    let mut texts: Vec<(String, String)> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    for preset in ["builtin", "guide"] {
+        let (code, out, err) = run_in(dir.path(), &["init", "--preset", preset, "--force"]);
+        assert_eq!(code, 0, "{err}");
+        let written = std::fs::read_to_string(dir.path().join("Lab.toml")).unwrap();
+        texts.push((format!("lab init --preset {preset}: {out}"), written));
+    }
+    texts.push((
+        "README.md".into(),
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        )
+        .unwrap(),
+    ));
+    for (what, text) in &texts {
+        for bad in [
+            "../shared",
+            "shared/seed",
+            "MEASURED.md",
+            "ANCHORS.md",
+            "DESIGN.md",
+        ] {
+            assert!(!text.contains(bad), "{what} names {bad}");
+        }
+    }
+}
