@@ -316,6 +316,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The lab as a picture: hosts with their NICs (addresses, MPTCP endpoints, tables,
+    /// shaping), the segments and links they are on. dot for Graphviz (`| dot -Tsvg`), mermaid
+    /// for Markdown, or an SVG drawn by lab itself.
+    Graph {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The format.
+        #[arg(long, default_value = "dot", value_parser = ["dot", "mermaid", "svg"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -910,6 +923,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Doctor { lab, json } => {
             let s = select_lab(&lab)?;
             doctor(s.lab(), json)
+        }
+        Command::Graph { lab, format, out } => {
+            let s = select_lab(&lab)?;
+            let text = match format.as_str() {
+                "mermaid" => lab::graph::mermaid(s.lab()),
+                "svg" => lab::graph::svg(s.lab()),
+                _ => lab::graph::dot(s.lab()),
+            };
+            match out {
+                Some(path) => std::fs::write(&path, text).map_err(|e| {
+                    Failure::Report(miette::miette!("cannot write {}: {e}", path.display()))
+                }),
+                None => print_out(&text),
+            }
         }
         Command::Up {
             lab,

@@ -582,3 +582,57 @@ fn user_facing_text_names_only_what_users_have() {
         }
     }
 }
+
+/// `lab graph`: the dot output renders with Graphviz, the SVG is well-formed XML (read by
+/// Python's parser), Mermaid is a flowchart; `--out` writes the file.
+#[test]
+fn graph_renders_with_graphviz_and_as_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, dot, err) = run(&["graph", "--preset", "guide"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dot.contains("graph \"lab "), "{dot}");
+    if testkit::require("lab graph | dot", testkit::tool("dot")) {
+        let mut child = std::process::Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dot.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("<svg"));
+    }
+    let svg = dir.path().join("lab.svg");
+    let (code, _, err) = run(&["graph", "--format", "svg", "--out", svg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    if testkit::require("SVG parsed by python3", testkit::tool("python3")) {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(d.documentElement.tagName)",
+            ])
+            .arg(&svg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "svg");
+    }
+    let (code, mermaid, _) = run(&["graph", "--format", "mermaid"]);
+    assert_eq!(code, 0);
+    assert!(mermaid.starts_with("flowchart TB\n"), "{mermaid}");
+    let (code, _, _) = run(&["graph", "--format", "png"]);
+    assert_eq!(code, 2);
+}

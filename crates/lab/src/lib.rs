@@ -39,7 +39,7 @@ pub mod vmbench;
 pub use model::events;
 pub use model::{
     Attach, Diagnostic, Host, Interface, InvalidLab, JoinMode, Lab, LoadError, Preset, Provider,
-    Role, diag, doctor, expect, find_lab_file, load, load_file, parse, presets, units,
+    Role, diag, doctor, expect, find_lab_file, graph, load, load_file, parse, presets, units,
 };
 pub use provider;
 pub use provider::{Access, Capability, Registry, StateDir, UpOptions};

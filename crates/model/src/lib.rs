@@ -22,6 +22,7 @@ pub mod diag;
 pub mod doctor;
 pub mod events;
 pub mod expect;
+pub mod graph;
 pub mod load;
 pub mod model;
 pub mod presets;
