@@ -316,6 +316,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// An Ansible inventory of the lab's SSH-reachable hosts (address, port, user, key, the
+    /// lab's known_hosts, become where lab uses sudo): `ansible -i <(lab inventory) all -m ping`.
+    Inventory {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The inventory format Ansible reads.
+        #[arg(long, default_value = "ini", value_parser = ["ini", "yaml"])]
+        format: String,
+    },
     /// The lab as a picture: hosts with their NICs (addresses, MPTCP endpoints, tables,
     /// shaping), the segments and links they are on. dot for Graphviz (`| dot -Tsvg`), mermaid
     /// for Markdown, or an SVG drawn by lab itself.
@@ -923,6 +932,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Doctor { lab, json } => {
             let s = select_lab(&lab)?;
             doctor(s.lab(), json)
+        }
+        Command::Inventory { lab, format } => {
+            let s = select_lab(&lab)?;
+            let inv = s.inventory().map_err(ops::fail)?;
+            print_out(&if format == "yaml" {
+                inv.yaml()
+            } else {
+                inv.ini()
+            })
         }
         Command::Graph { lab, format, out } => {
             let s = select_lab(&lab)?;

@@ -636,3 +636,14 @@ fn graph_renders_with_graphviz_and_as_svg() {
     let (code, _, _) = run(&["graph", "--format", "png"]);
     assert_eq!(code, 2);
 }
+
+/// `lab inventory` on a lab that is not up: the host is named, exit 5 (README's table).
+#[test]
+fn inventory_of_a_lab_that_is_not_up_exits_5() {
+    let (code, out, err) = run(&["inventory"]);
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(
+        common::flat(&err).contains("is not up: run `lab up`"),
+        "{err}"
+    );
+}

@@ -95,6 +95,15 @@ fn up_status_apply_link_test_down() {
     );
     assert_eq!(d.namespaces().len(), 3);
 
+    // Namespaces have no SSH: an inventory has nothing to list, and says why (exit 2).
+    let (code, _, err) = d.lab(&["inventory"]);
+    assert_eq!(code, 2, "{err}");
+    let err = common::flat(&err);
+    assert!(
+        err.contains("is reachable over SSH") && err.contains("ue1: a network namespace"),
+        "{err}"
+    );
+
     // A second apply changes nothing, and says so.
     let (code, out, err) = d.lab(&["net", "apply"]);
     assert_eq!(code, 0, "{err}");

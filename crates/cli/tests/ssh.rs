@@ -106,6 +106,49 @@ fn existing_host_over_ssh() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // Ansible's inventory: the settings it gives (read as Ansible reads INI, with shlex) log in.
+    let (code, ini, err) = lab(dir.path(), &["inventory"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ini.contains("[lab_labtest_ssh]\nbox "), "{ini}");
+    if testkit::require("inventory read by shlex", testkit::tool("python3")) {
+        let parsed = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import shlex, sys\nline = [l for l in sys.stdin.read().splitlines() if l.startswith('box ')][0]\nv = dict(t.split('=', 1) for t in shlex.split(line)[1:])\nprint('\\n'.join(['-p', v['ansible_port'], '-i', v['ansible_ssh_private_key_file'], *shlex.split(v['ansible_ssh_common_args']), v['ansible_user'] + '@' + v['ansible_host']]))",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write as _;
+                c.stdin.take().unwrap().write_all(ini.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(parsed.status.success());
+        let args: Vec<String> = String::from_utf8_lossy(&parsed.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        let o = std::process::Command::new("ssh")
+            .args(&args)
+            .args(["-o", "BatchMode=yes", "echo", "via-inventory"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim(),
+            "via-inventory",
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (code, yaml, _) = lab(dir.path(), &["inventory", "--format", "yaml"]);
+    assert_eq!(code, 0);
+    assert!(
+        yaml.contains("lab_labtest_ssh:") && yaml.contains(&format!("ansible_port: {}", sshd.port)),
+        "{yaml}"
+    );
+
     let (code, out, err) = lab(
         dir.path(),
         &["ssh", "box", "--", "echo", "interactive-path"],

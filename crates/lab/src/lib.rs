@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod checks;
 pub mod guide;
+pub mod inventory;
 pub mod provision;
 pub mod remote;
 pub mod scenarios;

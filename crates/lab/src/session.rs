@@ -93,6 +93,16 @@ pub enum Error {
         /// The host.
         host: String,
     },
+    /// `lab inventory` on a lab without SSH hosts.
+    #[error(
+        "no host of lab `{lab}` is reachable over SSH ({skipped}): an inventory lists SSH hosts (QEMU, VirtualBox, `provider = \"ssh\"`)"
+    )]
+    NoSshHosts {
+        /// The lab.
+        lab: String,
+        /// Each host and why it is not an SSH host.
+        skipped: String,
+    },
     /// A rate that does not parse.
     #[error("`{0}` is not a rate (e.g. 50mbit)")]
     Rate(String),
@@ -1346,6 +1356,69 @@ impl Session {
             }
         }
         Ok(out)
+    }
+
+    /// The lab's SSH-reachable hosts as an Ansible inventory ([`crate::inventory`]); hosts that
+    /// are namespaces are left out, with why. None at all is an error
+    /// ([`Error::NoSshHosts`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), lab::Error> {
+    /// let s = lab::Session::open("Lab.toml".as_ref())?;
+    /// std::fs::write("inventory.ini", s.inventory()?.ini()).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inventory(&self) -> Result<crate::inventory::Inventory, Error> {
+        let mut inv = crate::inventory::Inventory {
+            lab: self.lab.name.clone(),
+            hosts: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for h in &self.lab.hosts {
+            match self.access(&h.name)? {
+                Access::Ssh(c) => inv.hosts.push(crate::inventory::InventoryHost {
+                    name: h.name.clone(),
+                    role: h.role.as_str().to_string(),
+                    provider: h.provider.as_str().to_string(),
+                    address: c.address.clone(),
+                    port: c.port,
+                    user: c.user.clone(),
+                    key: match &c.auth {
+                        guest::Auth::Key(k) => Some(k.clone()),
+                        guest::Auth::Agent => None,
+                    },
+                    known_hosts: c.known_hosts.clone(),
+                    sudo: c.sudo,
+                }),
+                Access::Namespace(ns) => inv.skipped.push((
+                    h.name.clone(),
+                    format!(
+                        "a network namespace ({ns}) without SSH; `lab exec {} -- CMD`",
+                        h.name
+                    ),
+                )),
+                Access::Exec(_) => inv.skipped.push((
+                    h.name.clone(),
+                    format!(
+                        "reached through its provider's command seam (`lab exec {} -- CMD`)",
+                        h.name
+                    ),
+                )),
+            }
+        }
+        if inv.hosts.is_empty() {
+            return Err(Error::NoSshHosts {
+                lab: self.lab.name.clone(),
+                skipped: inv
+                    .skipped
+                    .iter()
+                    .map(|(h, why)| format!("{h}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        Ok(inv)
     }
 
     /// The `ssh` argv that opens an interactive session on a host (what `lab ssh` runs).
