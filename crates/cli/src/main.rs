@@ -325,6 +325,10 @@ enum Command {
         #[arg(long, default_value = "ini", value_parser = ["ini", "yaml"])]
         format: String,
     },
+    /// The JSON Schema of Lab.toml (every key, its type, what is required; no unknown keys),
+    /// for editors that check TOML against one (taplo, Even Better TOML). `lab init` writes it
+    /// to .lab/lab.schema.json and names it in a `#:schema` line.
+    Schema,
     /// The lab as a picture: hosts with their NICs (addresses, MPTCP endpoints, tables,
     /// shaping), the segments and links they are on. dot for Graphviz (`| dot -Tsvg`), mermaid
     /// for Markdown, or an SVG drawn by lab itself.
@@ -933,6 +937,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let s = select_lab(&lab)?;
             doctor(s.lab(), json)
         }
+        Command::Schema => print_out(&schema_text()),
         Command::Inventory { lab, format } => {
             let s = select_lab(&lab)?;
             let inv = s.inventory().map_err(ops::fail)?;
@@ -1303,14 +1308,35 @@ fn init(preset: Preset, force: bool, path: &Path) -> Result<(), Failure> {
         )
         .into());
     }
-    std::fs::write(path, preset.source())
+    // The schema beside it, in `.lab/`, named by a `#:schema` line that taplo (Even Better
+    // TOML) reads: the editor then completes and checks the file.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let schema = dir.join(".lab").join(SCHEMA_FILE);
+    std::fs::create_dir_all(dir.join(".lab"))
+        .and_then(|()| std::fs::write(&schema, schema_text()))
+        .map_err(|e| miette::miette!("cannot write {}: {e}", schema.display()))?;
+    let text = format!("#:schema .lab/{SCHEMA_FILE}\n{}", preset.source());
+    std::fs::write(path, text)
         .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
     println!(
-        "wrote {} (the {} lab); next: `lab doctor`, `lab net render --host ue1`",
+        "wrote {} (the {} lab) and its schema .lab/{SCHEMA_FILE}; next: `lab doctor`, `lab net render --host ue1`",
         path.display(),
         preset.name()
     );
     Ok(())
+}
+
+/// Where `lab init` puts Lab.toml's JSON Schema, in `.lab/`.
+const SCHEMA_FILE: &str = "lab.schema.json";
+
+/// Lab.toml's JSON Schema, pretty.
+fn schema_text() -> String {
+    let mut s = serde_json::to_string_pretty(&lab::load::schema()).unwrap_or_default();
+    s.push('\n');
+    s
 }
 
 fn hosts<'a>(lab: &'a Lab, host: Option<&str>) -> Result<Vec<&'a lab::Host>, Failure> {

@@ -160,7 +160,21 @@ fn init_in(dir: &std::path::Path) -> String {
 fn init_writes_the_builtin_lab_and_will_not_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let text = init_in(dir.path());
-    assert_eq!(text, lab::Preset::Builtin.source());
+    // The preset, with a `#:schema` line naming the schema `lab init` wrote beside it.
+    assert_eq!(
+        text,
+        format!(
+            "#:schema .lab/lab.schema.json\n{}",
+            lab::Preset::Builtin.source()
+        )
+    );
+    let (_, schema, _) = run(&["schema"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".lab/lab.schema.json")).unwrap(),
+        schema
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(parsed["title"], "Lab.toml");
     let (code, _, err) = run_in(dir.path(), &["init"]);
     assert_eq!(code, 2);
     assert!(
@@ -169,9 +183,10 @@ fn init_writes_the_builtin_lab_and_will_not_overwrite() {
     );
     let (code, _, _) = run_in(dir.path(), &["init", "--force", "--preset", "guide"]);
     assert_eq!(code, 0);
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("Lab.toml")).unwrap(),
-        lab::Preset::Guide.source()
+    assert!(
+        std::fs::read_to_string(dir.path().join("Lab.toml"))
+            .unwrap()
+            .ends_with(lab::Preset::Guide.source())
     );
 }
 

@@ -12,7 +12,9 @@ use crate::diag::Diagnostic;
 use crate::model::Host;
 
 /// How much a failed check matters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// The lab is wrong (`lab check` exits 1).
@@ -61,7 +63,7 @@ impl std::fmt::Display for Cmp {
 }
 
 /// A value a transfer measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Subflows of the connection, the initial one included.
@@ -133,29 +135,37 @@ pub struct Check {
 }
 
 /// A `[[checks]]` entry as written.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCheck {
+    #[schemars(with = "String")]
     name: Spanned<String>,
     #[serde(default)]
     level: Level,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     host: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     counter: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<Metric>")]
     metric: Option<Spanned<Metric>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     path: Option<Spanned<String>>,
     #[serde(default)]
     idle: Option<bool>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     survived: Option<Spanned<bool>>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     command: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     status: Option<i32>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     stdout: Option<Spanned<String>>,
     #[serde(default)]
     wait: Option<u64>,

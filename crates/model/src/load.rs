@@ -33,15 +33,48 @@ pub const MAX_LIMIT: u32 = 8;
 
 // ---------------------------------------------------------------- raw, as written in the file
 
-#[derive(Deserialize)]
+/// A sysctl's value as Lab.toml may write it (a schema type only: values are read as TOML).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum SysctlValue {
+    Int(i64),
+    Text(String),
+    Bool(bool),
+}
+
+/// The JSON Schema of Lab.toml, generated from the types the loader reads it into (every key,
+/// its type and whether it is required; unknown keys are not allowed). Editors that read
+/// JSON Schemas for TOML (taplo, Even Better TOML) complete and check Lab.toml with it.
+///
+/// ```
+/// let s = model::load::schema();
+/// assert_eq!(s["properties"]["hosts"]["type"], "object");
+/// assert_eq!(s["additionalProperties"], false);
+/// ```
+pub fn schema() -> serde_json::Value {
+    let mut s = serde_json::to_value(schemars::schema_for!(RawLab)).unwrap_or_default();
+    if let Some(o) = s.as_object_mut() {
+        o.insert("title".into(), "Lab.toml".into());
+        o.insert(
+            "description".into(),
+            "A lab of lab (the MPTCP testbed tool): hosts, their interfaces and networks, MPTCP settings, checks and events".into(),
+        );
+    }
+    s
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLab {
     lab: RawLabSection,
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawNetwork>")]
     networks: IndexMap<Spanned<String>, RawNetwork>,
     #[serde(default)]
     links: Vec<RawLink>,
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawHost>")]
     hosts: IndexMap<Spanned<String>, RawHost>,
     #[serde(default)]
     checks: Vec<crate::checks::RawCheck>,
@@ -50,17 +83,19 @@ struct RawLab {
 }
 
 /// `[test]`: what `lab test` does besides the transfer.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTest {
     /// The transfer's time line (`model::events` grammar).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     events: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLabSection {
+    #[schemars(with = "String")]
     name: Spanned<String>,
     #[serde(default)]
     provider: Option<Provider>,
@@ -72,24 +107,28 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     subnet: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     subnets: Vec<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLink {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     name: Option<Spanned<String>>,
+    #[schemars(with = "Vec<String>")]
     endpoints: Spanned<Vec<Spanned<String>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
     role: Role,
@@ -106,52 +145,69 @@ struct RawHost {
     #[serde(default)]
     mptcpd: RawMptcpd,
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, crate::load::SysctlValue>")]
     sysctls: IndexMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawVm {
+    #[schemars(with = "Option<u32>")]
     memory_mib: Option<Spanned<u32>>,
+    #[schemars(with = "Option<u32>")]
     cpus: Option<Spanned<u32>>,
+    #[schemars(with = "Option<u32>")]
     disk_gib: Option<Spanned<u32>>,
+    #[schemars(with = "Option<String>")]
     image: Option<Spanned<String>>,
+    #[schemars(with = "Option<String>")]
     user: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSsh {
+    #[schemars(with = "String")]
     address: Spanned<String>,
     #[serde(default)]
     port: Option<u16>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     user: Option<Spanned<String>>,
     #[serde(default)]
     key: Option<PathBuf>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawInterface {
+    #[schemars(with = "String")]
     name: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     network: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     nat: Option<Spanned<bool>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     address: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     addresses: Vec<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     gateway: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     gateways: Vec<Spanned<String>>,
     #[serde(default)]
     routes: Vec<RawRoute>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     mac: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     mtu: Option<Spanned<u32>>,
     #[serde(default)]
     table: Option<RawTable>,
@@ -160,37 +216,46 @@ struct RawInterface {
 }
 
 /// A main-table route by this interface: `{ to = "default" | "CIDR", via = "ADDR", metric = N }`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    #[schemars(with = "String")]
     to: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     via: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     metric: Option<Spanned<u32>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTable {
+    #[schemars(with = "u32")]
     id: Spanned<u32>,
+    #[schemars(with = "String")]
     name: Spanned<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawShaping {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     rate: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     burst: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     delay: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     loss: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawMptcp {
     #[serde(default)]
@@ -201,13 +266,16 @@ struct RawMptcp {
     join: Option<JoinMode>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawEndpoint {
+    #[schemars(with = "String")]
     address: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     dev: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<u8>")]
     id: Option<Spanned<u8>>,
     #[serde(default)]
     port: Option<u16>,
@@ -215,7 +283,7 @@ struct RawEndpoint {
     flags: Vec<Flag>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum Flag {
     Signal,
@@ -225,14 +293,16 @@ enum Flag {
     Laminar,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
+    #[schemars(with = "u32")]
     subflows: Spanned<u32>,
+    #[schemars(with = "u32")]
     add_addr_accepted: Spanned<u32>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawMptcpd {
     #[serde(default)]

@@ -44,7 +44,7 @@ pub struct Attachment {
     pub interface: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Server,
@@ -67,6 +67,21 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Provider(String);
+
+impl schemars::JsonSchema for Provider {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Provider".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[a-z][a-z0-9-]{0,31}$",
+            "description": "A provider: netns (the default), qemu, virtualbox, ssh, or one a program registered",
+            "examples": ["netns", "qemu", "virtualbox", "ssh"]
+        })
+    }
+}
 
 impl Provider {
     /// The provider of hosts that name none: network namespaces on this machine.
@@ -137,7 +152,9 @@ impl PartialEq<&str> for Provider {
 }
 
 /// How a client opens extra subflows when lab derives its endpoints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JoinMode {
     /// `laminar` endpoints on every address: one subflow per announced address, paired 1:1.
@@ -151,7 +168,9 @@ pub enum JoinMode {
 }
 
 /// mptcpd's path-manager plugins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MptcpdPlugin {
     /// Adds an endpoint for every address that appears (mptcpd's default).
