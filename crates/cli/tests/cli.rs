@@ -341,6 +341,7 @@ fn kernel_from_host_needs_a_running_profile() {
 /// `lab kernel config --config running` on Debian's linux-source-6.1: this machine's own
 /// kernel config, MPTCP forced on, and the path of the result.
 #[test]
+#[cfg_attr(not(lab_has_linux_source), ignore = "needs Debian's linux-source-6.1")]
 fn kernel_config_from_the_running_kernel() {
     const SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
     let have = if std::path::Path::new(SOURCE).is_file() {
@@ -486,6 +487,7 @@ fn a_lab_that_is_not_up_exits_5() {
 /// `lab completions bash` loads in bash and completes `lab`'s commands; zsh's and fish's are
 /// theirs; `lab man --out DIR` writes a page per command that `man -l` renders.
 #[test]
+#[cfg_attr(not(all(lab_has_bash, lab_has_man)), ignore = "needs bash and man")]
 fn completions_load_in_bash_and_man_pages_render() {
     let dir = tempfile::tempdir().unwrap();
     let (code, bash, err) = run(&["completions", "bash"]);
@@ -601,6 +603,10 @@ fn user_facing_text_names_only_what_users_have() {
 /// `lab graph`: the dot output renders with Graphviz, the SVG is well-formed XML (read by
 /// Python's parser), Mermaid is a flowchart; `--out` writes the file.
 #[test]
+#[cfg_attr(
+    not(all(lab_has_dot, lab_has_python3)),
+    ignore = "needs dot and python3"
+)]
 fn graph_renders_with_graphviz_and_as_svg() {
     let dir = tempfile::tempdir().unwrap();
     let (code, dot, err) = run(&["graph", "--preset", "guide"]);

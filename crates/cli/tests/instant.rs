@@ -82,6 +82,7 @@ impl Drop for LabDir {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn up_status_apply_link_test_down() {
     if !ready("lab up/test/down") {
         return;
@@ -169,6 +170,7 @@ fn up_status_apply_link_test_down() {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn failover_mid_transfer_survives() {
     if !ready("lab test --fail") {
         return;
@@ -205,6 +207,10 @@ fn failover_mid_transfer_survives() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_iperf3, lab_has_mptcpize, lab_netns)),
+    ignore = "needs iperf3, mptcpize and root and the kernel's MPTCP"
+)]
 fn iperf3_through_mptcpize_as_in_the_guide() {
     if !ready("lab test --tool iperf3")
         || !testkit::require(
@@ -230,6 +236,7 @@ fn iperf3_through_mptcpize_as_in_the_guide() {
 
 /// `lab up` killed with SIGKILL at many points, then `lab down`: nothing of the lab is left.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn up_killed_at_random_points_then_down_leaves_nothing() {
     if !ready("lab up under SIGKILL") {
         return;
@@ -290,6 +297,7 @@ fn up_killed_at_random_points_then_down_leaves_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn demo_builtin_passes_and_guide_fails_with_reasons() {
     if !ready("lab demo") {
         return;
@@ -329,6 +337,7 @@ fn demo_builtin_passes_and_guide_fails_with_reasons() {
 /// fails, 1 when an error-level check fails; TAP 13 and JSON output. Checks about a transfer
 /// are judged against the last `lab test`; commands run on the hosts.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn check_exit_codes_and_tap() {
     if !ready("lab check") {
         return;
@@ -387,6 +396,7 @@ fn check_exit_codes_and_tap() {
 
 /// The scenario library from the command line: the list, and two scenarios run with TAP.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn scenarios_list_and_run() {
     let (code, out, _) = common::run_in(Path::new("."), &["scenarios"]);
     assert_eq!(code, 0);
@@ -434,6 +444,7 @@ fn scenarios_list_and_run() {
 /// second; delay needs netem, which this kernel may lack: then the event fails, named, and so
 /// does the verdict. Afterwards every host is back to its plan.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn events_on_the_time_line() {
     if !ready("lab test --event") {
         return;
@@ -510,6 +521,7 @@ fn events_on_the_time_line() {
 /// 5 Mbit/s carries a fraction of what the others carry, and carries its share again after
 /// the reset.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn tc_set_show_reset_change_what_test_measures() {
     if !ready("lab tc") {
         return;
@@ -566,6 +578,7 @@ fn tc_set_show_reset_change_what_test_measures() {
 /// nothing), `lab doctor` is clean, and `lab test` passes with the plan's exact counters; the
 /// dual-stack lab's main-table routes carry their metrics.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn ipv6_only_and_dual_stack_labs_pass_lab_test() {
     if !ready("IPv6 and dual-stack labs") {
         return;
@@ -617,6 +630,7 @@ fn ipv6_only_and_dual_stack_labs_pass_lab_test() {
 /// A backup path the plan surely opens stays idle, and the verdict says so (and counts the
 /// backup join); a path written as a backup on the server's side too.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn backup_paths_stay_idle_as_the_plan_says() {
     if !ready("idle backup paths") {
         return;
@@ -661,6 +675,7 @@ fn backup_paths_stay_idle_as_the_plan_says() {
 /// Odd numbers are errors with the reason, before any traffic: a length out of range, a
 /// failure or an event after the transfer ends, a congestion control the kernel lacks.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn odd_numbers_are_refused_with_the_reason() {
     for secs in ["0", "18446744073709551615", "86401"] {
         let (code, _, err) = common::run_in(Path::new("."), &["test", "--seconds", secs]);
@@ -699,6 +714,7 @@ fn odd_numbers_are_refused_with_the_reason() {
 /// Two directories, one lab name: the second directory's `up`, `test` and `down` refuse,
 /// naming the first directory, and leave its lab alone.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn a_second_directory_with_the_same_lab_name_is_refused() {
     if !ready("two labs of one name") {
         return;
@@ -729,6 +745,7 @@ fn a_second_directory_with_the_same_lab_name_is_refused() {
 /// `lab exec` passes statuses through as shells do: the command's own, 127 for a command
 /// that is not there, 126 for one that cannot be executed, each with the shell's words.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn exec_passes_statuses_through_as_shells_do() {
     if !ready("lab exec statuses") {
         return;
@@ -761,6 +778,7 @@ fn exec_passes_statuses_through_as_shells_do() {
 /// Renaming a lab that is up: `lab up` refuses and says what to do; `lab down` removes the
 /// hosts under the name they were brought up with.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn a_lab_renamed_while_up_is_still_removed() {
     if !ready("renaming a lab that is up") {
         return;
@@ -795,6 +813,7 @@ fn a_lab_renamed_while_up_is_still_removed() {
 /// sysctl removed goes back to the value it had before lab set it, an interface added is wired
 /// and configured, and a second apply finds nothing to do.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn changed_wiring_is_converged_by_up() {
     if !ready("changing a lab that is up") {
         return;
@@ -863,6 +882,7 @@ fn changed_wiring_is_converged_by_up() {
 /// Two demos at once: each brings up, tests and removes a lab of its own (they may slow each
 /// other, so the verdicts are not asserted), and neither hangs nor leaves anything.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn two_demos_at_once_keep_to_their_own_labs() {
     if !ready("two demos at once") {
         return;
@@ -903,6 +923,10 @@ fn two_demos_at_once_keep_to_their_own_labs() {
 /// interrupted, no link is left down, the hosts are back at their plan (`net apply --dry-run`
 /// finds nothing), and no process lab started runs on in the lab's namespaces.
 #[test]
+#[cfg_attr(
+    not(all(lab_has_iperf3, lab_netns)),
+    ignore = "needs iperf3 and root and the kernel's MPTCP"
+)]
 fn sigint_during_test_leaves_no_link_down_and_no_process() {
     if !ready("SIGINT during lab test") || !testkit::require("iperf3", testkit::tool("iperf3")) {
         return;

@@ -316,6 +316,7 @@ fn unique(tag: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn two_ups_at_once_do_not_interleave() {
     if !testkit::require("two `lab up` at once", root_with_mptcp()) {
         return;
@@ -374,6 +375,7 @@ impl Drop for Down {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn status_all_lists_labs_and_prunes_gone_directories() {
     if !testkit::require("lab status --all", root_with_mptcp()) {
         return;

@@ -76,6 +76,10 @@ fn step(dir: &Path, args: &[&str]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(lab_qemu),
+    ignore = "needs root, QEMU (qemu-system-x86_64, qemu-img, vde_switch), debootstrap and Debian's linux-source-6.1"
+)]
 fn guide_end_to_end_on_qemu() {
     if !testkit::require("QEMU end to end", capabilities()) {
         return;
@@ -222,6 +226,10 @@ fn guide_end_to_end_on_qemu() {
 /// Ctrl-C (SIGINT) while `lab up` waits for its VMs to boot: lab stops the VMs it started and
 /// exits 130 saying so; `lab down` finds the rest.
 #[test]
+#[cfg_attr(
+    not(lab_qemu),
+    ignore = "needs root, QEMU (qemu-system-x86_64, qemu-img, vde_switch), debootstrap and Debian's linux-source-6.1"
+)]
 fn sigint_during_up_stops_the_vms_it_started() {
     if !testkit::require("QEMU SIGINT", capabilities()) {
         return;
@@ -275,6 +283,10 @@ fn sigint_during_up_stops_the_vms_it_started() {
 /// `lab up` killed with SIGKILL while its VMs start: `lab destroy` still ends every QEMU and
 /// switch of the lab (their PID files are written before lab waits for anything).
 #[test]
+#[cfg_attr(
+    not(lab_qemu),
+    ignore = "needs root, QEMU (qemu-system-x86_64, qemu-img, vde_switch), debootstrap and Debian's linux-source-6.1"
+)]
 fn destroy_after_kill_9_during_up() {
     if !testkit::require("QEMU kill -9", capabilities()) {
         return;
@@ -326,6 +338,10 @@ fn destroy_after_kill_9_during_up() {
 /// can be fetched here, so the mirror serves a cloud image lab builds from Debian (cloud-init,
 /// no key, NoCloud only) under Ubuntu's file name.
 #[test]
+#[cfg_attr(
+    not(all(lab_has_genisoimage, lab_has_isoinfo, lab_qemu)),
+    ignore = "needs genisoimage, isoinfo and root, QEMU (qemu-system-x86_64, qemu-img, vde_switch), debootstrap and Debian's linux-source-6.1"
+)]
 fn ubuntu_cloud_image_from_a_mirror() {
     let caps = capabilities()
         .and_then(|()| testkit::tool("genisoimage"))

@@ -10,6 +10,10 @@ fn lab(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd, lab_has_python3)),
+    ignore = "needs root, OpenSSH (sshd, ssh, ssh-keygen) and python3"
+)]
 fn existing_host_over_ssh() {
     if !testkit::require(
         "lab exec over SSH",

@@ -50,6 +50,7 @@ fn serve(img: &[u8], sums: &[u8], sig: Option<Vec<u8>>) -> Server {
 }
 
 #[test]
+#[cfg_attr(not(lab_gpg), ignore = "needs GnuPG (gpg, gpgv, gpgconf)")]
 fn detached_signatures_ubuntu_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let Some((pinned, other)) = keys("detached_signatures_ubuntu_layout", tmp.path()) else {
@@ -159,6 +160,7 @@ fn detached_signatures_ubuntu_layout() {
 }
 
 #[test]
+#[cfg_attr(not(lab_gpg), ignore = "needs GnuPG (gpg, gpgv, gpgconf)")]
 fn clearsigned_kernel_org_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let Some((pinned, other)) = keys("clearsigned_kernel_org_layout", tmp.path()) else {

@@ -234,6 +234,7 @@ fn nix_is_root() -> bool {
 }
 
 #[test]
+#[cfg_attr(not(all(lab_has_ip, lab_has_root)), ignore = "needs ip and root")]
 fn netns_commands_run_inside_the_namespace() {
     if !testkit::require("netns executor", root_and_ip()) {
         return;

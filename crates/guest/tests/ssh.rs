@@ -41,6 +41,10 @@ fn cmd(argv: &[&str]) -> Command {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn exec_exit_codes_and_stderr() {
     let Some(sshd) = ready("ssh exec") else {
         return;
@@ -73,6 +77,10 @@ fn exec_exit_codes_and_stderr() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn hundred_megabytes_of_output_and_stderr_at_once() {
     let Some(sshd) = ready("ssh large output") else {
         return;
@@ -92,6 +100,10 @@ fn hundred_megabytes_of_output_and_stderr_at_once() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn streaming_lines_arrive_in_order_while_the_command_runs() {
     let Some(sshd) = ready("ssh streaming") else {
         return;
@@ -132,6 +144,10 @@ fn streaming_lines_arrive_in_order_while_the_command_runs() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn upload_and_download_with_modes() {
     let Some(sshd) = ready("ssh files") else {
         return;
@@ -171,6 +187,10 @@ fn upload_and_download_with_modes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn injection_attempts_arrive_as_plain_arguments() {
     let Some(sshd) = ready("ssh quoting") else {
         return;
@@ -207,6 +227,10 @@ fn injection_attempts_arrive_as_plain_arguments() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn unknown_and_changed_host_keys_are_refused() {
     let Some(mut sshd) = ready("ssh host keys") else {
         return;
@@ -242,6 +266,10 @@ fn unknown_and_changed_host_keys_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn an_unknown_client_key_is_refused() {
     let Some(sshd) = ready("ssh client key") else {
         return;
@@ -266,6 +294,10 @@ fn an_unknown_client_key_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn sshd_killed_mid_command_then_reconnect() {
     let Some(mut sshd) = ready("ssh dropped session") else {
         return;
@@ -310,6 +342,10 @@ fn sshd_killed_mid_command_then_reconnect() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn connect_and_command_timeouts() {
     let Some(sshd) = ready("ssh timeouts") else {
         return;
@@ -350,6 +386,10 @@ fn connect_and_command_timeouts() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn wait_until_reachable_across_a_restart() {
     let Some(mut sshd) = ready("ssh wait") else {
         return;

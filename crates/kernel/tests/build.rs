@@ -21,6 +21,7 @@ fn have_source(test: &str) -> bool {
 /// The tiny build, shared with the QEMU end-to-end test (testkit::kernel: built once per
 /// target directory, by whichever test runs first).
 #[test]
+#[cfg_attr(not(lab_has_linux_source), ignore = "needs Debian's linux-source-6.1")]
 fn tiny_build_from_debian_linux_source_has_mptcp() {
     if !have_source("kernel build") {
         return;
@@ -126,6 +127,7 @@ fn tiny_build_from_debian_linux_source_has_mptcp() {
 /// /proc/config.gz); `localmod` trims a config to the modules an `lsmod` lists, with the real
 /// streamline_config.pl. Both end with MPTCP on and the release free of the base's suffix.
 #[test]
+#[cfg_attr(not(lab_has_linux_source), ignore = "needs Debian's linux-source-6.1")]
 fn running_and_localmod_profiles_configure_with_mptcp() {
     if !have_source("kernel config") {
         return;

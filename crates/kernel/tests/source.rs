@@ -60,6 +60,7 @@ fn key(test: &str, dir: &std::path::Path) -> Option<TestKey> {
 }
 
 #[test]
+#[cfg_attr(not(lab_gpg), ignore = "needs GnuPG (gpg, gpgv, gpgconf)")]
 fn download_verifies_and_caches() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(key) = key("download_verifies_and_caches", tmp.path()) else {
@@ -96,6 +97,7 @@ fn download_verifies_and_caches() {
 }
 
 #[test]
+#[cfg_attr(not(lab_gpg), ignore = "needs GnuPG (gpg, gpgv, gpgconf)")]
 fn corrupt_download_and_unlisted_version_fail() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(key) = key("corrupt_download_and_unlisted_version_fail", tmp.path()) else {
@@ -124,6 +126,7 @@ fn corrupt_download_and_unlisted_version_fail() {
 /// lab's default trust refuses sums signed by any other key, naming the autosigner, before the
 /// tarball is fetched.
 #[test]
+#[cfg_attr(not(lab_gpg), ignore = "needs GnuPG (gpg, gpgv, gpgconf)")]
 fn the_pinned_autosigner_key_refuses_other_signers() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(key) = key(

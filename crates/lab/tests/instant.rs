@@ -69,6 +69,7 @@ fn snapshot(up: &Up, host: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn builtin_lab_up_apply_twice_down() {
     if !root() {
         return;
@@ -151,6 +152,7 @@ fn builtin_lab_up_apply_twice_down() {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn stale_configuration_is_corrected_and_foreign_state_kept() {
     if !root() {
         return;
@@ -211,6 +213,7 @@ fn stale_configuration_is_corrected_and_foreign_state_kept() {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn link_up_restores_the_routes_the_kernel_dropped() {
     if !root() {
         return;
@@ -229,6 +232,7 @@ fn link_up_restores_the_routes_the_kernel_dropped() {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
     if !root() {
         return;
@@ -289,6 +293,7 @@ fn point_to_point_links_with_macs_mtu_and_two_labs_side_by_side() {
 /// Delay and loss need the netem qdisc; where the kernel lacks it (this machine), apply fails
 /// with an error that names what is missing, instead of tc's "Unknown qdisc".
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn netem_shaping_works_or_names_what_is_missing() {
     if !root() {
         return;

@@ -104,6 +104,10 @@ fn dual_stack() -> Lab {
 /// The same for a dual-stack lab: IPv6 addresses, rules and routes, and main-table routes
 /// with metrics, reach the same state over SSH (`ip -6`) as over netlink.
 #[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_sshd)),
+    ignore = "needs root and the kernel's MPTCP and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn dual_stack_apply_over_ssh_matches_the_namespace_applier() {
     if !testkit::require(
         "lab net apply over SSH, dual stack",
@@ -143,6 +147,10 @@ fn dual_stack_apply_over_ssh_matches_the_namespace_applier() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_sshd)),
+    ignore = "needs root and the kernel's MPTCP and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
 fn apply_over_ssh_matches_the_namespace_applier() {
     if !testkit::require(
         "lab net apply over SSH",
@@ -236,6 +244,10 @@ fn apply_over_ssh_matches_the_namespace_applier() {
 /// `lab test` between hosts reached only over SSH (each namespace host runs its own sshd):
 /// iperf3 through the remote sessions, counters read on second sessions meanwhile.
 #[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_sshd, lab_has_iperf3, lab_has_mptcpize)),
+    ignore = "needs root and the kernel's MPTCP, OpenSSH (sshd, ssh, ssh-keygen), iperf3 and mptcpize"
+)]
 fn traffic_between_hosts_over_ssh() {
     if !testkit::require(
         "lab test over SSH",

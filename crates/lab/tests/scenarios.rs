@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static N: AtomicU32 = AtomicU32::new(0);
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn every_scenario_gives_the_selftests_numbers() {
     if !testkit::require(
         "the scenario library",

@@ -44,6 +44,7 @@ fn show(r: &lab::TestResult) -> String {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn builtin_lab_uses_every_path_on_both_hosts() {
     if !ready() {
         return;
@@ -85,6 +86,7 @@ fn builtin_lab_uses_every_path_on_both_hosts() {
 }
 
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn guide_settings_fail_the_verdict() {
     if !ready() {
         return;
@@ -120,6 +122,7 @@ fn guide_settings_fail_the_verdict() {
 /// them although a new namespace starts with `subflows 2`, a second apply finds nothing to do,
 /// and MPTCP opens no join: the plan expects one subflow and the transfer has one.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn limits_zero_allow_no_join() {
     if !ready() {
         return;
@@ -162,6 +165,7 @@ fn limits_zero_allow_no_join() {
 /// `subflows 1`) expects 2 subflows, and fails when the kernel, its limits raised behind
 /// lab's back, opens 3.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn one_join_allowed_fails_when_two_appear() {
     if !ready() {
         return;
@@ -219,6 +223,7 @@ fn one_join_allowed_fails_when_two_appear() {
 /// Debian 12's VMs do); the expectations follow what it could apply: 2 endpoints and 2
 /// announcements make 4 joins, not the laminar plan's 2.
 #[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
 fn laminar_held_as_subflow_is_expected_as_subflow() {
     if !ready() {
         return;

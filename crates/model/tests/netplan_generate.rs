@@ -43,6 +43,7 @@ fn network_file(root: &tempfile::TempDir, iface: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(lab_has_netplan), ignore = "needs netplan")]
 fn rendered_netplan_passes_netplan_generate() {
     if !testkit::require("netplan generate", testkit::tool("netplan")) {
         return;
@@ -71,6 +72,7 @@ fn rendered_netplan_passes_netplan_generate() {
 }
 
 #[test]
+#[cfg_attr(not(lab_has_netplan), ignore = "needs netplan")]
 fn netplan_generate_rejects_a_broken_file() {
     // The check above can fail: netplan really validates what it is given.
     if !testkit::require("netplan generate", testkit::tool("netplan")) {
@@ -90,6 +92,7 @@ fn netplan_generate_rejects_a_broken_file() {
 }
 
 #[test]
+#[cfg_attr(not(lab_has_netplan), ignore = "needs netplan")]
 fn shaped_p2p_lab_passes_netplan_generate() {
     if !testkit::require("netplan generate", testkit::tool("netplan")) {
         return;
@@ -112,6 +115,7 @@ fn shaped_p2p_lab_passes_netplan_generate() {
 }
 
 #[test]
+#[cfg_attr(not(lab_has_netplan), ignore = "needs netplan")]
 fn ipv6_and_dual_stack_netplan_passes_netplan_generate() {
     if !testkit::require("netplan generate", testkit::tool("netplan")) {
         return;

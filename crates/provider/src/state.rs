@@ -359,6 +359,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(lab_has_ssh_keygen), ignore = "needs ssh-keygen")]
     fn the_lab_key_is_made_once() {
         if !testkit::require("the lab's key", testkit::tool("ssh-keygen")) {
             return;

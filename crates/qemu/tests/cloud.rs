@@ -59,6 +59,10 @@ fn tools() -> Result<(), String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(lab_has_genisoimage, lab_has_isoinfo)),
+    ignore = "needs genisoimage and isoinfo"
+)]
 fn a_real_seed_iso() {
     if !testkit::require("NoCloud seed ISO", tools()) {
         return;
