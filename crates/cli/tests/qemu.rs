@@ -223,6 +223,42 @@ fn guide_end_to_end_on_qemu() {
     assert!(left.is_empty(), "QEMU left: {left:?}");
 }
 
+/// A lab of its own (name suffix `suffix`) whose `lab up --provider qemu --no-apply` runs in a
+/// child process, returned once both VMs run (the image may need building first), with the
+/// lab's directory and its clean-up guard.
+fn up_until_vms_run(
+    tmp: &tempfile::TempDir,
+    suffix: &str,
+) -> (std::process::Child, PathBuf, Destroy) {
+    let dir = tmp.path().to_path_buf();
+    std::fs::write(
+        dir.join("Lab.toml"),
+        lab_toml().replace(
+            &format!("name = \"{LAB}\""),
+            &format!("name = \"{LAB}{suffix}\""),
+        ),
+    )
+    .unwrap();
+    let guard = Destroy(dir.clone());
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .current_dir(&dir)
+        .args(["up", "--provider", "qemu", "--no-apply"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let started = loop {
+        let n = qemu_pids_of(&format!("lab-{LAB}{suffix}-")).len();
+        if n >= 2 || t.elapsed().as_secs() > 900 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(started >= 2, "the VMs never started");
+    (child, dir, guard)
+}
+
 /// Ctrl-C (SIGINT) while `lab up` waits for its VMs to boot: lab stops the VMs it started and
 /// exits 130 saying so; `lab down` finds the rest.
 #[test]
@@ -236,30 +272,8 @@ fn sigint_during_up_stops_the_vms_it_started() {
     }
     let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    std::fs::write(
-        dir.join("Lab.toml"),
-        lab_toml().replace(&format!("name = \"{LAB}\""), &format!("name = \"{LAB}i\"")),
-    )
-    .unwrap();
-    let guard = Destroy(dir.clone());
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
-        .current_dir(&dir)
-        .args(["up", "--provider", "qemu", "--no-apply"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // As soon as both VMs run (the image may need building first), well before SSH answers.
-    let t = Instant::now();
-    let started = loop {
-        let n = qemu_pids_of(&format!("lab-{LAB}i-")).len();
-        if n >= 2 || t.elapsed().as_secs() > 900 {
-            break n;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert!(started >= 2, "the VMs never started");
+    // As soon as both VMs run, well before SSH answers.
+    let (child, _dir, guard) = up_until_vms_run(&tmp, "i");
     // Our own child, by PID.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -293,32 +307,9 @@ fn destroy_after_kill_9_during_up() {
     }
     let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    std::fs::write(
-        dir.join("Lab.toml"),
-        lab_toml().replace(&format!("name = \"{LAB}\""), &format!("name = \"{LAB}k\"")),
-    )
-    .unwrap();
-    let guard = Destroy(dir.clone());
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
-        .current_dir(&dir)
-        .args(["up", "--provider", "qemu", "--no-apply"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill as soon as both VMs run (the image may need building first).
-    let t = Instant::now();
-    let started = loop {
-        let n = qemu_pids_of(&format!("lab-{LAB}k-")).len();
-        if n >= 2 || t.elapsed().as_secs() > 900 {
-            break n;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let (mut child, dir, guard) = up_until_vms_run(&tmp, "k");
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(started >= 2, "the VMs never started");
     drop(guard);
     assert!(
         qemu_pids_of(&format!("lab-{LAB}k-")).is_empty(),

@@ -543,12 +543,7 @@ pub fn up(
     state.key = opts.cache.join("id_ed25519");
     refuse_changed_hardware(lab, &state, &accel, &work)?;
     // Hosts Lab.toml no longer has (or no longer puts on QEMU): their VMs go.
-    let gone: Vec<String> = state
-        .vms
-        .keys()
-        .filter(|k| !hosts_of(lab).any(|h| h.name == **k))
-        .cloned()
-        .collect();
+    let gone = provider::vm::dropped_hosts(state.vms.keys(), lab, NAME);
     for g in gone {
         if let Some(r) = state.vms.remove(&g) {
             kill(&r.pidfile, "qemu-system");

@@ -525,12 +525,7 @@ pub fn up(
         });
     }
     // Hosts Lab.toml no longer has (or no longer puts on VirtualBox): their VMs go.
-    let gone: Vec<String> = state
-        .vms
-        .keys()
-        .filter(|k| !hosts_of(lab).any(|h| h.name == **k))
-        .cloned()
-        .collect();
+    let gone = provider::vm::dropped_hosts(state.vms.keys(), lab, NAME);
     for g in gone {
         let Some(r) = state.vms.get(&g).cloned() else {
             continue;

@@ -36,6 +36,29 @@ pub fn pick_port(preferred: u16, taken: &[u16]) -> u16 {
         .unwrap_or(preferred)
 }
 
+/// The recorded hosts that `lab` no longer puts on `provider` (dropped from Lab.toml, or moved
+/// to another provider): their VMs are the provider's to remove on the next `up`.
+///
+/// ```
+/// let lab = model::Preset::Builtin.load().unwrap();
+/// let recorded = ["ue1".to_string(), "old".to_string()];
+/// assert_eq!(provider::vm::dropped_hosts(recorded.iter(), &lab, "netns"), ["old"]);
+/// ```
+pub fn dropped_hosts<'a>(
+    recorded: impl Iterator<Item = &'a String>,
+    lab: &model::Lab,
+    provider: &str,
+) -> Vec<String> {
+    recorded
+        .filter(|k| {
+            !lab.hosts
+                .iter()
+                .any(|h| h.name == **k && h.provider.as_str() == provider)
+        })
+        .cloned()
+        .collect()
+}
+
 /// `f` on every item, each in a thread of its own (the VM providers' waits for SSH); the
 /// results in the items' order. A panic in `f` goes on in the caller.
 ///
