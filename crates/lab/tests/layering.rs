@@ -14,6 +14,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("net", &[][..]),
         ("guest", &["net"][..]),
         ("fetch", &[][..]),
+        ("boxes", &[][..]),
         ("probe", &[][..]),
         // The model: Lab.toml, nothing effectful.
         ("model", &["net"][..]),

@@ -21,8 +21,10 @@ pub fn required() -> bool {
 /// `Ok(())` when the capability is there; otherwise skip (return `false`) with a printed
 /// reason, or panic when system tests are required.
 ///
-/// ```ignore
-/// if !testkit::require("netplan generate", testkit::tool("netplan")) { return; }
+/// ```no_run
+/// if !testkit::require("netplan generate", testkit::tool("netplan")) {
+///     return;
+/// }
 /// ```
 pub fn require(test: &str, capability: Result<(), String>) -> bool {
     match capability {
