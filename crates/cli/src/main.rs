@@ -1378,17 +1378,8 @@ fn render_files(
             ),
             Format::RtTables => ("rt_tables", net::rt_tables::render(&net)),
             Format::Json => {
-                let steps = net::plan(&net);
-                let doc = serde_json::json!({
-                    "lab": lab.name,
-                    "host": h.name,
-                    "role": h.role,
-                    "config": net,
-                    "rt_tables": net::rt_tables::lines(&net),
-                    "plan": net::plan::rendered(&steps),
-                });
-                let mut t =
-                    serde_json::to_string_pretty(&doc).map_err(|e| miette::miette!("{e}"))?;
+                let mut t = serde_json::to_string_pretty(&host_json(lab, h))
+                    .map_err(|e| miette::miette!("{e}"))?;
                 t.push('\n');
                 ("json", t)
             }
@@ -1399,6 +1390,20 @@ fn render_files(
         written.push_str(&format!("wrote {}\n", path.display()));
     }
     print_out(&written)
+}
+
+/// `net render --format json` of one host: its configuration, rt_tables lines and plan.
+fn host_json(lab: &Lab, h: &lab::Host) -> serde_json::Value {
+    let net = h.net();
+    let steps = net::plan(&net);
+    serde_json::json!({
+        "lab": lab.name,
+        "host": h.name,
+        "role": h.role,
+        "config": net,
+        "rt_tables": net::rt_tables::lines(&net),
+        "plan": net::plan::rendered(&steps),
+    })
 }
 
 fn render(lab: &Lab, host: Option<&str>, format: Format) -> Result<(), Failure> {
@@ -1421,21 +1426,7 @@ fn render(lab: &Lab, host: Option<&str>, format: Format) -> Result<(), Failure> 
     let mut out = String::new();
     match format {
         Format::Json => {
-            let docs: Vec<serde_json::Value> = hosts
-                .iter()
-                .map(|h| {
-                    let net = h.net();
-                    let steps = net::plan(&net);
-                    serde_json::json!({
-                        "lab": lab.name,
-                        "host": h.name,
-                        "role": h.role,
-                        "config": net,
-                        "rt_tables": net::rt_tables::lines(&net),
-                        "plan": net::plan::rendered(&steps),
-                    })
-                })
-                .collect();
+            let docs: Vec<serde_json::Value> = hosts.iter().map(|h| host_json(lab, h)).collect();
             let value = if host.is_some() {
                 docs.into_iter().next().unwrap_or_default()
             } else {

@@ -33,15 +33,7 @@ fn lab_toml() -> String {
 
 fn capabilities() -> Result<(), String> {
     testkit::root()?;
-    for tool in [
-        "qemu-system-x86_64",
-        "qemu-img",
-        "vde_switch",
-        "debootstrap",
-        "sfdisk",
-        "mkfs.ext4",
-        "debugfs",
-    ] {
+    for tool in probe::QEMU_TOOLS {
         testkit::tool(tool)?;
     }
     if !Path::new(testkit::kernel::SOURCE).is_file() {

@@ -84,16 +84,29 @@ fn nic(h: &Host, i: &Interface) -> Nic {
     if let Some(m) = i.mtu {
         lines.push(format!("mtu {m}"));
     }
-    let segment = match &i.attach {
-        Attach::Network(n) => Some(format!("net:{n}")),
-        Attach::Link(l) => Some(format!("link:{l}")),
-        Attach::Nat => None,
-    };
     Nic {
         name: i.name.clone(),
         lines,
-        segment,
+        segment: segment_of(i),
     }
+}
+
+/// The segment node a NIC joins: `net:NAME`, `link:NAME`, or `None` for NAT.
+fn segment_of(i: &Interface) -> Option<String> {
+    match &i.attach {
+        Attach::Network(n) => Some(format!("net:{n}")),
+        Attach::Link(l) => Some(format!("link:{l}")),
+        Attach::Nat => None,
+    }
+}
+
+/// Every attachment, host by host: the NIC's node (`HOST:NIC`) and its segment (`None`: NAT).
+fn attachments(lab: &Lab) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+    lab.hosts.iter().flat_map(|h| {
+        h.interfaces
+            .iter()
+            .map(move |i| (format!("{}:{}", h.name, i.name), segment_of(i)))
+    })
 }
 
 /// Segment nodes: `(id, lines)` for every network and link, in Lab.toml order.
@@ -176,17 +189,14 @@ pub fn dot(lab: &Lab) -> String {
     if has_nat(lab) {
         o.push_str("  \"nat\" [shape=box, style=\"dashed,rounded\", label=\"NAT\"];\n");
     }
-    for h in &lab.hosts {
-        for i in &h.interfaces {
-            let n = nic(h, i);
-            let from = dq(&format!("{}:{}", h.name, n.name));
-            match &n.segment {
-                Some(seg) => {
-                    let _ = writeln!(o, "  {from} -- {};", dq(seg));
-                }
-                None => {
-                    let _ = writeln!(o, "  {from} -- \"nat\" [style=dashed];");
-                }
+    for (from, seg) in attachments(lab) {
+        let from = dq(&from);
+        match seg {
+            Some(seg) => {
+                let _ = writeln!(o, "  {from} -- {};", dq(&seg));
+            }
+            None => {
+                let _ = writeln!(o, "  {from} -- \"nat\" [style=dashed];");
             }
         }
     }
@@ -239,17 +249,14 @@ pub fn mermaid(lab: &Lab) -> String {
     if has_nat(lab) {
         o.push_str("  n_nat>\"NAT\"]\n");
     }
-    for h in &lab.hosts {
-        for i in &h.interfaces {
-            let n = nic(h, i);
-            let from = mid(&format!("{}:{}", h.name, n.name));
-            match &n.segment {
-                Some(seg) => {
-                    let _ = writeln!(o, "  {from} --- {}", mid(seg));
-                }
-                None => {
-                    let _ = writeln!(o, "  {from} -.- n_nat");
-                }
+    for (from, seg) in attachments(lab) {
+        let from = mid(&from);
+        match seg {
+            Some(seg) => {
+                let _ = writeln!(o, "  {from} --- {}", mid(&seg));
+            }
+            None => {
+                let _ = writeln!(o, "  {from} -.- n_nat");
             }
         }
     }

@@ -17,7 +17,8 @@ use std::path::Path;
 /// The environment variable that turns every system test on.
 pub const REQUIRE_ENV: &str = "LAB_REQUIRE_SYSTEM_TESTS";
 
-/// Programs looked up on PATH, each giving `lab_has_<name>` (`-` and `.` as `_`).
+/// Programs looked up on PATH, each giving `lab_has_<name>` (`-` and `.` as `_`); the
+/// [`QEMU_TOOLS`] too.
 pub const TOOLS: &[&str] = &[
     "ip",
     "iperf3",
@@ -25,13 +26,6 @@ pub const TOOLS: &[&str] = &[
     "ssh",
     "ssh-keygen",
     "netplan",
-    "qemu-system-x86_64",
-    "qemu-img",
-    "vde_switch",
-    "debootstrap",
-    "sfdisk",
-    "mkfs.ext4",
-    "debugfs",
     "genisoimage",
     "isoinfo",
     "gpg",
@@ -41,6 +35,18 @@ pub const TOOLS: &[&str] = &[
     "man",
     "bash",
     "python3",
+];
+
+/// The programs the QEMU tests need besides root and [`LINUX_SOURCE`] (`lab_qemu`); the tests'
+/// own runtime check reads the same list.
+pub const QEMU_TOOLS: &[&str] = &[
+    "qemu-system-x86_64",
+    "qemu-img",
+    "vde_switch",
+    "debootstrap",
+    "sfdisk",
+    "mkfs.ext4",
+    "debugfs",
 ];
 
 /// Debian's kernel source, which the kernel-build and QEMU tests build from.
@@ -84,7 +90,12 @@ pub fn capabilities() -> Vec<(String, bool)> {
             Path::new(LINUX_SOURCE).is_file(),
         ),
     ];
-    caps.extend(TOOLS.iter().map(|t| (cfg_name(t), on_path(t))));
+    caps.extend(
+        TOOLS
+            .iter()
+            .chain(QEMU_TOOLS)
+            .map(|t| (cfg_name(t), on_path(t))),
+    );
     let has = |caps: &[(String, bool)], names: &[&str]| {
         names
             .iter()
@@ -94,20 +105,7 @@ pub fn capabilities() -> Vec<(String, bool)> {
         ("lab_netns".into(), has(&caps, &["root", "mptcp", "ip"])),
         (
             "lab_qemu".into(),
-            has(
-                &caps,
-                &[
-                    "root",
-                    "qemu-system-x86_64",
-                    "qemu-img",
-                    "vde_switch",
-                    "debootstrap",
-                    "sfdisk",
-                    "mkfs.ext4",
-                    "debugfs",
-                    "linux_source",
-                ],
-            ),
+            has(&caps, &["root", "linux_source"]) && has(&caps, QEMU_TOOLS),
         ),
         (
             "lab_sshd".into(),
@@ -145,7 +143,7 @@ mod tests {
     #[test]
     fn every_tool_and_composite_has_a_cfg() {
         let caps = capabilities();
-        for t in TOOLS {
+        for t in TOOLS.iter().chain(QEMU_TOOLS) {
             assert!(caps.iter().any(|(c, _)| *c == cfg_name(t)), "{t}");
         }
         for c in [
