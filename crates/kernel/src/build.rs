@@ -228,10 +228,12 @@ fn prepare_tree(
             ))),
         }
     };
+    // The marker counts only while the tree is still there (a user may delete it for space).
     if let Ok(m) = host.get_file(&marker)
         && String::from_utf8_lossy(&m).trim() == path(&spec.source)
+        && let Ok(tree) = tree_of(host)
     {
-        return tree_of(host);
+        return Ok(tree);
     }
     progress(Progress::Step(format!(
         "unpacking {}",

@@ -80,6 +80,17 @@ pub fn tiny() -> Result<Built, String> {
     )
     .map_err(|e| e.to_string())?;
     std::fs::write(&stamp, key).map_err(|e| e.to_string())?;
+    // The unpacked tree (1.6 GB) is not needed once the packages are out; ccache keeps the
+    // next build fast. The marker goes with it, so a next build unpacks again.
+    for entry in std::fs::read_dir(&spec.work)
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| e.to_string())?;
+        }
+    }
+    let _ = std::fs::remove_file(spec.work.join(".lab-unpacked"));
     Ok(Built {
         manifest: m,
         fresh: true,
