@@ -39,6 +39,21 @@ pub enum BoxRef {
     },
     /// A `.box` file (relative paths are the lab directory's).
     File(PathBuf),
+    /// A `.box` file's `http(s)://` URL, downloaded once and checked against the SHA-256 that
+    /// Lab.toml pins (`checksum = "sha256:..."`, as Vagrant's `box_download_checksum`).
+    Url(String),
+}
+
+/// Whether `image` names a Vagrant box (a name, a `.box` file or a `.box` URL), without
+/// resolving it.
+///
+/// ```
+/// assert!(boxes::is_box("bento/ubuntu-22.04"));
+/// assert!(boxes::is_box("https://example.org/boxes/deb.box"));
+/// assert!(!boxes::is_box("ubuntu-22.04"));
+/// ```
+pub fn is_box(image: &str) -> bool {
+    BoxRef::parse(image, Path::new("/")).is_some()
 }
 
 impl BoxRef {
@@ -52,10 +67,20 @@ impl BoxRef {
     ///     Some(BoxRef::Named { name: "bento/ubuntu-22.04".into(), version: Some("202401.31.0".into()) })
     /// );
     /// assert_eq!(BoxRef::parse("boxes/deb.box", dir), Some(BoxRef::File("/lab/boxes/deb.box".into())));
+    /// assert_eq!(
+    ///     BoxRef::parse("https://example.org/deb.box", dir),
+    ///     Some(BoxRef::Url("https://example.org/deb.box".into()))
+    /// );
     /// assert_eq!(BoxRef::parse("ubuntu-22.04", dir), None);
     /// assert_eq!(BoxRef::parse("vbox:base@clean", dir), None);
     /// ```
     pub fn parse(image: &str, dir: &Path) -> Option<BoxRef> {
+        if image.starts_with("https://") || image.starts_with("http://") {
+            let path = image.split(['?', '#']).next().unwrap_or(image);
+            return path
+                .ends_with(".box")
+                .then(|| BoxRef::Url(image.to_string()));
+        }
         if image.ends_with(".box") && !image.contains("://") {
             let p = Path::new(image);
             return Some(BoxRef::File(if p.is_absolute() {
@@ -280,7 +305,8 @@ mod tests {
             "/abs",
             "a/",
             "a/b@x",
-            "https://h/x.box",
+            "https://h/x.img",
+            "ftp://h/x.box",
             "debian-12",
         ] {
             assert_eq!(BoxRef::parse(not, dir), None, "{not}");

@@ -378,42 +378,18 @@ fn ubuntu_cloud_image_from_a_mirror() {
     )
     .unwrap();
     let guard = Destroy(dir.clone());
-    let run = |args: &[&str]| {
-        let t = Instant::now();
-        let out = assert_cmd::Command::cargo_bin("lab")
-            .unwrap()
-            .current_dir(&dir)
-            .env("LAB_UBUNTU_CLOUD_IMAGES", &server.base)
-            // The download lands in a cache of the test's own: the mirror's port, and so the
-            // URL lab caches it under, is new in every run.
-            .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-            .args(args)
-            .output()
-            .unwrap();
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        eprintln!(
-            "$ lab {} ({:.1} s)\n{o}{e}",
-            args.join(" "),
-            t.elapsed().as_secs_f64()
-        );
-        assert!(out.status.success(), "lab {args:?}:\n{o}\n{e}");
-        (o, e)
-    };
+    // The download lands in a cache of the test's own: the mirror's port, and so the URL lab
+    // caches it under, is new in every run.
+    let cache = tmp.path().join("cache");
+    let env = [
+        ("LAB_UBUNTU_CLOUD_IMAGES", Path::new(&server.base)),
+        ("XDG_CACHE_HOME", cache.as_path()),
+    ];
+    let run = |args: &[&str]| lab_ok(&dir, &env, args);
     // The mirror's SHA256SUMS is not signed by Ubuntu's key (there is no SHA256SUMS.gpg): lab
     // refuses before downloading the image, naming the key it pins and the way around.
-    let refused = assert_cmd::Command::cargo_bin("lab")
-        .unwrap()
-        .current_dir(&dir)
-        .env("LAB_UBUNTU_CLOUD_IMAGES", &server.base)
-        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
-        .args(["up", "--provider", "qemu", "--no-apply"])
-        .output()
-        .unwrap();
-    let refusal = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{refusal}");
+    let (ok, _, refusal) = lab_env(&dir, &env, &["up", "--provider", "qemu", "--no-apply"]);
+    assert!(!ok, "{refusal}");
     assert!(
         refusal.contains(qemu::cloud::UBUNTU_CLOUD_IMAGE_FINGERPRINT)
             && refusal.contains("--insecure-skip-signature"),
@@ -464,6 +440,194 @@ fn ubuntu_cloud_image_from_a_mirror() {
 
     drop(guard);
     assert!(qemu_pids_of(&format!("lab-{LAB}c-")).is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_qemu),
+    ignore = "needs root, QEMU (qemu-system-x86_64, qemu-img, vde_switch), debootstrap and Debian's linux-source-6.1"
+)]
+fn vagrant_box_from_a_url_boots_and_takes_the_labs_key() {
+    if !testkit::require("QEMU Vagrant box", capabilities()) {
+        return;
+    }
+    let _turn = turn();
+    let tmp = tempfile::tempdir().unwrap();
+    let local = guest::Local::new("local");
+    let sh = |argv: &[&str]| {
+        let st = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{argv:?}");
+    };
+
+    // A libvirt box as `vagrant package` makes one: Debian with a `vagrant` user (sudo, Vagrant's
+    // insecure keys authorized, root without a key), its disk as box.img (qcow2) beside
+    // metadata.json and a Vagrantfile, in a tar. Built in the test's own cache, and removed as
+    // soon as the box is made: only the box stays.
+    let insecure: Vec<String> = boxes::INSECURE_KEYS
+        .iter()
+        .map(|(_, _, public)| public.trim().to_string())
+        .collect();
+    let spec = qemu::image::ImageSpec::bookworm_box(
+        Path::new("/"),
+        qemu::image::ImageUser {
+            name: "vagrant".into(),
+            authorized_keys: insecure.clone(),
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    let built = qemu::image::build(
+        &local,
+        &spec,
+        &tmp.path().join("build"),
+        &qemu::accel::probe(Path::new("/")),
+        &mut |s| eprintln!("box image: {s}"),
+    )
+    .unwrap();
+    eprintln!("box image built in {:.0} s", t.elapsed().as_secs_f64());
+    let stage = tmp.path().join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    let img = stage.join("box.img");
+    sh(&[
+        "qemu-img",
+        "convert",
+        "-c",
+        "-O",
+        "qcow2",
+        built.qcow2.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(tmp.path().join("build")).unwrap();
+    std::fs::write(
+        stage.join("metadata.json"),
+        "{\"provider\": \"libvirt\", \"format\": \"qcow2\", \"virtual_size\": 3}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        stage.join("Vagrantfile"),
+        "Vagrant.configure(\"2\") do |config|\n  config.vm.provider :libvirt do |libvirt|\n    libvirt.driver = \"kvm\"\n  end\nend\n",
+    )
+    .unwrap();
+    let boxfile = tmp.path().join("debian-12.box");
+    sh(&[
+        "tar",
+        "-cf",
+        boxfile.to_str().unwrap(),
+        "-C",
+        stage.to_str().unwrap(),
+        "metadata.json",
+        "Vagrantfile",
+        "box.img",
+    ]);
+    std::fs::remove_dir_all(&stage).unwrap();
+    let sha256 = fetch::sha256_file(&boxfile).unwrap();
+    let server = testkit::http::Server::start(Default::default(), &[".box"]);
+    server.put_path("/boxes/debian-12.box", &boxfile);
+
+    let dir = tmp.path().join("lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    // One host: what is tested is the box and its login, not MPTCP. No `user`: a box logs in as
+    // vagrant.
+    std::fs::write(
+        dir.join("Lab.toml"),
+        format!(
+            "[lab]\nname = \"{LAB}b\"\n\n[networks.seg]\nsubnet = \"10.1.1.0/24\"\n\n\
+             [hosts.box1]\nrole = \"server\"\n\n[hosts.box1.vm]\nmemory_mib = 1024\ncpus = 1\n\
+             image = \"{}/boxes/debian-12.box\"\nchecksum = \"sha256:{sha256}\"\n\n\
+             [[hosts.box1.interfaces]]\nname = \"enp0s3\"\nnat = true\n\n\
+             [[hosts.box1.interfaces]]\nname = \"lab0\"\nnetwork = \"seg\"\naddress = \"10.1.1.1/24\"\n",
+            server.base
+        ),
+    )
+    .unwrap();
+    let guard = Destroy(dir.clone());
+    let cache = tmp.path().join("cache");
+    let env = [("XDG_CACHE_HOME", cache.as_path())];
+    let run = |args: &[&str]| lab_ok(&dir, &env, args);
+
+    let (out, err) = run(&[
+        "up",
+        "--provider",
+        "qemu",
+        "--no-apply",
+        "--boot-timeout",
+        "600",
+    ]);
+    let all = format!("{out}{err}");
+    assert!(all.contains("matches the checksum in Lab.toml"), "{all}");
+    assert!(
+        all.contains("box1: logged in with Vagrant's public insecure ed25519 key and replaced it with the lab's key"),
+        "{all}"
+    );
+    assert!(out.contains("box1: VM"), "{out}");
+    assert_eq!(server.gets("/boxes/debian-12.box"), 1);
+    // The download is gone once unpacked; the unpacked box stays in the cache.
+    let boxes_cache = cache.join("lab/images/boxes");
+    let kept: Vec<String> = std::fs::read_dir(&boxes_cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(boxes_cache.join(&kept[0]).join("box.img").is_file());
+
+    // lab logs in as vagrant (through sudo), with the lab's key, which replaced the insecure ones.
+    let (who, _) = run(&["exec", "box1", "--", "printenv", "SUDO_USER"]);
+    assert_eq!(who.trim(), "vagrant");
+    let (keys, _) = run(&[
+        "exec",
+        "box1",
+        "--",
+        "cat",
+        "/home/vagrant/.ssh/authorized_keys",
+    ]);
+    let lab_key = std::fs::read_to_string(cache.join("lab/images/id_ed25519.pub")).unwrap();
+    assert_eq!(keys.trim(), lab_key.trim(), "only the lab's key is left");
+    for k in &insecure {
+        let blob = k.split_whitespace().nth(1).unwrap();
+        assert!(!keys.contains(blob), "an insecure key is left: {keys}");
+    }
+    let (links, _) = run(&["exec", "box1", "--", "ip", "-o", "link", "show", "lab0"]);
+    assert!(links.contains("lab0"), "{links}");
+
+    // A second `up` adopts the VM with the lab's key: no swap, no download.
+    let (out, err) = run(&["up", "--no-apply"]);
+    assert!(!format!("{out}{err}").contains("insecure"), "{out}{err}");
+    assert_eq!(server.gets("/boxes/debian-12.box"), 1);
+
+    drop(guard);
+    assert!(qemu_pids_of(&format!("lab-{LAB}b-")).is_empty());
+}
+
+/// `lab ARGS` in `dir` with `env` (the test's own cache, a mirror): whether it succeeded, its
+/// stdout and stderr, echoed with the time it took.
+fn lab_env(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> (bool, String, String) {
+    let t = Instant::now();
+    let mut cmd = assert_cmd::Command::cargo_bin("lab").unwrap();
+    cmd.current_dir(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!(
+        "$ lab {} ({:.1} s)\n{o}{e}",
+        args.join(" "),
+        t.elapsed().as_secs_f64()
+    );
+    (out.status.success(), o, e)
+}
+
+/// [`lab_env`] that must succeed.
+fn lab_ok(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> (String, String) {
+    let (ok, o, e) = lab_env(dir, env, args);
+    assert!(ok, "lab {args:?}:\n{o}\n{e}");
+    (o, e)
 }
 
 /// `lab test` across the VMs: MPTCP in use, the expected subflows, every NIC of both hosts

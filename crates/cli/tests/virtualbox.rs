@@ -40,6 +40,16 @@ fn main() {
         ),
         ("virtualbox_6_1_spelling", virtualbox_6_1_spelling, sshd),
         ("failures_name_their_fix", failures_name_their_fix, true),
+        (
+            "box_dry_run_shows_import_snapshot_and_linked_clones",
+            box_dry_run_shows_import_snapshot_and_linked_clones,
+            true,
+        ),
+        (
+            "box_imported_once_then_linked_clones",
+            box_imported_once_then_linked_clones,
+            sshd,
+        ),
     ];
     let (mut passed, mut ignored) = (0, 0);
     let mut failed = Vec::new();
@@ -172,8 +182,10 @@ impl Rig {
             .env("NO_COLOR", "1")
             .env_remove("SSH_AUTH_SOCK")
             .env(vbox::fake::DIR_ENV, &self.world)
-            // Each rig is a machine of its own: its own index of labs.
+            // Each rig is a machine of its own: its own index of labs, its own cache (boxes).
             .env("XDG_STATE_HOME", self.world.join("state"))
+            .env("XDG_CACHE_HOME", self.world.join("cache"))
+            .env("VAGRANT_HOME", self.tmp.path().join("vagrant"))
             .env(vbox::fake::KEYS_ENV, self.lab.join(".lab/id_ed25519.pub"))
             .args(&all)
             .output()
@@ -201,9 +213,12 @@ impl Rig {
 }
 
 impl Drop for Rig {
-    /// Whatever happened, no stand-in sshd outlives the test (ended by the PIDs the fake
-    /// recorded, which it started).
+    /// Whatever happened, the lab is destroyed and no stand-in sshd outlives the test (ended by
+    /// the PIDs the fake recorded, which it started).
     fn drop(&mut self) {
+        // Whatever the test left up (also namespaces, should a step have fallen back to the
+        // default provider) goes with the rig.
+        let _ = self.lab(&["destroy"]);
         if let Ok(w) = World::load(&self.world) {
             for vm in w.vms {
                 if let Some(pid) = vm.sshd_pid {
@@ -574,4 +589,155 @@ fn failures_name_their_fix() {
         "{err}"
     );
     assert!(iso.world().vms.is_empty(), "nothing created");
+}
+
+/// A virtualbox box as `vagrant package` makes one (the disk is a stand-in: the fake never
+/// reads it), at `path`.
+fn virtualbox_box(path: &Path) {
+    let stage = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("metadata.json", "{\"provider\": \"virtualbox\"}\n"),
+        ("box.ovf", "<?xml version=\"1.0\"?>\n<Envelope/>\n"),
+        ("box-disk001.vmdk", "stand-in disk\n"),
+        ("Vagrantfile", "Vagrant.configure(\"2\") do |config|\nend\n"),
+    ] {
+        std::fs::write(stage.path().join(name), text).unwrap();
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(path)
+        .arg("-C")
+        .arg(stage.path())
+        .args([
+            "metadata.json",
+            "box.ovf",
+            "box-disk001.vmdk",
+            "Vagrantfile",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// The promise for boxes on VirtualBox, without VirtualBox: the box unpacked, its
+/// box.ovf imported once as a base VM with a snapshot, a linked clone per host. Also for a box
+/// in Vagrant's home (nothing to unpack).
+fn box_dry_run_shows_import_snapshot_and_linked_clones() {
+    let rig = Rig::new("7.0.14r161095", "boxes/deb.box");
+    virtualbox_box(&rig.lab.join("boxes/deb.box"));
+    let (out, _) = rig.ok(&["up", "--provider", "virtualbox", "--dry-run"]);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let tar: Vec<&&str> = lines.iter().filter(|l| l.starts_with("tar -xf ")).collect();
+    assert_eq!(tar.len(), 1, "unpacked once: {out}");
+    assert!(tar[0].contains("boxes/deb.box"), "{out}");
+    let import: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("VBoxManage import "))
+        .collect();
+    assert_eq!(import.len(), 1, "imported once for both hosts: {out}");
+    assert!(
+        import[0].contains("/box.ovf --vsys 0 --vmname lab-box-deb-")
+            && import[0].contains("--group /lab-boxes"),
+        "{out}"
+    );
+    let base = import[0]
+        .split("--vmname ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(
+        lines.contains(&format!("VBoxManage snapshot {base} take lab-base").as_str()),
+        "{out}"
+    );
+    for vm in ["lab-mptcp-ue1", "lab-mptcp-ue2"] {
+        let clone = format!(
+            "VBoxManage clonevm {base} --snapshot lab-base --options link --name {vm} --groups /lab-mptcp"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(&clone)),
+            "{clone}\n{out}"
+        );
+    }
+    // Nothing was made: no state, no unpacked box, no VM.
+    assert!(!rig.lab.join(".lab/mptcp.vbox.json").exists());
+    assert!(!rig.world.join("cache/lab/boxes").exists());
+    assert_eq!(rig.calls("import"), 0);
+
+    // A box Vagrant keeps (the newest version for virtualbox): imported from where it is.
+    let home = rig.tmp.path().join("vagrant/boxes/test-VAGRANTSLASH-deb");
+    for v in ["1.0.0", "1.2.0"] {
+        let d = home.join(v).join("virtualbox");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("metadata.json"), "{\"provider\": \"virtualbox\"}").unwrap();
+    }
+    let toml = rig.lab.join("Lab.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("boxes/deb.box", "test/deb")).unwrap();
+    let (out, _) = rig.ok(&["up", "--provider", "virtualbox", "--dry-run"]);
+    assert!(!out.contains("tar -xf"), "{out}");
+    let want = format!(
+        "VBoxManage import {} --vsys 0 --vmname lab-box-test_deb-1.2.0-virtualbox --group /lab-boxes",
+        home.join("1.2.0/virtualbox/box.ovf").display()
+    );
+    assert!(
+        out.lines().any(|l| l.trim().starts_with(&want)),
+        "{want}\n{out}"
+    );
+    // One that is not there names the fix.
+    std::fs::write(&toml, text.replace("boxes/deb.box", "test/deb@9.9")).unwrap();
+    let (code, _, err) = rig.lab(&["up", "--provider", "virtualbox", "--dry-run"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("test/deb@9.9") && err.contains("vagrant box add"),
+        "{err}"
+    );
+}
+
+/// `up` against the fake: the box's base VM imported once (group /lab-boxes, snapshot
+/// lab-base), the hosts linked clones of it, reached over SSH; `destroy` leaves the base VM
+/// (as Vagrant keeps its master VM) and the next `up` clones it again without importing.
+fn box_imported_once_then_linked_clones() {
+    if !have_sshd() {
+        return;
+    }
+    let rig = Rig::new("7.0.14r161095", "boxes/deb.box");
+    virtualbox_box(&rig.lab.join("boxes/deb.box"));
+    rig.ok(&["up", "--provider", "virtualbox", "--no-apply"]);
+    let w = rig.world();
+    let base = w
+        .vms
+        .iter()
+        .find(|v| v.name.starts_with("lab-box-deb-"))
+        .unwrap();
+    assert_eq!(base.groups, ["/lab-boxes"]);
+    assert_eq!(base.snapshots, ["lab-base"]);
+    assert!(base.folder.starts_with(rig.world.join("cache/lab/boxes")));
+    for name in ["lab-mptcp-ue1", "lab-mptcp-ue2"] {
+        let vm = w.vm(name).unwrap();
+        assert_eq!(vm.state, "running");
+        assert_eq!(vm.groups, ["/lab-mptcp"]);
+    }
+    assert_eq!((rig.calls("import"), rig.calls("clonevm")), (1, 2));
+    let clones: Vec<&Vec<String>> = w.calls.iter().filter(|c| c[0] == "clonevm").collect();
+    for c in clones {
+        assert_eq!(c[1], base.name);
+        assert!(c.windows(2).any(|p| p == ["--options", "link"]), "{c:?}");
+    }
+
+    let (out, _) = rig.ok(&["destroy"]);
+    assert!(out.contains("lab-mptcp-ue1"), "{out}");
+    let w = rig.world();
+    assert!(w.vm("lab-mptcp-ue1").is_none());
+    assert!(w.vms.iter().any(|v| v.name.starts_with("lab-box-deb-")));
+    let (out, err) = rig.ok(&["up", "--provider", "virtualbox", "--no-apply"]);
+    assert_eq!(
+        (rig.calls("import"), rig.calls("clonevm")),
+        (1, 4),
+        "{out}{err}"
+    );
+    rig.ok(&["destroy"]);
 }

@@ -190,6 +190,15 @@ fn get_text(url: &str) -> Result<Vec<u8>, Error> {
         })
 }
 
+/// The file name of `url`, and in `cache` (made if missing) its copy and the copy's record.
+fn cache_paths(url: &str, cache: &Path) -> Result<(String, PathBuf, PathBuf), Error> {
+    let file = file_name(url)?;
+    fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
+    let path = cache.join(&file);
+    let record = cache.join(format!("{file}.sha256"));
+    Ok((file, path, record))
+}
+
 /// `url` into `cache` (as its file name), checked against the hash `sums_url` lists for that
 /// name, in the part of the sums file `trust`'s signer signed. The signature is checked before
 /// anything else is downloaded. A cached copy with the listed hash is used as is.
@@ -201,10 +210,7 @@ pub fn fetch(
     cache: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<Fetched, Error> {
-    let file = file_name(url)?;
-    fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
-    let path = cache.join(&file);
-    let record = cache.join(format!("{file}.sha256"));
+    let (file, path, record) = cache_paths(url, cache)?;
     let sums = match get_text(sums_url) {
         Ok(s) => s,
         Err(e) => {
@@ -254,22 +260,38 @@ pub fn fetch(
         sums: sums_url.to_string(),
         file: file.clone(),
     })?;
+    download(url, &want, &path, &record, signed_by, progress)
+}
+
+/// A verified copy of `url` at `path`: kept when it already has the hash `want`, else
+/// downloaded again (to a `.part` file, renamed once its hash is `want`). `record` notes the
+/// hash, size and modification time, so later calls need not read the file again.
+fn download(
+    url: &str,
+    want: &str,
+    path: &Path,
+    record: &Path,
+    signed_by: Option<String>,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Fetched, Error> {
+    let file = file_name(url)?;
+    let cache = path.parent().unwrap_or(Path::new("."));
     let mut replaced = false;
     if path.exists() {
-        if current_hash(&path, &record)?.0 == want {
-            fs::write(&record, record_line(&path, &want, signed_by.as_deref()))
+        if current_hash(path, record)?.0 == want {
+            fs::write(record, record_line(path, want, signed_by.as_deref()))
                 .map_err(io(format!("writing {}", record.display())))?;
             return Ok(Fetched {
-                path,
-                sha256: want,
+                path: path.to_path_buf(),
+                sha256: want.to_string(),
                 cached: true,
                 replaced: false,
                 offline: None,
                 signed_by,
             });
         }
-        fs::remove_file(&path).map_err(io(format!("removing {}", path.display())))?;
-        let _ = fs::remove_file(&record);
+        fs::remove_file(path).map_err(io(format!("removing {}", path.display())))?;
+        let _ = fs::remove_file(record);
         replaced = true;
     }
     let mut resp = get(url)?;
@@ -306,19 +328,45 @@ pub fn fetch(
     let got = hex(&h.finalize());
     if got != want {
         let _ = fs::remove_file(&part);
-        return Err(Error::Mismatch { file, want, got });
+        return Err(Error::Mismatch {
+            file,
+            want: want.to_string(),
+            got,
+        });
     }
-    fs::rename(&part, &path).map_err(io(format!("renaming {}", part.display())))?;
-    fs::write(&record, record_line(&path, &want, signed_by.as_deref()))
+    fs::rename(&part, path).map_err(io(format!("renaming {}", part.display())))?;
+    fs::write(record, record_line(path, want, signed_by.as_deref()))
         .map_err(io(format!("writing {}", record.display())))?;
     Ok(Fetched {
-        path,
-        sha256: want,
+        path: path.to_path_buf(),
+        sha256: want.to_string(),
         cached: false,
         replaced,
         offline: None,
         signed_by,
     })
+}
+
+/// `url` into `cache` (as its file name), checked against `sha256`, a hash the user pinned
+/// (Lab.toml's `checksum`, as Vagrant's `box_download_checksum`): no sums file, no signature;
+/// the pin is the trust. A cached copy with that hash is used as is, without the network.
+///
+/// ```no_run
+/// let dir = std::path::Path::new("/tmp/boxes");
+/// let hash = "0".repeat(64);
+/// let got = fetch::fetch_pinned("https://example.org/deb.box", &hash, dir, &mut |_, _| {})?;
+/// assert_eq!(got.sha256, hash);
+/// # Ok::<(), fetch::Error>(())
+/// ```
+pub fn fetch_pinned(
+    url: &str,
+    sha256: &str,
+    cache: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Fetched, Error> {
+    let (_, path, record) = cache_paths(url, cache)?;
+    let want = sha256.to_ascii_lowercase();
+    download(url, &want, &path, &record, None, progress)
 }
 
 #[cfg(test)]

@@ -136,3 +136,41 @@ fn corrupt_and_cut_short_downloads_leave_nothing() {
     assert!(matches!(e, fetch::Error::Download { .. }), "{e}");
     assert!(entries(cache.path()).is_empty());
 }
+
+/// A box URL with the checksum Lab.toml pins: downloaded once, used from the cache without the
+/// network after that, refused (nothing left) when the pin does not match, and a tampered
+/// cached copy is fetched again.
+#[test]
+fn pinned_checksum() {
+    let boxfile = image(3);
+    let files = HashMap::from([("/boxes/deb.box".to_string(), boxfile.clone())]);
+    let server = Server::start(files, &[".box"]);
+    let url = format!("{}/boxes/deb.box", server.base);
+    let cache = tempfile::tempdir().unwrap();
+    let pin = sha256_hex(&boxfile);
+
+    let wrong = "f".repeat(64);
+    let e = fetch::fetch_pinned(&url, &wrong, cache.path(), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(e, fetch::Error::Mismatch { .. }), "{e}");
+    assert!(
+        entries(cache.path()).is_empty(),
+        "{:?}",
+        entries(cache.path())
+    );
+
+    let got = fetch::fetch_pinned(&url, &pin.to_uppercase(), cache.path(), &mut |_, _| {}).unwrap();
+    assert!(!got.cached && got.signed_by.is_none());
+    assert_eq!(std::fs::read(&got.path).unwrap(), boxfile);
+    assert_eq!(server.gets("/boxes/deb.box"), 2);
+
+    server.set_mode(Mode::Down);
+    let again = fetch::fetch_pinned(&url, &pin, cache.path(), &mut |_, _| {}).unwrap();
+    assert!(again.cached);
+    assert_eq!(server.gets("/boxes/deb.box"), 2);
+
+    server.set_mode(Mode::Good);
+    std::fs::write(&got.path, b"tampered").unwrap();
+    let fixed = fetch::fetch_pinned(&url, &pin, cache.path(), &mut |_, _| {}).unwrap();
+    assert!(fixed.replaced);
+    assert_eq!(std::fs::read(&fixed.path).unwrap(), boxfile);
+}

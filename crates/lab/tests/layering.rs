@@ -17,7 +17,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("boxes", &[][..]),
         ("probe", &[][..]),
         // The model: Lab.toml, nothing effectful.
-        ("model", &["net"][..]),
+        ("model", &["net", "boxes"][..]),
         // Tool crates: one tool each.
         ("netns", &["net", "guest"][..]),
         ("qemu", &["net", "guest", "fetch"][..]),
@@ -25,16 +25,18 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("kernel", &["guest", "fetch"][..]),
         ("measure", &["guest", "netns"][..]),
         // The provider interface.
-        ("provider", &["model", "net", "guest"][..]),
+        ("provider", &["model", "net", "guest", "boxes", "fetch"][..]),
         // Plugins: the interface, the model, their own tool, the ground.
         ("provider-netns", &["provider", "model", "net", "netns"][..]),
         (
             "provider-qemu",
-            &["provider", "model", "net", "guest", "fetch", "qemu"][..],
+            &[
+                "provider", "model", "net", "guest", "fetch", "qemu", "boxes",
+            ][..],
         ),
         (
             "provider-virtualbox",
-            &["provider", "model", "net", "guest", "vbox"][..],
+            &["provider", "model", "net", "guest", "vbox", "boxes"][..],
         ),
         ("provider-ssh", &["provider", "model", "guest"][..]),
         // Orchestration: the session and lab's own providers.

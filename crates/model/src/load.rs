@@ -162,6 +162,10 @@ struct RawVm {
     image: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     user: Option<Spanned<String>>,
+    /// The SHA-256 of a box downloaded from a URL, `sha256:HEX`, as Vagrant's
+    /// `box_download_checksum`: lab checks the download against it.
+    #[schemars(with = "Option<String>")]
+    checksum: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -861,6 +865,46 @@ impl Validator {
                 );
             }
             vm.user = name.clone();
+        } else if vm.image.as_deref().is_some_and(boxes::is_box) {
+            // A Vagrant box logs in as `vagrant` (with Vagrant's insecure key, which lab replaces
+            // with its own on the first boot).
+            vm.user = "vagrant".into();
+        }
+        let box_url = vm.image.as_deref().is_some_and(|i| {
+            matches!(
+                boxes::BoxRef::parse(i, Path::new("/")),
+                Some(boxes::BoxRef::Url(_))
+            )
+        });
+        match (&raw.checksum, box_url) {
+            (Some(c), true) => {
+                let text = c.get_ref().trim();
+                match text.strip_prefix("sha256:") {
+                    Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                        vm.checksum = Some(hex.to_ascii_lowercase());
+                    }
+                    _ => self.err(
+                        span(c),
+                        format!("`{text}` is not a SHA-256 checksum"),
+                        "sha256: and 64 hex digits, as `sha256sum NAME.box` prints them",
+                    ),
+                }
+            }
+            (Some(c), false) => self.err(
+                span(c),
+                "checksum is for a box downloaded from a URL".into(),
+                "set image to the box's https:// URL ending in .box, or remove checksum",
+            ),
+            (None, true) => {
+                if let Some(img) = &raw.image {
+                    self.err(
+                        span(img),
+                        "a box URL needs its checksum".into(),
+                        "add checksum = \"sha256:...\" (sha256sum of the .box file): lab checks the download against it",
+                    );
+                }
+            }
+            (None, false) => {}
         }
         vm
     }

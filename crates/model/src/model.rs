@@ -194,10 +194,14 @@ pub struct Vm {
     /// Where the VM's system comes from; `None`: the provider's default ([`Vm::image_or`]).
     /// VirtualBox: `ubuntu-22.04` (an installer ISO in lab's cache), a path to an `.iso` or
     /// `.ova`, or `vbox:BASE[@SNAPSHOT]` (a VirtualBox VM to clone). QEMU: `debian-12` (built
-    /// by lab), `ubuntu-22.04` (the cloud image), a cloud image's URL or file.
+    /// by lab), `ubuntu-22.04` (the cloud image), a cloud image's URL or file. Both: a Vagrant
+    /// box, `ORG/NAME[@VERSION]` (in Vagrant's home), a `.box` file or a `.box` URL.
     pub image: Option<String>,
-    /// The account lab logs in as over SSH (with the lab's key).
+    /// The account lab logs in as over SSH (with the lab's key): `root` unless Lab.toml says,
+    /// `vagrant` for a Vagrant box.
     pub user: String,
+    /// The SHA-256 (lowercase hex) a box downloaded from a URL must have.
+    pub checksum: Option<String>,
 }
 
 impl Vm {
@@ -216,6 +220,7 @@ impl Default for Vm {
             disk_gib: 20,
             image: None,
             user: "root".into(),
+            checksum: None,
         }
     }
 }

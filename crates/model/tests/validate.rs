@@ -569,3 +569,62 @@ fn every_problem_is_reported_in_one_run() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn vagrant_boxes_log_in_as_vagrant_and_box_urls_need_their_checksum() {
+    let with_image = |extra: &str| {
+        builtin_with(
+            "[hosts.ue1.vm]\nmemory_mib = 2048\n",
+            &format!("[hosts.ue1.vm]\n{extra}memory_mib = 2048\n"),
+        )
+    };
+    // A named box or a .box file: `vagrant` unless Lab.toml says otherwise.
+    for image in [
+        "bento/ubuntu-22.04",
+        "bento/ubuntu-22.04@202401.31.0",
+        "boxes/deb.box",
+    ] {
+        let lab = model::parse("Lab.toml", &with_image(&format!("image = \"{image}\"\n"))).unwrap();
+        assert_eq!(lab.hosts[0].vm.user, "vagrant", "{image}");
+        assert_eq!(lab.hosts[1].vm.user, "root", "ue2 has no box");
+    }
+    let lab = model::parse(
+        "Lab.toml",
+        &with_image("image = \"bento/ubuntu-22.04\"\nuser = \"admin\"\n"),
+    )
+    .unwrap();
+    assert_eq!(lab.hosts[0].vm.user, "admin");
+
+    // A box URL: with its checksum (normalized to lowercase hex) ...
+    let hex = "AB".repeat(32);
+    let lab = model::parse(
+        "Lab.toml",
+        &with_image(&format!(
+            "image = \"https://example.org/deb.box\"\nchecksum = \"sha256:{hex}\"\n"
+        )),
+    )
+    .unwrap();
+    assert_eq!(
+        lab.hosts[0].vm.checksum.as_deref(),
+        Some(&*hex.to_lowercase())
+    );
+    assert_eq!(lab.hosts[0].vm.user, "vagrant");
+    // ... not without, where the image is.
+    let src = with_image("image = \"https://example.org/deb.box\"\n");
+    one_error(
+        &src,
+        "\"https://example.org/deb.box\"",
+        "a box URL needs its checksum",
+    );
+    // A checksum that is not sha256:HEX, or one for an image that is not a box URL.
+    let src = with_image("image = \"https://example.org/deb.box\"\nchecksum = \"md5:00\"\n");
+    one_error(&src, "\"md5:00\"", "is not a SHA-256 checksum");
+    let src = with_image(&format!(
+        "image = \"debian-12\"\nchecksum = \"sha256:{hex}\"\n"
+    ));
+    one_error(
+        &src,
+        "\"sha256:",
+        "checksum is for a box downloaded from a URL",
+    );
+}

@@ -110,6 +110,14 @@ impl provider::Provider for Qemu {
             events,
         )
         .map_err(err)?;
+        for v in &up {
+            if let Some(kind) = v.key_swapped {
+                events(provider::Event::Note(format!(
+                    "{}: logged in with Vagrant's public insecure {kind} key and replaced it with the lab's key",
+                    v.host
+                )));
+            }
+        }
         Ok(UpReport {
             hosts: up
                 .into_iter()

@@ -263,6 +263,52 @@ struct Base {
     virtual_size: u64,
     /// A cloud image: each VM gets a NoCloud seed.
     seeded: bool,
+    /// A Vagrant box: its VMs log in with Vagrant's insecure key first, and take the lab's.
+    boxed: bool,
+}
+
+/// A libvirt box's disk as a base image (`box.img`, qcow2, as vagrant-libvirt packs it).
+fn box_base(
+    h: &Host,
+    dir: &Path,
+    host: &dyn Exec,
+    opts: &UpOptions,
+    events: &mut dyn FnMut(Event),
+) -> Result<Option<Base>, Error> {
+    let image = h.vm.image_or(DEFAULT_IMAGE);
+    let boxes = provider::vagrant::BoxCache {
+        dir,
+        cache: &opts.cache.join("boxes"),
+        host,
+        dry_run: false,
+    };
+    let Some(b) = boxes.resolve(image, h.vm.checksum.as_deref(), "libvirt", events)? else {
+        return Ok(None);
+    };
+    let path = b.dir.join("box.img");
+    if !path.is_file() {
+        return Err(Error::Model {
+            host: h.name.clone(),
+            message: format!(
+                "box {} has no box.img in {} (a libvirt box keeps its disk there)",
+                b.label,
+                b.dir.display()
+            ),
+        });
+    }
+    let format = b.metadata.format.clone().unwrap_or_else(|| "qcow2".into());
+    events(Event::Note(format!(
+        "box {}: {} ({format})",
+        b.label,
+        path.display()
+    )));
+    Ok(Some(Base {
+        path,
+        format,
+        virtual_size: b.metadata.virtual_size.unwrap_or(0) << 30,
+        seeded: false,
+        boxed: true,
+    }))
 }
 
 /// Build, download or find the image of `h` (once per image for the whole lab).
@@ -274,6 +320,9 @@ fn base_of(
     accel: &Accel,
     events: &mut dyn FnMut(Event),
 ) -> Result<Base, Error> {
+    if let Some(b) = box_base(h, dir, host, opts, events)? {
+        return Ok(b);
+    }
     let image = h.vm.image_or(DEFAULT_IMAGE);
     let model = |message: String| Error::Model {
         host: h.name.clone(),
@@ -354,6 +403,7 @@ fn base_of(
         format,
         virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
         seeded: source.needs_seed(),
+        boxed: false,
     })
 }
 
@@ -401,6 +451,8 @@ pub struct UpVm {
     pub started: bool,
     pub boot_seconds: f64,
     pub kernel: String,
+    /// A box's VM whose Vagrant insecure key (`ed25519`, `rsa`) lab replaced with its own.
+    pub key_swapped: Option<&'static str>,
 }
 
 /// The actions `up` takes, as values: a base image per distinct image, a switch per segment,
@@ -419,10 +471,18 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
             images.push(image);
             out.push(Action::note(
                 None,
-                format!(
-                    "base image `{image}`: from lab's cache in {} (built or downloaded and verified when missing)",
-                    cache.display()
-                ),
+                if boxes::is_box(image) {
+                    format!(
+                        "base image: Vagrant box `{image}` (a libvirt box: Vagrant's copy, or the .box unpacked into {}); its VMs log in as {} with Vagrant's insecure key, replaced by the lab's key on the first boot",
+                        cache.join("boxes").display(),
+                        h.vm.user
+                    )
+                } else {
+                    format!(
+                        "base image `{image}`: from lab's cache in {} (built or downloaded and verified when missing)",
+                        cache.display()
+                    )
+                },
             ));
         }
     }
@@ -649,15 +709,39 @@ pub fn up(
     }
 
     let work = &work;
+    let (bases, public_key) = (&bases, &public_key);
     let results =
         provider::vm::each_in_parallel(&started, |(h, rec, fresh, t)| -> Result<UpVm, Error> {
-            let ssh = guest::Ssh::new(ssh_config(lab, dir, h)?);
-            ssh.wait_reachable(opts.boot_timeout)
-                .map_err(|e| Error::Ssh {
-                    host: h.name.clone(),
-                    console: rec.console.clone(),
-                    source: Box::new(e),
+            let cfg = ssh_config(lab, dir, h)?;
+            let ssh = guest::Ssh::new(cfg.clone());
+            let mut key_swapped = None;
+            if bases[h.vm.image_or(DEFAULT_IMAGE)].boxed {
+                // Vagrant's first boot: the box's insecure key gives way to the lab's.
+                let how = provider::vagrant::swap_insecure_key(
+                    &cfg,
+                    public_key,
+                    &StateDir::new(dir).path(),
+                    opts.boot_timeout,
+                )
+                .map_err(|e| match e {
+                    provider::Error::Command(source) => Error::Ssh {
+                        host: h.name.clone(),
+                        console: rec.console.clone(),
+                        source,
+                    },
+                    other => other.into(),
                 })?;
+                if let provider::vagrant::KeyLogin::Replaced(kind) = how {
+                    key_swapped = Some(kind);
+                }
+            } else {
+                ssh.wait_reachable(opts.boot_timeout)
+                    .map_err(|e| Error::Ssh {
+                        host: h.name.clone(),
+                        console: rec.console.clone(),
+                        source: Box::new(e),
+                    })?;
+            }
             if rec.seed.is_some() {
                 wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
             }
@@ -675,6 +759,7 @@ pub fn up(
                 started: *fresh,
                 boot_seconds: boot,
                 kernel,
+                key_swapped,
             })
         });
     if guest::cancel::requested() {

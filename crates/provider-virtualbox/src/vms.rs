@@ -121,6 +121,29 @@ pub enum Source {
     },
     /// An appliance.
     Ova(PathBuf),
+    /// A Vagrant box (virtualbox provider): its `box.ovf` imported once as a base VM in the
+    /// group [`BOX_GROUP`], with a snapshot, then a linked clone per host, as Vagrant's
+    /// `linked_clone` does. Its VMs log in as `vagrant` with Vagrant's insecure key until lab
+    /// puts its own key in place.
+    Box {
+        /// The box's `box.ovf`.
+        ovf: PathBuf,
+        /// The base VM's name, `lab-box-<box id>`.
+        base: String,
+        /// The base VM does not exist yet: import it and take its snapshot first.
+        import: bool,
+    },
+}
+
+/// The VirtualBox group of the base VMs imported from boxes (shared by every lab).
+pub const BOX_GROUP: &str = "/lab-boxes";
+
+/// The snapshot of a box's base VM that hosts are linked clones of.
+pub const BOX_SNAPSHOT: &str = "lab-base";
+
+/// Where the base VMs imported from boxes live: lab's cache (they outlive any one lab).
+pub fn box_basefolder() -> PathBuf {
+    provider::cache_dir("boxes").join("virtualbox-vms")
 }
 
 /// lab's image cache (`provider::cache_dir("images")`).
@@ -162,7 +185,7 @@ pub fn source(h: &Host, dir: &Path) -> Result<Source, Error> {
         other => Err(Error::Model {
             host: h.name.clone(),
             message: format!(
-                "image `{other}` has no VirtualBox source: use ubuntu-22.04, an .iso or .ova path, or vbox:BASE_VM[@SNAPSHOT]"
+                "image `{other}` has no VirtualBox source: use ubuntu-22.04, an .iso or .ova path, vbox:BASE_VM[@SNAPSHOT], or a Vagrant box (ORG/NAME[@VERSION], a .box file or URL)"
             ),
         }),
     }
@@ -357,6 +380,20 @@ pub fn create_calls(
             args::import(ova, &name, &g, base),
             args::modifyvm(q, &name, &s),
         ],
+        Source::Box {
+            ovf,
+            base: base_vm,
+            import,
+        } => {
+            let mut calls = Vec::new();
+            if *import {
+                calls.push(args::import(ovf, base_vm, BOX_GROUP, &box_basefolder()));
+                calls.push(args::snapshot_take(base_vm, BOX_SNAPSHOT));
+            }
+            calls.push(args::clonevm(base_vm, Some(BOX_SNAPSHOT), &name, &g, base));
+            calls.push(args::modifyvm(q, &name, &s));
+            calls
+        }
     })
 }
 
@@ -548,6 +585,9 @@ pub fn up(
     }
     let mut out = Vec::new();
     let mut starting = Vec::new();
+    // Boxes this `up` resolved, and the base VMs it imports (once, for any number of hosts).
+    let mut boxes_seen: BTreeMap<String, Option<provider::vagrant::BoxImage>> = BTreeMap::new();
+    let mut imported: Vec<String> = Vec::new();
     for (index, h) in hosts_of(lab).enumerate() {
         let name = vm_name(lab, &h.name);
         let taken: Vec<u16> = state
@@ -561,7 +601,45 @@ pub fn up(
         let recorded = state.vms.get(&h.name).map(|r| r.ssh_port);
         match info {
             None => {
-                let src = source(h, dir)?;
+                let image = h.vm.image_or(DEFAULT_IMAGE);
+                let resolved = match boxes_seen.get(image) {
+                    Some(b) => b.clone(),
+                    None => {
+                        let boxes = provider::vagrant::BoxCache {
+                            dir,
+                            cache: &provider::cache_dir("boxes"),
+                            host: &guest::Local::new("local"),
+                            dry_run: opts.dry_run,
+                        };
+                        let b = boxes.resolve(
+                            image,
+                            h.vm.checksum.as_deref(),
+                            "virtualbox",
+                            d.events,
+                        )?;
+                        boxes_seen.insert(image.to_string(), b.clone());
+                        b
+                    }
+                };
+                let src = match resolved {
+                    Some(b) => {
+                        let base_vm = format!("lab-box-{}", b.id);
+                        let import = !imported.contains(&base_vm) && d.show(&base_vm)?.is_none();
+                        imported.push(base_vm.clone());
+                        if import {
+                            (d.events)(Event::Note(format!(
+                                "box {}: imported once as base VM {base_vm} (group {BOX_GROUP}), then a linked clone per host",
+                                b.label
+                            )));
+                        }
+                        Source::Box {
+                            ovf: b.dir.join("box.ovf"),
+                            base: base_vm,
+                            import,
+                        }
+                    }
+                    None => source(h, dir)?,
+                };
                 if let Source::Iso(iso) = &src
                     && !opts.dry_run
                     && !iso.is_file()
@@ -648,12 +726,29 @@ pub fn up(
     let results =
         provider::vm::each_in_parallel(&starting, |(h, port, created)| -> Result<UpVm, Error> {
             let cfg = ssh_config(lab, dir, h)?;
-            let ssh = guest::Ssh::new(cfg);
-            ssh.wait_reachable(opts.boot_timeout)
-                .map_err(|e| Error::Ssh {
-                    host: h.name.clone(),
-                    source: Box::new(e),
+            let ssh = guest::Ssh::new(cfg.clone());
+            if boxes::is_box(h.vm.image_or(DEFAULT_IMAGE)) {
+                // Vagrant's first boot: the box's insecure key gives way to the lab's.
+                provider::vagrant::swap_insecure_key(
+                    &cfg,
+                    &login.public_key,
+                    &StateDir::new(dir).path(),
+                    opts.boot_timeout,
+                )
+                .map_err(|e| match e {
+                    provider::Error::Command(source) => Error::Ssh {
+                        host: h.name.clone(),
+                        source,
+                    },
+                    other => other.into(),
                 })?;
+            } else {
+                ssh.wait_reachable(opts.boot_timeout)
+                    .map_err(|e| Error::Ssh {
+                        host: h.name.clone(),
+                        source: Box::new(e),
+                    })?;
+            }
             let kernel = guest::Exec::run(&ssh, &guest::Command::new(["uname", "-r"]))
                 .ok()
                 .filter(guest::Output::success)

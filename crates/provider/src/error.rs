@@ -92,6 +92,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Vagrant box cannot be used as the image.
+    #[error("image `{image}`: {message}")]
+    Box {
+        /// The image Lab.toml names.
+        image: String,
+        /// Why.
+        message: String,
+    },
+    /// A named box is not in Vagrant's home, or its metadata is unreadable.
+    #[error(transparent)]
+    BoxLookup(#[from] boxes::Error),
+    /// A box's download failed or did not match its checksum.
+    #[error(transparent)]
+    Download(#[from] fetch::Error),
+    /// A VM made from a box accepts none of the keys lab has for it.
+    #[error("host `{host}`: {message}")]
+    Login {
+        /// The host.
+        host: String,
+        /// The keys tried and what the VM said.
+        message: String,
+    },
     /// Another command holds the lab's lock.
     #[error("lab in {} is busy: process {pid} ({command}) is changing it", dir.display())]
     Locked {

@@ -45,6 +45,7 @@ mod error;
 pub mod index;
 mod registry;
 mod state;
+pub mod vagrant;
 pub mod vm;
 
 use std::time::Duration;

@@ -106,7 +106,7 @@ pub fn source(image: &str, ubuntu_base: &str, dir: &Path) -> Result<Source, Stri
         .any(|e| image.ends_with(e));
     if !known {
         return Err(format!(
-            "image `{image}` has no QEMU source: use debian-12, ubuntu-22.04, a cloud image's URL, or a .img/.qcow2/.raw file"
+            "image `{image}` has no QEMU source: use debian-12, ubuntu-22.04, a cloud image's URL, a .img/.qcow2/.raw file, or a Vagrant box (ORG/NAME[@VERSION], a .box file or URL)"
         ));
     }
     Ok(Source::File(if p.is_absolute() {

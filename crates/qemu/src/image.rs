@@ -48,6 +48,28 @@ pub struct ImageSpec {
     /// VM's seed brings it), as Ubuntu's cloud images are. lab's own VMs use the plain image;
     /// this one stands in for a cloud image where none can be downloaded (the tests).
     pub cloud_init: bool,
+    /// A Vagrant box's image: this user with passwordless sudo and these authorized keys
+    /// (Vagrant's insecure keys), root with none, as `vagrant package` boxes are. The tests
+    /// make a `.box` of it; lab's own VMs never use it.
+    pub user: Option<ImageUser>,
+}
+
+/// The login account of a box image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUser {
+    pub name: String,
+    /// Lines of the user's `authorized_keys`.
+    pub authorized_keys: Vec<String>,
+}
+
+/// Who logs in to an image, and how.
+enum Login<'a> {
+    /// root, with lab's key (lab's own image).
+    Root(&'a str),
+    /// Whoever a NoCloud seed says (a cloud image).
+    CloudInit,
+    /// A user with sudo and the given keys (a box's image).
+    User(&'a ImageUser),
 }
 
 /// The version of what `configure` writes: a change makes a new image.
@@ -85,7 +107,17 @@ impl ImageSpec {
             packages: PACKAGES.iter().map(|s| (*s).to_string()).collect(),
             size_mib: 3072,
             cloud_init: false,
+            user: None,
         })
+    }
+
+    /// Debian bookworm as a Vagrant box's disk: [`ImageSpec::bookworm`] with sudo and `user`,
+    /// who accepts `authorized_keys` (Vagrant's insecure keys), and no key for root.
+    pub fn bookworm_box(apt_root: &Path, user: ImageUser) -> Result<ImageSpec, Error> {
+        let mut s = ImageSpec::bookworm(apt_root)?;
+        s.packages.push("sudo".into());
+        s.user = Some(user);
+        Ok(s)
     }
 
     /// Debian bookworm as a cloud image: [`ImageSpec::bookworm`] with cloud-init.
@@ -114,11 +146,24 @@ impl ImageSpec {
             .chain(self.size_mib.to_le_bytes())
             .chain(LAYOUT.to_le_bytes())
             .chain([u8::from(self.cloud_init)])
+            .chain(
+                self.user
+                    .iter()
+                    .flat_map(|u| {
+                        std::iter::once(u.name.as_str())
+                            .chain(u.authorized_keys.iter().map(String::as_str))
+                    })
+                    .flat_map(str::bytes),
+            )
         {
             h ^= u32::from(b);
             h = h.wrapping_mul(0x0100_0193);
         }
-        let kind = if self.cloud_init { "-cloud" } else { "" };
+        let kind = match (&self.user, self.cloud_init) {
+            (Some(_), _) => "-box",
+            (None, true) => "-cloud",
+            (None, false) => "",
+        };
         format!("debian-{}{kind}-{h:08x}", self.suite)
     }
 }
@@ -193,8 +238,8 @@ fn put(host: &dyn Exec, root: &Path, rel: &str, text: &str, mode: u32) -> Result
     Ok(())
 }
 
-/// lab's files in the image; the key for root unless the image is a cloud image (`None`).
-fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(), Error> {
+/// lab's files in the image, and its login: root's key, cloud-init, or a box's user.
+fn configure(host: &dyn Exec, root: &Path, login: &Login<'_>) -> Result<(), Error> {
     put(host, root, "etc/hostname", "lab\n", 0o644)?;
     put(
         host,
@@ -231,17 +276,64 @@ fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(
         "[Match]\nName=enp0s3 ens3 eth0\n\n[Network]\nDHCP=ipv4\n",
         0o644,
     )?;
-    match public_key {
-        Some(k) => put(
+    match login {
+        Login::Root(k) => put(
             host,
             root,
             "root/.ssh/authorized_keys",
             &format!("{}\n", k.trim()),
             0o600,
         )?,
+        // As `vagrant package` boxes: the user with passwordless sudo, the keys in its home,
+        // its password unusable (`*`: not locked, so sshd lets the key in).
+        Login::User(u) => {
+            host.check(&Command::new([
+                "chroot",
+                &path(root),
+                "useradd",
+                "--create-home",
+                "--shell",
+                "/bin/bash",
+                "--password",
+                "*",
+                &u.name,
+            ]))?;
+            put(
+                host,
+                root,
+                &format!("etc/sudoers.d/{}", u.name),
+                &format!("{} ALL=(ALL) NOPASSWD: ALL\n", u.name),
+                0o440,
+            )?;
+            let keys: String = u
+                .authorized_keys
+                .iter()
+                .map(|k| format!("{}\n", k.trim()))
+                .collect();
+            put(
+                host,
+                root,
+                &format!("home/{}/.ssh/authorized_keys", u.name),
+                &keys,
+                0o600,
+            )?;
+            host.check(&Command::new([
+                "chroot".to_string(),
+                path(root),
+                "chown".into(),
+                "-R".into(),
+                format!("{0}:{0}", u.name),
+                format!("/home/{}/.ssh", u.name),
+            ]))?;
+            host.check(&Command::new([
+                "chmod".to_string(),
+                "700".into(),
+                path(&root.join(format!("home/{}/.ssh", u.name))),
+            ]))?;
+        }
         // A cloud image reads its seed and nothing else (no network metadata service to wait
         // for); without a seed (the first boot) cloud-init stays off.
-        None => {
+        Login::CloudInit => {
             put(
                 host,
                 root,
@@ -262,7 +354,7 @@ fn configure(host: &dyn Exec, root: &Path, public_key: Option<&str>) -> Result<(
         "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n",
         0o644,
     )?;
-    let enable_cloud_init = if public_key.is_none() {
+    let enable_cloud_init = if matches!(login, Login::CloudInit) {
         " && rm -f /etc/cloud/cloud-init.disabled"
     } else {
         ""
@@ -392,11 +484,12 @@ pub fn build(
         )));
     }
     progress("configuring the image");
-    configure(
-        host,
-        &rootfs,
-        (!spec.cloud_init).then_some(public_key.as_str()),
-    )?;
+    let login = match (&spec.user, spec.cloud_init) {
+        (Some(u), _) => Login::User(u),
+        (None, true) => Login::CloudInit,
+        (None, false) => Login::Root(&public_key),
+    };
+    configure(host, &rootfs, &login)?;
 
     progress("making the disk (mkfs.ext4 -d, sfdisk, no loop device)");
     let part = work.join("part.raw");
