@@ -15,6 +15,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("guest", &["net"][..]),
         ("fetch", &[][..]),
         ("boxes", &[][..]),
+        ("decode", &[][..]),
         ("probe", &[][..]),
         // The model: Lab.toml, nothing effectful.
         ("model", &["net", "boxes"][..]),
@@ -58,7 +59,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("cli", &["lab", "kernel", "guest", "measure", "net"][..]),
-        ("testkit", &["kernel", "guest"][..]),
+        ("testkit", &["kernel", "guest", "decode"][..]),
     ])
 }
 

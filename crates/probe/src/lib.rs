@@ -33,6 +33,7 @@ pub const TOOLS: &[&str] = &[
     "gpgconf",
     "dot",
     "man",
+    "tshark",
     "bash",
     "python3",
 ];

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 pub mod http;
 pub mod kernel;
 pub mod pgp;
+pub mod tshark;
 
 /// The environment variable that turns skips into failures.
 pub const REQUIRE_ENV: &str = "LAB_REQUIRE_SYSTEM_TESTS";
