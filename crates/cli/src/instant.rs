@@ -69,6 +69,9 @@ pub fn test(s: &lab::Session, opts: &TestOptions, json: bool) -> Result<(), Fail
         json_out(&v)?;
     } else {
         let mut out = render_test(&r);
+        if let Some(c) = &r.capture {
+            out.push_str(&render_capture(c));
+        }
         if let Some(c) = &checks {
             out.push_str(&render_checks(c));
         }
@@ -431,4 +434,22 @@ pub fn scenarios_run(
     } else {
         Err(Failure::Exit(EXIT_FINDINGS))
     }
+}
+
+/// A capture's file and counts.
+pub fn render_capture(c: &lab::capture::Summary) -> String {
+    let mut out = format!(
+        "capture: {} ({} frames on {} interfaces, {} dropped by the kernel)\n",
+        c.file.display(),
+        c.frames,
+        c.interfaces.len(),
+        c.dropped()
+    );
+    for i in &c.interfaces {
+        out.push_str(&format!(
+            "  {:<16} {:>9} frames {:>6} dropped\n",
+            i.name, i.frames, i.dropped
+        ));
+    }
+    out
 }

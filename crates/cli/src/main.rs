@@ -202,6 +202,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Capture the lab's traffic into a pcapng that Wireshark opens: AF_PACKET inside each
+    /// namespace host, one interface per HOST:IFACE, on one clock, with the kernel's drop
+    /// counts. Until Ctrl-C, or for --seconds.
+    Capture {
+        /// HOST or HOST:IFACE (default: every path interface of every host).
+        targets: Vec<String>,
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        seconds: Option<u64>,
+        /// The file (default: .lab/runs/LAB-TIME/capture.pcapng).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
     /// Run the lab's declared checks (`[[checks]]` in Lab.toml) against the last `lab test`,
     /// or a new one with `--run`; commands run on the hosts. Exit 0 all passed, 1 an
     /// error-level check failed, 2 no check ran, 3 only warnings failed.
@@ -367,6 +385,13 @@ struct TestArgs {
     /// default). Set per socket, so the machine's sysctls stay untouched.
     #[arg(long, value_name = "ALGORITHM", default_value = "cubic")]
     cc: String,
+    /// Capture the transfer on both hosts' path interfaces (AF_PACKET inside each namespace)
+    /// into DIR/capture.pcapng, which Wireshark opens.
+    #[arg(long)]
+    capture: bool,
+    /// The run's directory (default: .lab/runs/LAB-TIME, printed at the end).
+    #[arg(long, value_name = "DIR", requires = "capture")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -1050,9 +1075,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let s = select_lab(&lab)?;
             ops::status(&s, json)
         }
+        Command::Capture {
+            targets,
+            seconds,
+            out,
+            json,
+            lab,
+        } => {
+            let s = select_lab(&lab)?;
+            let targets = targets
+                .iter()
+                .map(|t| t.parse::<lab::capture::Target>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|why| Failure::Report(miette::miette!("{why}")))?;
+            let file = out.unwrap_or_else(|| run_dir(&s, None).join("capture.pcapng"));
+            if seconds.is_none() && !json {
+                eprintln!("capturing until Ctrl-C ...");
+            }
+            let got = s
+                .capture(&targets, &file, seconds.map(std::time::Duration::from_secs))
+                .map_err(ops::fail)?;
+            if json {
+                instant::json_out(&got)?;
+            } else {
+                print_out(&instant::render_capture(&got))?;
+            }
+            Ok(())
+        }
         Command::Test { lab, test, json } => {
             let s = select_lab(&lab)?;
-            let opts = test.options_for(s.lab())?;
+            let opts = test.options_for(&s)?;
             instant::test(&s, &opts, json)
         }
         Command::Tc(TcCommand::Set {
@@ -1144,7 +1196,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             test,
         } => {
             let s = select_lab(&lab)?;
-            let opts = test.options_for(s.lab())?;
+            let opts = test.options_for(&s)?;
             instant::check(&s, run.then_some(&opts), &format)
         }
         Command::Link {
@@ -1205,9 +1257,14 @@ impl TestArgs {
         }
     }
 
-    /// [`TestArgs::options`] with the `--event`s, read against the lab's hosts.
-    fn options_for(&self, lab: &lab::Lab) -> Result<lab::traffic::TestOptions, Failure> {
+    /// [`TestArgs::options`] with the `--event`s, read against the lab's hosts, and the
+    /// capture's file in the run's directory.
+    fn options_for(&self, s: &Session) -> Result<lab::traffic::TestOptions, Failure> {
+        let lab = s.lab();
         let mut o = self.options();
+        if self.capture {
+            o.capture = Some(run_dir(s, self.out.as_deref()).join("capture.pcapng"));
+        }
         for e in &self.event {
             o.events.push(
                 lab::events::parse(lab, e)
@@ -1215,6 +1272,21 @@ impl TestArgs {
             );
         }
         Ok(o)
+    }
+}
+
+/// `out`, or a new run directory `.lab/runs/LAB-TIME` of the lab.
+fn run_dir(s: &Session, out: Option<&Path>) -> PathBuf {
+    match out {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            s.state()
+                .file("runs")
+                .join(lab::capture::run_name(&s.lab().name, now))
+        }
     }
 }
 

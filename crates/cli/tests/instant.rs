@@ -1082,3 +1082,122 @@ fn real_captures_decode_as_tshark_reads_them() {
         );
     }
 }
+
+/// `lab test --capture --out DIR`: the run's pcapng has both hosts' path interfaces, nothing
+/// dropped, and reads as tshark reads it; `lab capture HOST:IFACE --seconds N` alongside a
+/// test captures that interface alone; an interface the host does not have is refused.
+#[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_has_tshark)),
+    ignore = "needs root, the kernel's MPTCP and tshark"
+)]
+fn test_capture_and_capture_command() {
+    if !testkit::require(
+        "lab test --capture",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| testkit::tool("tshark")),
+    ) {
+        return;
+    }
+    let lab = LabDir::new(true);
+    let (code, out, err) = lab.lab(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let _turn = traffic();
+    let run = lab.path().join("run1");
+    let (code, out, err) = lab.lab(&[
+        "test",
+        "--seconds",
+        "2",
+        "--capture",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let file = run.join("capture.pcapng");
+    assert!(
+        out.contains(&format!("capture: {}", file.display()))
+            && out.contains(", 0 dropped by the kernel"),
+        "{out}"
+    );
+    let cap = decode::read(&std::fs::read(&file).unwrap()).unwrap();
+    let names: Vec<String> = cap
+        .interfaces
+        .iter()
+        .map(|i| i.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        // The server (ue1) first, then the client.
+        [
+            "ue1:enp0s8",
+            "ue1:enp0s9",
+            "ue1:enp0s10",
+            "ue2:enp0s8",
+            "ue2:enp0s9",
+            "ue2:enp0s10"
+        ]
+    );
+    assert!(
+        cap.problems.is_empty() && cap.not_tcp == 0,
+        "{:?}",
+        cap.problems
+    );
+    assert!(cap.interfaces.iter().all(|i| i.drops == Some(0)));
+    // Every path interface carried the transfer (shaped at 50 Mbit/s each).
+    for i in 0..6u32 {
+        let n = cap.packets.iter().filter(|p| p.iface == i).count();
+        assert!(n > 500, "{}: {n} frames", names[i as usize]);
+    }
+    assert_eq!(testkit::tshark::compare(&file, &cap), cap.packets.len());
+    testkit::tshark::same_connections(&file, &cap);
+    let json = {
+        let (code, out, err) = lab.lab(&["test", "--seconds", "1", "--capture", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let default_file = std::path::PathBuf::from(v["capture"]["file"].as_str().unwrap());
+    assert!(
+        default_file.starts_with(lab.path().join(".lab/runs")) && default_file.is_file(),
+        "{default_file:?}"
+    );
+
+    // `lab capture` on one interface while a test runs.
+    let alone = lab.path().join("alone.pcapng");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .current_dir(lab.path())
+        .args([
+            "capture",
+            "ue1:enp0s9",
+            "--seconds",
+            "3",
+            "--out",
+            alone.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, out, err) = lab.lab(&["test", "--seconds", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let done = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(text.contains("ue1:enp0s9"), "{text}");
+    let one = decode::read(&std::fs::read(&alone).unwrap()).unwrap();
+    assert_eq!(one.interfaces.len(), 1);
+    assert!(one.packets.len() > 100, "{}", one.packets.len());
+
+    let (code, _, err) = lab.lab(&["capture", "ue1:eth9", "--seconds", "1"]);
+    assert_ne!(code, 0);
+    assert!(
+        common::flat(&err).contains("no interface `eth9`") && err.contains("enp0s8"),
+        "{err}"
+    );
+}

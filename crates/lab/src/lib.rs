@@ -26,6 +26,7 @@
 //! ```
 
 pub mod bench;
+pub mod capture;
 pub mod checks;
 pub mod guide;
 pub mod inventory;

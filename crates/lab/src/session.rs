@@ -45,6 +45,19 @@ pub enum Error {
         /// Each provider's error.
         errors: Vec<provider::Error>,
     },
+    /// A capture could not start or finish.
+    #[error(transparent)]
+    Capture(#[from] capture::Error),
+    /// A capture asked of a host lab cannot capture on.
+    #[error(
+        "cannot capture on host `{host}` (provider \"{provider}\"): lab captures on namespace hosts (AF_PACKET inside the namespace); capture over SSH (tcpdump over lab's session) is not built yet. Capture on the namespace hosts, or run tcpdump with `lab exec {host} -- tcpdump -U -w - ...`"
+    )]
+    CaptureUnsupported {
+        /// The host.
+        host: String,
+        /// Its provider.
+        provider: String,
+    },
     /// A host name the lab does not have.
     #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
     NoHost {
@@ -1228,7 +1241,21 @@ impl Session {
             })
         };
         let (sp, cp) = (place(server)?, place(client)?);
-        let r = crate::traffic::test_with(&self.lab, &opts, sp, cp)?;
+        // The capture starts before the first SYN and ends after the transfer, also a failed one.
+        let capture = match &opts.capture {
+            Some(file) => {
+                let targets = [server, client].map(|h| crate::capture::Target {
+                    host: h.name.clone(),
+                    iface: None,
+                });
+                Some(self.start_capture(&targets, file)?)
+            }
+            None => None,
+        };
+        let result = crate::traffic::test_with(&self.lab, &opts, sp, cp);
+        let captured = capture.map(crate::capture::Running::finish).transpose();
+        let mut r = result?;
+        r.capture = captured?;
         // Kept for `lab check`, which judges the declared checks against the last test.
         self.state
             .write(&crate::checks::last_test_name(&self.lab), &r)?;

@@ -37,6 +37,9 @@ pub struct TestOptions {
     /// Linux's default and the guide's VMs'; BBR, this machine's default, leaves tbf-shaped
     /// links partly idle (0.87-0.89 of the rate against 0.94 with cubic, `lab bench`).
     pub congestion: Option<String>,
+    /// Capture the transfer on both hosts' path interfaces into this pcapng file
+    /// ([`crate::capture`]).
+    pub capture: Option<std::path::PathBuf>,
 }
 
 impl Default for TestOptions {
@@ -50,6 +53,7 @@ impl Default for TestOptions {
             min_share: 0.10,
             min_efficiency: None,
             congestion: Some("cubic".into()),
+            capture: None,
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct TestResult {
     pub report: measure::Report,
     /// Each expectation checked, and whether all held.
     pub verdict: measure::Verdict,
+    /// The capture of the transfer, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::Summary>,
 }
 
 /// Errors of `lab test`.
@@ -430,6 +437,7 @@ pub fn test_with(
         expect,
         report,
         verdict,
+        capture: None,
     })
 }
 

@@ -25,6 +25,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("vbox", &["net", "guest"][..]),
         ("kernel", &["guest", "fetch"][..]),
         ("measure", &["guest", "netns"][..]),
+        ("capture", &["netns", "guest"][..]),
         // The provider interface.
         ("provider", &["model", "net", "guest", "boxes", "fetch"][..]),
         // Plugins: the interface, the model, their own tool, the ground.
@@ -56,6 +57,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "measure",
                 "qemu",
                 "kernel",
+                "capture",
             ][..],
         ),
         ("cli", &["lab", "kernel", "guest", "measure", "net"][..]),
