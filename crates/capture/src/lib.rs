@@ -16,6 +16,7 @@
 //! ```
 
 pub mod pcapng;
+pub mod remote;
 
 use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;
@@ -56,13 +57,25 @@ pub struct Running {
     thread: std::thread::JoinHandle<Result<Result<Captured, Error>, netns::Error>>,
 }
 
-/// What one namespace's capture got.
+/// What a capture got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured {
     /// `host:iface`, in the order asked, with their counts.
     pub interfaces: Vec<pcapng::Interface>,
-    /// In the order received (the kernel's time order per socket).
+    /// In time order, on this machine's clock.
     pub frames: Vec<pcapng::Frame>,
+    /// Hosts with a clock of their own (reached over SSH) and how it compared with this
+    /// machine's; namespaces share this machine's clock and are not listed.
+    pub clocks: Vec<(String, Clock)>,
+}
+
+/// A host's clock against this machine's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Clock {
+    /// The host's time minus this machine's, in nanoseconds (subtracted from its timestamps).
+    pub offset_ns: i64,
+    /// How far off that offset may be: half the round trip of the measurement.
+    pub error_ns: u64,
 }
 
 /// The filter: the interfaces `ifindexes`, then Ethernet type IPv4 or IPv6, then TCP; the
@@ -270,7 +283,11 @@ fn read(
     if let Some(first) = interfaces.first_mut() {
         first.drops = u64::from(dropped);
     }
-    Ok(Captured { interfaces, frames })
+    Ok(Captured {
+        interfaces,
+        frames,
+        clocks: Vec::new(),
+    })
 }
 
 impl Running {
@@ -292,22 +309,28 @@ impl Running {
 /// use capture::{merge, Captured, pcapng::{Frame, Interface}};
 /// let i = |n: &str| Interface { name: n.into(), linktype: 1, snaplen: 256, drops: 0, received: 1 };
 /// let f = |t| Frame { iface: 0, ts_ns: t, orig_len: 60, data: vec![0; 60] };
-/// let a = Captured { interfaces: vec![i("ue1:enp0s8")], frames: vec![f(2)] };
-/// let b = Captured { interfaces: vec![i("ue2:enp0s8")], frames: vec![f(1)] };
+/// let a = Captured { interfaces: vec![i("ue1:enp0s8")], frames: vec![f(2)], clocks: vec![] };
+/// let b = Captured { interfaces: vec![i("ue2:enp0s8")], frames: vec![f(1)], clocks: vec![] };
 /// let m = merge(vec![a, b]);
 /// assert_eq!(m.frames.iter().map(|f| (f.ts_ns, f.iface)).collect::<Vec<_>>(), [(1, 1), (2, 0)]);
 /// ```
 pub fn merge(parts: Vec<Captured>) -> Captured {
     let mut interfaces = Vec::new();
     let mut frames = Vec::new();
+    let mut clocks = Vec::new();
     for p in parts {
         let base = u32::try_from(interfaces.len()).unwrap_or(0);
         interfaces.extend(p.interfaces);
+        clocks.extend(p.clocks);
         frames.extend(p.frames.into_iter().map(|mut f| {
             f.iface += base;
             f
         }));
     }
     frames.sort_by_key(|f| f.ts_ns);
-    Captured { interfaces, frames }
+    Captured {
+        interfaces,
+        frames,
+        clocks,
+    }
 }

@@ -7,6 +7,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 
+use guest::sshd::Sshd;
+use guest::{Auth, Ssh, SshConfig};
+
 struct Pair {
     a: String,
     b: String,
@@ -23,9 +26,12 @@ fn ip(args: &[&str]) {
 
 impl Pair {
     fn new() -> Pair {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("labtest-cap{}-{n}", std::process::id());
         let p = Pair {
-            a: format!("labtest-cap{}a", std::process::id()),
-            b: format!("labtest-cap{}b", std::process::id()),
+            a: format!("{id}a"),
+            b: format!("{id}b"),
         };
         ip(&["netns", "add", &p.a]);
         ip(&["netns", "add", &p.b]);
@@ -50,28 +56,12 @@ impl Drop for Pair {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(all(lab_netns, lab_has_tshark)),
-    ignore = "needs root, the kernel's MPTCP and tshark"
-)]
-fn mptcp_transfer_captured_in_both_namespaces() {
-    let caps = testkit::root()
-        .and_then(|()| testkit::mptcp())
-        .and_then(|()| testkit::tool("tshark"));
-    if !testkit::require("AF_PACKET capture", caps) {
-        return;
-    }
-    let pair = Pair::new();
-    let (na, nb) = (
-        netns::Namespace::open(&pair.a).unwrap(),
-        netns::Namespace::open(&pair.b).unwrap(),
-    );
-    let eth0 = ["eth0".to_string()];
-    let ca = capture::start(&na, "a", &eth0, capture::DEFAULT_SNAPLEN).unwrap();
-    let cb = capture::start(&nb, "b", &eth0, capture::DEFAULT_SNAPLEN).unwrap();
+const SERVER: &str = "10.9.0.2:5201";
+
+/// 4 MB over one MPTCP connection from namespace `a` to `b`.
+fn transfer(na: &netns::Namespace, nb: &netns::Namespace) {
     // A socket that is not on the captured interface (loopback) is not captured.
-    let server: SocketAddr = "10.9.0.2:5201".parse().unwrap();
+    let server: SocketAddr = SERVER.parse().unwrap();
     let listener = nb
         .run(|| {
             let s = socket2::Socket::new(
@@ -114,6 +104,29 @@ fn mptcp_transfer_captured_in_both_namespaces() {
     })
     .unwrap();
     assert_eq!(receiver.join().unwrap(), 4 << 20);
+}
+
+#[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_has_tshark)),
+    ignore = "needs root, the kernel's MPTCP and tshark"
+)]
+fn mptcp_transfer_captured_in_both_namespaces() {
+    let caps = testkit::root()
+        .and_then(|()| testkit::mptcp())
+        .and_then(|()| testkit::tool("tshark"));
+    if !testkit::require("AF_PACKET capture", caps) {
+        return;
+    }
+    let pair = Pair::new();
+    let (na, nb) = (
+        netns::Namespace::open(&pair.a).unwrap(),
+        netns::Namespace::open(&pair.b).unwrap(),
+    );
+    let eth0 = ["eth0".to_string()];
+    let ca = capture::start(&na, "a", &eth0, capture::DEFAULT_SNAPLEN).unwrap();
+    let cb = capture::start(&nb, "b", &eth0, capture::DEFAULT_SNAPLEN).unwrap();
+    transfer(&na, &nb);
     std::thread::sleep(std::time::Duration::from_millis(200));
     let got = capture::merge(vec![ca.stop().unwrap(), cb.stop().unwrap()]);
     let names: Vec<&str> = got.interfaces.iter().map(|i| i.name.as_str()).collect();
@@ -137,6 +150,7 @@ fn mptcp_transfer_captured_in_both_namespaces() {
     let conns = cap.connections();
     assert_eq!(conns.len(), 1, "{conns:#?}");
     assert!(conns[0].client_key.is_some() && conns[0].server_key.is_some());
+    let server: SocketAddr = SERVER.parse().unwrap();
     let sent: u64 = cap
         .packets
         .iter()
@@ -149,4 +163,79 @@ fn mptcp_transfer_captured_in_both_namespaces() {
     // tshark reads the file as lab does.
     assert_eq!(testkit::tshark::compare(&file, &cap), cap.packets.len());
     testkit::tshark::same_connections(&file, &cap);
+}
+
+/// The same transfer captured by tcpdump on host `b`, reached over SSH (its own sshd, inside
+/// its namespace): started in the background, ended by its PID, its file read back over the
+/// session, its frames on this machine's clock.
+#[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_sshd, lab_has_tcpdump, lab_has_tshark)),
+    ignore = "needs root, the kernel's MPTCP, OpenSSH (sshd), tcpdump and tshark"
+)]
+fn tcpdump_over_ssh() {
+    let caps = testkit::root()
+        .and_then(|()| testkit::mptcp())
+        .and_then(|()| guest::sshd::available())
+        .and_then(|()| testkit::tool("tcpdump"))
+        .and_then(|()| testkit::tool("tshark"));
+    if !testkit::require("tcpdump over SSH", caps) {
+        return;
+    }
+    let pair = Pair::new();
+    let (na, nb) = (
+        netns::Namespace::open(&pair.a).unwrap(),
+        netns::Namespace::open(&pair.b).unwrap(),
+    );
+    let sshd = Sshd::start_in_netns(&pair.b).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SshConfig::new(
+        "b",
+        "127.0.0.1",
+        sshd.port,
+        "root",
+        Auth::Key(sshd.client_key.clone()),
+        dir.path().join("known_hosts"),
+    );
+    cfg.trust_on_first_use = true;
+    let ssh = Ssh::with_connector(cfg, netns::ns::connector(pair.b.clone()));
+    let running = capture::remote::start(Box::new(ssh), "b", &["eth0".to_string()], 256).unwrap();
+    transfer(&na, &nb);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let got = running.stop().unwrap();
+    assert_eq!(got.interfaces.len(), 1);
+    assert_eq!(got.interfaces[0].name, "b:eth0");
+    assert_eq!(got.interfaces[0].drops, 0);
+    assert!(got.frames.len() > 100, "{}", got.frames.len());
+    // One machine, one clock: the measured offset is within its own uncertainty (plus 1 ms
+    // for the two reads of the clock).
+    let (host, clock) = &got.clocks[0];
+    assert_eq!(host, "b");
+    assert!(
+        clock.offset_ns.unsigned_abs() <= clock.error_ns + 1_000_000,
+        "{clock:?}"
+    );
+    // Nothing left on the host: tcpdump ended, its files removed.
+    let left = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.b,
+            "sh",
+            "-c",
+            "ls -d /tmp/lab-capture.* 2>/dev/null | wc -l",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0");
+    let file = dir.path().join("ssh.pcapng");
+    std::fs::write(
+        &file,
+        capture::pcapng::file("test", &got.interfaces, &got.frames),
+    )
+    .unwrap();
+    let cap = decode::read(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(cap.problems.is_empty(), "{:?}", cap.problems);
+    assert_eq!(cap.connections().len(), 1);
+    assert_eq!(testkit::tshark::compare(&file, &cap), cap.packets.len());
 }

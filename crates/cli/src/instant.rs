@@ -451,5 +451,13 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
             i.name, i.frames, i.dropped
         ));
     }
+    for k in &c.clocks {
+        out.push_str(&format!(
+            "  {}: clock {:+.3} ms from this machine's; its frames moved by that (within {:.3} ms)\n",
+            k.host,
+            k.offset_ns as f64 / 1e6,
+            k.error_ns as f64 / 1e6
+        ));
+    }
     out
 }

@@ -1069,10 +1069,55 @@ fn real_captures_decode_as_tshark_reads_them() {
         assert_eq!(compared, cap.packets.len());
         testkit::tshark::same_connections(&file, &cap);
         let conns = cap.connections();
-        let mptcp = conns
+        assert!(
+            conns.iter().any(|c| c.subflows.len() > 1),
+            "{name}: no connection with joins: {conns:#?}"
+        );
+        // Bytes per second of each subflow, both directions, against tshark's io,stat per
+        // tcp.stream (intervals from the file's first frame, as tshark counts them). dumpcap
+        // writes three interfaces' frames as its threads get them, a few microseconds out of
+        // time order, and io,stat counts a frame older than one before it into the later
+        // interval: both read reordercap's time-sorted copy.
+        let sorted = lab.path().join("sorted.pcapng");
+        let st = std::process::Command::new("reordercap")
+            .arg(&file)
+            .arg(&sorted)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let cap = decode::read(&std::fs::read(&sorted).unwrap()).unwrap();
+        let conns = cap.connections();
+        let mptcp = conns.iter().find(|c| c.subflows.len() > 1).unwrap();
+        let opts = decode::analysis::Options {
+            interval: 1.0,
+            origin_ns: cap.first_ts_ns,
+        };
+        let reports =
+            decode::analysis::analyze(&cap.packets, std::slice::from_ref(mptcp), opts, |_| true);
+        let streams = testkit::tshark::tcp_streams(&sorted);
+        let ids: Vec<u32> = mptcp
+            .subflows
             .iter()
-            .find(|c| c.subflows.len() > 1)
-            .unwrap_or_else(|| panic!("{name}: no connection with joins: {conns:#?}"));
+            .map(|s| streams[&(s.client, s.server)])
+            .collect();
+        let theirs = testkit::tshark::io_stat_bytes(&sorted, 1, &ids);
+        for (s, t) in reports[0].subflows.iter().zip(&theirs) {
+            let n = s.up.per_interval.len().max(s.down.per_interval.len());
+            let mut ours: Vec<u64> = (0..n)
+                .map(|i| {
+                    s.up.per_interval.get(i).copied().unwrap_or(0)
+                        + s.down.per_interval.get(i).copied().unwrap_or(0)
+                })
+                .collect();
+            while ours.last() == Some(&0) {
+                ours.pop();
+            }
+            assert_eq!(&ours, t, "{name}: subflow {} -> {}", s.client, s.server);
+        }
         eprintln!(
             "{name}: {} frames, {} TCP segments, {} connections, {} subflows in the transfer",
             cap.frames,

@@ -92,6 +92,7 @@ fn guide_end_to_end_on_qemu() {
         .unwrap();
     assert!(stock.ends_with("-amd64"), "Debian's kernel first: {out}");
     mptcp_across_vms(&dir, &stock);
+    captured_across_vms(&dir);
 
     // The kernel: built once for this target directory (the kernel crate's test shares it).
     let built = testkit::kernel::tiny().unwrap_or_else(|e| panic!("{e}"));
@@ -650,6 +651,92 @@ fn mptcp_across_vms(dir: &Path, kernel: &str) {
         }
     }
     assert_eq!(code, 0, "verdict on {kernel}:\n{out}\n{err}");
+}
+
+/// `lab test --capture` on VMs: tcpdump in each VM over lab's SSH session, every path NIC of
+/// both in one pcapng on this machine's clock, each VM's clock offset stated, nothing dropped,
+/// and the file reads as tshark reads it.
+fn captured_across_vms(dir: &Path) {
+    let run = dir.join("run-capture");
+    let out = step(
+        dir,
+        &[
+            "test",
+            "--tool",
+            "iperf3",
+            "--seconds",
+            "4",
+            "--capture",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.contains("ue1: clock") && out.contains("ue2: clock"),
+        "{out}"
+    );
+    let file = run.join("capture.pcapng");
+    let cap = decode::read(&std::fs::read(&file).unwrap()).unwrap();
+    let names: Vec<String> = cap
+        .interfaces
+        .iter()
+        .map(|i| i.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ue1:enp0s8",
+            "ue1:enp0s9",
+            "ue1:enp0s10",
+            "ue2:enp0s8",
+            "ue2:enp0s9",
+            "ue2:enp0s10"
+        ]
+    );
+    assert!(cap.problems.is_empty(), "{:?}", cap.problems);
+    assert!(
+        cap.interfaces.iter().all(|i| i.drops == Some(0)),
+        "{:?}",
+        cap.interfaces
+    );
+    for i in 0..6u32 {
+        let n = cap.packets.iter().filter(|p| p.iface == i).count();
+        assert!(n > 100, "{}: {n} frames", names[i as usize]);
+    }
+    assert!(cap.connections().iter().any(|c| c.subflows.len() > 1));
+    // One clock: a segment seen leaving ue2 (the client) is seen arriving at ue1 a little
+    // later, not before (the median over every segment seen on both ends of enp0s8).
+    let mut sent = std::collections::HashMap::new();
+    for p in cap
+        .packets
+        .iter()
+        .filter(|p| p.iface == 3 && p.payload_len > 0)
+    {
+        sent.entry((p.src, p.dst, p.seq)).or_insert(p.ts_ns);
+    }
+    let mut delays: Vec<i128> = cap
+        .packets
+        .iter()
+        .filter(|p| p.iface == 0 && p.payload_len > 0)
+        .filter_map(|p| {
+            sent.get(&(p.src, p.dst, p.seq))
+                .map(|t| i128::from(p.ts_ns) - i128::from(*t))
+        })
+        .collect();
+    assert!(
+        delays.len() > 100,
+        "{} segments seen on both ends",
+        delays.len()
+    );
+    delays.sort_unstable();
+    let median = delays[delays.len() / 2];
+    assert!(
+        (-5_000_000..100_000_000).contains(&median),
+        "median one-way delay on the merged clock: {median} ns"
+    );
+    if testkit::tool("tshark").is_ok() {
+        assert_eq!(testkit::tshark::compare(&file, &cap), cap.packets.len());
+    }
 }
 
 fn qemu_pids_of(needle: &str) -> Vec<u32> {

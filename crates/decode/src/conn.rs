@@ -70,80 +70,96 @@ fn pair(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
 /// The MPTCP connections among `packets`, in the order their first SYN appears. A subflow
 /// starts at a SYN carrying MP_CAPABLE (a new connection) or MP_JOIN (joining the connection
 /// whose client or server key has that token); later segments of the same four-tuple belong to
-/// it. A join whose token matches no connection seen, and segments of four-tuples whose SYN the
-/// capture missed, are not grouped.
+/// it. Segments are taken in time order, and joins are matched once every key is known: a
+/// capture of several interfaces may hold a join's SYN before the SYN/ACK that carried the key
+/// it names. A join whose token matches no connection, and segments of four-tuples whose SYN
+/// the capture missed, are not grouped.
 pub fn group(packets: &[Packet]) -> Vec<Connection> {
+    let mut order: Vec<usize> = (0..packets.len()).collect();
+    order.sort_by_key(|&i| packets[i].ts_ns);
     let mut conns: Vec<Connection> = Vec::new();
     // four-tuple -> (connection, subflow)
     let mut by_tuple: HashMap<(SocketAddr, SocketAddr), (usize, usize)> = HashMap::new();
-    for (i, p) in packets.iter().enumerate() {
+    let syn_only = |p: &Packet| p.syn() && !p.ack_flag();
+    // Initial subflows and their keys.
+    for &i in &order {
+        let p = &packets[i];
         let key = pair(p.src, p.dst);
-        let is_syn = p.syn() && !p.ack_flag();
-        if is_syn && !by_tuple.contains_key(&key) {
-            for o in &p.mptcp {
-                match o {
-                    Mptcp::MpCapable(_) => {
-                        conns.push(Connection {
-                            client_key: None,
-                            server_key: None,
-                            subflows: vec![Subflow {
-                                client: p.src,
-                                server: p.dst,
-                                join: false,
-                                addr_id: None,
-                                backup: false,
-                                packets: Vec::new(),
-                            }],
-                        });
-                        by_tuple.insert(key, (conns.len() - 1, 0));
-                    }
-                    Mptcp::MpJoin(MpJoin::Syn {
-                        token,
-                        addr_id,
-                        backup,
-                        ..
-                    }) => {
-                        let found = conns.iter().position(|c| {
-                            let (a, b) = c.tokens();
-                            a == Some(*token) || b == Some(*token)
-                        });
-                        if let Some(ci) = found {
-                            conns[ci].subflows.push(Subflow {
-                                client: p.src,
-                                server: p.dst,
-                                join: true,
-                                addr_id: Some(*addr_id),
-                                backup: *backup,
-                                packets: Vec::new(),
-                            });
-                            by_tuple.insert(key, (ci, conns[ci].subflows.len() - 1));
-                        }
+        if syn_only(p)
+            && !by_tuple.contains_key(&key)
+            && p.mptcp.iter().any(|o| matches!(o, Mptcp::MpCapable(_)))
+        {
+            conns.push(Connection {
+                client_key: None,
+                server_key: None,
+                subflows: vec![Subflow {
+                    client: p.src,
+                    server: p.dst,
+                    join: false,
+                    addr_id: None,
+                    backup: false,
+                    packets: Vec::new(),
+                }],
+            });
+            by_tuple.insert(key, (conns.len() - 1, 0));
+            continue;
+        }
+        let Some(&(ci, 0)) = by_tuple.get(&key) else {
+            continue;
+        };
+        let conn = &mut conns[ci];
+        for o in &p.mptcp {
+            if let Mptcp::MpCapable(c) = o {
+                let from_client = p.src == conn.subflows[0].client;
+                match (from_client, c.sender_key, c.receiver_key) {
+                    // SYN/ACK: the server's key.
+                    (false, Some(k), None) => conn.server_key = Some(k),
+                    // Third ACK or first data: both.
+                    (true, Some(k), Some(r)) => {
+                        conn.client_key = Some(k);
+                        conn.server_key.get_or_insert(r);
                     }
                     _ => {}
                 }
             }
         }
-        let Some(&(ci, si)) = by_tuple.get(&key) else {
+    }
+    // Joins, by the token of a key now known.
+    let tokens: Vec<(Option<u32>, Option<u32>)> = conns.iter().map(Connection::tokens).collect();
+    for &i in &order {
+        let p = &packets[i];
+        let key = pair(p.src, p.dst);
+        if !syn_only(p) || by_tuple.contains_key(&key) {
             continue;
-        };
-        let conn = &mut conns[ci];
-        conn.subflows[si].packets.push(i);
-        if si == 0 {
-            for o in &p.mptcp {
-                if let Mptcp::MpCapable(c) = o {
-                    let from_client = p.src == conn.subflows[0].client;
-                    match (from_client, c.sender_key, c.receiver_key) {
-                        // SYN/ACK: the server's key.
-                        (false, Some(k), None) => conn.server_key = Some(k),
-                        // Third ACK or first data: both.
-                        (true, Some(k), Some(r)) => {
-                            conn.client_key = Some(k);
-                            conn.server_key.get_or_insert(r);
-                        }
-                        _ => {}
-                    }
-                }
+        }
+        for o in &p.mptcp {
+            if let Mptcp::MpJoin(MpJoin::Syn {
+                token,
+                addr_id,
+                backup,
+                ..
+            }) = o
+                && let Some(ci) = tokens
+                    .iter()
+                    .position(|(a, b)| *a == Some(*token) || *b == Some(*token))
+            {
+                conns[ci].subflows.push(Subflow {
+                    client: p.src,
+                    server: p.dst,
+                    join: true,
+                    addr_id: Some(*addr_id),
+                    backup: *backup,
+                    packets: Vec::new(),
+                });
+                by_tuple.insert(key, (ci, conns[ci].subflows.len() - 1));
             }
+        }
+    }
+    // Every segment to its subflow, in time order.
+    for &i in &order {
+        let p = &packets[i];
+        if let Some(&(ci, si)) = by_tuple.get(&pair(p.src, p.dst)) {
+            conns[ci].subflows[si].packets.push(i);
         }
     }
     conns

@@ -22,6 +22,7 @@
 //! assert!(c.packets.is_empty() && c.problems.is_empty());
 //! ```
 
+pub mod analysis;
 pub mod conn;
 pub mod mptcp;
 
@@ -104,6 +105,8 @@ pub struct Capture {
     pub interfaces: Vec<Interface>,
     /// Every frame of the file, TCP or not.
     pub frames: u64,
+    /// The first frame's time (ns since the epoch): Wireshark's time 0 of the file.
+    pub first_ts_ns: Option<u64>,
     /// Frames that are not TCP over IP (ARP, ICMP, UDP...).
     pub not_tcp: u64,
     /// Frames, options and file structure that could not be read (at most [`MAX_PROBLEMS`]
@@ -356,6 +359,7 @@ fn frame_of(
     data: &[u8],
     _origlen: u32,
 ) {
+    c.first_ts_ns.get_or_insert(ts_ns);
     let sliced = match linktype.0 {
         // Ethernet
         1 => LaxSlicedPacket::from_ethernet(data).map_err(|e| e.to_string()),

@@ -1,7 +1,8 @@
 //! Captures of a lab's traffic: which interfaces (`HOST[:IFACE]`, by default every path
-//! interface of every host), captured inside each namespace host with AF_PACKET (the `capture`
-//! crate), merged on this machine's clock and written as one pcapng that Wireshark opens, with
-//! an interface per `host:iface` and each one's counts.
+//! interface of every host), captured inside each namespace host with AF_PACKET and on hosts
+//! reached over SSH with tcpdump (the `capture` crate), merged on this machine's clock (each
+//! remote host's offset measured and stated) and written as one pcapng that Wireshark opens,
+//! with an interface per `host:iface` and each one's counts.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -65,6 +66,7 @@ pub struct CapturedInterface {
 ///     file: "capture.pcapng".into(),
 ///     frames: 10,
 ///     interfaces: vec![lab::capture::CapturedInterface { name: "ue2:enp0s8".into(), frames: 10, dropped: 0 }],
+///     clocks: vec![],
 /// };
 /// assert_eq!(s.dropped(), 0);
 /// ```
@@ -76,6 +78,10 @@ pub struct Summary {
     pub frames: u64,
     /// Each interface.
     pub interfaces: Vec<CapturedInterface>,
+    /// Hosts with a clock of their own (reached over SSH): how their timestamps were moved
+    /// onto this machine's clock, and the remaining uncertainty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clocks: Vec<HostClock>,
 }
 
 impl Summary {
@@ -85,21 +91,58 @@ impl Summary {
     }
 }
 
+/// A host's part of a capture: in its namespace, or tcpdump over its session.
+#[derive(Debug)]
+enum Part {
+    Namespace(capture::Running),
+    Remote(capture::remote::Running),
+}
+
+/// A host with a clock of its own, against this machine's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostClock {
+    /// The host.
+    pub host: String,
+    /// Its time minus this machine's, in nanoseconds (its frames were moved by that much).
+    pub offset_ns: i64,
+    /// How far off the offset may be: half the round trip of its measurement.
+    pub error_ns: u64,
+}
+
 /// A capture in progress ([`Session::start_capture`]).
 #[derive(Debug)]
 pub struct Running {
-    parts: Vec<capture::Running>,
+    parts: Vec<Part>,
     file: PathBuf,
-    comment: String,
+    lab: String,
 }
 
 impl Running {
+    /// Stop every host's capture without writing anything.
+    fn finish_discard(self) -> Result<(), Error> {
+        for p in self.parts {
+            match p {
+                Part::Namespace(r) => {
+                    r.stop()?;
+                }
+                Part::Remote(r) => {
+                    r.stop()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Stop every host's capture and write the file.
     pub fn finish(self) -> Result<Summary, Error> {
         let mut parts = Vec::new();
         let mut first_error = None;
         for p in self.parts {
-            match p.stop() {
+            let stopped = match p {
+                Part::Namespace(r) => r.stop(),
+                Part::Remote(r) => r.stop(),
+            };
+            match stopped {
                 Ok(c) => parts.push(c),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -119,7 +162,29 @@ impl Running {
                 })
             })?;
         }
-        let bytes = capture::pcapng::file(&self.comment, &all.interfaces, &all.frames);
+        let clocks: Vec<HostClock> = all
+            .clocks
+            .iter()
+            .map(|(host, c)| HostClock {
+                host: host.clone(),
+                offset_ns: c.offset_ns,
+                error_ns: c.error_ns,
+            })
+            .collect();
+        let mut comment = format!(
+            "lab {}: lab `{}`; timestamps on the clock of the machine lab ran on",
+            env!("CARGO_PKG_VERSION"),
+            self.lab
+        );
+        for c in &clocks {
+            comment.push_str(&format!(
+                "; {}: its clock {:+.3} ms from it, moved by that (within {:.3} ms)",
+                c.host,
+                c.offset_ns as f64 / 1e6,
+                c.error_ns as f64 / 1e6
+            ));
+        }
+        let bytes = capture::pcapng::file(&comment, &all.interfaces, &all.frames);
         std::fs::write(&self.file, bytes).map_err(|source| {
             Error::Provider(provider::Error::File {
                 what: "cannot write",
@@ -129,6 +194,7 @@ impl Running {
         })?;
         Ok(Summary {
             file: self.file,
+            clocks,
             frames: all.frames.len() as u64,
             interfaces: all
                 .interfaces
@@ -194,8 +260,9 @@ impl Session {
     }
 
     /// Start capturing on `targets` (none: every path interface of every host) into `file`
-    /// (pcapng, written by [`Running::finish`]). Each host's socket is open and filtered when
-    /// this returns. Hosts that are not namespaces are refused before anything starts.
+    /// (pcapng, written by [`Running::finish`]): in each namespace host with AF_PACKET, on
+    /// hosts reached over SSH with tcpdump over the session (its clock measured against this
+    /// machine's). Every host's capture is listening when this returns.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), lab::Error> {
@@ -208,32 +275,34 @@ impl Session {
     /// ```
     pub fn start_capture(&self, targets: &[Target], file: &Path) -> Result<Running, Error> {
         let plan = self.capture_plan(targets)?;
-        let mut namespaces = Vec::new();
+        let mut running = Running {
+            parts: Vec::new(),
+            file: file.to_path_buf(),
+            lab: self.lab().name.clone(),
+        };
         for (host, ifaces) in &plan {
-            match self.access(host)? {
-                Access::Namespace(ns) => namespaces.push((host, ifaces, ns)),
-                _ => {
-                    return Err(Error::CaptureUnsupported {
-                        host: host.clone(),
-                        provider: self.host(host)?.provider.as_str().to_string(),
-                    });
+            let part = match self.access(host)? {
+                Access::Namespace(ns) => {
+                    let ns = netns::Namespace::open(&ns)?;
+                    capture::start(&ns, host, ifaces, capture::DEFAULT_SNAPLEN).map(Part::Namespace)
+                }
+                // Over the host's session: tcpdump, as root (through sudo where the login is
+                // not root).
+                Access::Ssh(_) | Access::Exec(_) => {
+                    capture::remote::start(self.exec(host)?, host, ifaces, capture::DEFAULT_SNAPLEN)
+                        .map(Part::Remote)
+                }
+            };
+            match part {
+                Ok(p) => running.parts.push(p),
+                Err(e) => {
+                    // What started already is ended, by its PIDs.
+                    let _ = running.finish_discard();
+                    return Err(e.into());
                 }
             }
         }
-        let mut parts = Vec::new();
-        for (host, ifaces, ns) in namespaces {
-            let ns = netns::Namespace::open(&ns)?;
-            parts.push(capture::start(&ns, host, ifaces, capture::DEFAULT_SNAPLEN)?);
-        }
-        Ok(Running {
-            parts,
-            file: file.to_path_buf(),
-            comment: format!(
-                "lab {}: lab `{}`; every interface on this machine's clock (namespaces share it)",
-                env!("CARGO_PKG_VERSION"),
-                self.lab().name
-            ),
-        })
+        Ok(running)
     }
 
     /// Capture on `targets` for `duration`, or until an interrupt ([`guest::cancel`]) without

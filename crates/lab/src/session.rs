@@ -48,16 +48,6 @@ pub enum Error {
     /// A capture could not start or finish.
     #[error(transparent)]
     Capture(#[from] capture::Error),
-    /// A capture asked of a host lab cannot capture on.
-    #[error(
-        "cannot capture on host `{host}` (provider \"{provider}\"): lab captures on namespace hosts (AF_PACKET inside the namespace); capture over SSH (tcpdump over lab's session) is not built yet. Capture on the namespace hosts, or run tcpdump with `lab exec {host} -- tcpdump -U -w - ...`"
-    )]
-    CaptureUnsupported {
-        /// The host.
-        host: String,
-        /// Its provider.
-        provider: String,
-    },
     /// A host name the lab does not have.
     #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
     NoHost {

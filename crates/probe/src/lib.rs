@@ -34,6 +34,7 @@ pub const TOOLS: &[&str] = &[
     "dot",
     "man",
     "tshark",
+    "tcpdump",
     "bash",
     "python3",
 ];

@@ -92,6 +92,7 @@ pub const PACKAGES: &[&str] = &[
     "iperf3",
     "ifstat",
     "tshark",
+    "tcpdump",
 ];
 
 impl ImageSpec {

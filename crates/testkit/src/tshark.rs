@@ -283,3 +283,95 @@ pub fn same_connections(file: &Path, cap: &Capture) {
     }
     assert!(!pairs.is_empty());
 }
+
+/// `tcp.stream` of each TCP four-tuple, as tshark numbers the streams.
+pub fn tcp_streams(file: &Path) -> BTreeMap<(std::net::SocketAddr, std::net::SocketAddr), u32> {
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "tcp.stream",
+            "-e",
+            "ip.src",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "tcp.dstport",
+            "tcp",
+        ])
+        .output()
+        .unwrap();
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let c: Vec<&str> = line.split('\t').collect();
+        let (Ok(stream), Some(src), Some(dst)) = (
+            c[0].parse::<u32>(),
+            [c[1], c[2]].into_iter().find(|s| !s.is_empty()),
+            [c[4], c[5]].into_iter().find(|s| !s.is_empty()),
+        ) else {
+            continue;
+        };
+        let a = format!("{}:{}", wrap(src), c[3]).parse().unwrap();
+        let b = format!("{}:{}", wrap(dst), c[6]).parse().unwrap();
+        m.insert((a, b), stream);
+        m.insert((b, a), stream);
+    }
+    m
+}
+
+fn wrap(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+/// tshark's `-z io,stat,INTERVAL,"SUM(tcp.len)tcp.len && tcp.stream==N"` for each of
+/// `streams`: payload bytes per interval from the file's first frame, trailing empty
+/// intervals left out.
+pub fn io_stat_bytes(file: &Path, interval: u32, streams: &[u32]) -> Vec<Vec<u64>> {
+    let mut z = format!("io,stat,{interval}");
+    for s in streams {
+        z.push_str(&format!(",SUM(tcp.len)tcp.len && tcp.stream=={s}"));
+    }
+    let out = std::process::Command::new("tshark")
+        .args(["-n", "-q", "-r"])
+        .arg(file)
+        .args(["-z", &z])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cols: Vec<Vec<u64>> = vec![Vec::new(); streams.len()];
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        // "| 0 <> 1   | 12345 | 678 |"
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 3 || !cells[1].contains("<>") {
+            continue;
+        }
+        for (i, v) in cells[2..].iter().filter(|c| !c.is_empty()).enumerate() {
+            if let (Some(col), Ok(n)) = (cols.get_mut(i), v.parse::<u64>()) {
+                col.push(n);
+            }
+        }
+    }
+    for c in &mut cols {
+        while c.last() == Some(&0) {
+            c.pop();
+        }
+    }
+    cols
+}
