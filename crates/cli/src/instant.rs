@@ -451,6 +451,21 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
             i.name, i.frames, i.dropped
         ));
     }
+    if !c.paths.is_empty() {
+        out.push_str(
+            "  packet level (MPTCP payload in the capture against the interface counters):\n",
+        );
+        for p in &c.paths {
+            out.push_str(&format!(
+                "  [{}] {:<16} {:>12} B of MPTCP payload, {:>5.1}% of its host's; counters {:>5.1}%\n",
+                if p.agree { "ok" } else { "DISAGREE" },
+                p.name,
+                p.mptcp_payload,
+                p.capture_share * 100.0,
+                p.counter_share * 100.0
+            ));
+        }
+    }
     for k in &c.clocks {
         out.push_str(&format!(
             "  {}: clock {:+.3} ms from this machine's; its frames moved by that (within {:.3} ms)\n",

@@ -1160,6 +1160,15 @@ fn test_capture_and_capture_command() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
     let file = run.join("capture.pcapng");
+    // The packet-level view agrees with the counters on every path of both hosts.
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("B of MPTCP payload") && l.contains("[ok]"))
+            .count(),
+        6,
+        "{out}"
+    );
+    assert!(!out.contains("DISAGREE"), "{out}");
     assert!(
         out.contains(&format!("capture: {}", file.display()))
             && out.contains(", 0 dropped by the kernel"),
@@ -1202,6 +1211,14 @@ fn test_capture_and_capture_command() {
         out
     };
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let paths = v["capture"]["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 6);
+    assert!(
+        paths
+            .iter()
+            .all(|p| p["agree"] == true && p["mptcp_payload"].as_u64() > Some(0)),
+        "{paths:?}"
+    );
     let default_file = std::path::PathBuf::from(v["capture"]["file"].as_str().unwrap());
     assert!(
         default_file.starts_with(lab.path().join(".lab/runs")) && default_file.is_file(),

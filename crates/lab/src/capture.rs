@@ -67,10 +67,11 @@ pub struct CapturedInterface {
 ///     frames: 10,
 ///     interfaces: vec![lab::capture::CapturedInterface { name: "ue2:enp0s8".into(), frames: 10, dropped: 0 }],
 ///     clocks: vec![],
+///     paths: vec![],
 /// };
 /// assert_eq!(s.dropped(), 0);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// The pcapng file.
     pub file: PathBuf,
@@ -82,6 +83,72 @@ pub struct Summary {
     /// onto this machine's clock, and the remaining uncertainty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clocks: Vec<HostClock>,
+    /// With `lab test --capture`: each captured interface's MPTCP payload against the
+    /// transfer's interface counters ([`cross_check`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathCheck>,
+}
+
+/// The packet-level view of a transfer against its counters: per captured interface, the
+/// MPTCP payload the capture holds (data segments of the transfer's MPTCP connections, each
+/// counted where it was captured) and its share of its host's, against the share of the
+/// host's bytes the interface counters measured. A path both call used (at least 1%), or both
+/// call idle, agrees.
+///
+/// ```
+/// // Nothing captured, nothing counted: nothing to check.
+/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![] };
+/// assert!(lab::capture::cross_check(&s, &decode::Capture::default(), &[]).is_empty());
+/// ```
+pub fn cross_check(
+    summary: &Summary,
+    cap: &decode::Capture,
+    counters: &[measure::traffic::IfaceBytes],
+) -> Vec<PathCheck> {
+    let conns = cap.connections();
+    let mut payload = vec![0u64; summary.interfaces.len()];
+    for c in &conns {
+        for s in &c.subflows {
+            for &i in &s.packets {
+                let p = &cap.packets[i];
+                if let Some(slot) = payload.get_mut(p.iface as usize) {
+                    *slot += u64::from(p.payload_len);
+                }
+            }
+        }
+    }
+    let host_of = |name: &str| name.split_once(':').map_or(name, |(h, _)| h).to_string();
+    let mut out = Vec::new();
+    for (i, iface) in summary.interfaces.iter().enumerate() {
+        let host = host_of(&iface.name);
+        let host_payload: u64 = summary
+            .interfaces
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| host_of(&j.name) == host)
+            .map(|(k, _)| payload[k])
+            .sum();
+        let host_counted: u64 = counters
+            .iter()
+            .filter(|c| c.host == host)
+            .map(measure::traffic::IfaceBytes::bytes)
+            .sum();
+        let counted = counters
+            .iter()
+            .find(|c| format!("{}:{}", c.host, c.iface) == iface.name)
+            .map_or(0, measure::traffic::IfaceBytes::bytes);
+        let share = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let capture_share = share(payload[i], host_payload);
+        let counter_share = share(counted, host_counted);
+        out.push(PathCheck {
+            name: iface.name.clone(),
+            mptcp_payload: payload[i],
+            capture_share,
+            counter_share,
+            agree: (capture_share >= 0.01) == (counter_share >= 0.01),
+        });
+    }
+    out
 }
 
 impl Summary {
@@ -89,6 +156,21 @@ impl Summary {
     pub fn dropped(&self) -> u64 {
         self.interfaces.iter().map(|i| i.dropped).sum()
     }
+}
+
+/// One captured interface, seen in the capture and by the transfer's interface counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathCheck {
+    /// `host:iface`.
+    pub name: String,
+    /// MPTCP payload bytes (data of the transfer's subflows) captured on it.
+    pub mptcp_payload: u64,
+    /// Its share of the host's captured MPTCP payload (0 to 1).
+    pub capture_share: f64,
+    /// Its share of the host's bytes by the interface counters (0 to 1).
+    pub counter_share: f64,
+    /// Both say it carried data (at least 1% of its host's), or both say it did not.
+    pub agree: bool,
 }
 
 /// A host's part of a capture: in its namespace, or tcpdump over its session.
@@ -195,6 +277,7 @@ impl Running {
         Ok(Summary {
             file: self.file,
             clocks,
+            paths: Vec::new(),
             frames: all.frames.len() as u64,
             interfaces: all
                 .interfaces

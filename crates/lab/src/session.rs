@@ -1246,6 +1246,13 @@ impl Session {
         let captured = capture.map(crate::capture::Running::finish).transpose();
         let mut r = result?;
         r.capture = captured?;
+        // The packet-level view against the counters.
+        if let Some(c) = &mut r.capture
+            && let Ok(bytes) = std::fs::read(&c.file)
+            && let Ok(cap) = decode::read(&bytes)
+        {
+            c.paths = crate::capture::cross_check(c, &cap, &r.report.interfaces);
+        }
         // Kept for `lab check`, which judges the declared checks against the last test.
         self.state
             .write(&crate::checks::last_test_name(&self.lab), &r)?;

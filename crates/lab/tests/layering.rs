@@ -58,6 +58,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "qemu",
                 "kernel",
                 "capture",
+                "decode",
             ][..],
         ),
         ("cli", &["lab", "kernel", "guest", "measure", "net"][..]),
