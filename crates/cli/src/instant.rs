@@ -203,6 +203,7 @@ pub fn render_test(r: &TestResult) -> String {
         )
         .ok();
     }
+    out.push_str(&chart(&rep.interfaces));
     for e in &rep.events {
         writeln!(out, "  event       {e}").ok();
     }
@@ -475,4 +476,60 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
         ));
     }
     out
+}
+
+/// A compact chart of each path's throughput, one column per second, every path on one scale
+/// (the busiest path-second is the full block): what `ifstat` shows as numbers, at a glance.
+pub fn chart(interfaces: &[measure::traffic::IfaceBytes]) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = interfaces
+        .iter()
+        .flat_map(|i| i.per_second_bps.iter().copied())
+        .fold(0.0f64, f64::max);
+    if max <= 0.0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "  chart       one column per second; █ = {:.1} Mbit/s, the busiest path-second\n",
+        max / 1e6
+    );
+    for i in interfaces {
+        let line: String = i
+            .per_second_bps
+            .iter()
+            .map(|b| {
+                if *b <= 0.0 {
+                    ' '
+                } else {
+                    let k = ((b / max) * BLOCKS.len() as f64).ceil() as usize;
+                    BLOCKS[k.clamp(1, BLOCKS.len()) - 1]
+                }
+            })
+            .collect();
+        out.push_str(&format!("    {:<4} {:<8} {line}\n", i.host, i.iface));
+    }
+    out
+}
+
+#[cfg(test)]
+mod chart_tests {
+    #[test]
+    fn one_scale_for_every_path() {
+        let i = |iface: &str, bps: &[f64]| measure::traffic::IfaceBytes {
+            host: "ue1".into(),
+            iface: iface.into(),
+            tx_bytes: 0,
+            rx_bytes: 0,
+            per_second_bps: bps.to_vec(),
+        };
+        let c = super::chart(&[
+            i("enp0s8", &[100e6, 50e6, 0.0]),
+            i("enp0s9", &[1e6, 100e6, 12.5e6]),
+        ]);
+        assert_eq!(
+            c,
+            "  chart       one column per second; █ = 100.0 Mbit/s, the busiest path-second\n    ue1  enp0s8   █▄ \n    ue1  enp0s9   ▁█▁\n"
+        );
+        assert_eq!(super::chart(&[i("enp0s8", &[0.0])]), "");
+    }
 }
