@@ -575,6 +575,23 @@ enum BenchCommand {
     /// boots of one VM), a cached base image and an overlay against building the image.
     /// Minutes under software emulation.
     Vm(BenchVmArgs),
+    /// lab's capture decoder and analysis against tshark (single pass, MPTCP analysis on) on
+    /// a capture of the built-in lab, unshaped: the ratio, against a target of 20x; then a
+    /// capture of 3 shaped paths and the kernel's drops (the target: none).
+    Capture {
+        /// Seconds of each transfer.
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+        /// Runs of each decoder (the best is kept).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The rate of each path in the shaped capture, Mbit/s.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -1222,6 +1239,32 @@ fn run(cli: Cli) -> Result<(), Failure> {
             what: Some(BenchCommand::Vm(v)),
             ..
         } => bench_vm(v),
+        Command::Bench {
+            what:
+                Some(BenchCommand::Capture {
+                    seconds,
+                    runs,
+                    rate,
+                    json,
+                }),
+            ..
+        } => {
+            ops::need_root("bench capture")?;
+            let scratch =
+                std::env::temp_dir().join(format!("lab-bench-capture-{}", std::process::id()));
+            let b = lab::bench::capture(seconds, runs, rate, &scratch, &mut |s| {
+                eprintln!("bench: {s}")
+            })
+            .map_err(ops::fail);
+            let _ = std::fs::remove_dir_all(&scratch);
+            let b = b?;
+            if json {
+                instant::json_out(&b)?;
+            } else {
+                print_out(&lab::bench::render_capture(&b))?;
+            }
+            Ok(())
+        }
         Command::Bench {
             what: None,
             seconds,

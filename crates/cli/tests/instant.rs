@@ -1263,3 +1263,42 @@ fn test_capture_and_capture_command() {
         "{err}"
     );
 }
+
+/// `lab bench capture` runs end to end and prints its ratio against tshark and the shaped
+/// capture's drops (the figures themselves are the bench's to judge, not a timed test's).
+#[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_has_tshark)),
+    ignore = "needs root, the kernel's MPTCP and tshark"
+)]
+fn bench_capture_prints_its_ratio() {
+    if !testkit::require(
+        "lab bench capture",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| testkit::tool("tshark")),
+    ) {
+        return;
+    }
+    let _turn = traffic();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = common::run_in(
+        dir.path(),
+        &[
+            "bench",
+            "capture",
+            "--seconds",
+            "1",
+            "--runs",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["frames"].as_u64() > Some(1000), "{v}");
+    assert!(v["ratio"].as_f64() > Some(0.0), "{v}");
+    assert_eq!(v["target"].as_f64(), Some(20.0));
+    assert_eq!(v["shaped_dropped"].as_u64(), Some(0), "{v}");
+    assert!(v["shaped_frames"].as_u64() > Some(100), "{v}");
+}

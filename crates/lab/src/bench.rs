@@ -664,3 +664,156 @@ mod tests {
         assert_eq!(l.host("c").unwrap().endpoints.len(), 3);
     }
 }
+
+/// `lab bench capture`: lab's decoder and analysis against tshark on one real capture, and
+/// whether a capture keeps up with shaped paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaptureBench {
+    /// Frames of the capture measured (the built-in lab unshaped, both hosts' path
+    /// interfaces).
+    pub frames: u64,
+    /// lab: read, decode every MPTCP option, group, analyse (best of `runs`), seconds.
+    pub lab_seconds: f64,
+    /// tshark single pass with its default MPTCP analysis, printing the MPTCP fields (best
+    /// of `runs`), seconds.
+    pub tshark_seconds: f64,
+    /// tshark's time over lab's.
+    pub ratio: f64,
+    /// The target: at least 20 times faster.
+    pub target: f64,
+    /// The rate of each of the 3 paths in the second capture, Mbit/s.
+    pub shaped_mbit: u64,
+    /// Frames of that capture.
+    pub shaped_frames: u64,
+    /// Frames the kernel dropped in it (the target: none).
+    pub shaped_dropped: u64,
+}
+
+/// Capture the built-in lab unshaped for `seconds` (both hosts), time lab's decoder and
+/// analysis against tshark on that file (`runs` times each, the best kept), then capture a
+/// transfer over 3 paths shaped at `shaped_mbit` and count the kernel's drops.
+pub fn capture(
+    seconds: u64,
+    runs: usize,
+    shaped_mbit: u64,
+    scratch: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CaptureBench, Error> {
+    let tag = std::process::id();
+    let mut lab = Preset::Builtin
+        .load()
+        .map_err(|e| Error::Lab(e.to_string()))?;
+    lab.name = format!("bench-{tag}-cap");
+    let file = scratch.join("bench-capture.pcapng");
+    progress(&format!("capture: built-in lab, unshaped, {seconds} s"));
+    let up = Down::up(&lab, scratch)?;
+    up.0.test(&TestOptions {
+        seconds,
+        capture: Some(file.clone()),
+        ..Default::default()
+    })
+    .map_err(Box::new)?;
+    drop(up);
+    let bytes = std::fs::read(&file).map_err(|e| Error::Lab(format!("{}: {e}", file.display())))?;
+    let runs = runs.max(1);
+    progress(&format!("lab's decoder and analysis, {runs} runs"));
+    let mut frames = 0;
+    let mut best_lab = f64::MAX;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let cap = decode::read(&bytes).map_err(|e| Error::Lab(e.to_string()))?;
+        let conns = cap.connections();
+        let reports = decode::analysis::analyze(
+            &cap.packets,
+            &conns,
+            decode::analysis::Options::default(),
+            |_| true,
+        );
+        best_lab = best_lab.min(t.elapsed().as_secs_f64());
+        frames = cap.frames;
+        std::hint::black_box(reports);
+    }
+    progress(&format!(
+        "tshark (single pass, MPTCP analysis on), {runs} runs"
+    ));
+    let mut best_tshark = f64::MAX;
+    let local = guest::Local::new("local");
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = local
+            .check(
+                &guest::Command::new([
+                    "tshark",
+                    "-n",
+                    "-r",
+                    &file.display().to_string(),
+                    "-o",
+                    "mptcp.analyze_mptcp:TRUE",
+                    "-T",
+                    "fields",
+                    "-e",
+                    "mptcp.stream",
+                    "-e",
+                    "tcp.options.mptcp.subtype",
+                    "-e",
+                    "tcp.options.mptcp.rawdataseqno",
+                    "-e",
+                    "tcp.options.mptcp.rawdataack",
+                    "-e",
+                    "tcp.len",
+                ])
+                .timeout(Duration::from_secs(3600)),
+            )
+            .map_err(Box::new)?;
+        best_tshark = best_tshark.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(out);
+    }
+    progress(&format!("capture: 3x{shaped_mbit} Mbit/s, {seconds} s"));
+    let mut shaped = lab.clone();
+    shaped.name = format!("bench-{tag}-caps");
+    shaped.shape_paths(shaped_mbit * 1_000_000);
+    let shaped_file = scratch.join("bench-capture-shaped.pcapng");
+    let up = Down::up(&shaped, scratch)?;
+    let r =
+        up.0.test(&TestOptions {
+            seconds,
+            capture: Some(shaped_file.clone()),
+            ..Default::default()
+        })
+        .map_err(Box::new)?;
+    drop(up);
+    let summary = r
+        .capture
+        .ok_or_else(|| Error::Lab("the shaped test returned no capture".into()))?;
+    let _ = std::fs::remove_file(&shaped_file);
+    Ok(CaptureBench {
+        frames,
+        lab_seconds: best_lab,
+        tshark_seconds: best_tshark,
+        ratio: best_tshark / best_lab.max(1e-9),
+        target: 20.0,
+        shaped_mbit,
+        shaped_frames: summary.frames,
+        shaped_dropped: summary.dropped(),
+    })
+}
+
+/// `lab bench capture`'s report.
+pub fn render_capture(b: &CaptureBench) -> String {
+    format!(
+        "capture of the built-in lab, unshaped: {} frames\n  lab (read, decode, group, analyse)  {:>8.3} s\n  tshark (single pass, MPTCP analysis) {:>8.3} s\n  ratio {:.1}x: the target of {:.0}x {}\ncapture at 3x{} Mbit/s: {} frames, {} dropped by the kernel\n",
+        b.frames,
+        b.lab_seconds,
+        b.tshark_seconds,
+        b.ratio,
+        b.target,
+        if b.ratio >= b.target {
+            "holds"
+        } else {
+            "does NOT hold"
+        },
+        b.shaped_mbit,
+        b.shaped_frames,
+        b.shaped_dropped
+    )
+}
