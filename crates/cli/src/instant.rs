@@ -467,6 +467,14 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
             ));
         }
     }
+    if !c.files.is_empty() {
+        let names: Vec<String> = c
+            .files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        out.push_str(&format!("  run files: {}\n", names.join(", ")));
+    }
     for k in &c.clocks {
         out.push_str(&format!(
             "  {}: clock {:+.3} ms from this machine's; its frames moved by that (within {:.3} ms)\n",

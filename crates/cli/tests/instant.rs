@@ -1174,6 +1174,33 @@ fn test_capture_and_capture_command() {
             && out.contains(", 0 dropped by the kernel"),
         "{out}"
     );
+    // The run's files beside the capture: run.json and each plot as SVG and PNG.
+    for f in [
+        "run.json",
+        "throughput.svg",
+        "throughput.png",
+        "cumulative.svg",
+        "cumulative.png",
+        "interfaces.svg",
+        "interfaces.png",
+    ] {
+        let bytes = std::fs::read(run.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        match f.rsplit('.').next() {
+            Some("png") => assert_eq!(&bytes[1..4], b"PNG", "{f}"),
+            Some("svg") => assert!(String::from_utf8_lossy(&bytes).contains("<svg"), "{f}"),
+            _ => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert_eq!(
+                    (v["format"].as_str(), v["version"].as_u64()),
+                    (Some("lab-run"), Some(1))
+                );
+                let subflows = v["analysis"][0]["subflows"].as_array().unwrap();
+                assert_eq!(subflows.len(), 3, "{v}");
+                assert!(subflows.iter().all(|s| s["up"]["bytes"].as_u64() > Some(0)));
+            }
+        }
+    }
+    assert!(out.contains("run files: run.json, throughput.svg"), "{out}");
     let cap = decode::read(&std::fs::read(&file).unwrap()).unwrap();
     let names: Vec<String> = cap
         .interfaces

@@ -68,6 +68,7 @@ pub struct CapturedInterface {
 ///     interfaces: vec![lab::capture::CapturedInterface { name: "ue2:enp0s8".into(), frames: 10, dropped: 0 }],
 ///     clocks: vec![],
 ///     paths: vec![],
+///     files: vec![],
 /// };
 /// assert_eq!(s.dropped(), 0);
 /// ```
@@ -87,6 +88,174 @@ pub struct Summary {
     /// transfer's interface counters ([`cross_check`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathCheck>,
+    /// With `lab test --capture`: the run's other files beside the capture (run.json, the
+    /// plots as SVG and PNG).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+}
+
+/// The version of run.json's layout.
+pub const RUN_FORMAT_VERSION: u32 = 1;
+
+/// Write a captured test's run files beside its capture: `run.json` (format version, the
+/// test's result with its verdict, and the capture's analysis from the server's interfaces)
+/// and the plots, each as SVG and PNG: per-subflow throughput stacked (from the capture),
+/// each interface's throughput (its counters, the picture ifstat hints at), and cumulative
+/// bytes per subflow. Returns the files written.
+pub fn write_run(
+    dir: &Path,
+    result: &crate::TestResult,
+    cap: &decode::Capture,
+) -> Result<Vec<PathBuf>, Error> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| {
+            Error::Provider(provider::Error::File {
+                what: "cannot write",
+                path,
+                source,
+            })
+        }
+    };
+    let server = format!("{}:", result.server);
+    let server_ifaces: Vec<u32> = cap
+        .interfaces
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.name.as_deref().is_some_and(|n| n.starts_with(&server)))
+        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
+        .collect();
+    let conns = cap.connections();
+    let opts = decode::analysis::Options {
+        interval: 0.5,
+        origin_ns: None,
+    };
+    let analysis = decode::analysis::analyze(&cap.packets, &conns, opts, |p| {
+        server_ifaces.is_empty() || server_ifaces.contains(&p.iface)
+    });
+    let mut files = Vec::new();
+    let json = serde_json::json!({
+        "format": "lab-run",
+        "version": RUN_FORMAT_VERSION,
+        "lab": result.lab,
+        "vantage": if server_ifaces.is_empty() { "every captured interface".to_string() } else { format!("{}'s interfaces", result.server) },
+        "test": result,
+        "analysis": analysis,
+    });
+    let path = dir.join("run.json");
+    let text = serde_json::to_vec_pretty(&json).unwrap_or_default();
+    std::fs::write(&path, text).map_err(io(&path))?;
+    files.push(path);
+    let mut charts = Vec::new();
+    // The connection that carried the most.
+    if let Some(main) = analysis.iter().max_by_key(|c| {
+        c.subflows
+            .iter()
+            .map(|s| s.up.bytes + s.down.bytes)
+            .sum::<u64>()
+    }) {
+        let n = main
+            .subflows
+            .iter()
+            .map(|s| s.up.per_interval.len().max(s.down.per_interval.len()))
+            .max()
+            .unwrap_or(0);
+        let name = |s: &decode::analysis::SubflowReport| {
+            format!(
+                "{} -> {}{}",
+                s.client,
+                s.server,
+                if s.join { "" } else { " (initial)" }
+            )
+        };
+        let bytes_at = |s: &decode::analysis::SubflowReport, i: usize| {
+            s.up.per_interval.get(i).copied().unwrap_or(0)
+                + s.down.per_interval.get(i).copied().unwrap_or(0)
+        };
+        charts.push((
+            "throughput",
+            plot::Chart {
+                title: "throughput per subflow, stacked (capture)".into(),
+                x_label: "seconds".into(),
+                y_label: "Mbit/s".into(),
+                kind: plot::Kind::Stacked,
+                series: main
+                    .subflows
+                    .iter()
+                    .map(|s| plot::Series {
+                        name: name(s),
+                        points: (0..n)
+                            .map(|i| {
+                                (
+                                    i as f64 * main.interval,
+                                    bytes_at(s, i) as f64 * 8.0 / main.interval / 1e6,
+                                )
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            },
+        ));
+        charts.push((
+            "cumulative",
+            plot::Chart {
+                title: "bytes per subflow, cumulative (capture)".into(),
+                x_label: "seconds".into(),
+                y_label: "MB".into(),
+                kind: plot::Kind::Lines,
+                series: main
+                    .subflows
+                    .iter()
+                    .map(|s| {
+                        let mut total = 0u64;
+                        plot::Series {
+                            name: name(s),
+                            points: (0..n)
+                                .map(|i| {
+                                    total += bytes_at(s, i);
+                                    ((i + 1) as f64 * main.interval, total as f64 / 1e6)
+                                })
+                                .collect(),
+                        }
+                    })
+                    .collect(),
+            },
+        ));
+    }
+    charts.push((
+        "interfaces",
+        plot::Chart {
+            title: "throughput per interface, tx+rx (interface counters)".into(),
+            x_label: "seconds".into(),
+            y_label: "Mbit/s".into(),
+            kind: plot::Kind::Lines,
+            series: result
+                .report
+                .interfaces
+                .iter()
+                .map(|i| plot::Series {
+                    name: format!("{}:{}", i.host, i.iface),
+                    points: i
+                        .per_second_bps
+                        .iter()
+                        .enumerate()
+                        .map(|(k, b)| (k as f64 + 1.0, b / 1e6))
+                        .collect(),
+                })
+                .collect(),
+        },
+    ));
+    for (stem, chart) in charts {
+        let svg = plot::svg(&chart, 1000, 500).map_err(|e| Error::Plot(e.to_string()))?;
+        let path = dir.join(format!("{stem}.svg"));
+        std::fs::write(&path, svg).map_err(io(&path))?;
+        files.push(path);
+        let png = plot::png(&chart, 1000, 500).map_err(|e| Error::Plot(e.to_string()))?;
+        let path = dir.join(format!("{stem}.png"));
+        std::fs::write(&path, png).map_err(io(&path))?;
+        files.push(path);
+    }
+    Ok(files)
 }
 
 /// The packet-level view of a transfer against its counters: per captured interface, the
@@ -97,7 +266,7 @@ pub struct Summary {
 ///
 /// ```
 /// // Nothing captured, nothing counted: nothing to check.
-/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![] };
+/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![], files: vec![] };
 /// assert!(lab::capture::cross_check(&s, &decode::Capture::default(), &[]).is_empty());
 /// ```
 pub fn cross_check(
@@ -278,6 +447,7 @@ impl Running {
             file: self.file,
             clocks,
             paths: Vec::new(),
+            files: Vec::new(),
             frames: all.frames.len() as u64,
             interfaces: all
                 .interfaces

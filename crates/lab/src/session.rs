@@ -48,6 +48,9 @@ pub enum Error {
     /// A capture could not start or finish.
     #[error(transparent)]
     Capture(#[from] capture::Error),
+    /// A chart could not be drawn.
+    #[error("plot: {0}")]
+    Plot(String),
     /// A host name the lab does not have.
     #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
     NoHost {
@@ -1252,6 +1255,11 @@ impl Session {
             && let Ok(cap) = decode::read(&bytes)
         {
             c.paths = crate::capture::cross_check(c, &cap, &r.report.interfaces);
+            let dir = c.file.parent().map(Path::to_path_buf).unwrap_or_default();
+            let snapshot = r.clone();
+            if let Some(c) = &mut r.capture {
+                c.files = crate::capture::write_run(&dir, &snapshot, &cap)?;
+            }
         }
         // Kept for `lab check`, which judges the declared checks against the last test.
         self.state

@@ -16,6 +16,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("fetch", &[][..]),
         ("boxes", &[][..]),
         ("decode", &[][..]),
+        ("plot", &[][..]),
         ("probe", &[][..]),
         // The model: Lab.toml, nothing effectful.
         ("model", &["net", "boxes"][..]),
@@ -59,6 +60,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "kernel",
                 "capture",
                 "decode",
+                "plot",
             ][..],
         ),
         ("cli", &["lab", "kernel", "guest", "measure", "net"][..]),
