@@ -69,9 +69,6 @@ pub fn test(s: &lab::Session, opts: &TestOptions, json: bool) -> Result<(), Fail
         json_out(&v)?;
     } else {
         let mut out = render_test(&r);
-        if let Some(c) = &r.capture {
-            out.push_str(&render_capture(c));
-        }
         if let Some(c) = &checks {
             out.push_str(&render_checks(c));
         }
@@ -233,6 +230,9 @@ pub fn render_test(r: &TestResult) -> String {
     }
     if let Some(err) = &rep.error {
         writeln!(out, "  error       {err}").ok();
+    }
+    if let Some(c) = &r.capture {
+        out.push_str(&render_capture(c));
     }
     writeln!(
         out,

@@ -220,6 +220,21 @@ enum Command {
         #[command(flatten)]
         lab: LabArgs,
     },
+    /// A report of runs (the directories `lab test --capture` and `lab demo --capture` write):
+    /// verdicts, paths, subflows, MPTCP signals and charts, several runs side by side.
+    /// Markdown (charts linked) or one self-contained HTML file (charts inline).
+    Report {
+        /// Run directories (each with its run.json).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// `md` or `html`.
+        #[arg(long, default_value = "md", value_parser = ["md", "html"])]
+        format: String,
+        /// The file (default: report.md or report.html in the run's directory, or in the
+        /// current directory for several runs).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Run the lab's declared checks (`[[checks]]` in Lab.toml) against the last `lab test`,
     /// or a new one with `--run`; commands run on the hosts. Exit 0 all passed, 1 an
     /// error-level check failed, 2 no check ran, 3 only warnings failed.
@@ -1119,6 +1134,51 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Report { runs, format, out } => {
+            let loaded = runs
+                .iter()
+                .map(|d| lab::report::load(d))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ops::fail)?;
+            let file = out.unwrap_or_else(|| {
+                let dir = if loaded.len() == 1 {
+                    runs[0].clone()
+                } else {
+                    PathBuf::from(".")
+                };
+                dir.join(format!("report.{format}"))
+            });
+            let base = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let comparison = if loaded.len() > 1 {
+                let chart = lab::report::comparison_chart(&loaded);
+                let png = lab::plot_png(&chart).map_err(ops::fail)?;
+                let path = base.join("comparison.png");
+                if format == "md" {
+                    std::fs::write(&path, &png)
+                        .map_err(|e| miette::miette!("{}: {e}", path.display()))?;
+                }
+                Some((path, png))
+            } else {
+                None
+            };
+            let cmp = comparison
+                .as_ref()
+                .map(|(p, b)| (p.as_path(), b.as_slice()));
+            let text = if format == "md" {
+                lab::report::markdown(&loaded, lab::report::Images::Links(&base), cmp)
+            } else {
+                lab::report::html(&lab::report::markdown(
+                    &loaded,
+                    lab::report::Images::Inline,
+                    cmp,
+                ))
+            };
+            std::fs::write(&file, text).map_err(|e| miette::miette!("{}: {e}", file.display()))?;
+            print_out(&format!("{}\n", file.display()))
+        }
         Command::Test { lab, test, json } => {
             let s = select_lab(&lab)?;
             let opts = test.options_for(&s)?;
@@ -1230,7 +1290,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rate,
             test,
             json,
-        } => instant::demo(preset, &rate, &test.options(), json),
+        } => {
+            let mut opts = test.options();
+            if test.capture {
+                let dir = match &test.out {
+                    Some(d) => d.clone(),
+                    None => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        lab::StateDir::new(std::env::current_dir().unwrap_or_default())
+                            .file("runs")
+                            .join(lab::capture::run_name("demo", now))
+                    }
+                };
+                opts.capture = Some(dir.join("capture.pcapng"));
+            }
+            instant::demo(preset, &rate, &opts, json)
+        }
         Command::Bench {
             what: Some(BenchCommand::Kernel(k)),
             ..

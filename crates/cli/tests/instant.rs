@@ -1329,3 +1329,137 @@ fn bench_capture_prints_its_ratio() {
     assert_eq!(v["shaped_dropped"].as_u64(), Some(0), "{v}");
     assert!(v["shaped_frames"].as_u64() > Some(100), "{v}");
 }
+
+/// `lab demo --capture --out DIR` leaves the run (a pcapng tshark reads, run.json, the charts
+/// as SVG and PNG), and `lab report` writes it as Markdown and, with the guide's settings
+/// side by side, as one self-contained HTML file where the guide's idle paths show.
+#[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_has_tshark)),
+    ignore = "needs root, the kernel's MPTCP and tshark"
+)]
+fn demo_capture_and_report() {
+    if !testkit::require(
+        "lab demo --capture and lab report",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| testkit::tool("tshark")),
+    ) {
+        return;
+    }
+    let _turn = traffic();
+    let dir = tempfile::tempdir().unwrap();
+    let (builtin, guide) = (dir.path().join("builtin"), dir.path().join("guide"));
+    let (code, out, err) = common::run_in(
+        dir.path(),
+        &[
+            "demo",
+            "--seconds",
+            "3",
+            "--capture",
+            "--out",
+            builtin.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = common::run_in(
+        dir.path(),
+        &[
+            "demo",
+            "--preset",
+            "guide",
+            "--seconds",
+            "3",
+            "--capture",
+            "--out",
+            guide.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "the guide's settings fail the verdict: {out}{err}");
+    for d in [&builtin, &guide] {
+        for f in [
+            "capture.pcapng",
+            "run.json",
+            "throughput.svg",
+            "throughput.png",
+            "interfaces.png",
+        ] {
+            assert!(d.join(f).is_file(), "{}: {f}", d.display());
+        }
+        let t = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(d.join("capture.pcapng"))
+            .args(["-T", "fields", "-e", "frame.number"])
+            .output()
+            .unwrap();
+        assert!(
+            t.status.success() && t.stdout.len() > 1000,
+            "tshark reads {}",
+            d.display()
+        );
+    }
+
+    // One run: report.md in its directory, charts linked.
+    let (code, out, err) = common::run_in(dir.path(), &["report", builtin.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let md = std::fs::read_to_string(builtin.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Run 1: lab `demo-") && md.contains(", PASS"),
+        "{md}"
+    );
+    assert!(
+        md.contains("![throughput per subflow, stacked](throughput.png)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("### Subflows (capture)") && md.contains("MP_JOIN SYN"),
+        "{md}"
+    );
+
+    // Both side by side, as one HTML file with every chart inline.
+    let html = dir.path().join("both.html");
+    let (code, out, err) = common::run_in(
+        dir.path(),
+        &[
+            "report",
+            builtin.to_str().unwrap(),
+            guide.to_str().unwrap(),
+            "--format",
+            "html",
+            "--out",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>")
+            && !page.contains("http://")
+            && !page.contains("https://")
+    );
+    assert!(
+        page.matches("data:image/png;base64,").count() >= 7,
+        "the comparison and 3 per run"
+    );
+    assert!(page.contains("<h2>Runs side by side</h2>"), "{page}");
+    // The guide's server uses only some of its paths: an interface with 0% in the table.
+    let side = page
+        .split("<h2>Runs side by side</h2>")
+        .nth(1)
+        .unwrap()
+        .split("</table>")
+        .next()
+        .unwrap();
+    let guide_row = side.lines().find(|l| l.contains("demo-guide-")).unwrap();
+    assert!(
+        guide_row.contains("FAIL") && guide_row.contains(" 0%"),
+        "{guide_row}"
+    );
+    // Markdown of both: the comparison chart beside it.
+    let (code, out, err) = common::run_in(
+        dir.path(),
+        &["report", builtin.to_str().unwrap(), guide.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(dir.path().join("report.md").is_file() && dir.path().join("comparison.png").is_file());
+}

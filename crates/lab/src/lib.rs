@@ -32,6 +32,7 @@ pub mod guide;
 pub mod inventory;
 pub mod provision;
 pub mod remote;
+pub mod report;
 pub mod scenarios;
 mod session;
 mod tc;
@@ -43,8 +44,10 @@ pub use model::{
     Attach, Diagnostic, Host, Interface, InvalidLab, JoinMode, Lab, LoadError, Preset, Provider,
     Role, diag, doctor, expect, find_lab_file, graph, load, load_file, parse, presets, units,
 };
+pub use plot;
 pub use provider;
 pub use provider::{Access, Capability, Registry, StateDir, UpOptions};
+pub use report::plot_png;
 pub use session::Session;
 pub use session::{
     ApplyOptions, Demo, Destroyed, Error, Halted, HostStatus, IfaceStatus, Progress, Snapshot,

@@ -51,6 +51,9 @@ pub enum Error {
     /// A chart could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// A run directory could not be read for `lab report`.
+    #[error("report: {0}")]
+    Report(String),
     /// A host name the lab does not have.
     #[error("lab `{lab}` has no host `{host}` (hosts: {known})")]
     NoHost {
