@@ -1183,6 +1183,12 @@ fn test_capture_and_capture_command() {
         "cumulative.png",
         "interfaces.svg",
         "interfaces.png",
+        "dsn.svg",
+        "dsn.png",
+        "rtt.svg",
+        "rtt.png",
+        "delays-cdf.svg",
+        "delays-cdf.png",
     ] {
         let bytes = std::fs::read(run.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         match f.rsplit('.').next() {

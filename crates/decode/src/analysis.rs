@@ -33,9 +33,37 @@ pub struct Direction {
     pub reinjected_bytes: u64,
     /// Seconds from each reinjected mapping's first sending to its reinjection.
     pub reinjection_delays: Vec<f64>,
-    /// Round-trip samples (seconds): a data segment to the first ACK that covers it, not for
-    /// retransmitted segments (Karn).
-    pub rtt: Vec<f64>,
+    /// Round-trip samples: (when the ACK came, seconds from time 0; the RTT, seconds): a
+    /// data segment to the first ACK that covers it, not for retransmitted segments (Karn).
+    pub rtt: Vec<(f64, f64)>,
+    /// Data sequence numbers over time: (seconds, DSN at the mapping's start), at most
+    /// [`MAX_POINTS`] of them (evenly thinned).
+    pub dsn: Vec<(f64, u64)>,
+    /// The reinjected mappings: (seconds, DSN).
+    pub reinjections: Vec<(f64, u64)>,
+}
+
+/// How many points a series keeps for plotting.
+pub const MAX_POINTS: usize = 2000;
+
+/// Data-level reordering at the receiver: how long data that arrived ahead of a gap waited
+/// for the gap to fill before it could be delivered in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Reordering {
+    /// Data mappings that arrived (duplicates left out).
+    pub mappings: u64,
+    /// Of them, those that arrived ahead of a gap.
+    pub delayed: u64,
+    /// The delays of the delayed ones, seconds.
+    pub delays: Vec<f64>,
+}
+
+fn thin<T: Copy>(v: &mut Vec<T>) {
+    if v.len() > MAX_POINTS {
+        let step = v.len().div_ceil(MAX_POINTS);
+        let kept: Vec<T> = v.iter().step_by(step).copied().collect();
+        *v = kept;
+    }
 }
 
 /// One subflow's analysis.
@@ -76,6 +104,9 @@ pub struct ConnectionReport {
     pub interval: f64,
     pub subflows: Vec<SubflowReport>,
     pub signals: Vec<Signal>,
+    /// Data-level reordering seen at the vantage point, client to server and back.
+    pub reordering_up: Reordering,
+    pub reordering_down: Reordering,
 }
 
 /// Per-direction state while walking the segments.
@@ -241,7 +272,8 @@ fn one(
                 for (end, ts, retx) in w.in_flight.drain(..) {
                     if end <= ack {
                         if !retx {
-                            d.rtt.push((p.ts_ns.saturating_sub(ts)) as f64 / 1e9);
+                            d.rtt
+                                .push((secs(p.ts_ns), (p.ts_ns.saturating_sub(ts)) as f64 / 1e9));
                         }
                     } else {
                         keep.push((end, ts, retx));
@@ -278,6 +310,7 @@ fn one(
                 if m.len == 0 || retx {
                     continue;
                 }
+                d.dsn.push((secs(p.ts_ns), m.dsn));
                 let sent = &mut sent_dsn[dir];
                 let before = sent
                     .range(..=m.dsn)
@@ -286,6 +319,7 @@ fn one(
                     .map(|(_, v)| *v);
                 match before {
                     Some((_, first_ts, first_sf)) if first_sf != si => {
+                        d.reinjections.push((secs(p.ts_ns), m.dsn));
                         d.reinjected_bytes += u64::from(m.len);
                         d.reinjection_delays
                             .push((p.ts_ns.saturating_sub(first_ts)) as f64 / 1e9);
@@ -297,6 +331,11 @@ fn one(
                     }
                 }
             }
+        }
+        for d in [&mut up, &mut down] {
+            thin(&mut d.dsn);
+            thin(&mut d.rtt);
+            thin(&mut d.reinjections);
         }
         subflows.push(SubflowReport {
             client: s.client,
@@ -327,10 +366,88 @@ fn one(
         };
     }
     signals.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let first_dsn = |key: Option<u64>| key.map(|k| crate::conn::token_idsn(k).1.wrapping_add(1));
+    let reordering_up = reordering(packets, c, true, first_dsn(c.client_key), seen);
+    let reordering_down = reordering(packets, c, false, first_dsn(c.server_key), seen);
     Some(ConnectionReport {
         start_ns,
         interval,
         subflows,
         signals,
+        reordering_up,
+        reordering_down,
     })
+}
+
+/// A 32-bit DSN put next to `near` (the closest 64-bit value with those low bits).
+fn widen(dsn32: u64, near: u64) -> u64 {
+    let base = near & !0xffff_ffff;
+    [base.wrapping_sub(1 << 32), base, base.wrapping_add(1 << 32)]
+        .into_iter()
+        .map(|b| b | (dsn32 & 0xffff_ffff))
+        .min_by_key(|c| c.abs_diff(near))
+        .unwrap_or(dsn32)
+}
+
+/// The receiver's data-level reordering, one direction (`up`: client to server), from the
+/// mappings as they arrive at the vantage point in time order. `first`: the direction's first
+/// DSN (the sender's IDSN + 1), else the lowest DSN of the first mapping.
+fn reordering(
+    packets: &[Packet],
+    c: &Connection,
+    up: bool,
+    first: Option<u64>,
+    seen: &impl Fn(&Packet) -> bool,
+) -> Reordering {
+    let mut order: Vec<usize> = c
+        .subflows
+        .iter()
+        .flat_map(|s| {
+            s.packets
+                .iter()
+                .copied()
+                .filter(move |&i| (packets[i].src == s.client) == up)
+        })
+        .filter(|&i| seen(&packets[i]) && packets[i].payload_len > 0)
+        .collect();
+    order.sort_by_key(|&i| packets[i].ts_ns);
+    let mut r = Reordering::default();
+    let mut next: Option<u64> = first;
+    // Ahead of the gap: start -> (end, arrival).
+    let mut ahead: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for i in order {
+        let p = &packets[i];
+        for o in &p.mptcp {
+            let Mptcp::Dss(d) = o else { continue };
+            let Some(m) = &d.mapping else { continue };
+            if m.len == 0 {
+                continue;
+            }
+            let n = *next.get_or_insert(m.dsn);
+            let dsn = if m.dsn64 { m.dsn } else { widen(m.dsn, n) };
+            let end = dsn + u64::from(m.len);
+            if end <= n || ahead.get(&dsn).is_some_and(|(e, _)| *e >= end) {
+                continue; // already here
+            }
+            r.mappings += 1;
+            if dsn > n {
+                ahead.insert(dsn, (end, p.ts_ns));
+                continue;
+            }
+            let mut n = n.max(end);
+            while let Some((&start, &(e, at))) = ahead.first_key_value() {
+                if start > n {
+                    break;
+                }
+                ahead.remove(&start);
+                if e > n {
+                    n = e;
+                }
+                r.delayed += 1;
+                r.delays.push((p.ts_ns.saturating_sub(at)) as f64 / 1e9);
+            }
+            next = Some(n);
+        }
+    }
+    r
 }

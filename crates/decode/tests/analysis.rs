@@ -45,7 +45,13 @@ impl Script {
     }
 }
 
+/// The client's first data sequence number: its key's IDSN + 1.
+fn base() -> u64 {
+    decode::conn::token_idsn(7).1.wrapping_add(1)
+}
+
 fn data(dsn: u64, ssn: u32, len: u16) -> Vec<Mptcp> {
+    let dsn = base().wrapping_add(dsn);
     vec![Mptcp::Dss(Dss {
         data_fin: false,
         data_ack: None,
@@ -144,6 +150,17 @@ fn bytes_shares_retransmissions_reinjections_rtt_and_signals() {
     s.seg(1250, (c1, s1), ACK, (1501, 2001), 500, data(1500, 501, 500));
     s.seg(1300, (c0, s0), ACK, (1101, 501), 500, data(1500, 1001, 500));
     s.seg(1310, (s0, c0), ACK, (501, 1601), 0, vec![]);
+    // Reordering at the server: DSN 2500..3000 arrives (subflow 0, 1350 ms) ahead of
+    // 2000..2500 (subflow 1, 1400 ms), which then fills the gap: a 50 ms wait.
+    s.seg(1350, (c0, s0), ACK, (1601, 501), 500, data(2500, 1501, 500));
+    s.seg(
+        1400,
+        (c1, s1),
+        ACK,
+        (2001, 2001),
+        500,
+        data(2000, 1001, 500),
+    );
 
     let conns = decode::conn::group(&s.packets);
     assert_eq!(conns.len(), 1);
@@ -153,21 +170,27 @@ fn bytes_shares_retransmissions_reinjections_rtt_and_signals() {
     assert_eq!((a.join, b.join), (false, true));
     assert!((b.syn_at - 0.030).abs() < 1e-9);
     assert!((a.handshake.unwrap() - 0.020).abs() < 1e-9);
-    assert_eq!(a.up.bytes, 2000);
-    assert_eq!(a.up.per_interval, [1000, 1000]);
-    assert_eq!(b.up.per_interval, [0, 1000]);
+    assert_eq!(a.up.bytes, 2500);
+    assert_eq!(a.up.per_interval, [1000, 1500]);
+    assert_eq!(b.up.per_interval, [0, 1500]);
     assert_eq!((a.up.retransmissions, a.up.retransmitted_bytes), (1, 500));
-    assert_eq!(a.up.unique_data_bytes, 1500);
-    assert_eq!(b.up.unique_data_bytes, 500);
+    assert_eq!(a.up.unique_data_bytes, 2000);
+    assert_eq!(b.up.unique_data_bytes, 1000);
     assert_eq!(b.up.reinjected_bytes, 500);
     assert_eq!(b.up.reinjection_delays.len(), 1);
     assert!((b.up.reinjection_delays[0] - 0.050).abs() < 1e-9);
     // RTT: 30 ms for the first segment; the retransmitted one is not sampled (Karn), the
     // original of it is ACKed late (110 ms after it was first sent).
     assert_eq!(a.up.rtt.len(), 2, "{:?}", a.up.rtt);
-    assert!((a.up.rtt[0] - 0.030).abs() < 1e-9);
-    // Shares of all bytes sent, retransmissions included: 2000 and 1000.
-    assert!((a.up_share - 2.0 / 3.0).abs() < 1e-9 && (b.up_share - 1.0 / 3.0).abs() < 1e-9);
+    assert!((a.up.rtt[0].1 - 0.030).abs() < 1e-9 && (a.up.rtt[0].0 - 0.130).abs() < 1e-9);
+    assert_eq!(b.up.reinjections.len(), 1);
+    assert_eq!(b.up.reinjections[0].1, base() + 1500);
+    assert_eq!(a.up.dsn.first(), Some(&(0.1, base())));
+    // Data-level reordering at the receiver: one mapping waited 50 ms for the gap to fill.
+    assert_eq!(r.reordering_up.delayed, 1, "{:?}", r.reordering_up);
+    assert!((r.reordering_up.delays[0] - 0.050).abs() < 1e-9);
+    // Shares of all bytes sent, retransmissions included: 2500 and 1500.
+    assert!((a.up_share - 0.625).abs() < 1e-9 && (b.up_share - 0.375).abs() < 1e-9);
     let whats: Vec<&str> = r.signals.iter().map(|s| s.what.as_str()).collect();
     assert_eq!(
         whats,

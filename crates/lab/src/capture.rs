@@ -148,12 +148,13 @@ pub fn write_run(
     files.push(path);
     let mut charts = Vec::new();
     // The connection that carried the most.
-    if let Some(main) = analysis.iter().max_by_key(|c| {
+    let main = analysis.iter().max_by_key(|c| {
         c.subflows
             .iter()
             .map(|s| s.up.bytes + s.down.bytes)
             .sum::<u64>()
-    }) {
+    });
+    if let Some(main) = main {
         let n = main
             .subflows
             .iter()
@@ -219,6 +220,103 @@ pub fn write_run(
                         }
                     })
                     .collect(),
+            },
+        ));
+    }
+    if let Some(main) = main {
+        let label = |s: &decode::analysis::SubflowReport| format!("{} -> {}", s.client, s.server);
+        let base = main
+            .subflows
+            .iter()
+            .flat_map(|s| s.up.dsn.iter().map(|p| p.1))
+            .min()
+            .unwrap_or(0);
+        let mut dsn: Vec<plot::Series> = main
+            .subflows
+            .iter()
+            .map(|s| plot::Series {
+                name: label(s),
+                points: s
+                    .up
+                    .dsn
+                    .iter()
+                    .map(|(t, d)| (*t, d.wrapping_sub(base) as f64 / 1e6))
+                    .collect(),
+            })
+            .collect();
+        let reinjected: Vec<(f64, f64)> = main
+            .subflows
+            .iter()
+            .flat_map(|s| s.up.reinjections.iter())
+            .map(|(t, d)| (*t, d.wrapping_sub(base) as f64 / 1e6))
+            .collect();
+        if !reinjected.is_empty() {
+            dsn.push(plot::Series {
+                name: "reinjections".into(),
+                points: reinjected,
+            });
+        }
+        charts.push((
+            "dsn",
+            plot::Chart {
+                title: "data sequence number per subflow, client to server (capture)".into(),
+                x_label: "seconds".into(),
+                y_label: "MB from the first DSN".into(),
+                kind: plot::Kind::Points,
+                series: dsn,
+            },
+        ));
+        charts.push((
+            "rtt",
+            plot::Chart {
+                title: "RTT per subflow, client to server (capture)".into(),
+                x_label: "seconds".into(),
+                y_label: "ms".into(),
+                kind: plot::Kind::Points,
+                series: main
+                    .subflows
+                    .iter()
+                    .map(|s| plot::Series {
+                        name: label(s),
+                        points: s.up.rtt.iter().map(|(t, r)| (*t, r * 1e3)).collect(),
+                    })
+                    .collect(),
+            },
+        ));
+        let cdf = |mut v: Vec<f64>| -> Vec<(f64, f64)> {
+            v.sort_by(f64::total_cmp);
+            let n = v.len() as f64;
+            v.iter()
+                .enumerate()
+                .map(|(i, x)| (x * 1e3, (i + 1) as f64 / n))
+                .collect()
+        };
+        charts.push((
+            "delays-cdf",
+            plot::Chart {
+                title: format!(
+                    "CDF: data-level reordering delay at the server ({} of {} mappings waited), and join delay",
+                    main.reordering_up.delayed, main.reordering_up.mappings
+                ),
+                x_label: "ms".into(),
+                y_label: "fraction".into(),
+                kind: plot::Kind::Lines,
+                series: vec![
+                    plot::Series {
+                        name: "reordering delay".into(),
+                        points: cdf(main.reordering_up.delays.clone()),
+                    },
+                    plot::Series {
+                        name: "join delay (SYN after the first SYN)".into(),
+                        points: cdf(
+                            main.subflows
+                                .iter()
+                                .filter(|s| s.join)
+                                .map(|s| s.syn_at)
+                                .collect(),
+                        ),
+                    },
+                ],
             },
         ));
     }

@@ -236,7 +236,7 @@ pub fn markdown(runs: &[Run], images: Images<'_>, comparison: Option<(&Path, &[u
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(Value::as_f64)
+                        .filter_map(|p| p[1].as_f64())
                         .collect();
                     rtt.sort_by(f64::total_cmp);
                     let median = rtt
@@ -258,6 +258,30 @@ pub fn markdown(runs: &[Run], images: Images<'_>, comparison: Option<(&Path, &[u
                     )
                     .ok();
                 }
+                let ro = &c["reordering_up"];
+                let mut delays: Vec<f64> = ro["delays"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .collect();
+                delays.sort_by(f64::total_cmp);
+                writeln!(
+                    md,
+                    "\nData-level reordering at the server: {} of {} mappings arrived ahead of a gap{}.",
+                    ro["delayed"].as_u64().unwrap_or(0),
+                    ro["mappings"].as_u64().unwrap_or(0),
+                    if delays.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; they waited {:.3} ms at the median, {:.3} ms at most",
+                            delays[delays.len() / 2] * 1e3,
+                            delays[delays.len() - 1] * 1e3
+                        )
+                    }
+                )
+                .ok();
                 let signals = c["signals"].as_array().cloned().unwrap_or_default();
                 if !signals.is_empty() {
                     writeln!(md, "\nMPTCP signals on the time line:\n").ok();
@@ -283,6 +307,9 @@ pub fn markdown(runs: &[Run], images: Images<'_>, comparison: Option<(&Path, &[u
             ("throughput", "throughput per subflow, stacked"),
             ("cumulative", "bytes per subflow, cumulative"),
             ("interfaces", "throughput per interface"),
+            ("dsn", "data sequence numbers per subflow"),
+            ("rtt", "RTT per subflow"),
+            ("delays-cdf", "CDF of reordering and join delays"),
         ] {
             let png = r.dir.join(format!("{stem}.png"));
             if png.is_file() {

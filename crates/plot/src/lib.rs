@@ -44,6 +44,8 @@ pub enum Kind {
     Lines,
     /// Areas stacked in the given order (the series share their x values).
     Stacked,
+    /// A dot per point (sequence numbers, RTT samples).
+    Points,
 }
 
 /// One named series of (x, y) points.
@@ -76,7 +78,7 @@ fn font() -> Result<(), Error> {
 /// The series as drawn: cumulative sums for a stacked chart.
 fn drawn(chart: &Chart) -> Vec<Series> {
     match chart.kind {
-        Kind::Lines => chart.series.clone(),
+        Kind::Lines | Kind::Points => chart.series.clone(),
         Kind::Stacked => {
             let mut out: Vec<Series> = Vec::new();
             for s in &chart.series {
@@ -148,6 +150,18 @@ where
                 .map_err(|e| err(&e))?
                 .label(s.name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color(i)));
+            }
+        }
+        Kind::Points => {
+            for (i, s) in series.iter().enumerate() {
+                c.draw_series(
+                    s.points
+                        .iter()
+                        .map(|p| Circle::new(*p, 2, color(i).filled())),
+                )
+                .map_err(|e| err(&e))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 7, y), 4, color(i).filled()));
             }
         }
         Kind::Stacked => {
