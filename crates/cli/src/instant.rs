@@ -234,6 +234,14 @@ pub fn render_test(r: &TestResult) -> String {
     if let Some(c) = &r.capture {
         out.push_str(&render_capture(c));
     }
+    if let Some(run) = &r.run {
+        let names: Vec<String> = run
+            .files
+            .iter()
+            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        writeln!(out, "run: {} ({})", run.dir.display(), names.join(", ")).ok();
+    }
     writeln!(
         out,
         "verdict: {}",
@@ -466,14 +474,6 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
                 p.counter_share * 100.0
             ));
         }
-    }
-    if !c.files.is_empty() {
-        let names: Vec<String> = c
-            .files
-            .iter()
-            .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        out.push_str(&format!("  run files: {}\n", names.join(", ")));
     }
     for k in &c.clocks {
         out.push_str(&format!(

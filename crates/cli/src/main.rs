@@ -400,12 +400,13 @@ struct TestArgs {
     /// default). Set per socket, so the machine's sysctls stay untouched.
     #[arg(long, value_name = "ALGORITHM", default_value = "cubic")]
     cc: String,
-    /// Capture the transfer on both hosts' path interfaces (AF_PACKET inside each namespace)
-    /// into DIR/capture.pcapng, which Wireshark opens.
+    /// Capture the transfer on both hosts' path interfaces (AF_PACKET in namespaces, tcpdump
+    /// over SSH) into the run's capture.pcapng, which Wireshark opens.
     #[arg(long)]
     capture: bool,
-    /// The run's directory (default: .lab/runs/LAB-TIME, printed at the end).
-    #[arg(long, value_name = "DIR", requires = "capture")]
+    /// The run's directory: run.json (result, hosts' kernels, sysctls, endpoints, limits,
+    /// qdiscs), the charts, the capture (default: .lab/runs/LAB-TIME, printed at the end).
+    #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
 
@@ -1292,20 +1293,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             let mut opts = test.options();
+            let dir = match &test.out {
+                Some(d) => d.clone(),
+                None => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    lab::StateDir::new(std::env::current_dir().unwrap_or_default())
+                        .file("runs")
+                        .join(lab::capture::run_name("demo", now))
+                }
+            };
             if test.capture {
-                let dir = match &test.out {
-                    Some(d) => d.clone(),
-                    None => {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs());
-                        lab::StateDir::new(std::env::current_dir().unwrap_or_default())
-                            .file("runs")
-                            .join(lab::capture::run_name("demo", now))
-                    }
-                };
                 opts.capture = Some(dir.join("capture.pcapng"));
             }
+            opts.run_dir = Some(dir);
             instant::demo(preset, &rate, &opts, json)
         }
         Command::Bench {
@@ -1382,9 +1384,11 @@ impl TestArgs {
     fn options_for(&self, s: &Session) -> Result<lab::traffic::TestOptions, Failure> {
         let lab = s.lab();
         let mut o = self.options();
+        let dir = run_dir(s, self.out.as_deref());
         if self.capture {
-            o.capture = Some(run_dir(s, self.out.as_deref()).join("capture.pcapng"));
+            o.capture = Some(dir.join("capture.pcapng"));
         }
+        o.run_dir = Some(dir);
         for e in &self.event {
             o.events.push(
                 lab::events::parse(lab, e)

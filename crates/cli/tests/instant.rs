@@ -1200,13 +1200,28 @@ fn test_capture_and_capture_command() {
                     (v["format"].as_str(), v["version"].as_u64()),
                     (Some("lab-run"), Some(1))
                 );
+                // What the hosts ran, read on them.
+                for host in ["ue1", "ue2"] {
+                    let m = &v["metadata"]["hosts"][host];
+                    assert!(m["kernel"].as_str().is_some_and(|k| !k.is_empty()), "{m}");
+                    assert_eq!(m["sysctls"]["net.mptcp.enabled"], "1", "{m}");
+                    assert!(
+                        m["endpoints"].as_array().is_some_and(|e| !e.is_empty()),
+                        "{m}"
+                    );
+                    assert!(m["qdiscs"].as_array().is_some(), "{m}");
+                }
+                assert_eq!(v["metadata"]["lab"]["name"], v["lab"]);
                 let subflows = v["analysis"][0]["subflows"].as_array().unwrap();
                 assert_eq!(subflows.len(), 3, "{v}");
                 assert!(subflows.iter().all(|s| s["up"]["bytes"].as_u64() > Some(0)));
             }
         }
     }
-    assert!(out.contains("run files: run.json, throughput.svg"), "{out}");
+    assert!(
+        out.contains(&format!("run: {} (run.json, throughput.svg", run.display())),
+        "{out}"
+    );
     let cap = decode::read(&std::fs::read(&file).unwrap()).unwrap();
     let names: Vec<String> = cap
         .interfaces
@@ -1257,6 +1272,19 @@ fn test_capture_and_capture_command() {
         default_file.starts_with(lab.path().join(".lab/runs")) && default_file.is_file(),
         "{default_file:?}"
     );
+
+    // Without --capture, a test still writes its run: run.json and the counters' chart.
+    let plain = lab.path().join("plain");
+    let (code, out, err) = lab.lab(&["test", "--seconds", "1", "--out", plain.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "run: {} (run.json, interfaces.svg, interfaces.png)",
+            plain.display()
+        )),
+        "{out}"
+    );
+    assert!(!plain.join("capture.pcapng").exists());
 
     // `lab capture` on one interface while a test runs.
     let alone = lab.path().join("alone.pcapng");

@@ -68,7 +68,6 @@ pub struct CapturedInterface {
 ///     interfaces: vec![lab::capture::CapturedInterface { name: "ue2:enp0s8".into(), frames: 10, dropped: 0 }],
 ///     clocks: vec![],
 ///     paths: vec![],
-///     files: vec![],
 /// };
 /// assert_eq!(s.dropped(), 0);
 /// ```
@@ -88,25 +87,42 @@ pub struct Summary {
     /// transfer's interface counters ([`cross_check`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathCheck>,
-    /// With `lab test --capture`: the run's other files beside the capture (run.json, the
-    /// plots as SVG and PNG).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+}
+
+/// A run's directory and what was written there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFiles {
+    /// The directory.
+    pub dir: PathBuf,
+    /// run.json and the charts (the capture, when there is one, is beside them).
     pub files: Vec<PathBuf>,
 }
 
 /// The version of run.json's layout.
 pub const RUN_FORMAT_VERSION: u32 = 1;
 
-/// Write a captured test's run files beside its capture: `run.json` (format version, the
-/// test's result with its verdict, and the capture's analysis from the server's interfaces)
-/// and the plots, each as SVG and PNG: per-subflow throughput stacked (from the capture),
-/// each interface's throughput (its counters, the picture ifstat hints at), and cumulative
-/// bytes per subflow. Returns the files written.
+/// Write a test's run into `dir`: `run.json` (format version, `metadata`, the test's result
+/// with its verdict and, with a capture, its analysis from the server's interfaces) and the
+/// charts, each as SVG and PNG: each interface's throughput by its counters (the picture
+/// ifstat hints at) and, with a capture, throughput per subflow stacked, cumulative bytes,
+/// DSNs with reinjections, RTT, and CDFs of the reordering and join delays. Returns the
+/// files written.
 pub fn write_run(
     dir: &Path,
     result: &crate::TestResult,
-    cap: &decode::Capture,
+    cap: Option<&decode::Capture>,
+    metadata: &serde_json::Value,
 ) -> Result<Vec<PathBuf>, Error> {
+    std::fs::create_dir_all(dir).map_err(|source| {
+        Error::Provider(provider::Error::File {
+            what: "cannot create",
+            path: dir.to_path_buf(),
+            source,
+        })
+    })?;
+    let empty = decode::Capture::default();
+    let captured = cap.is_some();
+    let cap = cap.unwrap_or(&empty);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| {
@@ -138,7 +154,8 @@ pub fn write_run(
         "format": "lab-run",
         "version": RUN_FORMAT_VERSION,
         "lab": result.lab,
-        "vantage": if server_ifaces.is_empty() { "every captured interface".to_string() } else { format!("{}'s interfaces", result.server) },
+        "metadata": metadata,
+        "vantage": if !captured { String::new() } else if server_ifaces.is_empty() { "every captured interface".to_string() } else { format!("{}'s interfaces", result.server) },
         "test": result,
         "analysis": analysis,
     });
@@ -364,7 +381,7 @@ pub fn write_run(
 ///
 /// ```
 /// // Nothing captured, nothing counted: nothing to check.
-/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![], files: vec![] };
+/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![] };
 /// assert!(lab::capture::cross_check(&s, &decode::Capture::default(), &[]).is_empty());
 /// ```
 pub fn cross_check(
@@ -545,7 +562,6 @@ impl Running {
             file: self.file,
             clocks,
             paths: Vec::new(),
-            files: Vec::new(),
             frames: all.frames.len() as u64,
             interfaces: all
                 .interfaces

@@ -1253,21 +1253,91 @@ impl Session {
         let mut r = result?;
         r.capture = captured?;
         // The packet-level view against the counters.
+        let mut decoded = None;
         if let Some(c) = &mut r.capture
             && let Ok(bytes) = std::fs::read(&c.file)
             && let Ok(cap) = decode::read(&bytes)
         {
             c.paths = crate::capture::cross_check(c, &cap, &r.report.interfaces);
-            let dir = c.file.parent().map(Path::to_path_buf).unwrap_or_default();
-            let snapshot = r.clone();
-            if let Some(c) = &mut r.capture {
-                c.files = crate::capture::write_run(&dir, &snapshot, &cap)?;
-            }
+            decoded = Some(cap);
+        }
+        // The run's directory: its files, with what the hosts were running.
+        let run_dir = opts.run_dir.clone().or_else(|| {
+            opts.capture
+                .as_ref()
+                .and_then(|f| f.parent().map(Path::to_path_buf))
+        });
+        if let Some(dir) = run_dir {
+            let metadata = self.run_metadata(&[server, client], &opts);
+            let files = crate::capture::write_run(&dir, &r, decoded.as_ref(), &metadata)?;
+            r.run = Some(crate::capture::RunFiles { dir, files });
         }
         // Kept for `lab check`, which judges the declared checks against the last test.
         self.state
             .write(&crate::checks::last_test_name(&self.lab), &r)?;
         Ok(r)
+    }
+
+    /// What a run records of its hosts beside its result: each host's kernel, `net.mptcp.*`
+    /// sysctls, MPTCP endpoints and limits, qdiscs and iperf3 version, read on the host (a
+    /// command that fails is recorded with its error), lab's version, and the lab as resolved.
+    fn run_metadata(&self, hosts: &[&Host], opts: &TestOptions) -> serde_json::Value {
+        let mut per_host = serde_json::Map::new();
+        for h in hosts {
+            let mut m = serde_json::Map::new();
+            match self.exec(&h.name) {
+                Ok(ex) => {
+                    let mut read = |key: &str, argv: &[&str]| {
+                        let v = match ex.run(&guest::Command::new(argv.to_vec())) {
+                            Ok(o) if o.success() && key == "sysctls" => {
+                                // `./name:value` lines: an object of net.mptcp.NAME -> value.
+                                let map: serde_json::Map<String, serde_json::Value> = o
+                                    .stdout_lossy()
+                                    .lines()
+                                    .filter_map(|l| l.strip_prefix("./")?.split_once(':'))
+                                    .map(|(k, v)| {
+                                        (
+                                            format!("net.mptcp.{k}"),
+                                            serde_json::Value::String(v.into()),
+                                        )
+                                    })
+                                    .collect();
+                                serde_json::Value::Object(map)
+                            }
+                            Ok(o) if o.success() => {
+                                let text = o.stdout_lossy().trim().to_string();
+                                serde_json::from_str(&text)
+                                    .unwrap_or(serde_json::Value::String(text))
+                            }
+                            Ok(o) => serde_json::json!({ "error": o.stderr_lossy().trim() }),
+                            Err(e) => serde_json::json!({ "error": e.to_string() }),
+                        };
+                        m.insert(key.to_string(), v);
+                    };
+                    read("kernel", &["uname", "-r"]);
+                    read(
+                        "sysctls",
+                        &["sh", "-c", "cd /proc/sys/net/mptcp && grep -r . ."],
+                    );
+                    read("endpoints", &["ip", "-json", "mptcp", "endpoint", "show"]);
+                    read("limits", &["ip", "mptcp", "limits", "show"]);
+                    read("qdiscs", &["tc", "-json", "qdisc", "show"]);
+                    if opts.tool == measure::Tool::Iperf3 {
+                        read("iperf3", &["iperf3", "--version"]);
+                    }
+                }
+                Err(e) => {
+                    m.insert("error".into(), serde_json::Value::String(e.to_string()));
+                }
+            }
+            per_host.insert(h.name.clone(), serde_json::Value::Object(m));
+        }
+        serde_json::json!({
+            "lab_version": env!("CARGO_PKG_VERSION"),
+            "congestion": opts.congestion,
+            "hosts": per_host,
+            "lab": self.lab,
+        })
     }
 
     /// Install (or check, with `check_only`) the guide's tools on the hosts reached over SSH

@@ -40,6 +40,9 @@ pub struct TestOptions {
     /// Capture the transfer on both hosts' path interfaces into this pcapng file
     /// ([`crate::capture`]).
     pub capture: Option<std::path::PathBuf>,
+    /// Write the run (run.json with the hosts' metadata, the charts) into this directory
+    /// (the capture's directory when there is a capture and no other is given).
+    pub run_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for TestOptions {
@@ -54,6 +57,7 @@ impl Default for TestOptions {
             min_efficiency: None,
             congestion: Some("cubic".into()),
             capture: None,
+            run_dir: None,
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct TestResult {
     /// The capture of the transfer, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::capture::Summary>,
+    /// The run's directory and the files written there, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::capture::RunFiles>,
 }
 
 /// Errors of `lab test`.
@@ -438,6 +445,7 @@ pub fn test_with(
         report,
         verdict,
         capture: None,
+        run: None,
     })
 }
 
