@@ -475,6 +475,21 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
             ));
         }
     }
+    if !c.counters.is_empty() {
+        out.push_str(
+            "  signalling (MPTCP options in the capture against the kernel's MIB counters):\n",
+        );
+        for k in &c.counters {
+            out.push_str(&format!(
+                "  [{}] {} {:<12} capture {:>4}, MIB {:>4}\n",
+                if k.agree { "ok" } else { "DISAGREE" },
+                k.host,
+                k.counter,
+                k.capture,
+                k.mib
+            ));
+        }
+    }
     for k in &c.clocks {
         out.push_str(&format!(
             "  {}: clock {:+.3} ms from this machine's; its frames moved by that (within {:.3} ms)\n",

@@ -1169,6 +1169,22 @@ fn test_capture_and_capture_command() {
         "{out}"
     );
     assert!(!out.contains("DISAGREE"), "{out}");
+    // The signalling in the capture equals the kernel's counters (2 joins, 2 announcements).
+    for (host, counter, n) in [
+        ("ue1", "MPJoinSynRx", 2),
+        ("ue1", "MPJoinAckRx", 2),
+        ("ue2", "AddAddr", 2),
+        ("ue1", "EchoAdd", 2),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("{host} {counter}")))
+            .unwrap_or_else(|| panic!("{host} {counter}: {out}"));
+        assert!(
+            line.contains("[ok]") && line.contains(&format!("capture {n:>4}, MIB {n:>4}")),
+            "{line}"
+        );
+    }
     assert!(
         out.contains(&format!("capture: {}", file.display()))
             && out.contains(", 0 dropped by the kernel"),

@@ -68,6 +68,7 @@ pub struct CapturedInterface {
 ///     interfaces: vec![lab::capture::CapturedInterface { name: "ue2:enp0s8".into(), frames: 10, dropped: 0 }],
 ///     clocks: vec![],
 ///     paths: vec![],
+///     counters: vec![],
 /// };
 /// assert_eq!(s.dropped(), 0);
 /// ```
@@ -87,6 +88,10 @@ pub struct Summary {
     /// transfer's interface counters ([`cross_check`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<PathCheck>,
+    /// With `lab test --capture`: the MPTCP signalling in the capture against the MIB
+    /// counters ([`counter_checks`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<CounterCheck>,
 }
 
 /// A run's directory and what was written there.
@@ -381,7 +386,7 @@ pub fn write_run(
 ///
 /// ```
 /// // Nothing captured, nothing counted: nothing to check.
-/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![] };
+/// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![], counters: vec![] };
 /// assert!(lab::capture::cross_check(&s, &decode::Capture::default(), &[]).is_empty());
 /// ```
 pub fn cross_check(
@@ -455,6 +460,99 @@ pub struct PathCheck {
     pub counter_share: f64,
     /// Both say it carried data (at least 1% of its host's), or both say it did not.
     pub agree: bool,
+}
+
+/// An MPTCP counter of the kernel's MIB against the same count in the capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterCheck {
+    /// The host whose counter it is.
+    pub host: String,
+    /// The MIB counter (`MPJoinSynRx`, ...).
+    pub counter: String,
+    /// What the capture holds of it (from the server's interfaces).
+    pub capture: u64,
+    /// The counter over the transfer.
+    pub mib: u64,
+    /// Equal.
+    pub agree: bool,
+}
+
+/// The MPTCP signalling in the capture against the kernel's MIB counters of the transfer:
+/// MP_JOIN SYNs and third ACKs the server received, ADD_ADDRs it sent (the client's
+/// `AddAddr`) and their echoes (the server's `EchoAdd`), counted on the server's interfaces.
+///
+/// ```no_run
+/// # fn main() -> Result<(), lab::Error> {
+/// let s = lab::Session::open("Lab.toml".as_ref())?;
+/// let opts = lab::TestOptions { capture: Some("run/capture.pcapng".into()), ..Default::default() };
+/// let r = s.test(&opts)?;
+/// for c in &r.capture.unwrap().counters {
+///     println!("{} {}: capture {}, MIB {}", c.host, c.counter, c.capture, c.mib);
+/// }
+/// # Ok(()) }
+/// ```
+pub fn counter_checks(cap: &decode::Capture, result: &crate::TestResult) -> Vec<CounterCheck> {
+    use decode::mptcp::{MpJoin, Mptcp};
+    let server = format!("{}:", result.server);
+    let on_server: Vec<u32> = cap
+        .interfaces
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.name.as_deref().is_some_and(|n| n.starts_with(&server)))
+        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
+        .collect();
+    if on_server.is_empty() {
+        return Vec::new();
+    }
+    let (mut syn, mut ack, mut add, mut echo) = (0u64, 0u64, 0u64, 0u64);
+    for p in cap.packets.iter().filter(|p| on_server.contains(&p.iface)) {
+        for o in &p.mptcp {
+            match o {
+                Mptcp::MpJoin(MpJoin::Syn { .. }) => syn += 1,
+                Mptcp::MpJoin(MpJoin::Ack { .. }) => ack += 1,
+                Mptcp::AddAddr(a) if a.echo => echo += 1,
+                Mptcp::AddAddr(_) => add += 1,
+                _ => {}
+            }
+        }
+    }
+    let mib = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let rep = &result.report;
+    [
+        (
+            &result.server,
+            "MPJoinSynRx",
+            syn,
+            mib(&rep.server_mib, "MPJoinSynRx"),
+        ),
+        (
+            &result.server,
+            "MPJoinAckRx",
+            ack,
+            mib(&rep.server_mib, "MPJoinAckRx"),
+        ),
+        (
+            &result.client,
+            "AddAddr",
+            add,
+            mib(&rep.client_mib, "AddAddr"),
+        ),
+        (
+            &result.server,
+            "EchoAdd",
+            echo,
+            mib(&rep.server_mib, "EchoAdd"),
+        ),
+    ]
+    .into_iter()
+    .map(|(host, counter, capture, mib)| CounterCheck {
+        host: host.clone(),
+        counter: counter.to_string(),
+        capture,
+        mib,
+        agree: capture == mib,
+    })
+    .collect()
 }
 
 /// A host's part of a capture: in its namespace, or tcpdump over its session.
@@ -562,6 +660,7 @@ impl Running {
             file: self.file,
             clocks,
             paths: Vec::new(),
+            counters: Vec::new(),
             frames: all.frames.len() as u64,
             interfaces: all
                 .interfaces

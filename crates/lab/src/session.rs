@@ -1261,6 +1261,12 @@ impl Session {
             c.paths = crate::capture::cross_check(c, &cap, &r.report.interfaces);
             decoded = Some(cap);
         }
+        if let Some(cap) = &decoded {
+            let counters = crate::capture::counter_checks(cap, &r);
+            if let Some(c) = &mut r.capture {
+                c.counters = counters;
+            }
+        }
         // The run's directory: its files, with what the hosts were running.
         let run_dir = opts.run_dir.clone().or_else(|| {
             opts.capture
