@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod monitor;
 pub mod pcapng;
 pub mod remote;
 

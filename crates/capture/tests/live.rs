@@ -198,11 +198,40 @@ fn tcpdump_over_ssh() {
         dir.path().join("known_hosts"),
     );
     cfg.trust_on_first_use = true;
-    let ssh = Ssh::with_connector(cfg, netns::ns::connector(pair.b.clone()));
+    let ssh = Ssh::with_connector(cfg.clone(), netns::ns::connector(pair.b.clone()));
     let running = capture::remote::start(Box::new(ssh), "b", &["eth0".to_string()], 256).unwrap();
+    // The path managers' events: over SSH on b, as a child of this test on a.
+    let ssh2 = Ssh::with_connector(cfg, netns::ns::connector(pair.b.clone()));
+    let mon_b = capture::monitor::start_remote(Box::new(ssh2), "b").unwrap();
+    let mon_a = capture::monitor::start_local(&pair.a, "a").unwrap();
     transfer(&na, &nb);
     std::thread::sleep(std::time::Duration::from_millis(200));
     let got = running.stop().unwrap();
+    let (ev_a, ev_b) = (mon_a.stop().unwrap(), mon_b.stop().unwrap());
+    for (host, ev) in [("a", &ev_a), ("b", &ev_b)] {
+        let k: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+        assert!(
+            k.contains(&"CREATED") && k.contains(&"ESTABLISHED"),
+            "{host}: {ev:?}"
+        );
+        assert!(ev.iter().all(|e| e.host == host));
+    }
+    // b's events are on this machine's clock: within a second of a's.
+    let (ta, tb) = (i128::from(ev_a[0].ts_ns), i128::from(ev_b[0].ts_ns));
+    assert!((ta - tb).abs() < 1_000_000_000, "{ta} {tb}");
+    // Nothing of the monitor left on b.
+    let left = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.b,
+            "sh",
+            "-c",
+            "ls /tmp/lab-monitor.* 2>/dev/null | wc -l",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0");
     assert_eq!(got.interfaces.len(), 1);
     assert_eq!(got.interfaces[0].name, "b:eth0");
     assert_eq!(got.interfaces[0].drops, 0);

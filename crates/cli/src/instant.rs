@@ -201,6 +201,27 @@ pub fn render_test(r: &TestResult) -> String {
         .ok();
     }
     out.push_str(&chart(&rep.interfaces));
+    // The path managers' events, counted per host and kind.
+    let mut hosts: Vec<&str> = r.monitor.iter().map(|e| e.host.as_str()).collect();
+    hosts.dedup();
+    hosts.sort_unstable();
+    hosts.dedup();
+    for h in hosts {
+        let mut kinds: Vec<(&str, usize)> = Vec::new();
+        for e in r.monitor.iter().filter(|e| e.host == h) {
+            match kinds.iter_mut().find(|(k, _)| *k == e.kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((&e.kind, 1)),
+            }
+        }
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        writeln!(
+            out,
+            "  pm events   {h} (ip mptcp monitor): {}",
+            list.join(", ")
+        )
+        .ok();
+    }
     for e in &rep.events {
         writeln!(out, "  event       {e}").ok();
     }

@@ -1169,6 +1169,10 @@ fn test_capture_and_capture_command() {
         "{out}"
     );
     assert!(!out.contains("DISAGREE"), "{out}");
+    assert!(
+        out.contains("pm events   ue1 (ip mptcp monitor):") && out.contains("2 SF_ESTABLISHED"),
+        "{out}"
+    );
     // The signalling in the capture equals the kernel's counters (2 joins, 2 announcements).
     for (host, counter, n) in [
         ("ue1", "MPJoinSynRx", 2),
@@ -1205,6 +1209,8 @@ fn test_capture_and_capture_command() {
         "rtt.png",
         "delays-cdf.svg",
         "delays-cdf.png",
+        "events.svg",
+        "events.png",
     ] {
         let bytes = std::fs::read(run.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         match f.rsplit('.').next() {
@@ -1228,6 +1234,16 @@ fn test_capture_and_capture_command() {
                     assert!(m["qdiscs"].as_array().is_some(), "{m}");
                 }
                 assert_eq!(v["metadata"]["lab"]["name"], v["lab"]);
+                // The path managers' events: the server saw both joins established.
+                let pm = v["test"]["monitor"].as_array().unwrap();
+                let count = |host: &str, kind: &str| {
+                    pm.iter()
+                        .filter(|e| e["host"] == host && e["kind"] == kind)
+                        .count()
+                };
+                assert_eq!(count("ue1", "SF_ESTABLISHED"), 2, "{pm:?}");
+                assert_eq!(count("ue2", "ANNOUNCED"), 2, "{pm:?}");
+                assert_eq!(count("ue1", "CREATED"), 1, "{pm:?}");
                 let subflows = v["analysis"][0]["subflows"].as_array().unwrap();
                 assert_eq!(subflows.len(), 3, "{v}");
                 assert!(subflows.iter().all(|s| s["up"]["bytes"].as_u64() > Some(0)));
@@ -1289,13 +1305,14 @@ fn test_capture_and_capture_command() {
         "{default_file:?}"
     );
 
-    // Without --capture, a test still writes its run: run.json and the counters' chart.
+    // Without --capture, a test still writes its run: run.json, the path managers' events
+    // and the counters' chart.
     let plain = lab.path().join("plain");
     let (code, out, err) = lab.lab(&["test", "--seconds", "1", "--out", plain.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains(&format!(
-            "run: {} (run.json, interfaces.svg, interfaces.png)",
+            "run: {} (run.json, events.svg, events.png, interfaces.svg, interfaces.png)",
             plain.display()
         )),
         "{out}"

@@ -342,6 +342,49 @@ pub fn write_run(
             },
         ));
     }
+    // The events strip: each path manager event (ip mptcp monitor) and each MPTCP signal of
+    // the capture at its time, one row per kind.
+    let origin = main
+        .map(|m| m.start_ns)
+        .or_else(|| result.monitor.first().map(|e| e.ts_ns));
+    if let Some(origin) = origin {
+        let at = |ts: u64| (ts as f64 - origin as f64) / 1e9;
+        let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut put = |kind: String, t: f64| match rows.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, v)) => v.push(t),
+            None => rows.push((kind, vec![t])),
+        };
+        for e in &result.monitor {
+            put(format!("{} {}", e.host, e.kind), at(e.ts_ns));
+        }
+        if let Some(m) = main {
+            for sig in &m.signals {
+                let kind = sig.what.split(" (").next().unwrap_or(&sig.what);
+                let kind = kind.split(" id ").next().unwrap_or(kind);
+                put(format!("capture {kind}"), sig.at);
+            }
+        }
+        if !rows.is_empty() {
+            charts.push((
+                "events",
+                plot::Chart {
+                    title: "events: path managers (ip mptcp monitor) and MPTCP signals (capture)"
+                        .into(),
+                    x_label: "seconds".into(),
+                    y_label: "row".into(),
+                    kind: plot::Kind::Points,
+                    series: rows
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (kind, ts))| plot::Series {
+                            name: kind,
+                            points: ts.into_iter().map(|t| (t, (i + 1) as f64)).collect(),
+                        })
+                        .collect(),
+                },
+            ));
+        }
+    }
     charts.push((
         "interfaces",
         plot::Chart {

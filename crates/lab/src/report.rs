@@ -282,22 +282,42 @@ pub fn markdown(runs: &[Run], images: Images<'_>, comparison: Option<(&Path, &[u
                     }
                 )
                 .ok();
-                let signals = c["signals"].as_array().cloned().unwrap_or_default();
-                if !signals.is_empty() {
-                    writeln!(md, "\nMPTCP signals on the time line:\n").ok();
-                    for sig in signals.iter().take(40) {
-                        writeln!(
-                            md,
-                            "- {:.3} s, frame {}: {} from {}",
+                // The capture's signals and the path managers' events, on one time line.
+                let start = c["start_ns"].as_u64().unwrap_or(0);
+                let mut line: Vec<(f64, String)> = c["signals"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|sig| {
+                        (
                             sig["at"].as_f64().unwrap_or(0.0),
-                            sig["frame"].as_u64().unwrap_or(0),
-                            sig["what"].as_str().unwrap_or("?"),
-                            sig["from"].as_str().unwrap_or("?")
+                            format!(
+                                "capture, frame {}: {} from {}",
+                                sig["frame"].as_u64().unwrap_or(0),
+                                sig["what"].as_str().unwrap_or("?"),
+                                sig["from"].as_str().unwrap_or("?")
+                            ),
                         )
-                        .ok();
+                    })
+                    .collect();
+                for e in &t.monitor {
+                    line.push((
+                        (e.ts_ns as f64 - start as f64) / 1e9,
+                        format!("{} path manager: {} {}", e.host, e.kind, e.text),
+                    ));
+                }
+                line.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if !line.is_empty() {
+                    writeln!(
+                        md,
+                        "\nTime line (capture signals and `ip mptcp monitor` events, seconds from the first SYN):\n"
+                    )
+                    .ok();
+                    for (at, what) in line.iter().take(60) {
+                        writeln!(md, "- {at:.3} s: {what}").ok();
                     }
-                    if signals.len() > 40 {
-                        writeln!(md, "- ... {} more", signals.len() - 40).ok();
+                    if line.len() > 60 {
+                        writeln!(md, "- ... {} more", line.len() - 60).ok();
                     }
                 }
             }
@@ -310,6 +330,7 @@ pub fn markdown(runs: &[Run], images: Images<'_>, comparison: Option<(&Path, &[u
             ("dsn", "data sequence numbers per subflow"),
             ("rtt", "RTT per subflow"),
             ("delays-cdf", "CDF of reordering and join delays"),
+            ("events", "events strip"),
         ] {
             let png = r.dir.join(format!("{stem}.png"));
             if png.is_file() {

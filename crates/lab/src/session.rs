@@ -1248,9 +1248,35 @@ impl Session {
             }
             None => None,
         };
+        // The path managers' events, on both hosts; a host where `ip mptcp monitor` cannot
+        // start is named in the report's events, not a failed test.
+        let mut monitors = Vec::new();
+        let mut monitor_notes = Vec::new();
+        for h in [server, client] {
+            let started = match self.access(&h.name)? {
+                Access::Namespace(ns) => capture::monitor::start_local(&ns, &h.name),
+                Access::Ssh(_) | Access::Exec(_) => {
+                    capture::monitor::start_remote(self.exec(&h.name)?, &h.name)
+                }
+            };
+            match started {
+                Ok(m) => monitors.push(m),
+                Err(e) => monitor_notes.push(format!("ip mptcp monitor on {}: {e}", h.name)),
+            }
+        }
         let result = crate::traffic::test_with(&self.lab, &opts, sp, cp);
+        let mut pm_events = Vec::new();
+        for m in monitors {
+            match m.stop() {
+                Ok(ev) => pm_events.extend(ev),
+                Err(e) => monitor_notes.push(format!("ip mptcp monitor: {e}")),
+            }
+        }
+        pm_events.sort_by_key(|e| e.ts_ns);
         let captured = capture.map(crate::capture::Running::finish).transpose();
         let mut r = result?;
+        r.monitor = pm_events;
+        r.report.events.extend(monitor_notes);
         r.capture = captured?;
         // The packet-level view against the counters.
         let mut decoded = None;

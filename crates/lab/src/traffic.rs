@@ -85,6 +85,10 @@ pub struct TestResult {
     /// The run's directory and the files written there, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<crate::capture::RunFiles>,
+    /// The path managers' events on both hosts during the transfer (`ip mptcp monitor`), on
+    /// this machine's clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor: Vec<capture::monitor::Event>,
 }
 
 /// Errors of `lab test`.
@@ -446,6 +450,7 @@ pub fn test_with(
         verdict,
         capture: None,
         run: None,
+        monitor: Vec::new(),
     })
 }
 

@@ -125,6 +125,10 @@ where
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
+    // Dots at the right edge would sit under the legend: room for it on the right.
+    if chart.kind == Kind::Points {
+        x1 += (x1 - x0) * 0.45;
+    }
     let y1 = if y1 <= 0.0 { 1.0 } else { y1 * 1.1 };
     let mut c = ChartBuilder::on(&area)
         .caption(&chart.title, ("sans-serif", 22))
