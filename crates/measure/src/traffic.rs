@@ -617,12 +617,16 @@ impl<'a> Probe<'a> {
         }
     }
 
-    /// (tx, rx) bytes per interface; zeros where unreadable.
-    fn read(&mut self) -> Vec<(u64, u64)> {
+    /// (tx, rx) bytes per interface (zeros where unreadable), and when they were read, in
+    /// seconds on the probe's own clock: this machine's (`t0`), or the remote host's, read
+    /// in the same command as the counters, so that a slow session does not stretch or
+    /// shift the seconds they are counted in.
+    fn read(&mut self, t0: Instant) -> (Vec<(u64, u64)>, f64) {
         match self {
             Probe::Netlink(rt, _, ifaces) => {
                 let links = rt.links().unwrap_or_default();
-                ifaces
+                let at = t0.elapsed().as_secs_f64();
+                let v = ifaces
                     .iter()
                     .map(|i| {
                         links
@@ -630,7 +634,8 @@ impl<'a> Probe<'a> {
                             .find(|l| l.name == *i)
                             .map_or((0, 0), |l| (l.tx_bytes, l.rx_bytes))
                     })
-                    .collect()
+                    .collect();
+                (v, at)
             }
             Probe::Remote(side) => {
                 let paths: Vec<String> = side
@@ -643,18 +648,26 @@ impl<'a> Probe<'a> {
                         ]
                     })
                     .collect();
-                let mut argv = vec!["cat"];
+                // The host's time first, then the counters, in one command.
+                let mut argv = vec!["sh", "-c", "date +%s%N && cat \"$@\"", "sh"];
                 argv.extend(paths.iter().map(String::as_str));
+                let sent = t0.elapsed().as_secs_f64();
                 let text = side.sample_output(&argv).unwrap_or_default();
-                let nums: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-                (0..side.interfaces.len())
+                let mut lines = text.lines();
+                let at = lines
+                    .next()
+                    .and_then(|l| l.trim().parse::<u128>().ok())
+                    .map_or(sent, |ns| ns as f64 / 1e9);
+                let nums: Vec<u64> = lines.filter_map(|l| l.trim().parse().ok()).collect();
+                let v = (0..side.interfaces.len())
                     .map(|k| {
                         (
                             nums.get(2 * k).copied().unwrap_or(0),
                             nums.get(2 * k + 1).copied().unwrap_or(0),
                         )
                     })
-                    .collect()
+                    .collect();
+                (v, at)
             }
         }
     }
@@ -662,13 +675,21 @@ impl<'a> Probe<'a> {
 
 /// Sample every interface's byte counters once per second until `stop`.
 fn sample(mut probes: [Probe<'_>; 2], stop: &AtomicBool) -> Vec<IfaceBytes> {
-    let read = |probes: &mut [Probe<'_>; 2]| -> Vec<(u64, u64)> {
-        probes.iter_mut().flat_map(|p| p.read()).collect()
+    let t0 = Instant::now();
+    // Each interface's counters, and the time its probe read them (on the probe's clock).
+    let read = |probes: &mut [Probe<'_>; 2]| -> (Vec<(u64, u64)>, Vec<f64>) {
+        let mut v = Vec::new();
+        let mut at = Vec::new();
+        for p in probes.iter_mut() {
+            let (counters, t) = p.read(t0);
+            at.extend(std::iter::repeat_n(t, counters.len()));
+            v.extend(counters);
+        }
+        (v, at)
     };
-    let first = read(&mut probes);
+    let (first, mut prev_at) = read(&mut probes);
     let mut prev = first.clone();
     let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); first.len()];
-    let t0 = Instant::now();
     let mut tick = 1u32;
     loop {
         let next = t0 + Duration::from_secs(u64::from(tick));
@@ -678,21 +699,19 @@ fn sample(mut probes: [Probe<'_>; 2], stop: &AtomicBool) -> Vec<IfaceBytes> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let now = read(&mut probes);
+        let (now, at) = read(&mut probes);
         let stopped = stop.load(Ordering::Relaxed);
-        let span = if stopped {
-            (t0.elapsed().as_secs_f64() - f64::from(tick - 1)).max(1e-3)
-        } else {
-            1.0
-        };
         for (k, ((tx, rx), (ptx, prx))) in now.iter().zip(&prev).enumerate() {
             let d = (tx.saturating_sub(*ptx) + rx.saturating_sub(*prx)) as f64;
+            // The seconds between this interface's two reads, on its probe's clock.
+            let span = (at[k] - prev_at[k]).max(1e-3);
             // A final partial second is kept only when it is most of a second.
             if !stopped || span >= 0.5 {
                 per_second[k].push(d * 8.0 / span);
             }
         }
         prev = now;
+        prev_at = at;
         tick += 1;
         if stopped {
             break;
