@@ -502,7 +502,7 @@ pub fn render_capture(c: &lab::capture::Summary) -> String {
         );
         for k in &c.counters {
             out.push_str(&format!(
-                "  [{}] {} {:<12} capture {:>4}, MIB {:>4}\n",
+                "  [{}] {} {:<21} capture {:>4}, kernel {:>4}\n",
                 if k.agree { "ok" } else { "DISAGREE" },
                 k.host,
                 k.counter,

@@ -18,6 +18,16 @@ fn traffic() -> std::sync::MutexGuard<'static, ()> {
     TRAFFIC.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`ready`], and tshark installed (the decoder is checked against it).
+fn ready_with_tshark(what: &str) -> bool {
+    testkit::require(
+        what,
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| testkit::tool("tshark")),
+    )
+}
+
 fn ready(what: &str) -> bool {
     testkit::require(what, testkit::root().and_then(|()| testkit::mptcp()))
 }
@@ -1137,12 +1147,7 @@ fn real_captures_decode_as_tshark_reads_them() {
     ignore = "needs root, the kernel's MPTCP and tshark"
 )]
 fn test_capture_and_capture_command() {
-    if !testkit::require(
-        "lab test --capture",
-        testkit::root()
-            .and_then(|()| testkit::mptcp())
-            .and_then(|()| testkit::tool("tshark")),
-    ) {
+    if !ready_with_tshark("lab test --capture") {
         return;
     }
     let lab = LabDir::new(true);
@@ -1179,13 +1184,14 @@ fn test_capture_and_capture_command() {
         ("ue1", "MPJoinAckRx", 2),
         ("ue2", "AddAddr", 2),
         ("ue1", "EchoAdd", 2),
+        ("ue2", "subflows (MPTCP_INFO)", 3),
     ] {
         let line = out
             .lines()
             .find(|l| l.contains(&format!("{host} {counter}")))
             .unwrap_or_else(|| panic!("{host} {counter}: {out}"));
         assert!(
-            line.contains("[ok]") && line.contains(&format!("capture {n:>4}, MIB {n:>4}")),
+            line.contains("[ok]") && line.contains(&format!("capture {n:>4}, kernel {n:>4}")),
             "{line}"
         );
     }
@@ -1366,12 +1372,7 @@ fn test_capture_and_capture_command() {
     ignore = "needs root, the kernel's MPTCP and tshark"
 )]
 fn bench_capture_prints_its_ratio() {
-    if !testkit::require(
-        "lab bench capture",
-        testkit::root()
-            .and_then(|()| testkit::mptcp())
-            .and_then(|()| testkit::tool("tshark")),
-    ) {
+    if !ready_with_tshark("lab bench capture") {
         return;
     }
     let _turn = traffic();
@@ -1406,12 +1407,7 @@ fn bench_capture_prints_its_ratio() {
     ignore = "needs root, the kernel's MPTCP and tshark"
 )]
 fn demo_capture_and_report() {
-    if !testkit::require(
-        "lab demo --capture and lab report",
-        testkit::root()
-            .and_then(|()| testkit::mptcp())
-            .and_then(|()| testkit::tool("tshark")),
-    ) {
+    if !ready_with_tshark("lab demo --capture and lab report") {
         return;
     }
     let _turn = traffic();

@@ -41,6 +41,9 @@ pub struct Direction {
     pub dsn: Vec<(f64, u64)>,
     /// The reinjected mappings: (seconds, DSN).
     pub reinjections: Vec<(f64, u64)>,
+    /// The data ACKs this direction's data got back on this subflow: (seconds, data ACK),
+    /// thinned as `dsn`.
+    pub data_acks: Vec<(f64, u64)>,
 }
 
 /// How many points a series keeps for plotting.
@@ -244,6 +247,20 @@ fn one(
             if p.syn() && !p.ack_flag() && syn_at.is_none() {
                 syn_at = Some(p.ts_ns);
             }
+            // The server answered the MP_CAPABLE SYN without MP_CAPABLE: plain TCP.
+            if si == 0
+                && p.syn()
+                && p.ack_flag()
+                && !from_client
+                && !p.mptcp.iter().any(|o| matches!(o, Mptcp::MpCapable(_)))
+            {
+                signals.push(Signal {
+                    at: secs(p.ts_ns),
+                    frame: p.frame,
+                    from: p.src,
+                    what: "fallback to TCP: SYN/ACK without MP_CAPABLE".into(),
+                });
+            }
             if handshake.is_none()
                 && from_client
                 && !p.syn()
@@ -262,8 +279,16 @@ fn one(
                     });
                 }
             }
-            // ACKs of the other direction's data: RTT samples.
+            // ACKs of the other direction's data: RTT samples, and its data ACKs.
             let other = 1 - dir;
+            for o in &p.mptcp {
+                if let Mptcp::Dss(dss) = o
+                    && let Some(a) = dss.data_ack
+                {
+                    let d = if other == 0 { &mut up } else { &mut down };
+                    d.data_acks.push((secs(p.ts_ns), a));
+                }
+            }
             if p.ack_flag() {
                 let ack = extend(walk[other].last_seq, p.ack);
                 let d = if other == 0 { &mut up } else { &mut down };
@@ -336,6 +361,7 @@ fn one(
             thin(&mut d.dsn);
             thin(&mut d.rtt);
             thin(&mut d.reinjections);
+            thin(&mut d.data_acks);
         }
         subflows.push(SubflowReport {
             client: s.client,

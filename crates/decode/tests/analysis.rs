@@ -208,3 +208,36 @@ fn bytes_shares_retransmissions_reinjections_rtt_and_signals() {
     })[0];
     assert!(r.subflows[0].up.rtt.is_empty());
 }
+
+/// A server that answers MP_CAPABLE with a plain SYN/ACK: the connection falls back to TCP,
+/// and the time line says so.
+#[test]
+fn fallback_is_on_the_time_line() {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    let (c, srv) = ("10.0.1.1:40000", "10.0.1.2:5201");
+    let mut s = Script {
+        packets: Vec::new(),
+    };
+    let syn = vec![Mptcp::MpCapable(MpCapable {
+        version: 1,
+        flags: 1,
+        sender_key: None,
+        receiver_key: None,
+        data_len: None,
+        checksum: None,
+    })];
+    s.seg(0, (c, srv), SYN, (100, 0), 0, syn);
+    s.seg(10, (srv, c), SYN | ACK, (500, 101), 0, vec![]);
+    s.seg(20, (c, srv), ACK, (101, 501), 0, vec![]);
+    let conns = decode::conn::group(&s.packets);
+    let r = &analyze(&s.packets, &conns, Options::default(), |_| true)[0];
+    let whats: Vec<&str> = r.signals.iter().map(|s| s.what.as_str()).collect();
+    assert_eq!(
+        whats,
+        [
+            "MP_CAPABLE SYN",
+            "fallback to TCP: SYN/ACK without MP_CAPABLE"
+        ]
+    );
+}

@@ -138,14 +138,7 @@ pub fn write_run(
             })
         }
     };
-    let server = format!("{}:", result.server);
-    let server_ifaces: Vec<u32> = cap
-        .interfaces
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.name.as_deref().is_some_and(|n| n.starts_with(&server)))
-        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
-        .collect();
+    let server_ifaces = host_interfaces(cap, &result.server);
     let conns = cap.connections();
     let opts = decode::analysis::Options {
         interval: 0.5,
@@ -278,6 +271,21 @@ pub fn write_run(
                 points: reinjected,
             });
         }
+        // The data ACKs the server sent back (on every subflow): the receiver's progress.
+        let mut acks: Vec<(f64, f64)> = main
+            .subflows
+            .iter()
+            .flat_map(|s| s.up.data_acks.iter())
+            .map(|(t, a)| (*t, a.wrapping_sub(base) as f64 / 1e6))
+            .filter(|(_, mb)| *mb < 1e9)
+            .collect();
+        acks.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !acks.is_empty() {
+            dsn.push(plot::Series {
+                name: "data ACK".into(),
+                points: acks,
+            });
+        }
         charts.push((
             "dsn",
             plot::Chart {
@@ -398,12 +406,7 @@ pub fn write_run(
                 .iter()
                 .map(|i| plot::Series {
                     name: format!("{}:{}", i.host, i.iface),
-                    points: i
-                        .per_second_bps
-                        .iter()
-                        .enumerate()
-                        .map(|(k, b)| (k as f64 + 1.0, b / 1e6))
-                        .collect(),
+                    points: per_second_points(&i.per_second_bps),
                 })
                 .collect(),
         },
@@ -505,16 +508,36 @@ pub struct PathCheck {
     pub agree: bool,
 }
 
-/// An MPTCP counter of the kernel's MIB against the same count in the capture.
+/// The capture's interfaces of `host` (named `host:iface`), by index.
+fn host_interfaces(cap: &decode::Capture, host: &str) -> Vec<u32> {
+    let prefix = format!("{host}:");
+    cap.interfaces
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.name.as_deref().is_some_and(|n| n.starts_with(&prefix)))
+        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
+        .collect()
+}
+
+/// Per-second rates (bit/s) as chart points: (second, Mbit/s), the first second at 1.
+pub(crate) fn per_second_points(bps: &[f64]) -> Vec<(f64, f64)> {
+    bps.iter()
+        .enumerate()
+        .map(|(k, b)| (k as f64 + 1.0, b / 1e6))
+        .collect()
+}
+
+/// An MPTCP counter of the kernel (a MIB counter, or MPTCP_INFO's subflows) against the same
+/// count in the capture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterCheck {
     /// The host whose counter it is.
     pub host: String,
-    /// The MIB counter (`MPJoinSynRx`, ...).
+    /// The counter (`MPJoinSynRx`, ..., `subflows (MPTCP_INFO)`).
     pub counter: String,
     /// What the capture holds of it (from the server's interfaces).
     pub capture: u64,
-    /// The counter over the transfer.
+    /// The kernel's count over the transfer.
     pub mib: u64,
     /// Equal.
     pub agree: bool,
@@ -536,14 +559,7 @@ pub struct CounterCheck {
 /// ```
 pub fn counter_checks(cap: &decode::Capture, result: &crate::TestResult) -> Vec<CounterCheck> {
     use decode::mptcp::{MpJoin, Mptcp};
-    let server = format!("{}:", result.server);
-    let on_server: Vec<u32> = cap
-        .interfaces
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.name.as_deref().is_some_and(|n| n.starts_with(&server)))
-        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
-        .collect();
+    let on_server = host_interfaces(cap, &result.server);
     if on_server.is_empty() {
         return Vec::new();
     }
@@ -561,41 +577,65 @@ pub fn counter_checks(cap: &decode::Capture, result: &crate::TestResult) -> Vec<
     }
     let mib = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
     let rep = &result.report;
-    [
-        (
-            &result.server,
-            "MPJoinSynRx",
-            syn,
-            mib(&rep.server_mib, "MPJoinSynRx"),
-        ),
-        (
-            &result.server,
-            "MPJoinAckRx",
-            ack,
-            mib(&rep.server_mib, "MPJoinAckRx"),
-        ),
+    // Subflows of the transfer's connection (the one that carried the most) against
+    // MPTCP_INFO's count on the client's socket, when the sender read it.
+    let subflows = cap
+        .connections()
+        .iter()
+        .map(|c| {
+            let bytes: u64 = c
+                .subflows
+                .iter()
+                .flat_map(|s| s.packets.iter())
+                .map(|&i| u64::from(cap.packets[i].payload_len))
+                .sum();
+            (bytes, c.subflows.len() as u64)
+        })
+        .max()
+        .map_or(0, |(_, n)| n);
+    let info = rep.subflows_max.map(|n| {
         (
             &result.client,
-            "AddAddr",
-            add,
-            mib(&rep.client_mib, "AddAddr"),
-        ),
-        (
-            &result.server,
-            "EchoAdd",
-            echo,
-            mib(&rep.server_mib, "EchoAdd"),
-        ),
-    ]
-    .into_iter()
-    .map(|(host, counter, capture, mib)| CounterCheck {
-        host: host.clone(),
-        counter: counter.to_string(),
-        capture,
-        mib,
-        agree: capture == mib,
-    })
-    .collect()
+            "subflows (MPTCP_INFO)",
+            subflows,
+            u64::from(n),
+        )
+    });
+    info.into_iter()
+        .chain([
+            (
+                &result.server,
+                "MPJoinSynRx",
+                syn,
+                mib(&rep.server_mib, "MPJoinSynRx"),
+            ),
+            (
+                &result.server,
+                "MPJoinAckRx",
+                ack,
+                mib(&rep.server_mib, "MPJoinAckRx"),
+            ),
+            (
+                &result.client,
+                "AddAddr",
+                add,
+                mib(&rep.client_mib, "AddAddr"),
+            ),
+            (
+                &result.server,
+                "EchoAdd",
+                echo,
+                mib(&rep.server_mib, "EchoAdd"),
+            ),
+        ])
+        .map(|(host, counter, capture, mib)| CounterCheck {
+            host: host.clone(),
+            counter: counter.to_string(),
+            capture,
+            mib,
+            agree: capture == mib,
+        })
+        .collect()
 }
 
 /// A host's part of a capture: in its namespace, or tcpdump over its session.

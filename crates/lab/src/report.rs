@@ -354,14 +354,7 @@ pub fn comparison_chart(runs: &[Run]) -> plot::Chart {
             .enumerate()
             .map(|(i, r)| plot::Series {
                 name: format!("{}: {}", i + 1, r.test.lab),
-                points: r
-                    .test
-                    .report
-                    .per_second_bps
-                    .iter()
-                    .enumerate()
-                    .map(|(k, b)| (k as f64 + 1.0, b / 1e6))
-                    .collect(),
+                points: crate::capture::per_second_points(&r.test.report.per_second_bps),
             })
             .collect(),
     }
