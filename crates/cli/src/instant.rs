@@ -201,6 +201,31 @@ pub fn render_test(r: &TestResult) -> String {
         .ok();
     }
     out.push_str(&chart(&rep.interfaces));
+    // Where each host's counter samples start on one clock, and how sure that is.
+    let earliest = rep
+        .interfaces
+        .iter()
+        .map(|i| i.start_ns)
+        .filter(|s| *s > 0)
+        .min();
+    let mut seen_hosts: Vec<&str> = Vec::new();
+    for i in &rep.interfaces {
+        if seen_hosts.contains(&i.host.as_str()) {
+            continue;
+        }
+        seen_hosts.push(&i.host);
+        if let (Some(c), Some(e)) = (i.clock, earliest) {
+            writeln!(
+                out,
+                "  clock       {}: {:+.3} ms from this machine's; its counters' seconds start {:.3} s after the first host's (within {:.3} ms)",
+                i.host,
+                c.offset_ns as f64 / 1e6,
+                i.start_ns.saturating_sub(e) as f64 / 1e9,
+                c.error_ns as f64 / 1e6
+            )
+            .ok();
+        }
+    }
     // The path managers' events, counted per host and kind.
     let mut hosts: Vec<&str> = r.monitor.iter().map(|e| e.host.as_str()).collect();
     hosts.dedup();
@@ -565,6 +590,8 @@ mod chart_tests {
             tx_bytes: 0,
             rx_bytes: 0,
             per_second_bps: bps.to_vec(),
+            start_ns: 0,
+            clock: None,
         };
         let c = super::chart(&[
             i("enp0s8", &[100e6, 50e6, 0.0]),

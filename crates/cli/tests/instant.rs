@@ -1297,6 +1297,17 @@ fn test_capture_and_capture_command() {
         out
     };
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // Every interface's samples carry where they started on this machine's clock.
+    for i in v["report"]["interfaces"].as_array().unwrap() {
+        assert!(
+            i["start_ns"].as_u64() > Some(1_700_000_000_000_000_000),
+            "{i}"
+        );
+        assert!(
+            i.get("clock").is_none(),
+            "namespaces share this machine's clock: {i}"
+        );
+    }
     let paths = v["capture"]["paths"].as_array().unwrap();
     assert_eq!(paths.len(), 6);
     assert!(

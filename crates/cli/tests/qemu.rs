@@ -658,21 +658,36 @@ fn mptcp_across_vms(dir: &Path, kernel: &str) {
 /// and the file reads as tshark reads it.
 fn captured_across_vms(dir: &Path) {
     let run = dir.join("run-capture");
-    let out = step(
+    // What is tested here is the capture, not the verdict: under software emulation a short
+    // transfer's shares on the server's NICs vary from run to run (CI saw 96/3/1%), and
+    // `mptcp_across_vms` judges the verdict. Exit 0 (pass) or 1 (findings), nothing else.
+    let t = Instant::now();
+    let (code, out, err) = run_in(
         dir,
         &[
             "test",
             "--tool",
             "iperf3",
             "--seconds",
-            "4",
+            "6",
             "--capture",
             "--out",
             run.to_str().unwrap(),
         ],
     );
+    eprintln!(
+        "$ lab test --capture ({:.1} s, exit {code})\n{out}{err}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(code == 0 || code == 1, "{out}{err}");
     assert!(
         out.contains("ue1: clock") && out.contains("ue2: clock"),
+        "{out}"
+    );
+    // The VMs' interface counters, read with the VMs' own time, placed on this machine's
+    // clock with the stated uncertainty.
+    assert!(
+        out.contains("  clock       ue1: ") && out.contains("  clock       ue2: "),
         "{out}"
     );
     let file = run.join("capture.pcapng");
@@ -701,8 +716,10 @@ fn captured_across_vms(dir: &Path) {
     );
     for i in 0..6u32 {
         let n = cap.packets.iter().filter(|p| p.iface == i).count();
-        assert!(n > 100, "{}: {n} frames", names[i as usize]);
+        assert!(n > 10, "{}: {n} frames", names[i as usize]);
     }
+    // The packet level agrees with the counters on every interface, whatever the shares.
+    assert!(!out.contains("DISAGREE"), "{out}");
     assert!(cap.connections().iter().any(|c| c.subflows.len() > 1));
     // One clock: a segment seen leaving ue2 (the client) is seen arriving at ue1 a little
     // later, not before (the median over every segment seen on both ends of enp0s8).

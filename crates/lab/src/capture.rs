@@ -393,6 +393,13 @@ pub fn write_run(
             ));
         }
     }
+    let first_sample = result
+        .report
+        .interfaces
+        .iter()
+        .map(|i| i.start_ns)
+        .filter(|s| *s > 0)
+        .min();
     charts.push((
         "interfaces",
         plot::Chart {
@@ -406,7 +413,11 @@ pub fn write_run(
                 .iter()
                 .map(|i| plot::Series {
                     name: format!("{}:{}", i.host, i.iface),
-                    points: per_second_points(&i.per_second_bps),
+                    // Each host's samples where they started, on this machine's clock.
+                    points: per_second_points(
+                        &i.per_second_bps,
+                        first_sample.map_or(0.0, |f| i.start_ns.saturating_sub(f) as f64 / 1e9),
+                    ),
                 })
                 .collect(),
         },
@@ -519,11 +530,12 @@ fn host_interfaces(cap: &decode::Capture, host: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Per-second rates (bit/s) as chart points: (second, Mbit/s), the first second at 1.
-pub(crate) fn per_second_points(bps: &[f64]) -> Vec<(f64, f64)> {
+/// Per-second rates (bit/s) as chart points: (second, Mbit/s), the first second ending at
+/// `shift + 1` (`shift`: where the series starts on the chart's clock, seconds).
+pub(crate) fn per_second_points(bps: &[f64], shift: f64) -> Vec<(f64, f64)> {
     bps.iter()
         .enumerate()
-        .map(|(k, b)| (k as f64 + 1.0, b / 1e6))
+        .map(|(k, b)| (shift + k as f64 + 1.0, b / 1e6))
         .collect()
 }
 

@@ -354,7 +354,7 @@ pub fn comparison_chart(runs: &[Run]) -> plot::Chart {
             .enumerate()
             .map(|(i, r)| plot::Series {
                 name: format!("{}: {}", i + 1, r.test.lab),
-                points: crate::capture::per_second_points(&r.test.report.per_second_bps),
+                points: crate::capture::per_second_points(&r.test.report.per_second_bps, 0.0),
             })
             .collect(),
     }

@@ -125,6 +125,29 @@ pub struct IfaceBytes {
     pub rx_bytes: u64,
     /// tx + rx per second of the transfer, in bit/s.
     pub per_second_bps: Vec<f64>,
+    /// When the first sample was read, in ns since the epoch on this machine's clock (a
+    /// remote host's own time moved by its measured offset): the start of `per_second_bps`.
+    #[serde(default)]
+    pub start_ns: u64,
+    /// A host with a clock of its own (reached over SSH): its offset from this machine's and
+    /// the uncertainty of that offset, which is the uncertainty of `start_ns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+}
+
+/// A host's clock against this machine's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Clock {
+    /// The host's time minus this machine's, ns.
+    pub offset_ns: i64,
+    /// Half the round trip of the best of five `date` calls, ns.
+    pub error_ns: u64,
+}
+
+fn epoch_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
 }
 
 impl IfaceBytes {
@@ -584,7 +607,7 @@ fn wait_listening(side: &Side<'_>, port: u16, within: Duration) -> Result<(), Er
 /// How a side's byte counters are read.
 enum Probe<'a> {
     Netlink(Rtnl, String, Vec<String>),
-    Remote(Side<'a>),
+    Remote(Side<'a>, Clock),
 }
 
 impl<'a> Probe<'a> {
@@ -595,25 +618,44 @@ impl<'a> Probe<'a> {
                 side.host.to_string(),
                 side.interfaces.clone(),
             ),
-            Place::Remote { .. } => Probe::Remote(Side {
-                host: side.host,
-                place: side.place,
-                interfaces: side.interfaces.clone(),
-            }),
+            Place::Remote { .. } => {
+                let side = Side {
+                    host: side.host,
+                    place: side.place,
+                    interfaces: side.interfaces.clone(),
+                };
+                // The host's clock against this machine's: the best of five round trips.
+                let mut best: Option<Clock> = None;
+                for _ in 0..5 {
+                    let t0 = epoch_ns();
+                    let out = side.sample_output(&["date", "+%s%N"]).unwrap_or_default();
+                    let t1 = epoch_ns();
+                    if let Ok(remote) = out.trim().parse::<i128>() {
+                        let c = Clock {
+                            offset_ns: i64::try_from(remote - (t0 + t1) / 2).unwrap_or(0),
+                            error_ns: u64::try_from((t1 - t0) / 2).unwrap_or(u64::MAX),
+                        };
+                        if best.is_none_or(|b| c.error_ns < b.error_ns) {
+                            best = Some(c);
+                        }
+                    }
+                }
+                Probe::Remote(side, best.unwrap_or_default())
+            }
         })
     }
 
     fn host(&self) -> &str {
         match self {
             Probe::Netlink(_, h, _) => h,
-            Probe::Remote(s) => s.host,
+            Probe::Remote(s, _) => s.host,
         }
     }
 
     fn interfaces(&self) -> &[String] {
         match self {
             Probe::Netlink(_, _, i) => i,
-            Probe::Remote(s) => &s.interfaces,
+            Probe::Remote(s, _) => &s.interfaces,
         }
     }
 
@@ -637,7 +679,7 @@ impl<'a> Probe<'a> {
                     .collect();
                 (v, at)
             }
-            Probe::Remote(side) => {
+            Probe::Remote(side, _) => {
                 let paths: Vec<String> = side
                     .interfaces
                     .iter()
@@ -687,7 +729,11 @@ fn sample(mut probes: [Probe<'_>; 2], stop: &AtomicBool) -> Vec<IfaceBytes> {
         }
         (v, at)
     };
+    let t0_epoch = epoch_ns() - i128::try_from(t0.elapsed().as_nanos()).unwrap_or(0);
     let (first, mut prev_at) = read(&mut probes);
+    // Each interface's first sample on this machine's clock: a remote host's own time less
+    // its offset; a namespace's, this machine's.
+    let first_at = prev_at.clone();
     let mut prev = first.clone();
     let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); first.len()];
     let mut tick = 1u32;
@@ -720,13 +766,23 @@ fn sample(mut probes: [Probe<'_>; 2], stop: &AtomicBool) -> Vec<IfaceBytes> {
     let mut out = Vec::new();
     let mut k = 0;
     for p in &probes {
+        let clock = match p {
+            Probe::Remote(_, c) => Some(*c),
+            Probe::Netlink(..) => None,
+        };
         for i in p.interfaces() {
+            let start = match clock {
+                Some(c) => (first_at[k] * 1e9) as i128 - i128::from(c.offset_ns),
+                None => t0_epoch + (first_at[k] * 1e9) as i128,
+            };
             out.push(IfaceBytes {
                 host: p.host().to_string(),
                 iface: i.clone(),
                 tx_bytes: prev[k].0.saturating_sub(first[k].0),
                 rx_bytes: prev[k].1.saturating_sub(first[k].1),
                 per_second_bps: std::mem::take(&mut per_second[k]),
+                start_ns: u64::try_from(start.max(0)).unwrap_or(0),
+                clock,
             });
             k += 1;
         }

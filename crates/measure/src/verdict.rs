@@ -423,6 +423,8 @@ mod tests {
             tx_bytes: bytes,
             rx_bytes: 0,
             per_second_bps: Vec::new(),
+            start_ns: 0,
+            clock: None,
         };
         let mut e = expect();
         e.counters.clear();
