@@ -1301,7 +1301,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         .map_or(0, |d| d.as_secs());
                     lab::StateDir::new(std::env::current_dir().unwrap_or_default())
                         .file("runs")
-                        .join(lab::capture::run_name("demo", now))
+                        // The process in the name, as in the demo's lab name: two demos
+                        // started in the same second keep their runs apart.
+                        .join(lab::capture::run_name(
+                            &format!("demo-{}", std::process::id()),
+                            now,
+                        ))
                 }
             };
             if test.capture {

@@ -898,7 +898,10 @@ fn two_demos_at_once_keep_to_their_own_labs() {
         return;
     }
     let _t = traffic();
-    let run = || common::run_in(Path::new("."), &["demo", "--seconds", "3"]);
+    // Both in one directory of the test's own (each demo keeps its run there, never in the
+    // source tree).
+    let dir = tempfile::tempdir().unwrap();
+    let run = || common::run_in(dir.path(), &["demo", "--seconds", "3"]);
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(run);
         let b = s.spawn(run);
