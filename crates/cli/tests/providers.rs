@@ -293,7 +293,7 @@ fn an_unknown_provider_is_named_with_the_known_ones() {
     let err = common::flat(&err);
     assert!(
         err.contains(
-            "provider \"docker\", which is not registered (known: netns, qemu, ssh, virtualbox)"
+            "provider \"docker\", which is not registered (known: libvirt, netns, qemu, ssh, virtualbox)"
         ),
         "{err}"
     );

@@ -173,6 +173,43 @@ impl Ssh {
         Ok(())
     }
 
+    /// Copy a local file to `remote` on the host (SCP, streamed: a disk image need not fit in
+    /// memory), with permissions `mode`. Returns the bytes sent. Written as the SSH user (no
+    /// sudo), so `remote` must be writable by it (`/var/tmp`).
+    pub fn upload(&self, local: &Path, remote: &Path, mode: i32) -> Result<u64, Error> {
+        let file_err = |op: &'static str, path: &Path, e: io::Error| Error::File {
+            host: self.cfg.host.clone(),
+            op,
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut f = std::fs::File::open(local).map_err(|e| file_err("read", local, e))?;
+        let size = f.metadata().map_err(|e| file_err("read", local, e))?.len();
+        self.connect()?;
+        let guard = self.lock();
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| self.err("scp", "not connected"))?;
+        let sess = &conn.sess;
+        sess.set_blocking(true);
+        sess.set_timeout(ms(self.cfg.connect_timeout));
+        let mut ch = sess
+            .scp_send(remote, mode, size, None)
+            .map_err(|e| file_err("write", remote, io::Error::other(e.to_string())))?;
+        sess.set_timeout(0);
+        let sent = io::copy(&mut f, &mut ch).map_err(|e| file_err("write", remote, e))?;
+        let mut finish = || -> Result<(), ssh2::Error> {
+            ch.send_eof()?;
+            ch.wait_eof()?;
+            ch.close()?;
+            ch.wait_close()
+        };
+        let done = finish();
+        sess.set_timeout(ms(self.cfg.connect_timeout));
+        done.map_err(|e| file_err("write", remote, io::Error::other(e.to_string())))?;
+        Ok(sent)
+    }
+
     /// Drop the session (the next command reconnects).
     pub fn disconnect(&self) {
         if let Some(c) = self.lock().take() {

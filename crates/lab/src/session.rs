@@ -186,7 +186,7 @@ type Callback = Box<dyn FnMut(&Progress) + Send>;
 ///
 /// ```
 /// let r = lab::default_registry();
-/// assert_eq!(r.names(), ["netns", "qemu", "ssh", "virtualbox"]);
+/// assert_eq!(r.names(), ["libvirt", "netns", "qemu", "ssh", "virtualbox"]);
 /// ```
 pub fn default_registry() -> Registry {
     let mut r = Registry::new();
@@ -194,6 +194,7 @@ pub fn default_registry() -> Registry {
     r.register(Box::new(provider_qemu::Qemu::default()));
     r.register(Box::new(provider_virtualbox::VirtualBox));
     r.register(Box::new(provider_ssh::Existing));
+    r.register(Box::new(provider_libvirt::Libvirt::default()));
     r
 }
 

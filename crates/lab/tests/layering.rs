@@ -24,6 +24,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("netns", &["net", "guest"][..]),
         ("qemu", &["net", "guest", "fetch"][..]),
         ("vbox", &["net", "guest"][..]),
+        ("libvirt", &[][..]),
         ("kernel", &["guest", "fetch"][..]),
         ("measure", &["guest", "netns"][..]),
         ("capture", &["netns", "guest"][..]),
@@ -42,6 +43,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["provider", "model", "net", "guest", "vbox", "boxes"][..],
         ),
         ("provider-ssh", &["provider", "model", "guest"][..]),
+        (
+            "provider-libvirt",
+            &["provider", "model", "net", "guest", "libvirt", "qemu"][..],
+        ),
         // Orchestration: the session and lab's own providers.
         (
             "lab",
@@ -52,6 +57,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "provider-qemu",
                 "provider-virtualbox",
                 "provider-ssh",
+                "provider-libvirt",
                 "net",
                 "netns",
                 "guest",

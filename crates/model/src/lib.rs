@@ -28,6 +28,7 @@ pub mod model;
 pub mod presets;
 pub mod scenarios;
 pub mod units;
+pub mod uri;
 
 pub use diag::{Diagnostic, InvalidLab};
 pub use load::{LoadError, find_lab_file, load_file, parse};

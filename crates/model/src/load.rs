@@ -101,6 +101,11 @@ struct RawLabSection {
     provider: Option<Provider>,
     #[serde(default = "yes")]
     derive: bool,
+    /// The hypervisor of the lab's libvirt hosts: `qemu:///system` (the default) or
+    /// `qemu+ssh://[user@]host[:port]/system`; a host's `[hosts.NAME.vm] uri` overrides it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    uri: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -166,6 +171,10 @@ struct RawVm {
     /// `box_download_checksum`: lab checks the download against it.
     #[schemars(with = "Option<String>")]
     checksum: Option<Spanned<String>>,
+    /// The hypervisor this host runs under (libvirt): `qemu:///system` or
+    /// `qemu+ssh://[user@]host[:port]/system`. Default: `[lab] uri`.
+    #[schemars(with = "Option<String>")]
+    uri: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -470,6 +479,7 @@ impl Validator {
     fn lab(&mut self, raw: RawLab) -> Lab {
         check_ident(self, "lab", &raw.lab.name);
         let default_provider = raw.lab.provider.clone().unwrap_or_default();
+        let default_uri = raw.lab.uri.as_ref().and_then(|u| self.uri(u));
 
         let mut networks = Vec::new();
         for (name, n) in &raw.networks {
@@ -509,7 +519,7 @@ impl Validator {
             if host_name.len() > 32 {
                 continue;
             }
-            let host = self.host(
+            let mut host = self.host(
                 &host_name,
                 span(&name),
                 &h,
@@ -517,6 +527,9 @@ impl Validator {
                 &raw.networks,
                 &mut iface_spans,
             );
+            if host.vm.uri.is_none() {
+                host.vm.uri = default_uri.clone();
+            }
             hosts.push(host);
             raw_hosts.push(h);
         }
@@ -906,7 +919,22 @@ impl Validator {
             }
             (None, false) => {}
         }
+        vm.uri = raw.uri.as_ref().and_then(|u| self.uri(u));
         vm
+    }
+
+    fn uri(&mut self, u: &Spanned<String>) -> Option<crate::uri::HypervisorUri> {
+        match crate::uri::HypervisorUri::parse(u.get_ref()) {
+            Ok(uri) => Some(uri),
+            Err(why) => {
+                self.err(
+                    span(u),
+                    why,
+                    "qemu:///system (this machine) or qemu+ssh://user@host/system",
+                );
+                None
+            }
+        }
     }
 
     fn ssh(

@@ -77,7 +77,7 @@ impl schemars::JsonSchema for Provider {
         schemars::json_schema!({
             "type": "string",
             "pattern": "^[a-z][a-z0-9-]{0,31}$",
-            "description": "A provider: netns (the default), qemu, virtualbox, ssh, or one a program registered",
+            "description": "A provider: netns (the default), qemu, virtualbox, ssh, libvirt, or one a program registered",
             "examples": ["netns", "qemu", "virtualbox", "ssh"]
         })
     }
@@ -202,6 +202,9 @@ pub struct Vm {
     pub user: String,
     /// The SHA-256 (lowercase hex) a box downloaded from a URL must have.
     pub checksum: Option<String>,
+    /// The hypervisor the VM runs under (libvirt): `None` is the provider's default,
+    /// [`crate::uri::DEFAULT`].
+    pub uri: Option<crate::uri::HypervisorUri>,
 }
 
 impl Vm {
@@ -221,6 +224,7 @@ impl Default for Vm {
             image: None,
             user: "root".into(),
             checksum: None,
+            uri: None,
         }
     }
 }

@@ -628,3 +628,37 @@ fn vagrant_boxes_log_in_as_vagrant_and_box_urls_need_their_checksum() {
         "checksum is for a box downloaded from a URL",
     );
 }
+
+#[test]
+fn hypervisor_uri_per_lab_and_per_host() {
+    let src = builtin_with(
+        "name = \"mptcp\"",
+        "name = \"mptcp\"\nuri = \"qemu+ssh://lab@10.0.0.5/system\"",
+    )
+    .replacen(
+        "[hosts.ue2.vm]\nmemory_mib = 2048\n",
+        "[hosts.ue2.vm]\nuri = \"qemu:///system\"\nmemory_mib = 2048\n",
+        1,
+    );
+    let lab = model::parse("Lab.toml", &src).unwrap();
+    let uri = |i: usize| lab.hosts[i].vm.uri.as_ref().map(ToString::to_string);
+    assert_eq!(
+        uri(0).as_deref(),
+        Some("qemu+ssh://lab@10.0.0.5/system"),
+        "from [lab]"
+    );
+    assert_eq!(uri(1).as_deref(), Some("qemu:///system"), "the host's own");
+    assert_eq!(model::Preset::Builtin.load().unwrap().hosts[0].vm.uri, None);
+    // Refused where it is written: another transport, parameters, a bad port.
+    for (bad, why) in [
+        ("qemu+tcp://h/system", "lab reaches hypervisors as"),
+        ("qemu+ssh://h/system?keyfile=/k", "has parameters"),
+        ("qemu+ssh://h:99999/system", "is not a port"),
+    ] {
+        let src = builtin_with(
+            "name = \"mptcp\"",
+            &format!("name = \"mptcp\"\nuri = \"{bad}\""),
+        );
+        one_error(&src, &format!("\"{bad}\""), why);
+    }
+}

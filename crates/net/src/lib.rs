@@ -5,6 +5,7 @@
 //! [`Step`]s with argv lists for the appliers. Nothing in this crate does IO: it never spawns a
 //! process, reads a file or opens a socket.
 
+pub mod devices;
 pub mod diff;
 pub mod netplan;
 pub mod observe;

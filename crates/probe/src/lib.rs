@@ -3,7 +3,7 @@
 //! A test that needs root, the kernel's MPTCP or a tool this machine lacks must not report as
 //! passed. The crates with such tests call [`emit`] from their `build.rs`; it sets one cfg per
 //! capability that is present (`lab_has_root`, `lab_has_iperf3`, ... and the composites
-//! `lab_netns`, `lab_qemu`, `lab_sshd`, `lab_gpg`), and the tests carry
+//! `lab_netns`, `lab_qemu`, `lab_libvirt`, `lab_sshd`, `lab_gpg`), and the tests carry
 //! `#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]`, so that
 //! `cargo test --workspace` lists them as ignored, with the reason, where they cannot run.
 //!
@@ -37,6 +37,9 @@ pub const TOOLS: &[&str] = &[
     "tcpdump",
     "bash",
     "python3",
+    "virsh",
+    "virt-xml-validate",
+    "libvirtd",
 ];
 
 /// The programs the QEMU tests need besides root and [`LINUX_SOURCE`] (`lab_qemu`); the tests'
@@ -114,6 +117,10 @@ pub fn capabilities() -> Vec<(String, bool)> {
             has(&caps, &["sshd", "ssh-keygen", "ssh"]),
         ),
         ("lab_gpg".into(), has(&caps, &["gpg", "gpgv", "gpgconf"])),
+        (
+            "lab_libvirt".into(),
+            has(&caps, &["root", "linux_source", "virsh", "libvirtd"]) && has(&caps, QEMU_TOOLS),
+        ),
     ];
     caps.extend(composites);
     caps

@@ -799,50 +799,13 @@ fn wait_cloud_init(ssh: &guest::Ssh, host: &str, within: Duration) -> Result<(),
     }
 }
 
-/// Guest NIC names depend on the kernel and the machine (`ens8` or `enp0s8`): find each lab
-/// NIC by its MAC and give it the Lab.toml name now, and in a systemd .link file for every
-/// later boot (whatever kernel).
+/// Give the guest's lab NICs their Lab.toml names (by MAC).
 fn name_nics(ssh: &dyn Exec, lab: &Lab, h: &Host, work: &Path) -> Result<(), Error> {
-    let links = ssh.check(&Command::new(["ip", "-json", "link", "show"]))?;
-    let parsed: serde_json::Value = serde_json::from_str(&links.stdout_lossy()).unwrap_or_default();
-    for (_, nic, want) in segment_nics(lab, h, work)? {
-        let mac = vm::mac(nic.mac);
-        let link = parsed.as_array().and_then(|a| {
-            a.iter()
-                .find(|l| l["address"].as_str() == Some(mac.as_str()))
-        });
-        let Some(link) = link else {
-            return Err(Error::Model {
-                host: h.name.clone(),
-                message: format!("no NIC with MAC {mac} (for {want}) in the guest"),
-            });
-        };
-        let current = link["ifname"].as_str().unwrap_or_default().to_string();
-        if current != want {
-            // udev may already hold the wanted name as an alternative name of this NIC.
-            let altnames: Vec<&str> = link["altnames"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-                .unwrap_or_default();
-            let mut steps: Vec<Vec<&str>> = Vec::new();
-            if altnames.contains(&want.as_str()) {
-                steps.push(vec![
-                    "ip", "link", "property", "del", "dev", &current, "altname", &want,
-                ]);
-            }
-            steps.push(vec!["ip", "link", "set", "dev", &current, "down"]);
-            steps.push(vec!["ip", "link", "set", "dev", &current, "name", &want]);
-            for argv in steps {
-                ssh.check(&Command::new(argv))?;
-            }
-        }
-        ssh.put_file(
-            Path::new(&format!("/etc/systemd/network/10-lab-{want}.link")),
-            format!("[Match]\nMACAddress={mac}\n\n[Link]\nName={want}\n").as_bytes(),
-            guest::FileMode::mode(0o644),
-        )?;
-    }
-    Ok(())
+    let nics: Vec<(String, String)> = segment_nics(lab, h, work)?
+        .into_iter()
+        .map(|(_, nic, want)| (vm::mac(nic.mac), want))
+        .collect();
+    Ok(provider::vm::name_nics(ssh, &h.name, &nics)?)
 }
 
 /// A VM's state for `lab status`.

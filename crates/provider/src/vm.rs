@@ -114,3 +114,53 @@ pub fn ssh_config(
     c.connect_timeout = Duration::from_secs(10);
     Ok(c)
 }
+
+/// Guest NIC names depend on the kernel and the machine (`ens8` or `enp0s8`): find each lab
+/// NIC by its MAC (`aa:bb:..`, lowercase) and give it the Lab.toml name now, and in a systemd
+/// `.link` file for every later boot (whatever kernel). `nics`: (MAC, wanted name).
+pub fn name_nics(
+    ssh: &dyn guest::Exec,
+    host: &str,
+    nics: &[(String, String)],
+) -> Result<(), Error> {
+    use guest::Command;
+    let links = ssh.check(&Command::new(["ip", "-json", "link", "show"]))?;
+    let parsed: serde_json::Value = serde_json::from_str(&links.stdout_lossy()).unwrap_or_default();
+    for (mac, want) in nics {
+        let link = parsed.as_array().and_then(|a| {
+            a.iter()
+                .find(|l| l["address"].as_str() == Some(mac.as_str()))
+        });
+        let Some(link) = link else {
+            return Err(Error::Login {
+                host: host.to_string(),
+                message: format!("no NIC with MAC {mac} (for {want}) in the guest"),
+            });
+        };
+        let current = link["ifname"].as_str().unwrap_or_default().to_string();
+        if current != *want {
+            // udev may already hold the wanted name as an alternative name of this NIC.
+            let altnames: Vec<&str> = link["altnames"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            let mut steps: Vec<Vec<&str>> = Vec::new();
+            if altnames.contains(&want.as_str()) {
+                steps.push(vec![
+                    "ip", "link", "property", "del", "dev", &current, "altname", want,
+                ]);
+            }
+            steps.push(vec!["ip", "link", "set", "dev", &current, "down"]);
+            steps.push(vec!["ip", "link", "set", "dev", &current, "name", want]);
+            for argv in steps {
+                ssh.check(&Command::new(argv))?;
+            }
+        }
+        ssh.put_file(
+            std::path::Path::new(&format!("/etc/systemd/network/10-lab-{want}.link")),
+            format!("[Match]\nMACAddress={mac}\n\n[Link]\nName={want}\n").as_bytes(),
+            guest::FileMode::mode(0o644),
+        )?;
+    }
+    Ok(())
+}

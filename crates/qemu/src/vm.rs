@@ -106,18 +106,7 @@ pub fn argv(s: &VmSpec) -> Vec<String> {
         "virtio-rng-pci,rng=rng0,addr=0x7".into(),
     ]);
     match s.ssh_port {
-        Some(port) => {
-            a.extend([
-                "-netdev".into(),
-                format!("user,id=nat,hostfwd=tcp:127.0.0.1:{port}-:22"),
-                "-device".into(),
-                format!(
-                    "virtio-net-pci,netdev=nat,addr=0x3{}",
-                    s.nat_mac
-                        .map_or(String::new(), |m| format!(",mac={}", mac(m)))
-                ),
-            ]);
-        }
+        Some(port) => a.extend(user_nat("127.0.0.1", port, s.nat_mac)),
         None => a.extend(["-nic".into(), "none".into()]),
     }
     for (i, n) in s.nics.iter().enumerate() {
@@ -153,6 +142,25 @@ pub fn argv(s: &VmSpec) -> Vec<String> {
 }
 
 /// `vde_switch` for a segment: control directory, daemon, PID file.
+/// NIC 1: QEMU's user-mode NAT at PCI slot 3, with the guest's SSH (22) forwarded from
+/// `bind:port` on the machine QEMU runs on. Also what a libvirt domain hands QEMU.
+///
+/// ```
+/// let a = qemu::vm::user_nat("127.0.0.1", 42301, None);
+/// assert_eq!(a[1], "user,id=nat,hostfwd=tcp:127.0.0.1:42301-:22");
+/// ```
+pub fn user_nat(bind: &str, port: u16, nat_mac: Option<[u8; 6]>) -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("user,id=nat,hostfwd=tcp:{bind}:{port}-:22"),
+        "-device".into(),
+        format!(
+            "virtio-net-pci,netdev=nat,addr=0x3{}",
+            nat_mac.map_or(String::new(), |m| format!(",mac={}", mac(m)))
+        ),
+    ]
+}
+
 pub fn switch_argv(dir: &Path, pidfile: &Path) -> Vec<String> {
     vec![
         "vde_switch".into(),

@@ -1,0 +1,357 @@
+//! The libvirt provider for real: libvirtd 9 (started by `.ci/run`, or by hand) with QEMU under
+//! software emulation here. The built-in lab's two hosts come up as domains, the network is
+//! applied over SSH, `lab test` passes across them; snapshots, halt, a second `up` and `destroy`
+//! leave nothing in `virsh list --all`, `virsh net-list --all`, the pool or the host's devices;
+//! also after `lab up` was killed with SIGKILL; and the same lab through `qemu+ssh://` to an sshd
+//! on loopback in front of this machine's libvirtd. Every domain and network lab defined is
+//! checked against libvirt's schemas with `virt-xml-validate`. Minutes; needs root, libvirt,
+//! QEMU, debootstrap and linux-source-6.1.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::{run_in, run_with};
+
+/// The tests of this file take turns: VMs under software emulation share two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lab_toml(name: &str, uri: Option<&str>) -> String {
+    let mut t = lab::Preset::Builtin
+        .source()
+        .replace("name = \"mptcp\"", &format!("name = \"{name}\""))
+        .replace("cpus = 2", "cpus = 1")
+        .replace("memory_mib = 2048", "memory_mib = 1024");
+    if let Some(uri) = uri {
+        t = t.replacen(
+            &format!("name = \"{name}\""),
+            &format!("name = \"{name}\"\nuri = \"{uri}\""),
+            1,
+        );
+    }
+    t
+}
+
+fn virsh(args: &[&str]) -> String {
+    let out = std::process::Command::new("virsh")
+        .args(["--connect", "qemu:///system"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "virsh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn capabilities() -> Result<(), String> {
+    testkit::root()?;
+    for tool in probe::QEMU_TOOLS
+        .iter()
+        .chain(&["virsh", "virt-xml-validate"])
+    {
+        testkit::tool(tool)?;
+    }
+    if !Path::new(testkit::kernel::SOURCE).is_file() {
+        return Err(format!(
+            "{} is missing (Debian: linux-source-6.1)",
+            testkit::kernel::SOURCE
+        ));
+    }
+    let out = std::process::Command::new("virsh")
+        .args(["--connect", "qemu:///system", "version"])
+        .output()
+        .map_err(|e| format!("virsh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "libvirtd does not answer on qemu:///system (start it: libvirtd -d): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// `lab destroy` whatever happened.
+struct Destroy(PathBuf, Vec<(&'static str, PathBuf)>);
+
+impl Drop for Destroy {
+    fn drop(&mut self) {
+        let env: Vec<(&str, &Path)> = self.1.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let (_, out, err) = run_with(&self.0, &env, &["destroy"]);
+        eprintln!("{out}{err}");
+    }
+}
+
+fn step(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> String {
+    let t = Instant::now();
+    let (code, out, err) = run_with(dir, env, args);
+    eprintln!(
+        "$ lab {} ({:.1} s)\n{out}{err}",
+        args.join(" "),
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(code, 0, "lab {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// What of lab `name` is left on this machine's libvirtd and in its devices.
+fn leftovers(name: &str, pool: &str) -> Vec<String> {
+    let prefix = format!("lab-{name}-");
+    let mut left: Vec<String> = virsh(&["list", "--all", "--name"])
+        .lines()
+        .chain(virsh(&["net-list", "--all", "--name"]).lines())
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    let vols = std::process::Command::new("virsh")
+        .args(["--connect", "qemu:///system", "vol-list", "--pool", pool])
+        .output()
+        .unwrap();
+    left.extend(
+        String::from_utf8_lossy(&vols.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&prefix))
+            .map(|l| format!("volume {}", l.trim())),
+    );
+    let links = std::process::Command::new("ip")
+        .args(["-json", "link", "show"])
+        .output()
+        .unwrap();
+    left.extend(
+        net::devices::aliased(&String::from_utf8_lossy(&links.stdout), "lab:")
+            .into_iter()
+            .filter(|(_, alias)| alias.contains(&format!(":{name}:")))
+            .map(|(dev, alias)| format!("device {dev} ({alias})")),
+    );
+    left
+}
+
+/// Every domain and network of lab `name`, as libvirt holds them, passes libvirt's schemas.
+fn validate_definitions(name: &str) {
+    let prefix = format!("lab-{name}-");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for (list, dump, kind) in [
+        (vec!["list", "--all", "--name"], "dumpxml", "domain"),
+        (
+            vec!["net-list", "--all", "--name"],
+            "net-dumpxml",
+            "network",
+        ),
+    ] {
+        for obj in virsh(&list).lines().filter(|l| l.starts_with(&prefix)) {
+            let f = tmp.path().join(format!("{obj}.xml"));
+            std::fs::write(&f, virsh(&[dump, obj])).unwrap();
+            let out = std::process::Command::new("virt-xml-validate")
+                .arg(&f)
+                .arg(kind)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{obj}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 3, "two domains and one network of {name}");
+}
+
+fn mptcp_across_vms(dir: &Path, env: &[(&str, &Path)]) {
+    let t = Instant::now();
+    let (code, out, err) = run_with(dir, env, &["test", "--tool", "iperf3", "--seconds", "8"]);
+    eprintln!(
+        "$ lab test ({:.1} s, exit {code})\n{out}{err}",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(out.contains("[ok] MPTCP in use"), "{out}");
+    for host in ["ue1", "ue2"] {
+        for nic in ["enp0s8", "enp0s9", "enp0s10"] {
+            assert!(
+                out.contains(&format!("[ok] {host} {nic}")),
+                "{host} {nic}: {out}"
+            );
+        }
+    }
+    assert_eq!(code, 0, "verdict:\n{out}\n{err}");
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_libvirt),
+    ignore = "needs root, libvirt (libvirtd, virsh, virt-xml-validate), QEMU, debootstrap and Debian's linux-source-6.1"
+)]
+fn builtin_lab_on_libvirt_up_test_snapshot_halt_destroy() {
+    if !testkit::require("libvirt end to end", capabilities()) {
+        return;
+    }
+    let _turn = turn();
+    let name = "lve2e";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("Lab.toml"), lab_toml(name, None)).unwrap();
+    let guard = Destroy(dir.to_path_buf(), Vec::new());
+
+    let out = step(dir, &[], &["up", "--provider", "libvirt"]);
+    assert!(out.contains("2 hosts up"), "{out}");
+    validate_definitions(name);
+    // Nothing of the lab has an address in this machine's namespace: the bridge and taps are
+    // bare.
+    let addrs = std::process::Command::new("ip")
+        .args(["-json", "addr", "show"])
+        .output()
+        .unwrap();
+    let addrs: serde_json::Value = serde_json::from_slice(&addrs.stdout).unwrap();
+    for l in addrs.as_array().unwrap() {
+        let ifname = l["ifname"].as_str().unwrap_or_default();
+        if ifname.starts_with("lb") || ifname.starts_with("lt") {
+            assert_eq!(
+                l["addr_info"],
+                serde_json::json!([]),
+                "{ifname} has an address"
+            );
+        }
+    }
+    let status = step(dir, &[], &["status"]);
+    assert!(
+        status.contains(&format!("lab-{name}-ue1 on qemu:///system")) && status.contains("running"),
+        "{status}"
+    );
+    mptcp_across_vms(dir, &[]);
+
+    // Snapshots are a capability of this provider.
+    step(dir, &[], &["snapshot", "save", "s1"]);
+    step(dir, &[], &["exec", "ue1", "--", "touch", "/root/after-s1"]);
+    step(dir, &[], &["snapshot", "restore", "s1"]);
+    let (code, _, _) = run_in(dir, &["exec", "ue1", "--", "test", "-e", "/root/after-s1"]);
+    assert_eq!(code, 1, "the file made after the snapshot is gone");
+
+    // Halt, then up again: the stopped domains are defined again (same UUID) and started.
+    step(dir, &[], &["halt"]);
+    assert!(virsh(&["domstate", &format!("lab-{name}-ue1")]).contains("shut off"));
+    let out = step(dir, &[], &["up"]);
+    assert!(out.contains("2 hosts up"), "{out}");
+
+    drop(guard);
+    assert_eq!(leftovers(name, "lab"), Vec::<String>::new());
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_libvirt),
+    ignore = "needs root, libvirt (libvirtd, virsh, virt-xml-validate), QEMU, debootstrap and Debian's linux-source-6.1"
+)]
+fn destroy_after_kill_9_during_up_leaves_nothing() {
+    if !testkit::require("libvirt kill -9", capabilities()) {
+        return;
+    }
+    let _turn = turn();
+    let name = "lvkill";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("Lab.toml"), lab_toml(name, None)).unwrap();
+    let guard = Destroy(dir.to_path_buf(), Vec::new());
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lab"))
+        .current_dir(dir)
+        .args(["up", "--provider", "libvirt", "--no-apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // As soon as the first domain runs: the second is being made, nothing waits for SSH yet.
+    let t = Instant::now();
+    while !virsh(&["list", "--name"]).contains(&format!("lab-{name}-ue1")) {
+        assert!(t.elapsed().as_secs() < 900, "the domain never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !leftovers(name, "lab").is_empty(),
+        "the kill came too late to test anything"
+    );
+    drop(guard);
+    assert_eq!(leftovers(name, "lab"), Vec::<String>::new());
+}
+
+#[test]
+#[cfg_attr(
+    not(all(lab_libvirt, lab_sshd)),
+    ignore = "needs root, libvirt (libvirtd, virsh, virt-xml-validate), QEMU, OpenSSH (sshd), debootstrap and Debian's linux-source-6.1"
+)]
+fn the_same_lab_through_qemu_ssh() {
+    if !testkit::require(
+        "libvirt over qemu+ssh",
+        capabilities().and_then(|()| guest::sshd::available()),
+    ) {
+        return;
+    }
+    let _turn = turn();
+    let name = "lvssh";
+    // A pool of its own, so the base image is uploaded over SSH here and removed afterwards.
+    let pool = "labtest-remote";
+    let sshd = guest::sshd::Sshd::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let uri = format!("qemu+ssh://root@127.0.0.1:{}/system", sshd.port);
+    std::fs::write(dir.join("Lab.toml"), lab_toml(name, Some(&uri))).unwrap();
+    let env_pool = PathBuf::from(pool);
+    let env = [("LAB_LIBVIRT_POOL", env_pool.as_path())];
+
+    // The hypervisor's machine is not lab's: its host key must be known first.
+    std::fs::create_dir_all(dir.join(".lab")).unwrap();
+    for ext in ["", ".pub"] {
+        std::fs::copy(
+            sshd.client_key.with_extension(ext.trim_start_matches('.')),
+            dir.join(format!(".lab/id_ed25519{ext}")),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = run_with(dir, &env, &["up", "--provider", "libvirt"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("127.0.0.1"), "{err}");
+    let pubkey = std::fs::read_to_string(sshd.dir.path().join("host_key.pub")).unwrap();
+    let mut words = pubkey.split_whitespace();
+    let (kind, key) = (words.next().unwrap(), words.next().unwrap());
+    std::fs::write(
+        dir.join(".lab/known_hosts"),
+        format!("[127.0.0.1]:{} {kind} {key}\n", sshd.port),
+    )
+    .unwrap();
+
+    let guard = Destroy(
+        dir.to_path_buf(),
+        vec![("LAB_LIBVIRT_POOL", env_pool.clone())],
+    );
+    let out = step(dir, &env, &["up", "--provider", "libvirt"]);
+    assert!(out.contains("2 hosts up"), "{out}");
+    assert!(out.contains(&format!("on {uri}")), "{out}");
+    let vols = virsh(&["vol-list", "--pool", pool]);
+    assert!(
+        vols.contains("lab-base-"),
+        "the base image was uploaded: {vols}"
+    );
+    mptcp_across_vms(dir, &env);
+    drop(guard);
+    assert_eq!(leftovers(name, pool), Vec::<String>::new());
+    // The test's pool goes too (with the base image it received).
+    for v in virsh(&["vol-list", "--pool", pool])
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        virsh(&["vol-delete", "--pool", pool, "--vol", v]);
+    }
+    virsh(&["pool-destroy", pool]);
+    virsh(&["pool-delete", pool]);
+    virsh(&["pool-undefine", pool]);
+}

@@ -1,0 +1,200 @@
+//! A lab host as a libvirt domain: memory, CPUs, a disk volume (an overlay on lab's base image),
+//! NIC 1 on QEMU's user-mode NAT with SSH forwarded, NICs 2..n on tap devices lab put on the
+//! segments' bridges, a serial console to a file, virtio RNG, ACPI, and lab's metadata (which
+//! lab, host and directory it belongs to, and where its SSH is), so `lab destroy` and `lab
+//! status` find it without a state file.
+//!
+//! Every PCI device has the slot the QEMU provider gives it (NAT NIC 3, disk 5, RNG 7, segment
+//! NICs 8, 9, 10, 16...), so a guest names its NICs the same under both providers. The NAT NIC
+//! is given to QEMU as `qemu:commandline` arguments (the caller's, from the `qemu` crate):
+//! libvirt 9's own user-mode interface cannot forward a port without passt.
+
+use crate::xml::{attr, elements, escape};
+
+/// How the hypervisor runs the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtType {
+    /// Hardware virtualization.
+    Kvm,
+    /// QEMU's software emulation (TCG).
+    Qemu,
+}
+
+impl VirtType {
+    /// libvirt's name (`<domain type=...>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VirtType::Kvm => "kvm",
+            VirtType::Qemu => "qemu",
+        }
+    }
+}
+
+/// A NIC on a tap device that exists already (`managed='no'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapNic {
+    pub tap: String,
+    /// `52:54:00:..` as Lab.toml gives it or lab derives it.
+    pub mac: String,
+    pub pci_slot: u8,
+}
+
+/// What lab records in a domain's `<metadata>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabMeta {
+    pub lab: String,
+    pub host: String,
+    /// The directory of the lab's Lab.toml (two labs of one name in two directories are two
+    /// labs).
+    pub dir: String,
+    /// Where the SSH forward listens, as lab reaches it.
+    pub ssh_address: String,
+    pub ssh_port: u16,
+    pub user: String,
+}
+
+impl LabMeta {
+    /// lab's metadata of a domain (`virsh dumpxml`), if lab made it.
+    ///
+    /// ```
+    /// use libvirt::domain::LabMeta;
+    /// let xml = "<domain><metadata><lab:host xmlns:lab=\"https://lab.invalid/xmlns/lab/1\" lab=\"x\" host=\"a\" dir=\"/d\" ssh-address=\"127.0.0.1\" ssh-port=\"42301\" user=\"root\"/></metadata></domain>";
+    /// let m = LabMeta::from_domain_xml(xml).unwrap();
+    /// assert_eq!((m.host.as_str(), m.ssh_port), ("a", 42301));
+    /// ```
+    pub fn from_domain_xml(xml: &str) -> Option<LabMeta> {
+        elements(xml, "lab:host")
+            .into_iter()
+            .find(|a| attr(a, "xmlns:lab") == Some(crate::LAB_XMLNS))
+            .and_then(|a| {
+                Some(LabMeta {
+                    lab: attr(&a, "lab")?.to_string(),
+                    host: attr(&a, "host")?.to_string(),
+                    dir: attr(&a, "dir")?.to_string(),
+                    ssh_address: attr(&a, "ssh-address")?.to_string(),
+                    ssh_port: attr(&a, "ssh-port")?.parse().ok()?,
+                    user: attr(&a, "user")?.to_string(),
+                })
+            })
+    }
+}
+
+/// The UUID in a domain's XML (`virsh dumpxml`).
+///
+/// ```
+/// let xml = "<domain type='qemu'>\n  <name>a</name>\n  <uuid>8b4d3133-2581-43ca-863e-6f578a5cb6ec</uuid>";
+/// assert_eq!(libvirt::domain::uuid_of(xml).as_deref(), Some("8b4d3133-2581-43ca-863e-6f578a5cb6ec"));
+/// ```
+pub fn uuid_of(xml: &str) -> Option<String> {
+    let start = xml.find("<uuid>")? + "<uuid>".len();
+    let end = start + xml[start..].find("</uuid>")?;
+    Some(xml[start..end].trim().to_string())
+}
+
+/// A domain, rendered by [`Domain::xml`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    /// `lab-<lab>-<host>`.
+    pub name: String,
+    /// The UUID of the domain this definition replaces (`None`: a new domain).
+    pub uuid: Option<String>,
+    pub virt_type: VirtType,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// The disk: a volume of a storage pool.
+    pub pool: String,
+    pub volume: String,
+    /// The serial console's log on the hypervisor.
+    pub console: String,
+    pub nics: Vec<TapNic>,
+    /// Arguments handed to QEMU as they are (the NAT NIC).
+    pub qemu_args: Vec<String>,
+    pub meta: LabMeta,
+}
+
+fn pci(slot: u8) -> String {
+    format!("<address type='pci' domain='0x0000' bus='0x00' slot='{slot:#04x}' function='0x0'/>")
+}
+
+impl Domain {
+    /// The domain's XML, for `virsh define`.
+    pub fn xml(&self) -> String {
+        let m = &self.meta;
+        let mut x = String::new();
+        x.push_str(&format!(
+            "<domain type='{}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n",
+            self.virt_type.as_str()
+        ));
+        x.push_str(&format!("  <name>{}</name>\n", escape(&self.name)));
+        if let Some(u) = &self.uuid {
+            x.push_str(&format!("  <uuid>{}</uuid>\n", escape(u)));
+        }
+        x.push_str(&format!(
+            "  <title>lab {}: host {}</title>\n",
+            escape(&m.lab),
+            escape(&m.host)
+        ));
+        x.push_str(&format!(
+            "  <description>Made by lab for the lab in {}; `lab destroy` there removes it.</description>\n",
+            escape(&m.dir)
+        ));
+        x.push_str(&format!(
+            "  <metadata>\n    <lab:host xmlns:lab='{}' lab='{}' host='{}' dir='{}' ssh-address='{}' ssh-port='{}' user='{}'/>\n  </metadata>\n",
+            crate::LAB_XMLNS,
+            escape(&m.lab),
+            escape(&m.host),
+            escape(&m.dir),
+            escape(&m.ssh_address),
+            m.ssh_port,
+            escape(&m.user)
+        ));
+        x.push_str(&format!(
+            "  <memory unit='MiB'>{}</memory>\n",
+            self.memory_mib
+        ));
+        x.push_str(&format!("  <vcpu>{}</vcpu>\n", self.cpus));
+        x.push_str("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n");
+        x.push_str("  <features>\n    <acpi/>\n  </features>\n");
+        x.push_str(match self.virt_type {
+            VirtType::Kvm => "  <cpu mode='host-passthrough'/>\n",
+            VirtType::Qemu => "  <cpu mode='maximum'/>\n",
+        });
+        x.push_str("  <clock offset='utc'/>\n");
+        x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  <on_crash>destroy</on_crash>\n");
+        x.push_str("  <devices>\n");
+        x.push_str(&format!(
+            "    <disk type='volume' device='disk'>\n      <driver name='qemu' type='qcow2' cache='unsafe'/>\n      <source pool='{}' volume='{}'/>\n      <target dev='vda' bus='virtio'/>\n      {}\n    </disk>\n",
+            escape(&self.pool),
+            escape(&self.volume),
+            pci(5)
+        ));
+        for n in &self.nics {
+            x.push_str(&format!(
+                "    <interface type='ethernet'>\n      <mac address='{}'/>\n      <target dev='{}' managed='no'/>\n      <model type='virtio'/>\n      {}\n    </interface>\n",
+                escape(&n.mac),
+                escape(&n.tap),
+                pci(n.pci_slot)
+            ));
+        }
+        x.push_str(&format!(
+            "    <serial type='file'>\n      <source path='{}'/>\n      <target port='0'/>\n    </serial>\n",
+            escape(&self.console)
+        ));
+        x.push_str(&format!(
+            "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n      {}\n    </rng>\n",
+            pci(7)
+        ));
+        x.push_str("    <controller type='usb' model='none'/>\n");
+        x.push_str("    <memballoon model='none'/>\n");
+        x.push_str("  </devices>\n");
+        if !self.qemu_args.is_empty() {
+            x.push_str("  <qemu:commandline>\n");
+            for a in &self.qemu_args {
+                x.push_str(&format!("    <qemu:arg value='{}'/>\n", escape(a)));
+            }
+            x.push_str("  </qemu:commandline>\n");
+        }
+        x.push_str("</domain>\n");
+        x
+    }
+}

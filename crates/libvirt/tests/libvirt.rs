@@ -1,0 +1,194 @@
+//! Rendering (golden files, and libvirt's own schemas through `virt-xml-validate`) and parsing
+//! (output recorded from real virsh, fixtures/libvirt).
+
+use libvirt::domain::{Domain, LabMeta, TapNic, VirtType};
+use libvirt::network::Network;
+use libvirt::virsh::{self, DomState};
+
+fn fixture(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/libvirt")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn domain(virt: VirtType) -> Domain {
+    Domain {
+        name: "lab-mptcp-client".into(),
+        uuid: None,
+        virt_type: virt,
+        memory_mib: 2048,
+        cpus: 2,
+        pool: "lab".into(),
+        volume: "lab-mptcp-client.qcow2".into(),
+        console: "/var/log/libvirt/qemu/lab-mptcp-client.console.log".into(),
+        nics: vec![
+            TapNic {
+                tap: "lt3f2a9c10".into(),
+                mac: "52:54:00:12:34:08".into(),
+                pci_slot: 8,
+            },
+            TapNic {
+                tap: "lt3f2a9c11".into(),
+                mac: "52:54:00:12:34:09".into(),
+                pci_slot: 9,
+            },
+        ],
+        qemu_args: vec![
+            "-netdev".into(),
+            "user,id=nat,hostfwd=tcp:127.0.0.1:42301-:22".into(),
+            "-device".into(),
+            "virtio-net-pci,netdev=nat,addr=0x3,mac=52:54:00:12:34:03".into(),
+        ],
+        meta: LabMeta {
+            lab: "mptcp".into(),
+            host: "client".into(),
+            dir: "/home/me/labs/it's <here> & there".into(),
+            ssh_address: "127.0.0.1".into(),
+            ssh_port: 42301,
+            user: "root".into(),
+        },
+    }
+}
+
+fn network() -> Network {
+    Network {
+        name: "lab-mptcp-path1".into(),
+        bridge: "lb0f3a9c2e51d".into(),
+    }
+}
+
+#[test]
+fn domain_and_network_xml() {
+    insta::assert_snapshot!("domain_tcg", domain(VirtType::Qemu).xml());
+    insta::assert_snapshot!("domain_kvm", domain(VirtType::Kvm).xml());
+    insta::assert_snapshot!("network", network().xml());
+}
+
+#[test]
+fn metadata_reads_back_from_the_domain_xml() {
+    let d = domain(VirtType::Qemu);
+    assert_eq!(LabMeta::from_domain_xml(&d.xml()), Some(d.meta.clone()));
+    // libvirt prints it back with double quotes and its own indentation.
+    let printed = d
+        .xml()
+        .replace('\'', "\"")
+        .replace("\n    <lab:host", "\n  <lab:host");
+    assert_eq!(LabMeta::from_domain_xml(&printed), Some(d.meta));
+    assert_eq!(
+        LabMeta::from_domain_xml("<domain><metadata/></domain>"),
+        None
+    );
+    // Another program's element of the same local name is not lab's.
+    let other = "<metadata><lab:host xmlns:lab='https://example.org/other' lab='a' host='b' dir='c' ssh-address='d' ssh-port='1' user='e'/></metadata>";
+    assert_eq!(LabMeta::from_domain_xml(other), None);
+}
+
+fn validate(kind: &str, xml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("doc.xml");
+    std::fs::write(&f, xml).unwrap();
+    let out = std::process::Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg(kind)
+        .output()
+        .map_err(|e| format!("virt-xml-validate: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(lab_has_virt_xml_validate),
+    ignore = "needs virt-xml-validate (libvirt-clients)"
+)]
+fn every_document_passes_libvirts_schemas() {
+    if !testkit::require("virt-xml-validate", testkit::tool("virt-xml-validate")) {
+        return;
+    }
+    for d in [domain(VirtType::Qemu), domain(VirtType::Kvm)] {
+        validate("domain", &d.xml()).unwrap();
+    }
+    let mut bare = domain(VirtType::Qemu);
+    bare.nics.clear();
+    bare.qemu_args.clear();
+    validate("domain", &bare.xml()).unwrap();
+    let mut again = domain(VirtType::Qemu);
+    again.uuid = Some("8b4d3133-2581-43ca-863e-6f578a5cb6ec".into());
+    validate("domain", &again.xml()).unwrap();
+    validate("network", &network().xml()).unwrap();
+    // The check can fail: a domain without a name is not a domain.
+    let broken = domain(VirtType::Qemu)
+        .xml()
+        .replace("<name>lab-mptcp-client</name>", "");
+    assert!(validate("domain", &broken).is_err());
+}
+
+#[test]
+fn parsers_read_recorded_virsh_output() {
+    assert_eq!(
+        virsh::volumes(&fixture("vol-list.txt")),
+        ["base one.qcow2", "lab-x-a.qcow2"]
+    );
+    assert!(virsh::volumes("").is_empty());
+    assert!(virsh::has_kvm(&fixture("capabilities.xml")));
+    let without = fixture("capabilities.xml").replace("<domain type='kvm'/>", "");
+    assert!(!virsh::has_kvm(&without));
+    for f in [
+        "domstate-missing.stderr",
+        "net-missing.stderr",
+        "vol-missing.stderr",
+        "pool-missing.stderr",
+    ] {
+        assert!(virsh::not_found(&fixture(f)), "{f}");
+    }
+    assert!(!virsh::not_found("error: Failed to connect socket"));
+    assert_eq!(DomState::parse("running\n\n"), DomState::Running);
+    assert_eq!(
+        DomState::parse("in shutdown\n"),
+        DomState::Other("in shutdown".into())
+    );
+}
+
+#[test]
+fn argv_never_goes_through_a_shell() {
+    let v = virsh::Virsh::new("qemu:///system");
+    assert_eq!(
+        v.vol_create_as(
+            "lab",
+            "a b.qcow2",
+            1 << 30,
+            "qcow2",
+            Some(("base", "qcow2"))
+        ),
+        [
+            "virsh",
+            "--connect",
+            "qemu:///system",
+            "vol-create-as",
+            "--pool",
+            "lab",
+            "--name",
+            "a b.qcow2",
+            "--capacity",
+            "1073741824",
+            "--format",
+            "qcow2",
+            "--backing-vol",
+            "base",
+            "--backing-vol-format",
+            "qcow2"
+        ]
+    );
+    assert_eq!(
+        v.define(virsh::STDIN)[3..],
+        ["define", "--file", "/dev/stdin"]
+    );
+}

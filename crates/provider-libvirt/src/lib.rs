@@ -1,0 +1,182 @@
+//! lab's libvirt provider: a domain per host under a hypervisor on this machine
+//! (`qemu:///system`) or another one (`qemu+ssh://user@host/system`), from lab's Debian image
+//! (an overlay volume each), NIC 1 on user-mode NAT with SSH forwarded, the lab's segments as
+//! bridges lab makes (no address, no firewall rule) with libvirt networks over them. The
+//! `libvirt` crate spells the XML and virsh; this crate decides what to run.
+
+pub mod vms;
+
+use std::time::{Duration, Instant};
+
+use model::Host;
+use provider::{
+    Access, Action, Capability, Ctx, Error, Events, HostState, HostUp, Missing, SnapshotOp,
+    UpOptions, UpReport,
+};
+
+/// The provider's name in Lab.toml.
+pub const NAME: &str = "libvirt";
+
+/// libvirt domains.
+///
+/// ```
+/// use provider::Provider as _;
+/// let p = provider_libvirt::Libvirt::default();
+/// assert_eq!(p.name(), "libvirt");
+/// assert!(p.capabilities().contains(&provider::Capability::Snapshots));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Libvirt {
+    /// Where lab's base image and its key are cached (shared with the QEMU provider).
+    pub cache: std::path::PathBuf,
+}
+
+impl Default for Libvirt {
+    fn default() -> Self {
+        Self {
+            cache: provider::cache_dir("images"),
+        }
+    }
+}
+
+fn err(e: vms::Error) -> Error {
+    match e {
+        vms::Error::State(e) => e,
+        e => Error::provider(NAME, e),
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+impl provider::Provider for Libvirt {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn describe(&self) -> &str {
+        "libvirt domains (qemu:///system or qemu+ssh://), segments as bridges"
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![
+            Capability::Lifecycle,
+            Capability::Halt,
+            Capability::Snapshots,
+            Capability::DryRun,
+        ]
+    }
+
+    fn preflight(&self, ctx: &Ctx<'_>) -> Vec<Missing> {
+        let mut missing = Vec::new();
+        if ctx.hosts.is_empty() {
+            return missing;
+        }
+        let local = ctx.hosts.iter().any(|h| !vms::uri_of(h).is_remote());
+        let mut tools = vec![
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("qemu-img", "qemu-utils"),
+        ];
+        if local {
+            tools.push(("virsh", "libvirt-clients"));
+        }
+        for (tool, package) in tools {
+            if !on_path(tool) {
+                missing.push(Missing {
+                    what: format!("{tool} (not on PATH)"),
+                    fix: format!("apt-get install {package}"),
+                });
+            }
+        }
+        missing
+    }
+
+    fn plan_up(&self, ctx: &Ctx<'_>) -> Result<Vec<Action>, Error> {
+        vms::plan(ctx.lab, ctx.state.lab_dir(), &self.cache).map_err(err)
+    }
+
+    fn up(&self, ctx: &Ctx<'_>, opts: &UpOptions, events: Events<'_>) -> Result<UpReport, Error> {
+        let missing = self.preflight(ctx);
+        if !missing.is_empty() {
+            return Err(Error::Missing {
+                provider: NAME.into(),
+                missing,
+            });
+        }
+        let start = Instant::now();
+        let up = vms::up(
+            ctx.lab,
+            ctx.state.lab_dir(),
+            ctx.state,
+            &vms::UpOptions {
+                boot_timeout: opts.boot_timeout,
+                cache: self.cache.clone(),
+            },
+            events,
+        )
+        .map_err(err)?;
+        Ok(UpReport {
+            hosts: up
+                .into_iter()
+                .map(|v| HostUp {
+                    host: v.host,
+                    machine: format!("{} on {}", v.domain, v.uri),
+                    created: v.started,
+                    ssh: Some(v.ssh),
+                    boot_seconds: v.started.then_some(v.boot_seconds),
+                    kernel: Some(v.kernel),
+                })
+                .collect(),
+            applied: Vec::new(),
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
+        Ok(vms::status(ctx.lab, ctx.state))
+    }
+
+    fn halt(
+        &self,
+        ctx: &Ctx<'_>,
+        grace: Duration,
+        events: Events<'_>,
+    ) -> Result<Vec<String>, Error> {
+        vms::halt(ctx.lab, ctx.state, grace, events).map_err(err)
+    }
+
+    fn destroy(&self, ctx: &Ctx<'_>, events: Events<'_>) -> Result<Vec<String>, Error> {
+        vms::destroy(ctx.lab, ctx.state, events).map_err(err)
+    }
+
+    fn access(&self, ctx: &Ctx<'_>, host: &Host) -> Result<Access, Error> {
+        Ok(Access::Ssh(vms::ssh_config(
+            ctx.lab,
+            ctx.state,
+            host,
+            &self.cache,
+        )?))
+    }
+
+    fn snapshot(
+        &self,
+        ctx: &Ctx<'_>,
+        op: &SnapshotOp,
+        boot_timeout: Duration,
+        events: Events<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let done = vms::snapshot(ctx.lab, ctx.state, op).map_err(err)?;
+        if let SnapshotOp::Restore(name) = op {
+            // A restored domain runs from the saved memory: its SSH answers at once, or after
+            // the guest's clock catches up; wait for it so the next command finds it.
+            for h in &ctx.hosts {
+                let cfg = vms::ssh_config(ctx.lab, ctx.state, h, &self.cache)?;
+                guest::Ssh::new(cfg).wait_reachable(boot_timeout)?;
+            }
+            events(provider::Event::Note(format!("restored snapshot `{name}`")));
+        }
+        Ok(done)
+    }
+}

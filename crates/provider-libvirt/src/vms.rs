@@ -1,0 +1,1271 @@
+//! The libvirt provider's work: one domain per host under the hypervisor its `uri` names
+//! (this machine's `qemu:///system`, or another machine's through `qemu+ssh://`), each on a
+//! qcow2 overlay volume over lab's Debian image in the storage pool `lab`, NIC 1 on QEMU's
+//! user-mode NAT with SSH forwarded, NICs 2..n on taps lab puts on a bridge per segment.
+//!
+//! Everything lab creates is named from the lab and tagged, so `destroy` finds it without a
+//! state file, also after lab was killed half-way through `up`:
+//! - domains `lab-<lab>-<host>`, with lab's metadata (lab, host, directory, SSH port);
+//! - volumes `lab-<lab>-<host>-<dirtag>.qcow2` (the base image is `lab-base-<sha>.qcow2`,
+//!   uploaded once per hypervisor and shared, as Vagrant keeps a box's volume);
+//! - networks `lab-<lab>-<segment>` over bridges whose name is a hash of directory, lab and
+//!   segment;
+//! - bridges and taps, whose alias is `lab:<dirtag>:<lab>:...`.
+//!
+//! On another machine lab runs virsh, `ip` and `ss` there through its own SSH connection (the
+//! lab's key, the lab's known_hosts, and a host key that must be known beforehand, as for
+//! existing machines), so a `qemu+ssh://` hypervisor needs nothing but sshd and libvirt.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use guest::{Auth, Command, Exec, Output, SshConfig};
+use libvirt::domain::{Domain, LabMeta, TapNic, VirtType};
+use libvirt::network::Network;
+use libvirt::virsh::{self, DomState, Virsh};
+use model::uri::HypervisorUri;
+use model::{Attach, Host, Lab};
+use provider::{Event, StateDir};
+
+use crate::NAME;
+
+/// The storage pool of lab's volumes on each hypervisor (a directory pool lab defines when
+/// missing, in `/var/lib/libvirt/<pool>`); `LAB_LIBVIRT_POOL` names another.
+pub const POOL: &str = "lab";
+
+/// The pool lab uses: `LAB_LIBVIRT_POOL`, else [`POOL`].
+pub fn pool_name() -> String {
+    std::env::var("LAB_LIBVIRT_POOL")
+        .ok()
+        .filter(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        })
+        .unwrap_or_else(|| POOL.to_string())
+}
+
+/// Where a pool lab defines keeps its files.
+pub fn pool_dir(pool: &str) -> String {
+    format!("/var/lib/libvirt/{pool}")
+}
+/// Where each domain's serial console is written, on the hypervisor's machine.
+pub const CONSOLE_DIR: &str = "/var/log/libvirt/qemu";
+/// The image of hosts that set none: lab's Debian 12 (the only one this provider has yet).
+pub const DEFAULT_IMAGE: &str = "debian-12";
+/// The first port tried for a VM's SSH forward (the QEMU provider starts at 42301).
+pub const FIRST_PORT: u16 = 42401;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] qemu::image::Error),
+    #[error(transparent)]
+    Host(#[from] Box<guest::Error>),
+    #[error(transparent)]
+    State(#[from] provider::Error),
+    #[error("host `{host}`: {message}")]
+    Model { host: String, message: String },
+    #[error("hypervisor {uri}: {message}")]
+    Hypervisor { uri: String, message: String },
+    #[error(
+        "host `{host}`: SSH did not come up (serial console: {console} on the hypervisor {uri}): {source}"
+    )]
+    Ssh {
+        host: String,
+        uri: String,
+        console: String,
+        source: Box<guest::Error>,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<guest::Error> for Error {
+    fn from(e: guest::Error) -> Self {
+        Error::Host(Box::new(e))
+    }
+}
+
+/// FNV-1a, 64 bits: stable names from stable inputs.
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The lab directory's tag (8 hex digits): two labs of one name in two directories differ.
+pub fn dir_tag(dir: &Path) -> String {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!("{:08x}", fnv(&[&dir.display().to_string()]) as u32)
+}
+
+fn abs(dir: &Path) -> String {
+    std::path::absolute(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
+pub fn domain_name(lab: &Lab, host: &str) -> String {
+    format!("lab-{}-{host}", lab.name)
+}
+
+pub fn volume_name(lab: &Lab, host: &str, dir: &Path) -> String {
+    format!("lab-{}-{host}-{}.qcow2", lab.name, dir_tag(dir))
+}
+
+pub fn network_name(lab: &Lab, segment: &str) -> String {
+    format!("lab-{}-{segment}", lab.name)
+}
+
+/// A segment's bridge (13 bytes: within the kernel's 15).
+pub fn bridge_name(lab: &Lab, dir: &Path, segment: &str) -> String {
+    format!(
+        "lb{:011x}",
+        fnv(&[&dir_tag(dir), &lab.name, segment]) & 0xfff_ffff_ffff
+    )
+}
+
+fn tap_name(lab: &Lab, dir: &Path, host: &str, iface: &str) -> String {
+    format!(
+        "lt{:011x}",
+        fnv(&[&dir_tag(dir), &lab.name, host, iface]) & 0xfff_ffff_ffff
+    )
+}
+
+/// The alias prefix of every device lab made for this lab.
+pub fn alias_prefix(lab: &Lab, dir: &Path) -> String {
+    format!("lab:{}:{}:", dir_tag(dir), lab.name)
+}
+
+fn console_path(lab: &Lab, host: &str) -> String {
+    format!("{CONSOLE_DIR}/{}.serial.log", domain_name(lab, host))
+}
+
+/// The segment a NIC is on: `net-<network>` or `link-<link>`.
+fn segment_of(a: &Attach) -> Option<String> {
+    match a {
+        Attach::Nat => None,
+        Attach::Network(n) => Some(format!("net-{n}")),
+        Attach::Link(l) => Some(format!("link-{l}")),
+    }
+}
+
+/// The PCI slots of NICs 2-8, as the QEMU provider (and VirtualBox) number them.
+pub const SEGMENT_SLOTS: [u8; 7] = [8, 9, 10, 16, 17, 18, 19];
+
+/// A host's NIC on a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub segment: String,
+    pub tap: String,
+    pub mac: [u8; 6],
+    pub slot: u8,
+    /// Its name in Lab.toml (and in the guest).
+    pub name: String,
+}
+
+pub fn hosts_of(lab: &Lab) -> impl Iterator<Item = &Host> {
+    lab.hosts.iter().filter(|h| h.provider == NAME)
+}
+
+/// A host's segment NICs; the first interface must be NAT (lab reaches the VM through it).
+pub fn nics(lab: &Lab, h: &Host, dir: &Path) -> Result<Vec<Nic>, Error> {
+    let model = |message: String| Error::Model {
+        host: h.name.clone(),
+        message,
+    };
+    if h.interfaces.first().is_none_or(|i| !i.is_nat()) {
+        return Err(model(
+            "a libvirt VM needs a NAT interface first (`nat = true`): lab reaches it over SSH through it".into(),
+        ));
+    }
+    let mut slots = SEGMENT_SLOTS.iter();
+    let mut out = Vec::new();
+    for iface in &h.interfaces[1..] {
+        let Some(segment) = segment_of(&iface.attach) else {
+            return Err(model(format!(
+                "{}: only the first interface can be NAT",
+                iface.name
+            )));
+        };
+        let slot = *slots
+            .next()
+            .ok_or_else(|| model("a libvirt VM of lab has at most 8 NICs".into()))?;
+        out.push(Nic {
+            segment,
+            tap: tap_name(lab, dir, &h.name, &iface.name),
+            mac: iface
+                .mac
+                .map(|m| m.0)
+                .unwrap_or_else(|| qemu::vm::stable_mac(&lab.name, &h.name, slot)),
+            slot,
+            name: iface.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn nat_mac(lab: &Lab, h: &Host) -> [u8; 6] {
+    h.interfaces
+        .first()
+        .and_then(|i| i.mac)
+        .map(|m| m.0)
+        .unwrap_or_else(|| qemu::vm::stable_mac(&lab.name, &h.name, 3))
+}
+
+/// The hypervisor a host runs under.
+pub fn uri_of(h: &Host) -> HypervisorUri {
+    h.vm.uri.clone().unwrap_or_else(|| {
+        HypervisorUri::parse(model::uri::DEFAULT).unwrap_or(HypervisorUri {
+            host: None,
+            user: None,
+            port: None,
+            instance: "system".into(),
+        })
+    })
+}
+
+/// A hypervisor and the way to its machine: this machine's commands, or lab's SSH to it.
+pub struct Hypervisor {
+    pub uri: HypervisorUri,
+    /// The storage pool of lab's volumes there.
+    pub pool: String,
+    /// This machine, or lab's SSH connection to the hypervisor's machine.
+    pub machine: Machine,
+    pub virsh: Virsh,
+}
+
+/// Where a hypervisor's commands run.
+#[derive(Debug)]
+pub enum Machine {
+    Local(guest::Local),
+    Remote(guest::Ssh),
+}
+
+impl std::fmt::Debug for Hypervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hypervisor({})", self.uri)
+    }
+}
+
+impl Hypervisor {
+    /// How lab reaches `uri`'s machine: locally, or over SSH with the lab's key and known_hosts
+    /// (the machine's host key must be known: lab did not make that machine).
+    pub fn open(uri: &HypervisorUri, state: &StateDir) -> Result<Hypervisor, Error> {
+        let machine = match &uri.host {
+            None => Machine::Local(guest::Local::new("local")),
+            Some(host) => {
+                let user = uri.user.clone().unwrap_or_else(|| "root".into());
+                let mut c = SshConfig::new(
+                    format!("hypervisor {host}"),
+                    host.clone(),
+                    uri.port.unwrap_or(22),
+                    user.clone(),
+                    Auth::Key(state.key()?),
+                    state.known_hosts(),
+                );
+                c.trust_on_first_use = false;
+                c.connect_timeout = Duration::from_secs(15);
+                c.sudo = user != "root";
+                Machine::Remote(guest::Ssh::new(c))
+            }
+        };
+        Ok(Hypervisor {
+            uri: uri.clone(),
+            pool: pool_name(),
+            machine,
+            virsh: Virsh::new(uri.local_form()),
+        })
+    }
+
+    /// The command seam to the hypervisor's machine.
+    pub fn exec(&self) -> &dyn Exec {
+        match &self.machine {
+            Machine::Local(l) => l,
+            Machine::Remote(s) => s,
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Hypervisor {
+            uri: self.uri.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn run(&self, argv: Vec<String>) -> Result<Output, Error> {
+        Ok(self.exec().run(&Command::new(argv))?)
+    }
+
+    fn check(&self, argv: Vec<String>) -> Result<Output, Error> {
+        Ok(self.exec().check(&Command::new(argv))?)
+    }
+
+    /// Run a removal; "does not exist" is not a failure.
+    fn remove(&self, argv: Vec<String>) -> Result<bool, Error> {
+        let out = self.run(argv.clone())?;
+        if out.success() {
+            return Ok(true);
+        }
+        if virsh::not_found(&out.stderr_lossy()) {
+            return Ok(false);
+        }
+        Err(guest::Error::Failed {
+            host: self.exec().host().to_string(),
+            argv,
+            status: out.status,
+            stderr: out.stderr_lossy().trim().to_string(),
+        }
+        .into())
+    }
+
+    /// Define from an XML document given on stdin.
+    fn define(&self, argv: Vec<String>, xml: &str) -> Result<(), Error> {
+        self.exec()
+            .check(&Command::new(argv).stdin(xml.as_bytes().to_vec()))?;
+        Ok(())
+    }
+
+    /// Is libvirtd there and answering?
+    pub fn ping(&self) -> Result<(), Error> {
+        let out = self
+            .exec()
+            .run(&Command::new(self.virsh.version()))
+            .map_err(|e| match &self.machine {
+                Machine::Remote(_) => self.err(format!("cannot reach its machine: {e}")),
+                Machine::Local(_) => self.err(format!(
+                    "cannot run virsh ({e}): apt-get install libvirt-clients"
+                )),
+            })?;
+        match out.status {
+            guest::Status::Code(0) => Ok(()),
+            guest::Status::Code(127) => Err(self.err(
+                "virsh is not installed on the hypervisor's machine (Debian: libvirt-clients)",
+            )),
+            _ => Err(self.err(format!(
+                "libvirtd does not answer: {} (start it: `libvirtd -d`, or `systemctl start libvirtd`)",
+                out.stderr_lossy().trim()
+            ))),
+        }
+    }
+
+    /// The address lab reaches VMs' SSH forwards at, and the one QEMU binds them to.
+    pub fn ssh_endpoint(&self) -> (String, String) {
+        match &self.uri.host {
+            None => ("127.0.0.1".into(), "127.0.0.1".into()),
+            Some(h)
+                if h == "localhost"
+                    || h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback()) =>
+            {
+                (h.clone(), h.clone())
+            }
+            // Another machine: the forward listens on its addresses (the guests take lab's
+            // key only), and lab connects to the address the URI names.
+            Some(h) => (h.clone(), "0.0.0.0".into()),
+        }
+    }
+
+    /// KVM when the hypervisor offers it (its capabilities) and it is not the PVM nested
+    /// module (which cannot run normal guests); TCG otherwise, with why.
+    pub fn virt_type(&self) -> Result<(VirtType, Option<String>), Error> {
+        let caps = self.check(self.virsh.capabilities())?;
+        if !virsh::has_kvm(&caps.stdout_lossy()) {
+            return Ok((
+                VirtType::Qemu,
+                Some("the hypervisor offers no KVM for x86_64".into()),
+            ));
+        }
+        if self
+            .run(vec![
+                "test".into(),
+                "-e".into(),
+                "/sys/module/kvm_pvm".into(),
+            ])?
+            .success()
+        {
+            return Ok((
+                VirtType::Qemu,
+                Some("its /dev/kvm is the PVM nested-KVM module (kvm_pvm), which cannot run normal guests".into()),
+            ));
+        }
+        Ok((VirtType::Kvm, None))
+    }
+
+    fn domains(&self) -> Result<Vec<String>, Error> {
+        Ok(virsh::names(
+            &self.check(self.virsh.list_all())?.stdout_lossy(),
+        ))
+    }
+
+    fn networks(&self) -> Result<Vec<String>, Error> {
+        Ok(virsh::names(
+            &self.check(self.virsh.net_list_all())?.stdout_lossy(),
+        ))
+    }
+
+    fn uuid(&self, domain: &str) -> Result<Option<String>, Error> {
+        let out = self.run(self.virsh.dumpxml(domain))?;
+        Ok(out
+            .success()
+            .then(|| libvirt::domain::uuid_of(&out.stdout_lossy()))
+            .flatten())
+    }
+
+    fn meta(&self, domain: &str) -> Result<Option<LabMeta>, Error> {
+        let out = self.run(self.virsh.dumpxml(domain))?;
+        if !out.success() {
+            return Ok(None);
+        }
+        Ok(LabMeta::from_domain_xml(&out.stdout_lossy()))
+    }
+
+    fn state(&self, domain: &str) -> Result<DomState, Error> {
+        Ok(DomState::parse(
+            &self.check(self.virsh.domstate(domain))?.stdout_lossy(),
+        ))
+    }
+
+    fn volumes(&self) -> Result<Vec<String>, Error> {
+        let out = self.run(self.virsh.vol_list(&self.pool))?;
+        if !out.success() {
+            return Ok(Vec::new());
+        }
+        Ok(virsh::volumes(&out.stdout_lossy()))
+    }
+
+    /// lab's devices on this machine (name, alias) whose alias starts with `prefix`.
+    fn devices(&self, prefix: &str) -> Result<Vec<(String, String)>, Error> {
+        let out = self.check(net::devices::list())?;
+        Ok(net::devices::aliased(&out.stdout_lossy(), prefix))
+    }
+
+    /// The TCP ports something listens on there.
+    fn listening(&self) -> Result<Vec<u16>, Error> {
+        let out = self.check(vec!["ss".into(), "-Hltn".into()])?;
+        Ok(out
+            .stdout_lossy()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+            .collect())
+    }
+
+    /// The pool, defined, built and started when missing.
+    fn ensure_pool(&self) -> Result<(), Error> {
+        let pool = &self.pool;
+        if !self.run(self.virsh.pool_info(pool))?.success() {
+            self.check(self.virsh.pool_define_as(pool, &pool_dir(pool)))?;
+            self.check(self.virsh.pool_build(pool))?;
+            self.check(self.virsh.pool_autostart(pool))?;
+        }
+        let info = self.check(self.virsh.pool_info(pool))?.stdout_lossy();
+        if info
+            .lines()
+            .any(|l| l.starts_with("State:") && !l.contains("running"))
+        {
+            self.check(self.virsh.pool_start(pool))?;
+        }
+        self.check(self.virsh.pool_refresh(pool))?;
+        Ok(())
+    }
+}
+
+/// lab's base image: built (or found in the cache) on this machine.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub virtual_size: u64,
+}
+
+impl Base {
+    /// Its volume's name in the pool (by content: a changed image is a new volume).
+    pub fn volume(&self) -> String {
+        format!("lab-base-{}.qcow2", &self.sha256[..16])
+    }
+}
+
+/// The SHA-256 of a file, remembered beside it (keyed by size and modification time) so the
+/// next `up` does not read a gigabyte again.
+fn sha256_of(path: &Path) -> Result<String, Error> {
+    use sha2::Digest as _;
+    let io = |e| Error::File {
+        what: "read",
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let stamp = format!(
+        "{} {}",
+        meta.len(),
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    );
+    let side = path.with_extension("qcow2.sha256");
+    if let Ok(text) = std::fs::read_to_string(&side)
+        && let Some((s, sum)) = text.trim().rsplit_once(' ')
+        && s == stamp
+        && sum.len() == 64
+    {
+        return Ok(sum.to_string());
+    }
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io)?;
+    let sum: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let _ = std::fs::write(&side, format!("{stamp} {sum}\n"));
+    Ok(sum)
+}
+
+/// Build or find lab's Debian image on this machine.
+pub fn base_image(cache: &Path, events: &mut dyn FnMut(Event)) -> Result<Base, Error> {
+    let local = guest::Local::new("local");
+    let accel = qemu::accel::probe(Path::new("/"));
+    let spec = qemu::image::ImageSpec::bookworm(Path::new("/"))?;
+    let built = qemu::image::build(&local, &spec, cache, &accel, &mut |s| {
+        events(Event::Step(format!("image: {s}")));
+    })?;
+    if !built.cached {
+        events(Event::Note(format!(
+            "built the base image {} in {:.0} s",
+            built.qcow2.display(),
+            built.seconds
+        )));
+    }
+    let info = local.check(&Command::new([
+        "qemu-img",
+        "info",
+        "-U",
+        "--output=json",
+        &built.qcow2.display().to_string(),
+    ]))?;
+    let v: serde_json::Value = serde_json::from_str(&info.stdout_lossy()).unwrap_or_default();
+    let size = std::fs::metadata(&built.qcow2)
+        .map_err(|e| Error::File {
+            what: "read",
+            path: built.qcow2.clone(),
+            source: e,
+        })?
+        .len();
+    Ok(Base {
+        sha256: sha256_of(&built.qcow2)?,
+        path: built.qcow2,
+        size,
+        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
+    })
+}
+
+/// The base image's volume on a hypervisor: uploaded once (by content), then reused.
+fn ensure_base(hv: &Hypervisor, base: &Base, events: &mut dyn FnMut(Event)) -> Result<(), Error> {
+    hv.ensure_pool()?;
+    let vol = base.volume();
+    if hv.volumes()?.contains(&vol) {
+        return Ok(());
+    }
+    events(Event::Step(format!(
+        "uploading the base image to {} (pool {}, volume {vol}, {} MB)",
+        hv.uri,
+        hv.pool,
+        base.size >> 20
+    )));
+    // A raw volume of the file's length, overwritten with the file, then read again by the
+    // pool as what it is (qcow2).
+    hv.check(
+        hv.virsh
+            .vol_create_as(&hv.pool, &vol, base.size, "raw", None),
+    )?;
+    let upload = || -> Result<(), Error> {
+        let source = match &hv.machine {
+            Machine::Remote(ssh) => {
+                let tmp = format!("/var/tmp/{vol}.upload");
+                ssh.upload(&base.path, Path::new(&tmp), 0o600)?;
+                tmp
+            }
+            Machine::Local(_) => base.path.display().to_string(),
+        };
+        hv.check(hv.virsh.vol_upload(&hv.pool, &vol, &source))?;
+        if hv.uri.is_remote() {
+            hv.run(vec!["rm".into(), "-f".into(), source])?;
+        }
+        hv.check(hv.virsh.pool_refresh(&hv.pool))?;
+        Ok(())
+    };
+    if let Err(e) = upload() {
+        // A half-uploaded base must not be taken for the image next time.
+        let _ = hv.remove(hv.virsh.vol_delete(&hv.pool, &vol));
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The hypervisors of the lab's libvirt hosts, each opened once, keyed by URI.
+pub fn hypervisors(lab: &Lab, state: &StateDir) -> Result<BTreeMap<String, Hypervisor>, Error> {
+    let mut out = BTreeMap::new();
+    for h in hosts_of(lab) {
+        let uri = uri_of(h);
+        if let std::collections::btree_map::Entry::Vacant(e) = out.entry(uri.to_string()) {
+            e.insert(Hypervisor::open(&uri, state)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Hosts on one segment must run under one hypervisor (joining machines is for tunnels).
+fn one_hypervisor_per_segment(lab: &Lab, dir: &Path) -> Result<(), Error> {
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for h in hosts_of(lab) {
+        let uri = uri_of(h).to_string();
+        for n in nics(lab, h, dir)? {
+            match seen.get(&n.segment) {
+                Some((other, u)) if *u != uri => {
+                    return Err(Error::Model {
+                        host: h.name.clone(),
+                        message: format!(
+                            "segment {} joins `{other}` (under {u}) and `{}` (under {uri}): hosts of one segment must run under one hypervisor",
+                            n.segment, h.name
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(n.segment.clone(), (h.name.clone(), uri.clone()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A segment's bridge and network, made when missing.
+fn ensure_segment(
+    hv: &Hypervisor,
+    lab: &Lab,
+    dir: &Path,
+    segment: &str,
+    existing: &[(String, String)],
+    networks: &[String],
+) -> Result<(), Error> {
+    let bridge = bridge_name(lab, dir, segment);
+    if !existing.iter().any(|(n, _)| *n == bridge) {
+        let alias = format!("{}{segment}", alias_prefix(lab, dir));
+        for argv in net::devices::bridge(&bridge, &alias) {
+            hv.check(argv)?;
+        }
+    }
+    let name = network_name(lab, segment);
+    if networks.contains(&name) {
+        let xml = hv.check(hv.virsh.net_dumpxml(&name))?.stdout_lossy();
+        if libvirt::network::bridge_of(&xml).as_deref() != Some(bridge.as_str()) {
+            return Err(hv.err(format!(
+                "network {name} exists and is not this lab's (its bridge is not {bridge}): another lab named `{}` in another directory? Destroy it there, or rename this lab",
+                lab.name
+            )));
+        }
+    } else {
+        let net = Network {
+            name: name.clone(),
+            bridge,
+        };
+        hv.define(hv.virsh.net_define(virsh::STDIN), &net.xml())?;
+    }
+    let info = hv.check(hv.virsh.net_info(&name))?.stdout_lossy();
+    if info
+        .lines()
+        .any(|l| l.starts_with("Active:") && l.contains("no"))
+    {
+        hv.check(hv.virsh.net_start(&name))?;
+    }
+    Ok(())
+}
+
+/// A domain as lab defines it.
+pub fn domain(
+    lab: &Lab,
+    h: &Host,
+    dir: &Path,
+    pool: &str,
+    virt: VirtType,
+    ssh: (&str, &str),
+    port: u16,
+) -> Result<Domain, Error> {
+    let (address, bind) = ssh;
+    Ok(Domain {
+        name: domain_name(lab, &h.name),
+        uuid: None,
+        virt_type: virt,
+        memory_mib: h.vm.memory_mib,
+        cpus: h.vm.cpus,
+        pool: pool.into(),
+        volume: volume_name(lab, &h.name, dir),
+        console: console_path(lab, &h.name),
+        nics: nics(lab, h, dir)?
+            .into_iter()
+            .map(|n| TapNic {
+                tap: n.tap,
+                mac: qemu::vm::mac(n.mac),
+                pci_slot: n.slot,
+            })
+            .collect(),
+        qemu_args: qemu::vm::user_nat(bind, port, Some(nat_mac(lab, h))),
+        meta: LabMeta {
+            lab: lab.name.clone(),
+            host: h.name.clone(),
+            dir: abs(dir),
+            ssh_address: address.to_string(),
+            ssh_port: port,
+            user: h.vm.user.clone(),
+        },
+    })
+}
+
+/// A VM after `up`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpVm {
+    pub host: String,
+    pub domain: String,
+    pub ssh: String,
+    pub started: bool,
+    pub boot_seconds: f64,
+    pub kernel: String,
+    pub uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub boot_timeout: Duration,
+    /// lab's image cache (~/.cache/lab/images): the base image and its key.
+    pub cache: PathBuf,
+}
+
+fn check_image(h: &Host) -> Result<(), Error> {
+    let image = h.vm.image_or(DEFAULT_IMAGE);
+    if image != DEFAULT_IMAGE {
+        return Err(Error::Model {
+            host: h.name.clone(),
+            message: format!(
+                "image `{image}`: the libvirt provider runs lab's `{DEFAULT_IMAGE}` only (cloud images and boxes are the QEMU provider's for now)"
+            ),
+        });
+    }
+    if h.vm.user != "root" {
+        return Err(Error::Model {
+            host: h.name.clone(),
+            message: format!(
+                "lab's Debian image has the key for root only, not `{}`: leave `user` unset",
+                h.vm.user
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Make whatever is missing and start every domain that is not running; wait for SSH; name the
+/// guests' NICs as in Lab.toml.
+pub fn up(
+    lab: &Lab,
+    dir: &Path,
+    state: &StateDir,
+    opts: &UpOptions,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<UpVm>, Error> {
+    for h in hosts_of(lab) {
+        check_image(h)?;
+        nics(lab, h, dir)?;
+    }
+    one_hypervisor_per_segment(lab, dir)?;
+    let hvs = hypervisors(lab, state)?;
+    for hv in hvs.values() {
+        hv.ping()?;
+    }
+    let local = guest::Local::new("local");
+    qemu::image::ensure_key(&local, &opts.cache)?;
+    let key = opts.cache.join("id_ed25519");
+    let base = base_image(&opts.cache, events)?;
+
+    let mut started: Vec<(&Host, &Hypervisor, Domain, bool, Instant)> = Vec::new();
+    for (uri, hv) in &hvs {
+        let hosts: Vec<&Host> = hosts_of(lab)
+            .filter(|h| uri_of(h).to_string() == *uri)
+            .collect();
+        let (virt, why) = hv.virt_type()?;
+        if let Some(why) = why {
+            events(Event::Note(format!(
+                "{uri}: software emulation (TCG): {why}"
+            )));
+        }
+        ensure_base(hv, &base, events)?;
+        let devices = hv.devices(&alias_prefix(lab, dir))?;
+        let networks = hv.networks()?;
+        let mut segments: Vec<String> = Vec::new();
+        for h in &hosts {
+            for n in nics(lab, h, dir)? {
+                if !segments.contains(&n.segment) {
+                    events(Event::Step(format!("{uri}: segment {}", n.segment)));
+                    ensure_segment(hv, lab, dir, &n.segment, &devices, &networks)?;
+                    segments.push(n.segment);
+                }
+            }
+        }
+        let domains = hv.domains()?;
+        let volumes = hv.volumes()?;
+        let mut taken = hv.listening()?;
+        let (address, bind) = hv.ssh_endpoint();
+        for h in &hosts {
+            let name = domain_name(lab, &h.name);
+            let mut port = None;
+            if domains.contains(&name) {
+                let meta = hv.meta(&name)?;
+                match meta {
+                    Some(m) if m.dir == abs(dir) && m.lab == lab.name => {
+                        if hv.state(&name)? == DomState::Running {
+                            let d =
+                                domain(lab, h, dir, &hv.pool, virt, (&address, &bind), m.ssh_port)?;
+                            started.push((h, hv, d, false, Instant::now()));
+                            continue;
+                        }
+                        if !taken.contains(&m.ssh_port) {
+                            port = Some(m.ssh_port);
+                        }
+                    }
+                    Some(m) => {
+                        return Err(hv.err(format!(
+                            "domain {name} belongs to lab `{}` in {}: destroy it there, or rename this lab",
+                            m.lab, m.dir
+                        )));
+                    }
+                    None => {
+                        return Err(hv.err(format!(
+                            "domain {name} exists and lab did not make it: rename this lab or host"
+                        )));
+                    }
+                }
+            }
+            let port = match port {
+                Some(p) => p,
+                None => (FIRST_PORT..FIRST_PORT.saturating_add(500))
+                    .find(|p| !taken.contains(p))
+                    .ok_or_else(|| hv.err("no free port for the VM's SSH forward"))?,
+            };
+            taken.push(port);
+            let mut d = domain(lab, h, dir, &hv.pool, virt, (&address, &bind), port)?;
+            // A stopped domain of this lab is defined again (Lab.toml may have changed it),
+            // keeping its UUID and snapshots.
+            if domains.contains(&name) {
+                d.uuid = hv.uuid(&name)?;
+            }
+            // Taps (a tap of a domain that is not running is idle: made again only when gone).
+            for n in nics(lab, h, dir)? {
+                if !devices.iter().any(|(t, _)| *t == n.tap) {
+                    let alias = format!("{}{}:{}", alias_prefix(lab, dir), h.name, n.name);
+                    for argv in
+                        net::devices::tap(&n.tap, &bridge_name(lab, dir, &n.segment), &alias)
+                    {
+                        hv.check(argv)?;
+                    }
+                }
+            }
+            if !volumes.contains(&d.volume) {
+                let capacity = (u64::from(h.vm.disk_gib) << 30).max(base.virtual_size);
+                hv.check(hv.virsh.vol_create_as(
+                    &hv.pool,
+                    &d.volume,
+                    capacity,
+                    "qcow2",
+                    Some((&base.volume(), "qcow2")),
+                ))?;
+            }
+            hv.define(hv.virsh.define(virsh::STDIN), &d.xml())?;
+            events(Event::Step(format!("{}: starting {name} on {uri}", h.name)));
+            let t = Instant::now();
+            hv.check(hv.virsh.start(&name))?;
+            started.push((h, hv, d, true, t));
+        }
+    }
+
+    let key = &key;
+    let results =
+        provider::vm::each_in_parallel(&started, |(h, hv, d, fresh, t)| -> Result<UpVm, Error> {
+            let cfg = vm_ssh(state, &h.name, &d.meta, key);
+            let ssh = guest::Ssh::new(cfg);
+            ssh.wait_reachable(opts.boot_timeout)
+                .map_err(|e| Error::Ssh {
+                    host: h.name.clone(),
+                    uri: hv.uri.to_string(),
+                    console: d.console.clone(),
+                    source: Box::new(e),
+                })?;
+            let boot = t.elapsed().as_secs_f64();
+            let names: Vec<(String, String)> = nics(lab, h, dir)?
+                .into_iter()
+                .map(|n| (qemu::vm::mac(n.mac), n.name))
+                .collect();
+            provider::vm::name_nics(&ssh, &h.name, &names)?;
+            let kernel = ssh
+                .check(&Command::new(["uname", "-r"]))?
+                .stdout_lossy()
+                .trim()
+                .to_string();
+            Ok(UpVm {
+                host: h.name.clone(),
+                domain: d.name.clone(),
+                ssh: format!("{}:{}", d.meta.ssh_address, d.meta.ssh_port),
+                started: *fresh,
+                boot_seconds: boot,
+                kernel,
+                uri: hv.uri.to_string(),
+            })
+        });
+    if guest::cancel::requested() {
+        // Interrupted while VMs were booting: the domains this `up` started are powered off
+        // (defined, with their disks: `lab up` starts them again, `lab destroy` removes them).
+        for (h, hv, d, fresh, _) in &started {
+            if *fresh && hv.run(hv.virsh.destroy(&d.name)).is_ok() {
+                events(Event::Note(format!(
+                    "{}: interrupted while it booted: {} powered off",
+                    h.name, d.name
+                )));
+            }
+        }
+    }
+    results.into_iter().collect()
+}
+
+/// lab's SSH to a VM: its forward on the hypervisor's machine, the image's key, the lab's
+/// known_hosts (a VM lab made: its key is trusted on first use, and forgotten by `destroy`).
+fn vm_ssh(state: &StateDir, host: &str, meta: &LabMeta, key: &Path) -> SshConfig {
+    let mut c = SshConfig::new(
+        host,
+        meta.ssh_address.clone(),
+        meta.ssh_port,
+        meta.user.clone(),
+        Auth::Key(key.to_path_buf()),
+        state.known_hosts(),
+    );
+    c.trust_on_first_use = true;
+    c.connect_timeout = Duration::from_secs(10);
+    c
+}
+
+/// How lab reaches a host that is up (from its domain's metadata).
+pub fn ssh_config(
+    lab: &Lab,
+    state: &StateDir,
+    h: &Host,
+    cache: &Path,
+) -> Result<SshConfig, provider::Error> {
+    let not_up = || provider::Error::NotUp {
+        provider: NAME.into(),
+        host: h.name.clone(),
+    };
+    let hv = Hypervisor::open(&uri_of(h), state).map_err(|e| provider::Error::provider(NAME, e))?;
+    let meta = hv
+        .meta(&domain_name(lab, &h.name))
+        .map_err(|e| provider::Error::provider(NAME, e))?
+        .filter(|m| m.dir == abs(state.lab_dir()))
+        .ok_or_else(not_up)?;
+    Ok(vm_ssh(state, &h.name, &meta, &cache.join("id_ed25519")))
+}
+
+/// A host's state for `lab status`.
+pub fn status(lab: &Lab, state: &StateDir) -> Vec<provider::HostState> {
+    let dir = state.lab_dir();
+    hosts_of(lab)
+        .map(|h| {
+            let name = domain_name(lab, &h.name);
+            let uri = uri_of(h);
+            let read = || -> Result<provider::HostState, Error> {
+                let hv = Hypervisor::open(&uri, state)?;
+                if !hv.domains()?.contains(&name) {
+                    return Ok(provider::HostState::new(&h.name, NAME, "not created"));
+                }
+                let meta = hv.meta(&name)?.filter(|m| m.dir == abs(dir));
+                let st = match hv.state(&name)? {
+                    DomState::Running => "running".to_string(),
+                    DomState::ShutOff => "stopped".to_string(),
+                    DomState::Paused => "paused".to_string(),
+                    DomState::Other(o) => o,
+                };
+                let mut s = provider::HostState::new(&h.name, NAME, &st);
+                s.machine = Some(format!("{name} on {uri}"));
+                s.ssh = meta.map(|m| format!("{}:{}", m.ssh_address, m.ssh_port));
+                Ok(s)
+            };
+            read().unwrap_or_else(|e| {
+                let mut s = provider::HostState::new(&h.name, NAME, "unknown");
+                s.detail = Some(e.to_string());
+                s
+            })
+        })
+        .collect()
+}
+
+/// The lab's domains on a hypervisor (by name and metadata: this lab, this directory).
+fn own_domains(hv: &Hypervisor, lab: &Lab, dir: &Path) -> Result<Vec<(String, LabMeta)>, Error> {
+    let prefix = format!("lab-{}-", lab.name);
+    let mut out = Vec::new();
+    for d in hv.domains()? {
+        if !d.starts_with(&prefix) {
+            continue;
+        }
+        if let Some(m) = hv.meta(&d)?
+            && m.dir == abs(dir)
+            && m.lab == lab.name
+        {
+            out.push((d, m));
+        }
+    }
+    Ok(out)
+}
+
+/// ACPI shutdown, then power off after `grace`.
+pub fn halt(
+    lab: &Lab,
+    state: &StateDir,
+    grace: Duration,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<String>, Error> {
+    let mut halted = Vec::new();
+    for hv in hypervisors(lab, state)?.values() {
+        let running: Vec<String> = own_domains(hv, lab, state.lab_dir())?
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| hv.state(d).is_ok_and(|s| s == DomState::Running))
+            .collect();
+        for d in &running {
+            hv.run(hv.virsh.shutdown(d))?;
+        }
+        let until = Instant::now() + grace;
+        for d in running {
+            while hv.state(&d)? != DomState::ShutOff && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            if hv.state(&d)? != DomState::ShutOff {
+                hv.remove(hv.virsh.destroy(&d))?;
+                events(Event::Note(format!(
+                    "{d}: no ACPI shutdown within {grace:?}; powered off"
+                )));
+            }
+            halted.push(d);
+        }
+    }
+    Ok(halted)
+}
+
+/// Remove everything of the lab on every hypervisor it uses: domains (with their volumes and
+/// snapshots), leftover volumes, networks, bridges, taps and console logs. Found by name and
+/// tag, so also after `up` was killed half-way.
+pub fn destroy(
+    lab: &Lab,
+    state: &StateDir,
+    events: &mut dyn FnMut(Event),
+) -> Result<Vec<String>, Error> {
+    let dir = state.lab_dir();
+    let mut removed = Vec::new();
+    for hv in hypervisors(lab, state)?.values() {
+        hv.ping()?;
+        for (d, meta) in own_domains(hv, lab, dir)? {
+            if hv.state(&d)? != DomState::ShutOff {
+                hv.remove(hv.virsh.destroy(&d))?;
+            }
+            hv.remove(hv.virsh.undefine(&d))?;
+            // The serial console, and libvirt's log of the domain's QEMU.
+            hv.run(vec![
+                "rm".into(),
+                "-f".into(),
+                format!("{CONSOLE_DIR}/{d}.serial.log"),
+                format!("{CONSOLE_DIR}/{d}.log"),
+            ])?;
+            state.forget_host_key(&meta.ssh_address, meta.ssh_port)?;
+            removed.push(d);
+        }
+        let tag = format!("-{}.qcow2", dir_tag(dir));
+        let prefix = format!("lab-{}-", lab.name);
+        for v in hv.volumes()? {
+            if v.starts_with(&prefix)
+                && v.ends_with(&tag)
+                && hv.remove(hv.virsh.vol_delete(&hv.pool, &v))?
+            {
+                events(Event::Note(format!("{}: volume {v} removed", hv.uri)));
+            }
+        }
+        for n in hv.networks()? {
+            let Some(segment) = n.strip_prefix(&prefix) else {
+                continue;
+            };
+            let out = hv.run(hv.virsh.net_dumpxml(&n))?;
+            if !out.success()
+                || libvirt::network::bridge_of(&out.stdout_lossy()).as_deref()
+                    != Some(bridge_name(lab, dir, segment).as_str())
+            {
+                continue;
+            }
+            let _ = hv.remove(hv.virsh.net_destroy(&n));
+            hv.remove(hv.virsh.net_undefine(&n))?;
+            removed.push(format!("network {n}"));
+        }
+        // Taps first (a bridge goes with its ports, but a tap of a domain lab was killed
+        // before defining is on no bridge).
+        let mut devices = hv.devices(&alias_prefix(lab, dir))?;
+        devices.sort_by_key(|(name, _)| !name.starts_with("lt"));
+        for (name, _) in devices {
+            hv.check(net::devices::delete(&name))?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Save or restore a snapshot of every running or stopped domain of the lab.
+pub fn snapshot(
+    lab: &Lab,
+    state: &StateDir,
+    op: &provider::SnapshotOp,
+) -> Result<Vec<String>, Error> {
+    let mut done = Vec::new();
+    for h in hosts_of(lab) {
+        let hv = Hypervisor::open(&uri_of(h), state)?;
+        let d = domain_name(lab, &h.name);
+        if !own_domains(&hv, lab, state.lab_dir())?
+            .iter()
+            .any(|(n, _)| *n == d)
+        {
+            return Err(Error::State(provider::Error::NotUp {
+                provider: NAME.into(),
+                host: h.name.clone(),
+            }));
+        }
+        match op {
+            provider::SnapshotOp::Save(name) => {
+                let have = virsh::names(&hv.check(hv.virsh.snapshot_list(&d))?.stdout_lossy());
+                if have.contains(name) {
+                    hv.check(hv.virsh.snapshot_delete(&d, name))?;
+                }
+                hv.check(hv.virsh.snapshot_create_as(&d, name))?;
+            }
+            provider::SnapshotOp::Restore(name) => {
+                hv.check(hv.virsh.snapshot_revert(&d, name))?;
+            }
+        }
+        done.push(d);
+    }
+    Ok(done)
+}
+
+/// What `up` would do, as values (`lab up --dry-run`): nothing is run, not even virsh.
+pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>, Error> {
+    use provider::Action;
+    let pool = pool_name();
+    let mut out = vec![Action::note(
+        None,
+        format!(
+            "base image `{DEFAULT_IMAGE}`: from lab's cache in {} (built when missing), uploaded once per hypervisor to pool `{pool}` ({}) as lab-base-<sha256>.qcow2",
+            cache.display(),
+            pool_dir(&pool)
+        ),
+    )];
+    let mut segments: Vec<(String, String)> = Vec::new();
+    for h in hosts_of(lab) {
+        check_image(h)?;
+        let uri = uri_of(h);
+        let hv = Virsh::new(uri.local_form());
+        let on = if uri.is_remote() {
+            format!(" (on {uri}, over lab's SSH)")
+        } else {
+            String::new()
+        };
+        for n in nics(lab, h, dir)? {
+            if segments
+                .iter()
+                .any(|(s, u)| *s == n.segment && *u == uri.to_string())
+            {
+                continue;
+            }
+            segments.push((n.segment.clone(), uri.to_string()));
+            let bridge = bridge_name(lab, dir, &n.segment);
+            let alias = format!("{}{}", alias_prefix(lab, dir), n.segment);
+            for argv in net::devices::bridge(&bridge, &alias) {
+                out.push(Action {
+                    host: None,
+                    what: format!("bridge {bridge} for {}{on}", n.segment),
+                    argv: Some(argv),
+                });
+            }
+            out.push(Action {
+                host: None,
+                what: format!(
+                    "network {}: {}",
+                    network_name(lab, &n.segment),
+                    Network {
+                        name: network_name(lab, &n.segment),
+                        bridge
+                    }
+                    .xml()
+                    .replace('\n', " ")
+                ),
+                argv: Some(hv.net_define(virsh::STDIN)),
+            });
+        }
+        let d = domain(
+            lab,
+            h,
+            dir,
+            &pool,
+            VirtType::Qemu,
+            ("127.0.0.1", "127.0.0.1"),
+            FIRST_PORT,
+        )?;
+        for n in nics(lab, h, dir)? {
+            let alias = format!("{}{}:{}", alias_prefix(lab, dir), h.name, n.name);
+            for argv in net::devices::tap(&n.tap, &bridge_name(lab, dir, &n.segment), &alias) {
+                out.push(Action {
+                    host: Some(h.name.clone()),
+                    what: format!("tap {} for {}{on}", n.tap, n.name),
+                    argv: Some(argv),
+                });
+            }
+        }
+        out.push(Action {
+            host: Some(h.name.clone()),
+            what: format!("overlay volume {}", d.volume),
+            argv: Some(hv.vol_create_as(
+                &pool,
+                &d.volume,
+                u64::from(h.vm.disk_gib) << 30,
+                "qcow2",
+                Some(("lab-base-<sha256>.qcow2", "qcow2")),
+            )),
+        });
+        out.push(Action {
+            host: Some(h.name.clone()),
+            what: format!(
+                "domain {}: {} vCPUs, {} MiB, SSH forwarded from a free port from {FIRST_PORT}, KVM or TCG as the hypervisor offers",
+                d.name, h.vm.cpus, h.vm.memory_mib
+            ),
+            argv: Some(hv.define(virsh::STDIN)),
+        });
+        out.push(Action {
+            host: Some(h.name.clone()),
+            what: format!("start {}", d.name),
+            argv: Some(hv.start(&d.name)),
+        });
+        out.push(Action::note(
+            Some(&h.name),
+            "wait for SSH, name the NICs by MAC as in Lab.toml",
+        ));
+    }
+    Ok(out)
+}
