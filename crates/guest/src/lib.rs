@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use fake::Fake;
-pub use local::{Local, Netns, replace_process};
+pub use local::{InNetns, Local, Netns, replace_process};
 pub use ssh::{Auth, Connector, Ssh, SshConfig, direct, keygen};
 
 /// A command to run: argv, an optional timeout and optional standard input.

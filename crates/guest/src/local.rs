@@ -395,3 +395,66 @@ pub fn replace_process(argv: &[String]) -> std::io::Error {
     };
     std::process::Command::new(program).args(args).exec()
 }
+
+/// A network namespace on a machine reached through another command seam (`ip netns exec NS`
+/// before every command, run by `inner`; files are the machine's, shared by its namespaces).
+#[derive(Debug)]
+pub struct InNetns<E> {
+    inner: E,
+    ns: String,
+    host: String,
+}
+
+impl<E: Exec> InNetns<E> {
+    /// `host` names the lab host for messages; `ns` is the namespace on `inner`'s machine.
+    pub fn new(host: impl Into<String>, inner: E, ns: impl Into<String>) -> Self {
+        Self {
+            inner,
+            ns: ns.into(),
+            host: host.into(),
+        }
+    }
+
+    fn wrap(&self, cmd: &Command) -> Command {
+        let mut argv = vec![
+            "ip".to_string(),
+            "netns".into(),
+            "exec".into(),
+            self.ns.clone(),
+        ];
+        argv.extend(cmd.argv.iter().cloned());
+        Command {
+            argv,
+            timeout: cmd.timeout,
+            stdin: cmd.stdin.clone(),
+            retry_safe: cmd.retry_safe,
+            cancellable: cmd.cancellable,
+        }
+    }
+}
+
+impl<E: Exec> Exec for InNetns<E> {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn run(&self, cmd: &Command) -> Result<Output, Error> {
+        self.inner.run(&self.wrap(cmd))
+    }
+
+    fn run_streaming(
+        &self,
+        cmd: &Command,
+        on_line: &mut dyn FnMut(crate::Stream, &str),
+    ) -> Result<crate::Status, Error> {
+        self.inner.run_streaming(&self.wrap(cmd), on_line)
+    }
+
+    fn put_file(&self, path: &Path, contents: &[u8], mode: FileMode) -> Result<(), Error> {
+        self.inner.put_file(path, contents, mode)
+    }
+
+    fn get_file(&self, path: &Path) -> Result<Vec<u8>, Error> {
+        self.inner.get_file(path)
+    }
+}

@@ -689,6 +689,23 @@ impl Session {
             applied: Vec::new(),
         };
         let providers = self.each_provider();
+        // A host placed on another machine needs a provider that can put it there.
+        for (p, ctx) in &providers {
+            if let Some(h) = ctx.hosts.iter().find(|h| h.machine.is_some())
+                && !p.capabilities().contains(&provider::Capability::Machines)
+            {
+                return Err(provider::Error::unsupported(
+                    p.name(),
+                    "place hosts on other machines",
+                    &format!(
+                        "host `{}` names machine `{}`; namespace hosts can be placed (libvirt hosts run where their `uri` says)",
+                        h.name,
+                        h.machine.as_deref().unwrap_or_default()
+                    ),
+                )
+                .into());
+            }
+        }
         // Record the provider override and the lab before anything is created.
         self.remember_override()?;
         provider::index::record(

@@ -31,7 +31,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         // The provider interface.
         ("provider", &["model", "net", "guest", "boxes", "fetch"][..]),
         // Plugins: the interface, the model, their own tool, the ground.
-        ("provider-netns", &["provider", "model", "net", "netns"][..]),
+        (
+            "provider-netns",
+            &["provider", "model", "net", "netns", "guest"][..],
+        ),
         (
             "provider-qemu",
             &[

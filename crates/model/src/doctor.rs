@@ -67,7 +67,126 @@ pub fn check(lab: &Lab) -> Vec<Finding> {
             );
         }
     }
+    underlay(lab, &mut out);
     out
+}
+
+/// A segment or link whose hosts sit on more than one machine: what it is, its machines, and
+/// its interfaces with their host.
+type Crossing<'a> = (
+    String,
+    Vec<String>,
+    Vec<(&'a Host, &'a crate::model::Interface)>,
+);
+
+/// The segments and links that span machines.
+fn crossing(lab: &Lab) -> Vec<Crossing<'_>> {
+    let mut wires: Vec<Crossing<'_>> = Vec::new();
+    for h in &lab.hosts {
+        let Some(m) = &h.machine else { continue };
+        for i in &h.interfaces {
+            let key = match &i.attach {
+                Attach::Nat => continue,
+                Attach::Network(n) => format!("network {n}"),
+                Attach::Link(l) => format!("link {l}"),
+            };
+            let at = match wires.iter().position(|w| w.0 == key) {
+                Some(at) => at,
+                None => {
+                    wires.push((key, Vec::new(), Vec::new()));
+                    wires.len() - 1
+                }
+            };
+            if !wires[at].1.contains(m) {
+                wires[at].1.push(m.clone());
+            }
+            wires[at].2.push((h, i));
+        }
+    }
+    wires.retain(|w| w.1.len() > 1);
+    wires
+}
+
+/// Paths between machines go through one tunnel each over the machines' underlay: the
+/// shaped paths that cross one underlay NIC must fit in it, and a packet of the interfaces'
+/// MTU must fit in the tunnel.
+fn underlay(lab: &Lab, out: &mut Vec<Finding>) {
+    let wires = crossing(lab);
+    for m in &lab.machines {
+        let mine: Vec<&Crossing<'_>> = wires.iter().filter(|w| w.1.contains(&m.name)).collect();
+        // A path's rate is the fastest direction's shaping; an unshaped path is not bounded and
+        // not counted.
+        let rates: Vec<(String, u64)> = mine
+            .iter()
+            .filter_map(|w| {
+                w.2.iter()
+                    .filter_map(|(_, i)| i.shaping.as_ref().and_then(|s| s.rate_bps))
+                    .max()
+                    .map(|r| (w.0.clone(), r))
+            })
+            .collect();
+        let total: u64 = rates.iter().map(|r| r.1).sum();
+        if let Some(cap) = m.underlay_rate_bps
+            && total > cap
+        {
+            out.push(Finding {
+                code: "underlay-too-slow",
+                host: format!("machine {}", m.name),
+                message: format!(
+                    "the shaped paths that cross machine {}'s underlay need {:.0} Mbit/s ({}) and it carries {:.0} Mbit/s: the underlay, not the shaping, limits the paths, and the test measures it",
+                    m.name,
+                    total as f64 / 1e6,
+                    rates
+                        .iter()
+                        .map(|(w, r)| format!("{w}: {:.0}", *r as f64 / 1e6))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    cap as f64 / 1e6
+                ),
+                fix: "shape the paths lower, place their hosts on one machine, or give the machine a faster underlay (underlay_rate)".into(),
+            });
+        }
+        for w in &mine {
+            // The tunnel's inside: the smallest of its machines'.
+            let inner = lab
+                .machines
+                .iter()
+                .filter(|x| w.1.contains(&x.name))
+                .map(crate::model::Machine::tunnel_mtu)
+                .min()
+                .unwrap_or(m.tunnel_mtu());
+            for (h, i) in
+                w.2.iter()
+                    .filter(|(h, _)| h.machine.as_deref() == Some(&m.name))
+            {
+                let v6 = i.addresses.iter().any(|a| a.addr().is_ipv6());
+                let needs = i.mtu.unwrap_or(0).max(if v6 { 1280 } else { 576 });
+                if inner < needs {
+                    out.push(Finding {
+                        code: "underlay-mtu-too-small",
+                        host: h.name.clone(),
+                        message: format!(
+                            "{} of {} crosses machines {} in a tunnel whose inside is {inner} bytes (the smallest underlay MTU less the encapsulation), below the {needs} bytes {}: larger packets are dropped",
+                            i.name,
+                            w.0,
+                            w.1.join(" and "),
+                            if i.mtu.is_some_and(|x| x >= needs) {
+                                "the interface's mtu sends"
+                            } else if v6 {
+                                "IPv6 needs"
+                            } else {
+                                "IPv4 needs"
+                            }
+                        ),
+                        fix: format!(
+                            "raise underlay_mtu to at least {} on every machine of the tunnel (jumbo frames on the underlay), or set mtu = {inner} on the interface",
+                            needs + (m.underlay_mtu - m.tunnel_mtu())
+                        ),
+                    });
+                }
+            }
+        }
+    }
 }
 
 fn limits(

@@ -12,8 +12,8 @@ use serde_spanned::Spanned;
 
 use crate::diag::{Diagnostic, InvalidLab};
 use crate::model::{
-    Attach, Attachment, Host, Interface, JoinMode, Lab, Link, Mptcpd, MptcpdPlugin, Network,
-    Provider, Role, SshTarget, Vm,
+    Attach, Attachment, Host, Interface, JoinMode, Lab, Link, Machine, Mptcpd, MptcpdPlugin,
+    Network, Provider, Role, SshTarget, Vm,
 };
 
 /// Why a lab could not be loaded.
@@ -80,6 +80,39 @@ struct RawLab {
     checks: Vec<crate::checks::RawCheck>,
     #[serde(default)]
     test: RawTest,
+    /// Machines hosts are placed on (`[machines.NAME]`): lab reaches each over SSH, and joins
+    /// a segment that spans machines with one VXLAN tunnel per segment over their underlay.
+    #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, RawMachine>")]
+    machines: IndexMap<Spanned<String>, RawMachine>,
+}
+
+/// `[machines.NAME]`: a machine lab places hosts on.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawMachine {
+    /// Where lab's SSH reaches it.
+    #[schemars(with = "String")]
+    address: Spanned<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    user: Option<Spanned<String>>,
+    #[serde(default)]
+    key: Option<PathBuf>,
+    /// The machine's address on the underlay, which the other machines' tunnels reach.
+    #[schemars(with = "String")]
+    underlay: Spanned<String>,
+    /// The underlay's MTU (default 1500): a tunnel's inside is 50 bytes less (70 over IPv6).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    underlay_mtu: Option<Spanned<u32>>,
+    /// What the underlay NIC carries (`1gbit`): `lab doctor` warns when the shaped paths that
+    /// cross it need more.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    underlay_rate: Option<Spanned<String>>,
 }
 
 /// `[test]`: what `lab test` does besides the transfer.
@@ -139,6 +172,11 @@ struct RawHost {
     role: Role,
     #[serde(default)]
     provider: Option<Provider>,
+    /// The machine (`[machines.NAME]`) the host runs on; hosts that name none are spread over
+    /// the machines, fewest hosts first.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    machine: Option<Spanned<String>>,
     #[serde(default)]
     vm: RawVm,
     #[serde(default)]
@@ -177,7 +215,7 @@ struct RawVm {
     uri: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, Clone, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSsh {
     #[schemars(with = "String")]
@@ -552,6 +590,8 @@ impl Validator {
             }
         }
 
+        let machines = self.machines(&raw.machines);
+        self.place(&mut hosts, &raw_hosts, &machines);
         self.one_provider_per_segment(&hosts, &links, &iface_spans);
         self.unique_addresses(&hosts, &raw_hosts);
         self.subnets(&hosts, &networks, &raw_hosts);
@@ -565,6 +605,7 @@ impl Validator {
             links,
             hosts,
             checks,
+            machines,
         };
         for e in &raw.test.events {
             match crate::events::parse(&lab, e.get_ref()) {
@@ -814,6 +855,7 @@ impl Validator {
             name: host_name.to_string(),
             role: h.role,
             provider,
+            machine: None,
             vm,
             ssh,
             interfaces,
@@ -826,6 +868,95 @@ impl Validator {
                 path_manager: h.mptcpd.path_manager.unwrap_or_default(),
             },
             join: h.mptcp.join.unwrap_or_default(),
+        }
+    }
+
+    fn machines(&mut self, raw: &IndexMap<Spanned<String>, RawMachine>) -> Vec<Machine> {
+        let mut out = Vec::new();
+        for (name, m) in raw {
+            check_ident(self, "machine", name);
+            let ssh = self.ssh_target(&RawSsh {
+                address: m.address.clone(),
+                port: m.port,
+                user: m.user.clone(),
+                key: m.key.clone(),
+            });
+            let underlay = match m.underlay.get_ref().trim().parse::<IpAddr>() {
+                Ok(a) if !a.is_unspecified() && !a.is_multicast() => a,
+                _ => {
+                    self.err(
+                        span(&m.underlay),
+                        format!("`{}` is not a unicast IP address", m.underlay.get_ref()),
+                        "the machine's address on the network between the machines, e.g. 192.0.2.10",
+                    );
+                    continue;
+                }
+            };
+            let mtu = m.underlay_mtu.as_ref().map_or(1500, |v| *v.get_ref());
+            if let Some(v) = &m.underlay_mtu
+                && !(576..=65535).contains(v.get_ref())
+            {
+                self.err(
+                    span(v),
+                    format!("underlay_mtu = {} is out of range", v.get_ref()),
+                    "576 to 65535",
+                );
+            }
+            let rate_bps = m.underlay_rate.as_ref().and_then(|r| {
+                let v = crate::units::rate_bps(r.get_ref());
+                if v.is_none() {
+                    self.err(
+                        span(r),
+                        format!("`{}` is not a rate", r.get_ref()),
+                        "e.g. 1gbit, 100mbit",
+                    );
+                }
+                v
+            });
+            out.push(Machine {
+                name: name.get_ref().clone(),
+                ssh,
+                underlay,
+                underlay_mtu: mtu,
+                underlay_rate_bps: rate_bps,
+            });
+        }
+        out
+    }
+
+    /// Each host on its machine: the one it names, else (a namespace host) the machine with the
+    /// fewest hosts (the first of those in Lab.toml order).
+    fn place(&mut self, hosts: &mut [Host], raw_hosts: &[RawHost], machines: &[Machine]) {
+        let mut load: Vec<usize> = vec![0; machines.len()];
+        for (h, raw) in hosts.iter_mut().zip(raw_hosts) {
+            let Some(m) = &raw.machine else { continue };
+            match machines.iter().position(|x| x.name == *m.get_ref()) {
+                Some(i) => {
+                    load[i] += 1;
+                    h.machine = Some(m.get_ref().clone());
+                }
+                None => self.err(
+                    span(m),
+                    format!("no machine `{}`", m.get_ref()),
+                    "declare it in [machines.NAME] (address and underlay)",
+                ),
+            }
+        }
+        if machines.is_empty() {
+            return;
+        }
+        for (h, raw) in hosts.iter_mut().zip(raw_hosts) {
+            // Balancing places namespace hosts, the provider that can put hosts on other
+            // machines; any other host stays where its provider runs it unless it names one
+            // (and the session then asks its provider whether it can).
+            if raw.machine.is_some() || h.provider != "netns" {
+                continue;
+            }
+            let i = (0..machines.len())
+                .min_by_key(|i| (load[*i], *i))
+                .unwrap_or(0);
+            load[i] += 1;
+            h.machine = Some(machines[i].name.clone());
         }
     }
 
@@ -954,6 +1085,10 @@ impl Validator {
             }
             return None;
         };
+        Some(self.ssh_target(raw))
+    }
+
+    fn ssh_target(&mut self, raw: &RawSsh) -> SshTarget {
         let address = raw.address.get_ref().trim().to_string();
         if address.is_empty()
             || address.starts_with('-')
@@ -983,12 +1118,12 @@ impl Validator {
                 "",
             );
         }
-        Some(SshTarget {
+        SshTarget {
             address,
             port: raw.port.unwrap_or(22),
             user,
             key: raw.key.clone(),
-        })
+        }
     }
 
     fn interface(

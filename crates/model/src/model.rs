@@ -21,6 +21,40 @@ pub struct Lab {
     pub checks: Vec<crate::checks::Check>,
     /// The transfer's time line (`[test] events`), in the file's order.
     pub events: Vec<crate::events::Event>,
+    /// The machines hosts are placed on (`[machines.NAME]`); empty: this machine only.
+    pub machines: Vec<Machine>,
+}
+
+/// A machine lab places hosts on, reached over SSH, joined to the others by an underlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Machine {
+    pub name: String,
+    pub ssh: SshTarget,
+    /// Its address on the underlay (the tunnels' endpoints).
+    pub underlay: IpAddr,
+    pub underlay_mtu: u32,
+    /// What its underlay NIC carries, if Lab.toml says.
+    pub underlay_rate_bps: Option<u64>,
+}
+
+impl Machine {
+    /// The MTU inside a VXLAN tunnel over this machine's underlay: 50 bytes of outer
+    /// Ethernet, IP, UDP and VXLAN headers less over IPv4, 70 over IPv6.
+    ///
+    /// ```
+    /// let m = model::Machine {
+    ///     name: "m1".into(),
+    ///     ssh: model::SshTarget { address: "m1".into(), port: 22, user: "root".into(), key: None },
+    ///     underlay: "192.0.2.1".parse().unwrap(),
+    ///     underlay_mtu: 1500,
+    ///     underlay_rate_bps: None,
+    /// };
+    /// assert_eq!(m.tunnel_mtu(), 1450);
+    /// ```
+    pub fn tunnel_mtu(&self) -> u32 {
+        let overhead = if self.underlay.is_ipv6() { 70 } else { 50 };
+        self.underlay_mtu.saturating_sub(overhead)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -288,6 +322,8 @@ pub struct Host {
     pub name: String,
     pub role: Role,
     pub provider: Provider,
+    /// The machine it runs on (`[machines.NAME]`); `None`: this machine.
+    pub machine: Option<String>,
     pub vm: Vm,
     pub ssh: Option<SshTarget>,
     pub interfaces: Vec<Interface>,

@@ -662,3 +662,46 @@ fn hypervisor_uri_per_lab_and_per_host() {
         one_error(&src, &format!("\"{bad}\""), why);
     }
 }
+
+#[test]
+fn machines_place_hosts_by_name_and_by_balance() {
+    let machines = "[machines.m1]\naddress = \"h1.example\"\nunderlay = \"192.0.2.1\"\nunderlay_rate = \"1gbit\"\n\n[machines.m2]\naddress = \"h2.example\"\nuser = \"lab\"\nport = 2222\nunderlay = \"192.0.2.2\"\nunderlay_mtu = 9000\n\n";
+    let src = builtin_with("[hosts.ue1]\n", &format!("{machines}[hosts.ue1]\n")).replacen(
+        "role = \"server\"\n",
+        "role = \"server\"\nmachine = \"m2\"\n",
+        1,
+    );
+    let lab = model::parse("Lab.toml", &src).unwrap();
+    assert_eq!(lab.machines.len(), 2);
+    assert_eq!(lab.machines[1].ssh.port, 2222);
+    assert_eq!(lab.machines[1].tunnel_mtu(), 8950);
+    assert_eq!(lab.machines[0].underlay_rate_bps, Some(1_000_000_000));
+    // ue1 by name on m2; ue2 (no machine) where fewest hosts are: m1.
+    assert_eq!(lab.hosts[0].machine.as_deref(), Some("m2"));
+    assert_eq!(lab.hosts[1].machine.as_deref(), Some("m1"));
+    // No machines: every host stays here.
+    assert!(
+        model::Preset::Builtin
+            .load()
+            .unwrap()
+            .hosts
+            .iter()
+            .all(|h| h.machine.is_none())
+    );
+
+    // A machine that is not declared, and an underlay that is not an address.
+    let src = builtin_with("[hosts.ue1]\n", &format!("{machines}[hosts.ue1]\n")).replacen(
+        "role = \"server\"\n",
+        "role = \"server\"\nmachine = \"m3\"\n",
+        1,
+    );
+    one_error(&src, "\"m3\"", "no machine `m3`");
+    let src = builtin_with(
+        "[hosts.ue1]\n",
+        &format!(
+            "{}[hosts.ue1]\n",
+            machines.replace("\"192.0.2.2\"", "\"h2\"")
+        ),
+    );
+    one_error(&src, "\"h2\"", "is not a unicast IP address");
+}

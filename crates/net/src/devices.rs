@@ -70,3 +70,93 @@ pub fn aliased(list_json: &str, prefix: &str) -> Vec<(String, String)> {
 fn argv(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_string()).collect()
 }
+
+/// A new, empty network namespace (on the machine the command runs on).
+pub fn netns_add(name: &str) -> Vec<String> {
+    argv(&["ip", "netns", "add", name])
+}
+
+/// Remove a namespace (and every device in it).
+pub fn netns_del(name: &str) -> Vec<String> {
+    argv(&["ip", "netns", "del", name])
+}
+
+/// The machine's namespaces (see [`netns_names`]).
+pub fn netns_list() -> Vec<String> {
+    argv(&["ip", "-json", "netns", "list"])
+}
+
+/// The names in [`netns_list`]'s output (`ip -json netns list` prints nothing at all when
+/// there is none).
+///
+/// ```
+/// assert_eq!(net::devices::netns_names(r#"[{"name":"a","id":0},{"name":"b"}]"#), ["a", "b"]);
+/// assert!(net::devices::netns_names("").is_empty());
+/// ```
+pub fn netns_names(out: &str) -> Vec<String> {
+    let v: Vec<serde_json::Value> = serde_json::from_str(out).unwrap_or_default();
+    v.iter()
+        .filter_map(|n| n["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A veth pair from `a` in namespace `a_ns` to `b` in `b_ns`, both ends with `mtu`; `a` with
+/// `mac`.
+pub fn veth(
+    (a, a_ns): (&str, &str),
+    (b, b_ns): (&str, &str),
+    mac: Option<&str>,
+    mtu: Option<u32>,
+) -> Vec<String> {
+    let mtu = mtu.map(|m| m.to_string());
+    let mut v = vec!["ip", "link", "add", "name", a];
+    if let Some(m) = mac {
+        v.extend(["address", m]);
+    }
+    if let Some(m) = &mtu {
+        v.extend(["mtu", m]);
+    }
+    v.extend([
+        "netns", a_ns, "type", "veth", "peer", "name", b, "netns", b_ns,
+    ]);
+    if let Some(m) = &mtu {
+        v.extend(["mtu", m]);
+    }
+    argv(&v)
+}
+
+/// `ip -n NS ARGS...`: an `ip` command in a namespace.
+pub fn in_netns(ns: &str, args: &[&str]) -> Vec<String> {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend(args);
+    argv(&v)
+}
+
+/// A VXLAN device (learning, flooding to the peers [`flood_to`] adds) with its VNI, the local
+/// underlay address, its own UDP port and the MTU inside.
+pub fn vxlan(name: &str, vni: u32, local: &str, port: u16, mtu: u32) -> Vec<String> {
+    let (vni, port, mtu) = (vni.to_string(), port.to_string(), mtu.to_string());
+    argv(&[
+        "ip", "link", "add", name, "mtu", &mtu, "type", "vxlan", "id", &vni, "local", local,
+        "dstport", &port,
+    ])
+}
+
+/// Send a VXLAN device's broadcast, unknown and multicast frames to `peer` too.
+pub fn flood_to(dev: &str, peer: &str) -> Vec<String> {
+    argv(&[
+        "bridge",
+        "fdb",
+        "append",
+        "00:00:00:00:00:00",
+        "dev",
+        dev,
+        "dst",
+        peer,
+    ])
+}
+
+/// Move a device into a namespace.
+pub fn move_to(dev: &str, ns: &str) -> Vec<String> {
+    argv(&["ip", "link", "set", "dev", dev, "netns", ns])
+}

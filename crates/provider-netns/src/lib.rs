@@ -17,6 +17,8 @@ use provider::{
 };
 
 /// The provider's name in Lab.toml.
+pub mod machines;
+
 pub const NAME: &str = "netns";
 
 /// Network namespaces on this machine.
@@ -29,7 +31,7 @@ pub fn topology(lab: &Lab) -> Topology {
     let hosts: Vec<TopoHost> = lab
         .hosts
         .iter()
-        .filter(|h| h.provider == NAME)
+        .filter(|h| h.provider == NAME && h.machine.is_none())
         .map(|h| TopoHost {
             name: h.name.clone(),
             interfaces: h
@@ -136,12 +138,17 @@ impl provider::Provider for Namespaces {
     }
 
     fn capabilities(&self) -> Vec<Capability> {
-        vec![Capability::Lifecycle, Capability::DryRun]
+        vec![
+            Capability::Lifecycle,
+            Capability::DryRun,
+            Capability::Machines,
+        ]
     }
 
     fn preflight(&self, ctx: &Ctx<'_>) -> Vec<Missing> {
         let mut m = Vec::new();
-        if ctx.hosts.is_empty() {
+        // Hosts placed on other machines need nothing of this one.
+        if ctx.hosts.iter().all(|h| h.machine.is_some()) {
             return m;
         }
         if !euid_is_root() {
@@ -162,6 +169,26 @@ impl provider::Provider for Namespaces {
     fn plan_up(&self, ctx: &Ctx<'_>) -> Result<Vec<Action>, Error> {
         let topo = topology(ctx.lab);
         let mut plan = Vec::new();
+        for m in &ctx.lab.machines {
+            let argvs = machines::plan(ctx.lab, m)?;
+            if argvs.is_empty() {
+                continue;
+            }
+            plan.push(Action::note(
+                None,
+                format!(
+                    "on machine {} ({}@{}:{}, over lab's SSH):",
+                    m.name, m.ssh.user, m.ssh.address, m.ssh.port
+                ),
+            ));
+            for argv in argvs {
+                plan.push(Action {
+                    host: None,
+                    what: format!("on machine {}", m.name),
+                    argv: Some(argv),
+                });
+            }
+        }
         for s in &topo.segments {
             plan.push(Action::note(
                 None,
@@ -198,8 +225,34 @@ impl provider::Provider for Namespaces {
         }
         let lab = ctx.lab;
         let topo = topology(lab);
-        let state = ctx.state.file(&state_name(lab));
         let start = Instant::now();
+        let remote = if machines::any(lab) {
+            machines::up(lab, ctx.state, events)?
+        } else {
+            Vec::new()
+        };
+        let remote_hosts = remote.iter().flat_map(|m| {
+            m.hosts.iter().map(move |h| HostUp {
+                host: h.clone(),
+                machine: format!("{} on machine {}", machines::host_ns(lab, h), m.machine),
+                created: !m.adopted,
+                ssh: None,
+                boot_seconds: None,
+                kernel: None,
+            })
+        });
+        if topo.hosts.is_empty() {
+            // Every host is on another machine: the session applies them through the seam.
+            let mut hosts: Vec<HostUp> = remote_hosts.collect();
+            hosts.sort_by_key(|u| lab.hosts.iter().position(|h| h.name == u.host));
+            return Ok(UpReport {
+                hosts,
+                applied: Vec::new(),
+                elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+        let remote_hosts: Vec<HostUp> = remote_hosts.collect();
+        let state = ctx.state.file(&state_name(lab));
         events(provider::Event::Step(format!(
             "namespaces: {} hosts, {} segments",
             topo.hosts.len(),
@@ -261,19 +314,22 @@ impl provider::Provider for Namespaces {
         let mut applied = applied;
         // Lab.toml order.
         applied.sort_by_key(|a| lab.hosts.iter().position(|h| h.name == a.host));
+        let mut hosts: Vec<HostUp> = topo
+            .hosts
+            .iter()
+            .map(|h| HostUp {
+                host: h.name.clone(),
+                machine: topo.host_ns(&h.name),
+                created: !r.adopted,
+                ssh: None,
+                boot_seconds: None,
+                kernel: None,
+            })
+            .chain(remote_hosts)
+            .collect();
+        hosts.sort_by_key(|u| lab.hosts.iter().position(|h| h.name == u.host));
         Ok(UpReport {
-            hosts: topo
-                .hosts
-                .iter()
-                .map(|h| HostUp {
-                    host: h.name.clone(),
-                    machine: topo.host_ns(&h.name),
-                    created: !r.adopted,
-                    ssh: None,
-                    boot_seconds: None,
-                    kernel: None,
-                })
-                .collect(),
+            hosts,
             applied,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         })
@@ -282,10 +338,14 @@ impl provider::Provider for Namespaces {
     fn status(&self, ctx: &Ctx<'_>) -> Result<Vec<HostState>, Error> {
         let topo = topology(ctx.lab);
         let existing = netns::topology::existing(&ctx.lab.name).map_err(err)?;
+        let remote = machines::status(ctx.lab, ctx.state);
         Ok(ctx
             .hosts
             .iter()
             .map(|h| {
+                if let Some(s) = remote.iter().find(|s| s.host == h.name) {
+                    return s.clone();
+                }
                 let ns = topo.host_ns(&h.name);
                 let present = existing.contains(&ns);
                 let mut s = HostState::new(
@@ -322,10 +382,17 @@ impl provider::Provider for Namespaces {
                 }],
             });
         }
-        netns::topology::down(&ctx.lab.name, &ctx.state.file(&state_name(ctx.lab))).map_err(err)
+        let mut removed =
+            netns::topology::down(&ctx.lab.name, &ctx.state.file(&state_name(ctx.lab)))
+                .map_err(err)?;
+        removed.extend(machines::destroy(ctx.lab, ctx.state)?);
+        Ok(removed)
     }
 
     fn access(&self, ctx: &Ctx<'_>, host: &Host) -> Result<Access, Error> {
+        if host.machine.is_some() {
+            return machines::access(ctx.lab, ctx.state, host);
+        }
         let ns = topology(ctx.lab).host_ns(&host.name);
         if !std::path::Path::new(netns::ns::RUN_DIR).join(&ns).exists() {
             return Err(Error::NotUp {

@@ -157,6 +157,9 @@ pub enum Capability {
     DryRun,
     /// `up` creates the machines (and `destroy` removes them).
     Lifecycle,
+    /// Hosts can be placed on other machines (`[machines.NAME]`, `machine = "NAME"`), and
+    /// segments joined across them.
+    Machines,
 }
 
 /// Progress of a provider's operation, for the caller to show (the CLI prints it; a program

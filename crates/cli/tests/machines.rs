@@ -1,0 +1,344 @@
+//! One lab across two machines, simulated on this box: two "machine" network namespaces, each
+//! with its own sshd and an underlay veth between them (10.99.0.1 and 10.99.0.2). lab reaches
+//! each machine over SSH (a loopback port this test forwards into the machine's namespace),
+//! places the server on m1 by name and the client on m2 by balancing, makes their namespaces
+//! there with iproute2, and joins each of the three paths with its own VXLAN tunnel over the
+//! underlay. `lab test` passes with every path used, each tunnel carries its path, and
+//! `lab destroy` leaves nothing on either machine. `lab doctor` flags an underlay too slow for
+//! the shaped paths, and one whose MTU is too small.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::run_in;
+use guest::Exec as _;
+
+/// Connections to a loopback port, carried into a namespace's port 22.
+struct Forward {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pump(a: TcpStream, b: TcpStream) {
+    for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+    }
+}
+
+fn forward(ns: &str) -> Forward {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ns, flag) = (ns.to_string(), stop.clone());
+    std::thread::spawn(move || {
+        let connect = netns::ns::connector(ns);
+        let target = guest::SshConfig::new(
+            "forward",
+            "127.0.0.1",
+            22,
+            "root",
+            guest::Auth::Agent,
+            PathBuf::from("/dev/null"),
+        );
+        while !flag.load(Ordering::SeqCst) {
+            match l.accept() {
+                Ok((c, _)) => {
+                    c.set_nonblocking(false).unwrap();
+                    if let Ok(s) = connect(&target) {
+                        pump(c, s);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    Forward { port, stop }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The two machines: namespaces with an underlay between them, their sshds and forwards.
+/// On drop, whatever happened: `lab destroy` (while the sshds still run), then the sshds end,
+/// then any name of the lab's left in /run/netns (a namespace made inside a machine's sshd is
+/// mounted in that sshd's mount namespace only, so its file would outlive a failed destroy),
+/// then the machines.
+struct Machines {
+    names: [String; 2],
+    lab: String,
+    lab_dir: PathBuf,
+    sshd: Vec<guest::sshd::Sshd>,
+    fwd: Vec<Forward>,
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        let (_, out, err) = run_in(&self.lab_dir, &["destroy"]);
+        eprintln!("{out}{err}");
+        self.fwd.clear();
+        self.sshd.clear();
+        let prefix = format!("lab.{}.", self.lab);
+        let left: Vec<String> = std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in left.iter().chain(&self.names) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
+        }
+    }
+}
+
+fn lab_toml(name: &str, m: [(&Forward, &Path); 2]) -> String {
+    let machine = |i: usize, (f, key): (&Forward, &Path)| {
+        format!(
+            "[machines.m{n}]\naddress = \"127.0.0.1\"\nport = {}\nkey = \"{}\"\nunderlay = \"10.99.0.{n}\"\nunderlay_rate = \"1gbit\"\n\n",
+            f.port,
+            key.display(),
+            n = i + 1
+        )
+    };
+    let mut t = format!("[lab]\nname = \"{name}\"\n\n");
+    t.push_str(&machine(0, m[0]));
+    t.push_str(&machine(1, m[1]));
+    for p in 1..=3 {
+        t.push_str(&format!(
+            "[[links]]\nname = \"path{p}\"\nendpoints = [\"srv:eth{p}\", \"cli:eth{p}\"]\n\n"
+        ));
+    }
+    t.push_str("[hosts.srv]\nrole = \"server\"\nmachine = \"m1\"\n\n");
+    for p in 1..=3 {
+        t.push_str(&format!(
+            "[[hosts.srv.interfaces]]\nname = \"eth{p}\"\naddress = \"10.0.{p}.1/24\"\n\n"
+        ));
+    }
+    t.push_str("[hosts.cli]\nrole = \"client\"\n\n[hosts.cli.mptcp]\njoin = \"subflow\"\n\n");
+    for p in 1..=3 {
+        t.push_str(&format!(
+            "[[hosts.cli.interfaces]]\nname = \"eth{p}\"\naddress = \"10.0.{p}.2/24\"\ngateway = \"10.0.{p}.1\"\n\n"
+        ));
+    }
+    t
+}
+
+#[test]
+#[cfg_attr(
+    not(all(lab_netns, lab_sshd, lab_has_iperf3, lab_has_mptcpize)),
+    ignore = "needs root, the kernel's MPTCP, OpenSSH (sshd), iperf3 and mptcpize"
+)]
+fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
+    if !testkit::require(
+        "two machines",
+        testkit::root()
+            .and_then(|()| testkit::mptcp())
+            .and_then(|()| guest::sshd::available())
+            .and_then(|()| testkit::tool("iperf3"))
+            .and_then(|()| testkit::tool("mptcpize")),
+    ) {
+        return;
+    }
+    let id = std::process::id();
+    let name = format!("labtest-mm{id}");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut machines = Machines {
+        names: [format!("labtest-m1-{id}"), format!("labtest-m2-{id}")],
+        lab: name.clone(),
+        lab_dir: dir.to_path_buf(),
+        sshd: Vec::new(),
+        fwd: Vec::new(),
+    };
+    let [m1, m2] = machines.names.clone();
+    let (m1, m2) = (&m1, &m2);
+    for m in [m1, m2] {
+        ip(&["netns", "add", m]);
+        ip(&["-n", m, "link", "set", "dev", "lo", "up"]);
+    }
+    ip(&[
+        "link", "add", "name", "u0", "netns", m1, "type", "veth", "peer", "name", "u0", "netns", m2,
+    ]);
+    for (m, a) in [(m1, "10.99.0.1/24"), (m2, "10.99.0.2/24")] {
+        ip(&["-n", m, "addr", "add", a, "dev", "u0"]);
+        ip(&["-n", m, "link", "set", "dev", "u0", "up"]);
+    }
+    machines.sshd = vec![
+        guest::sshd::Sshd::start_in_netns(m1).unwrap(),
+        guest::sshd::Sshd::start_in_netns(m2).unwrap(),
+    ];
+    machines.fwd = vec![forward(m1), forward(m2)];
+    let (sshd, fwd) = (&machines.sshd, &machines.fwd);
+    std::fs::write(
+        dir.join("Lab.toml"),
+        lab_toml(
+            &name,
+            [
+                (&fwd[0], sshd[0].client_key.as_path()),
+                (&fwd[1], sshd[1].client_key.as_path()),
+            ],
+        ),
+    )
+    .unwrap();
+    // The machines are not lab's: their host keys are recorded first.
+    std::fs::create_dir_all(dir.join(".lab")).unwrap();
+    let mut known = String::new();
+    for (s, f) in sshd.iter().zip(fwd.iter()) {
+        let pubkey = std::fs::read_to_string(s.dir.path().join("host_key.pub")).unwrap();
+        let mut w = pubkey.split_whitespace();
+        known.push_str(&format!(
+            "[127.0.0.1]:{} {} {}\n",
+            f.port,
+            w.next().unwrap(),
+            w.next().unwrap()
+        ));
+    }
+    std::fs::write(dir.join(".lab/known_hosts"), known).unwrap();
+
+    let (code, out, err) = run_in(dir, &["up"]);
+    eprintln!("$ lab up\n{out}{err}");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_in(dir, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("lab.{name}.srv on machine m1"))
+            && out.contains(&format!("lab.{name}.cli on machine m2")),
+        "placed by name and by balance: {out}"
+    );
+    let (code, out, err) = run_in(dir, &["test", "--seconds", "5"]);
+    eprintln!("$ lab test\n{out}{err}");
+    assert_eq!(code, 0, "{out}\n{err}");
+    for host in ["srv", "cli"] {
+        for nic in ["eth1", "eth2", "eth3"] {
+            assert!(
+                out.contains(&format!("[ok] {host} {nic}")),
+                "{host} {nic}: {out}"
+            );
+        }
+    }
+    // Each path crossed the underlay in its own tunnel (own VNI and UDP port), which carried
+    // its share: read on m1, through its own sshd.
+    let mut cfg = guest::SshConfig::new(
+        "m1",
+        "127.0.0.1",
+        22,
+        "root",
+        guest::Auth::Key(sshd[0].client_key.clone()),
+        dir.join(".lab/m1_known_hosts"),
+    );
+    cfg.trust_on_first_use = true;
+    let m1_ssh = guest::Ssh::with_connector(cfg, netns::ns::connector(m1.clone()));
+    let mut tunnels = Vec::new();
+    for p in 1..=3 {
+        let sw = format!("lab.{name}.m1.sw.link-path{p}");
+        let out = m1_ssh
+            .check(&guest::Command::new([
+                "ip", "-n", &sw, "-d", "-s", "-json", "link", "show",
+            ]))
+            .unwrap();
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let vx = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["linkinfo"]["info_kind"] == "vxlan")
+            .unwrap_or_else(|| panic!("no VXLAN in {sw}: {links}"));
+        let data = &vx["linkinfo"]["info_data"];
+        let bytes = vx["stats64"]["tx"]["bytes"].as_u64().unwrap()
+            + vx["stats64"]["rx"]["bytes"].as_u64().unwrap();
+        assert!(bytes > 1_000_000, "path{p}'s tunnel carried {bytes} bytes");
+        assert_eq!(
+            vx["mtu"], 1450,
+            "the inside of a tunnel over a 1500-byte underlay"
+        );
+        tunnels.push((data["id"].as_u64().unwrap(), data["port"].as_u64().unwrap()));
+    }
+    tunnels.sort_unstable();
+    tunnels.dedup();
+    assert_eq!(tunnels.len(), 3, "one VNI and port per path: {tunnels:?}");
+
+    let (code, out, err) = run_in(dir, &["destroy"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // /run/netns is one directory on this box: m1 sees the names of both machines' namespaces.
+    let left = m1_ssh
+        .check(&guest::Command::new(["ip", "netns", "list"]))
+        .unwrap()
+        .stdout_lossy();
+    assert!(!left.contains(&format!("lab.{name}.")), "left: {left}");
+    drop(m1_ssh);
+    drop(machines);
+}
+
+#[test]
+fn doctor_flags_an_underlay_too_small_for_the_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let f = Forward {
+        port: 2222,
+        stop: Arc::new(AtomicBool::new(true)),
+    };
+    let key = Path::new("/nonexistent/key");
+    let good = lab_toml("labtest-doc", [(&f, key), (&f, key)]);
+    std::fs::write(dir.join("Lab.toml"), &good).unwrap();
+    let (code, out, err) = run_in(dir, &["doctor"]);
+    assert_eq!(code, 0, "a clean lab across machines: {out}{err}");
+
+    // Three paths shaped to 50 Mbit/s through a 100 Mbit/s underlay; one interface with a
+    // 1500-byte MTU through a 1450-byte tunnel.
+    let bad = good
+        .replace("underlay_rate = \"1gbit\"", "underlay_rate = \"100mbit\"")
+        .replace(
+            "address = \"10.0.1.1/24\"\n",
+            "address = \"10.0.1.1/24\"\nmtu = 1500\nshaping = { rate = \"50mbit\" }\n",
+        )
+        .replace(
+            "address = \"10.0.2.1/24\"\n",
+            "address = \"10.0.2.1/24\"\nshaping = { rate = \"50mbit\" }\n",
+        )
+        .replace(
+            "address = \"10.0.3.1/24\"\n",
+            "address = \"10.0.3.1/24\"\nshaping = { rate = \"50mbit\" }\n",
+        );
+    std::fs::write(dir.join("Lab.toml"), &bad).unwrap();
+    let (code, out, err) = run_in(dir, &["doctor"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("underlay-too-slow") && out.contains("150 Mbit/s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("underlay-mtu-too-small") && out.contains("eth1"),
+        "{out}"
+    );
+}
