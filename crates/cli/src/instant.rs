@@ -226,6 +226,30 @@ pub fn render_test(r: &TestResult) -> String {
             .ok();
         }
     }
+    // Where the goodput's seconds start on the same clock.
+    if rep.goodput_start_ns > 0
+        && let Some(e) = earliest
+    {
+        let (sign, d) = if rep.goodput_start_ns >= e {
+            ("after", rep.goodput_start_ns - e)
+        } else {
+            ("before", e - rep.goodput_start_ns)
+        };
+        writeln!(
+            out,
+            "  clock       goodput: its seconds start {:.3} s {sign} the first host's counters ({})",
+            d as f64 / 1e9,
+            if rep.goodput_start_error_ns == 0 {
+                "the receiver's first byte, on this machine's clock".to_string()
+            } else {
+                format!(
+                    "when lab launched the client; iperf3 starts within {:.3} ms of it, a command's round trip there",
+                    rep.goodput_start_error_ns as f64 / 1e6
+                )
+            }
+        )
+        .ok();
+    }
     // The path managers' events, counted per host and kind.
     let mut hosts: Vec<&str> = r.monitor.iter().map(|e| e.host.as_str()).collect();
     hosts.dedup();

@@ -1300,11 +1300,20 @@ fn test_capture_and_capture_command() {
         out
     };
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // The goodput's seconds start on the same clock (the built-in receiver's first byte: no
+    // uncertainty), within a second of the counters' first samples.
+    let goodput = v["report"]["goodput_start_ns"].as_u64().unwrap();
+    assert_eq!(v["report"]["goodput_start_error_ns"], 0);
     // Every interface's samples carry where they started on this machine's clock.
     for i in v["report"]["interfaces"].as_array().unwrap() {
         assert!(
             i["start_ns"].as_u64() > Some(1_700_000_000_000_000_000),
             "{i}"
+        );
+        let start = i["start_ns"].as_u64().unwrap();
+        assert!(
+            start.abs_diff(goodput) < 1_000_000_000,
+            "counters start at {start}, goodput at {goodput}"
         );
         assert!(
             i.get("clock").is_none(),
@@ -1490,6 +1499,14 @@ fn demo_capture_and_report() {
     );
     assert!(
         md.contains("### Subflows (capture)") && md.contains("MP_JOIN SYN"),
+        "{md}"
+    );
+    // Every series' start on one clock, and the remaining alignment error (namespaces share
+    // this machine's clock: none).
+    assert!(
+        md.contains("### One clock")
+            && md.contains("| goodput | ")
+            && md.contains("Remaining alignment error between these series: 0.000 ms."),
         "{md}"
     );
 

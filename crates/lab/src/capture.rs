@@ -393,33 +393,41 @@ pub fn write_run(
             ));
         }
     }
+    // Every series on this machine's clock, from the earliest start among them.
+    let goodput_start = Some(result.report.goodput_start_ns).filter(|s| *s > 0);
     let first_sample = result
         .report
         .interfaces
         .iter()
         .map(|i| i.start_ns)
         .filter(|s| *s > 0)
+        .chain(goodput_start)
         .min();
+    let at = |start: u64| first_sample.map_or(0.0, |f| start.saturating_sub(f) as f64 / 1e9);
+    let mut series: Vec<plot::Series> = result
+        .report
+        .interfaces
+        .iter()
+        .map(|i| plot::Series {
+            name: format!("{}:{}", i.host, i.iface),
+            // Each host's samples where they started, on this machine's clock.
+            points: per_second_points(&i.per_second_bps, at(i.start_ns)),
+        })
+        .collect();
+    if let Some(g) = goodput_start {
+        series.push(plot::Series {
+            name: "goodput (receiver)".into(),
+            points: per_second_points(&result.report.per_second_bps, at(g)),
+        });
+    }
     charts.push((
         "interfaces",
         plot::Chart {
-            title: "throughput per interface, tx+rx (interface counters)".into(),
+            title: "throughput per interface, tx+rx (interface counters), and goodput".into(),
             x_label: "seconds".into(),
             y_label: "Mbit/s".into(),
             kind: plot::Kind::Lines,
-            series: result
-                .report
-                .interfaces
-                .iter()
-                .map(|i| plot::Series {
-                    name: format!("{}:{}", i.host, i.iface),
-                    // Each host's samples where they started, on this machine's clock.
-                    points: per_second_points(
-                        &i.per_second_bps,
-                        first_sample.map_or(0.0, |f| i.start_ns.saturating_sub(f) as f64 / 1e9),
-                    ),
-                })
-                .collect(),
+            series,
         },
     ));
     for (stem, chart) in charts {

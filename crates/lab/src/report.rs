@@ -219,6 +219,7 @@ pub fn markdown(runs: &[Run], images: Images<'_>, comparison: Option<(&Path, &[u
             )
             .ok();
         }
+        clocks(&mut md, &t.report);
         if let Some(conns) = r.analysis.as_array()
             && !conns.is_empty()
         {
@@ -456,4 +457,71 @@ pub fn html(md: &str) -> String {
 /// ```
 pub fn plot_png(chart: &plot::Chart) -> Result<Vec<u8>, Error> {
     plot::png(chart, 1000, 500).map_err(|e| Error::Plot(e.to_string()))
+}
+
+/// Where each series of a run starts on this machine's clock, and how sure that is: each host
+/// with a clock of its own (its offset and the offset's uncertainty), the goodput's start, and
+/// the remaining alignment error between the series (the largest of those uncertainties).
+fn clocks(md: &mut String, rep: &measure::Report) {
+    let starts: Vec<u64> = rep
+        .interfaces
+        .iter()
+        .map(|i| i.start_ns)
+        .chain(Some(rep.goodput_start_ns))
+        .filter(|s| *s > 0)
+        .collect();
+    let Some(origin) = starts.iter().min().copied() else {
+        return;
+    };
+    writeln!(md, "\n### One clock\n").ok();
+    writeln!(md, "| series | starts at s | uncertainty ms | how |").ok();
+    writeln!(md, "|---|---|---|---|").ok();
+    let mut worst: u64 = 0;
+    let mut seen: Vec<&str> = Vec::new();
+    for i in &rep.interfaces {
+        if seen.contains(&i.host.as_str()) || i.start_ns == 0 {
+            continue;
+        }
+        seen.push(&i.host);
+        let (err, how) = match i.clock {
+            Some(c) => (
+                c.error_ns,
+                format!(
+                    "its own clock, {:+.3} ms from this machine's (best of five round trips)",
+                    c.offset_ns as f64 / 1e6
+                ),
+            ),
+            None => (0, "this machine's clock".to_string()),
+        };
+        worst = worst.max(err);
+        writeln!(
+            md,
+            "| {} counters | {:.3} | {:.3} | {how} |",
+            i.host,
+            i.start_ns.saturating_sub(origin) as f64 / 1e9,
+            err as f64 / 1e6
+        )
+        .ok();
+    }
+    if rep.goodput_start_ns > 0 {
+        worst = worst.max(rep.goodput_start_error_ns);
+        writeln!(
+            md,
+            "| goodput | {:.3} | {:.3} | {} |",
+            rep.goodput_start_ns.saturating_sub(origin) as f64 / 1e9,
+            rep.goodput_start_error_ns as f64 / 1e6,
+            if rep.goodput_start_error_ns == 0 {
+                "the receiver's first byte, on this machine's clock"
+            } else {
+                "when lab launched the client (iperf3 starts at most a command's round trip later)"
+            }
+        )
+        .ok();
+    }
+    writeln!(
+        md,
+        "\nRemaining alignment error between these series: {:.3} ms.",
+        worst as f64 / 1e6
+    )
+    .ok();
 }

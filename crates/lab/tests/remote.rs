@@ -309,6 +309,17 @@ fn traffic_between_hosts_over_ssh() {
         r.report.events.iter().any(|e| e.contains("cli eth2 down")),
         "{json}"
     );
+    // iperf3's goodput on the counters' clock: from when lab launched the client, with a
+    // command's measured round trip as its uncertainty, within a second of the counters.
+    let (g, err) = (r.report.goodput_start_ns, r.report.goodput_start_error_ns);
+    assert!(err > 0 && err < 2_000_000_000, "{json}");
+    assert!(
+        r.report
+            .interfaces
+            .iter()
+            .all(|i| i.start_ns.abs_diff(g) < 1_000_000_000),
+        "{json}"
+    );
     // The downed link is back, with its routes (the remote applier converged the client).
     let n = topo.host_ns("cli");
     let routes = Command::new("ip")

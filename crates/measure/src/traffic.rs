@@ -169,6 +169,16 @@ pub struct Report {
     pub bytes: u64,
     pub goodput_bps: f64,
     pub per_second_bps: Vec<f64>,
+    /// Where `per_second_bps`'s first second begins, in ns since the epoch on this machine's
+    /// clock (the clock of [`IfaceBytes::start_ns`]): the built-in receiver's first byte, or
+    /// the moment lab launched iperf3's client (0: not known).
+    #[serde(default)]
+    pub goodput_start_ns: u64,
+    /// How far the transfer's real start may lie after `goodput_start_ns`: 0 for the built-in
+    /// receiver (this process's clock); for iperf3, the round trip of a whole command on the
+    /// client's host, measured just before (what launching the client over its seam may take).
+    #[serde(default)]
+    pub goodput_start_error_ns: u64,
     /// Most subflows seen at once (MPTCP_INFO; builtin only).
     pub subflows_max: Option<u8>,
     /// Subflows at the end of the transfer (MPTCP_INFO; builtin only).
@@ -240,6 +250,8 @@ pub fn run(
             0.0
         },
         per_second_bps: outcome.per_second_bps,
+        goodput_start_ns: outcome.start_ns,
+        goodput_start_error_ns: outcome.start_error_ns,
         subflows_max: outcome.info_max.map(|i| i.subflows),
         subflows_end: outcome.info_end.map(|i| i.subflows),
         connections: server_mib.get("MPCapableSYNRX"),
@@ -295,6 +307,10 @@ struct Outcome {
     bytes: u64,
     seconds: f64,
     per_second_bps: Vec<f64>,
+    /// Where `per_second_bps` begins on this machine's clock (ns since the epoch), and how much
+    /// later it may really begin.
+    start_ns: u64,
+    start_error_ns: u64,
     info_max: Option<MptcpInfo>,
     info_end: Option<MptcpInfo>,
     error: Option<String>,
@@ -354,12 +370,13 @@ fn builtin(
     // The receiver gives up when the end of the data has not come well after the transfer's
     // time (a connection whose last path died would otherwise hold the test for ever).
     let give_up = spec.duration + RECEIVE_GRACE;
-    type Received = (u64, Vec<u64>, f64, Option<String>);
+    type Received = (u64, Vec<u64>, f64, Option<String>, u64);
     let receiver = std::thread::spawn(move || -> Result<Received, String> {
         let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
         conn.set_read_timeout(Some(Duration::from_millis(500)))
             .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
         let t0 = Instant::now();
+        let t0_ns = u64::try_from(epoch_ns()).unwrap_or(0);
         let mut bins: Vec<u64> = Vec::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; CHUNK];
@@ -374,7 +391,7 @@ fn builtin(
                 {
                     if guest::cancel::requested() {
                         let why = "receive: interrupted".to_string();
-                        return Ok((total, bins, t0.elapsed().as_secs_f64(), Some(why)));
+                        return Ok((total, bins, t0.elapsed().as_secs_f64(), Some(why), t0_ns));
                     }
                     if t0.elapsed() > give_up {
                         let why = format!(
@@ -382,7 +399,7 @@ fn builtin(
                             RECEIVE_GRACE.as_secs(),
                             give_up.saturating_sub(RECEIVE_GRACE).as_secs()
                         );
-                        return Ok((total, bins, t0.elapsed().as_secs_f64(), Some(why)));
+                        return Ok((total, bins, t0.elapsed().as_secs_f64(), Some(why), t0_ns));
                     }
                 }
                 Ok(n) => {
@@ -397,7 +414,7 @@ fn builtin(
                 Err(e) => return Err(format!("receive: {e}")),
             }
         }
-        Ok((total, bins, t0.elapsed().as_secs_f64(), None))
+        Ok((total, bins, t0.elapsed().as_secs_f64(), None, t0_ns))
     });
 
     let dst = SocketAddr::new(spec.dst, port);
@@ -447,16 +464,16 @@ fn builtin(
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let received = receiver.join().map_err(|_| Error::Panicked)?;
     drop(stream);
-    let (bytes, bins, seconds) = match received {
-        Ok((bytes, bins, seconds, late)) => {
+    let (bytes, bins, seconds, start_ns) = match received {
+        Ok((bytes, bins, seconds, late, start_ns)) => {
             if let Some(e) = late {
                 error.get_or_insert(e);
             }
-            (bytes, bins, seconds)
+            (bytes, bins, seconds, start_ns)
         }
         Err(e) => {
             error.get_or_insert(e);
-            (0, Vec::new(), spec.duration.as_secs_f64())
+            (0, Vec::new(), spec.duration.as_secs_f64(), 0)
         }
     };
     // A last bin shorter than half a second says little per second; its bytes stay in the total.
@@ -469,6 +486,8 @@ fn builtin(
         bytes,
         seconds,
         per_second_bps,
+        start_ns,
+        start_error_ns: 0,
         info_max,
         info_end,
         error,
@@ -479,11 +498,15 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
     let port = free_port(server)?;
     let secs = spec.duration.as_secs().max(1).to_string();
     let cmd_err = |e| Error::Command(Box::new(e));
+    let asked = Instant::now();
     let version = client
         .with_exec(|x| {
             x.check(&Command::new(["iperf3", "--version"]).timeout(Duration::from_secs(10)))
         })
         .map_err(cmd_err)?;
+    // A whole command's round trip on the client's host: the most launching the client can
+    // add before iperf3 runs.
+    let round_trip = asked.elapsed();
     let version = iperf3::version(&version.stdout_lossy());
     let words = |w: &[&str]| w.iter().map(|s| (*s).to_string()).collect::<Vec<_>>();
     let server_cmd = Command::new(iperf3::mptcp_argv(
@@ -505,9 +528,11 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
         args.extend(["-C".to_string(), cc.clone()]);
     }
     let client_argv = iperf3::mptcp_argv(version, &args);
+    let launched = std::sync::atomic::AtomicU64::new(0);
     let (out, srv) = std::thread::scope(|s| {
         let srv = s.spawn(|| server.with_exec(|x| x.run(&server_cmd)));
         let out = wait_listening(server, port, Duration::from_secs(10)).and_then(|()| {
+            launched.store(u64::try_from(epoch_ns()).unwrap_or(0), Ordering::Relaxed);
             client
                 .with_exec(|x| {
                     x.check(
@@ -529,6 +554,8 @@ fn iperf3_transfer(spec: &Spec, server: &Side<'_>, client: &Side<'_>) -> Result<
         bytes: parsed.bytes_received,
         seconds: parsed.seconds,
         per_second_bps: parsed.per_second_bps,
+        start_ns: launched.load(Ordering::Relaxed),
+        start_error_ns: u64::try_from(round_trip.as_nanos()).unwrap_or(u64::MAX),
         info_max: None,
         info_end: None,
         error: parsed.error,

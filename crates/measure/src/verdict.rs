@@ -336,6 +336,8 @@ mod tests {
             bytes: 1,
             goodput_bps: 1.0,
             per_second_bps: vec![1.0],
+            goodput_start_ns: 0,
+            goodput_start_error_ns: 0,
             subflows_max: None,
             subflows_end: None,
             connections: 2,
