@@ -1,11 +1,13 @@
 //! Capture on hosts lab reaches through a command seam (SSH to a VM or an existing machine):
-//! `tcpdump -U -w FILE` per interface, started in the background with its PID recorded, ended
-//! by that PID (SIGINT, as Ctrl-C), its file read back over the same session. The host's clock
+//! `tcpdump -U -w -` per interface, its pcap stream read as it arrives over a session of its
+//! own (nothing is written on the host), ended by its PID (SIGINT, as Ctrl-C) from a control
+//! session, which then reads tcpdump's closing counts from the stream's stderr. The host's clock
 //! is compared with this machine's around `date` calls (the one with the shortest round trip
 //! of five); frames are put on this machine's clock, and the offset and its uncertainty (half
 //! that round trip) are kept.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use guest::{Command, Exec};
@@ -14,12 +16,20 @@ use crate::{Captured, Clock, Error, pcapng};
 
 /// A capture running on a remote host.
 pub struct Running {
-    exec: Box<dyn Exec>,
+    control: Box<dyn Exec>,
     host: String,
     dir: String,
-    ifaces: Vec<(String, u32)>,
+    streams: Vec<Stream>,
     snaplen: u32,
     clock: Clock,
+}
+
+/// One tcpdump's stream: its PID, the pcap bytes and its stderr as they arrive.
+struct Stream {
+    iface: String,
+    pid: u32,
+    stderr: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<Result<Vec<u8>, guest::Error>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -27,7 +37,14 @@ impl std::fmt::Debug for Running {
         f.debug_struct("Running")
             .field("host", &self.host)
             .field("dir", &self.dir)
-            .field("ifaces", &self.ifaces)
+            .field(
+                "ifaces",
+                &self
+                    .streams
+                    .iter()
+                    .map(|s| (&s.iface, s.pid))
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -72,77 +89,104 @@ pub fn clock(exec: &dyn Exec, host: &str) -> Result<Clock, Error> {
     Ok(best.unwrap_or_default())
 }
 
-/// Start `tcpdump` on each of `ifaces` of the host behind `exec` (as root: the seam runs
-/// commands through sudo where the login is not root). Returns once every tcpdump listens.
+/// Start `tcpdump` on each of `ifaces` of the host (as root: the seam runs commands through
+/// sudo where the login is not root), each streaming over a session of its own that `open`
+/// makes; `open` also makes the control session. Returns once every tcpdump listens.
 pub fn start(
-    exec: Box<dyn Exec>,
+    open: &dyn Fn() -> Result<Box<dyn Exec>, Box<dyn std::error::Error + Send + Sync>>,
     host: &str,
     ifaces: &[String],
     snaplen: u32,
 ) -> Result<Running, Error> {
-    let out = exec
+    let control = open().map_err(|e| failed(host, "opening a session", e))?;
+    let out = control
         .check(&Command::new(["mktemp", "-d", "/tmp/lab-capture.XXXXXX"]))
-        .map_err(|e| failed(host, "making a directory for tcpdump", e))?;
+        .map_err(|e| failed(host, "making a directory for tcpdump's PIDs", e))?;
     let dir = out.stdout_lossy().trim().to_string();
     let mut running = Running {
-        exec,
+        control,
         host: host.to_string(),
         dir,
-        ifaces: Vec::new(),
+        streams: Vec::new(),
         snaplen,
         clock: Clock::default(),
     };
     for (n, iface) in ifaces.iter().enumerate() {
-        let file = format!("{}/{n}.pcap", running.dir);
-        // In the background (nohup: the session's channel closing must not end it), its PID
-        // printed. --immediate-mode: libpcap's TPACKET_V3 ring otherwise hands packets over
-        // a block (or a second) at a time, and what is still in the ring at SIGINT is lost.
-        let out = running
-            .exec
-            .check(&Command::new([
-                "sh".to_string(),
-                "-c".into(),
-                "nohup tcpdump --immediate-mode -i \"$1\" -s \"$2\" -U -Z root -w \"$3\" tcp </dev/null >/dev/null 2>\"$3.err\" & echo $!".into(),
-                "sh".into(),
-                iface.clone(),
-                snaplen.to_string(),
-                file.clone(),
-            ]))
-            .map_err(|e| failed(host, "starting tcpdump", e))?;
-        let pid: u32 = out
-            .stdout_lossy()
-            .trim()
-            .parse()
-            .map_err(|e| failed(host, "starting tcpdump", e))?;
-        running.ifaces.push((iface.clone(), pid));
+        let exec = match open() {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = running.cleanup();
+                return Err(failed(host, "opening a session", e));
+            }
+        };
+        let pidfile = format!("{}/{n}.pid", running.dir);
+        // The shell writes its PID, then becomes tcpdump. --immediate-mode: libpcap's
+        // TPACKET_V3 ring otherwise hands packets over a block (or a second) at a time, and
+        // what is still in the ring at SIGINT is lost. -U: each packet is flushed to the stream.
+        let cmd = Command::new([
+            "sh".to_string(),
+            "-c".into(),
+            "echo $$ > \"$3\" && exec tcpdump --immediate-mode -i \"$1\" -s \"$2\" -U -Z root -w - tcp </dev/null".into(),
+            "sh".into(),
+            iface.clone(),
+            snaplen.to_string(),
+            pidfile.clone(),
+        ]);
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let text = stderr.clone();
+        let reader = std::thread::spawn(move || -> Result<Vec<u8>, guest::Error> {
+            let mut data = Vec::new();
+            exec.run_bytes(&cmd, &mut |s, b| match s {
+                guest::Stream::Stdout => data.extend_from_slice(b),
+                guest::Stream::Stderr => text
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&String::from_utf8_lossy(b)),
+            })?;
+            Ok(data)
+        });
         // tcpdump says so on stderr once its socket is open and filtered.
         let until = Instant::now() + Duration::from_secs(10);
         loop {
-            let err = running
-                .exec
-                .get_file(Path::new(&format!("{file}.err")))
-                .unwrap_or_default();
-            let text = String::from_utf8_lossy(&err);
-            if text.contains("listening on") {
+            let said = stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if said.contains("listening on") {
                 break;
             }
-            let alive = running
-                .exec
-                .run(&Command::new(["kill", "-0", &pid.to_string()]))
-                .is_ok_and(|o| o.success());
-            if !alive || Instant::now() > until {
-                let why = if text.trim().is_empty() {
-                    "tcpdump did not start (is it installed? Debian: tcpdump)".to_string()
-                } else {
-                    text.trim().to_string()
+            if reader.is_finished() || Instant::now() > until {
+                let why = match (said.trim().is_empty(), reader.is_finished()) {
+                    (true, true) => match reader.join() {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "tcpdump did not start (is it installed? Debian: tcpdump)".into(),
+                    },
+                    (true, false) => "tcpdump said nothing within 10 s".into(),
+                    (false, _) => said.trim().to_string(),
                 };
+                let _ = running.control.run(&Command::new([
+                    "sh",
+                    "-c",
+                    "[ -s \"$1\" ] && kill -INT \"$(cat \"$1\")\"",
+                    "sh",
+                    &pidfile,
+                ]));
                 let _ = running.cleanup();
                 return Err(failed(host, "starting tcpdump", format!("{iface}: {why}")));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let pid: u32 = running
+            .control
+            .get_file(Path::new(&pidfile))
+            .ok()
+            .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+            .ok_or_else(|| failed(host, "starting tcpdump", "no PID written"))?;
+        running.streams.push(Stream {
+            iface: iface.clone(),
+            pid,
+            stderr,
+            reader,
+        });
     }
-    running.clock = clock(running.exec.as_ref(), host)?;
+    running.clock = clock(running.control.as_ref(), host)?;
     Ok(running)
 }
 
@@ -189,40 +233,48 @@ fn frames(bytes: &[u8], iface: u32, offset_ns: i64) -> (u16, Vec<pcapng::Frame>)
 }
 
 impl Running {
-    /// End each tcpdump (by the PID this capture started), read its file back, remove the
-    /// files, and return the frames on this machine's clock.
-    pub fn stop(self) -> Result<Captured, Error> {
+    /// End each tcpdump (by the PID this capture started), take the rest of its stream, and
+    /// return the frames on this machine's clock.
+    pub fn stop(mut self) -> Result<Captured, Error> {
         let mut interfaces = Vec::new();
         let mut all = Vec::new();
-        for (n, (iface, pid)) in self.ifaces.iter().enumerate() {
-            let pid = pid.to_string();
-            let _ = self.exec.run(&Command::new(["kill", "-INT", &pid]));
-            // tcpdump writes its last packets and its counts, then exits.
+        let streams = std::mem::take(&mut self.streams);
+        for s in &streams {
+            let _ = self
+                .control
+                .run(&Command::new(["kill", "-INT", &s.pid.to_string()]));
+        }
+        for (n, s) in streams.into_iter().enumerate() {
+            // tcpdump writes its last packets and its counts, then exits, which ends its
+            // stream.
             let until = Instant::now() + Duration::from_secs(10);
-            while self
-                .exec
-                .run(&Command::new(["kill", "-0", &pid]))
-                .is_ok_and(|o| o.success())
-                && Instant::now() < until
-            {
-                std::thread::sleep(Duration::from_millis(50));
+            while !s.reader.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
             }
-            let file = format!("{}/{n}.pcap", self.dir);
-            let bytes = self
-                .exec
-                .get_file(Path::new(&file))
-                .map_err(|e| failed(&self.host, "reading tcpdump's file", e))?;
-            let err = self
-                .exec
-                .get_file(Path::new(&format!("{file}.err")))
-                .unwrap_or_default();
+            if !s.reader.is_finished() {
+                let _ = self
+                    .control
+                    .run(&Command::new(["kill", "-KILL", &s.pid.to_string()]));
+            }
+            let bytes = s
+                .reader
+                .join()
+                .map_err(|_| {
+                    failed(
+                        &self.host,
+                        "reading tcpdump's stream",
+                        "the reader panicked",
+                    )
+                })?
+                .map_err(|e| failed(&self.host, "reading tcpdump's stream", e))?;
+            let err = s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let i = u32::try_from(n).unwrap_or(0);
             let (linktype, got) = frames(&bytes, i, self.clock.offset_ns);
             interfaces.push(pcapng::Interface {
-                name: format!("{}:{iface}", self.host),
+                name: format!("{}:{}", self.host, s.iface),
                 linktype,
                 snaplen: self.snaplen,
-                drops: dropped(&String::from_utf8_lossy(&err)).unwrap_or(0),
+                drops: dropped(&err).unwrap_or(0),
                 received: got.len() as u64,
             });
             all.extend(got);
@@ -237,14 +289,14 @@ impl Running {
     }
 
     fn cleanup(&self) -> Result<(), Error> {
-        for (_, pid) in &self.ifaces {
+        for s in &self.streams {
             let _ = self
-                .exec
-                .run(&Command::new(["kill", "-INT", &pid.to_string()]));
+                .control
+                .run(&Command::new(["kill", "-INT", &s.pid.to_string()]));
         }
-        self.exec
+        self.control
             .check(&Command::new(["rm", "-rf", &self.dir]))
-            .map_err(|e| failed(&self.host, "removing tcpdump's files", e))?;
+            .map_err(|e| failed(&self.host, "removing tcpdump's PID files", e))?;
         Ok(())
     }
 }

@@ -198,8 +198,13 @@ fn tcpdump_over_ssh() {
         dir.path().join("known_hosts"),
     );
     cfg.trust_on_first_use = true;
-    let ssh = Ssh::with_connector(cfg.clone(), netns::ns::connector(pair.b.clone()));
-    let running = capture::remote::start(Box::new(ssh), "b", &["eth0".to_string()], 256).unwrap();
+    let open = || -> Result<Box<dyn guest::Exec>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Box::new(Ssh::with_connector(
+            cfg.clone(),
+            netns::ns::connector(pair.b.clone()),
+        )))
+    };
+    let running = capture::remote::start(&open, "b", &["eth0".to_string()], 256).unwrap();
     // The path managers' events: over SSH on b, as a child of this test on a.
     let ssh2 = Ssh::with_connector(cfg, netns::ns::connector(pair.b.clone()));
     let mon_b = capture::monitor::start_remote(Box::new(ssh2), "b").unwrap();

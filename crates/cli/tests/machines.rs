@@ -247,6 +247,32 @@ fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
             );
         }
     }
+    // A capture on both machines: tcpdump in each host's namespace there, its pcap streamed
+    // over a session of its own, every path interface in one pcapng on this machine's clock.
+    let run = dir.join("run");
+    let (code, out, err) = run_in(
+        dir,
+        &[
+            "test",
+            "--seconds",
+            "2",
+            "--capture",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let cap = decode::read(&std::fs::read(run.join("capture.pcapng")).unwrap()).unwrap();
+    assert_eq!(cap.interfaces.len(), 6, "{:?}", cap.interfaces);
+    for (k, i) in cap.interfaces.iter().enumerate() {
+        let n = cap.packets.iter().filter(|p| p.iface as usize == k).count();
+        assert!(n > 100, "{:?}: {n} frames", i.name);
+        assert_eq!(i.drops, Some(0), "{:?}", i.name);
+    }
+    assert!(
+        out.contains("  clock       srv: ") && out.contains("  clock       cli: "),
+        "{out}"
+    );
     // Each path crossed the underlay in its own tunnel (own VNI and UDP port), which carried
     // its share: read on m1, through its own sshd.
     let mut cfg = guest::SshConfig::new(

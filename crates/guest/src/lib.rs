@@ -264,6 +264,20 @@ pub trait Exec: Send + Sync {
         on_line: &mut dyn FnMut(Stream, &str),
     ) -> Result<Status, Error>;
 
+    /// Run a command and hand its output to `sink` as bytes, as they arrive: a binary stream
+    /// such as `tcpdump -w -`. The default hands the whole output over once the command ends;
+    /// seams that can do better (SSH) stream it.
+    fn run_bytes(
+        &self,
+        cmd: &Command,
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<Status, Error> {
+        let out = self.run(cmd)?;
+        sink(Stream::Stdout, &out.stdout);
+        sink(Stream::Stderr, &out.stderr);
+        Ok(out.status)
+    }
+
     /// Write a file atomically (a temp file in the same directory, then rename).
     fn put_file(&self, path: &Path, contents: &[u8], mode: FileMode) -> Result<(), Error>;
 

@@ -450,6 +450,14 @@ impl<E: Exec> Exec for InNetns<E> {
         self.inner.run_streaming(&self.wrap(cmd), on_line)
     }
 
+    fn run_bytes(
+        &self,
+        cmd: &Command,
+        sink: &mut dyn FnMut(crate::Stream, &[u8]),
+    ) -> Result<crate::Status, Error> {
+        self.inner.run_bytes(&self.wrap(cmd), sink)
+    }
+
     fn put_file(&self, path: &Path, contents: &[u8], mode: FileMode) -> Result<(), Error> {
         self.inner.put_file(path, contents, mode)
     }

@@ -574,6 +574,14 @@ impl Exec for Ssh {
         Ok(status)
     }
 
+    fn run_bytes(
+        &self,
+        cmd: &Command,
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<Status, Error> {
+        self.run_with(cmd, sink)
+    }
+
     fn put_file(&self, path: &Path, contents: &[u8], mode: FileMode) -> Result<(), Error> {
         let owner = mode
             .owner

@@ -855,10 +855,11 @@ impl Session {
                     let ns = netns::Namespace::open(&ns)?;
                     capture::start(&ns, host, ifaces, capture::DEFAULT_SNAPLEN).map(Part::Namespace)
                 }
-                // Over the host's session: tcpdump, as root (through sudo where the login is
-                // not root).
+                // Over sessions to the host: tcpdump, as root (through sudo where the login is
+                // not root), each streaming its pcap over a session of its own.
                 Access::Ssh(_) | Access::Exec(_) => {
-                    capture::remote::start(self.exec(host)?, host, ifaces, capture::DEFAULT_SNAPLEN)
+                    let open = || self.exec(host).map_err(Into::into);
+                    capture::remote::start(&open, host, ifaces, capture::DEFAULT_SNAPLEN)
                         .map(Part::Remote)
                 }
             };
