@@ -1412,9 +1412,21 @@ fn run_dir(s: &Session, out: Option<&Path>) -> PathBuf {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            s.state()
-                .file("runs")
-                .join(lab::capture::run_name(&s.lab().name, now))
+            let runs = s.state().file("runs");
+            let name = lab::capture::run_name(&s.lab().name, now);
+            // A second test of the lab in the same second gets `NAME-2`, and so on: each
+            // directory is taken by creating it, so two processes never share one.
+            let _ = std::fs::create_dir_all(&runs);
+            (1..1000)
+                .map(|k| {
+                    runs.join(if k == 1 {
+                        name.clone()
+                    } else {
+                        format!("{name}-{k}")
+                    })
+                })
+                .find(|d| std::fs::create_dir(d).is_ok())
+                .unwrap_or_else(|| runs.join(&name))
         }
     }
 }

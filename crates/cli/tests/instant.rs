@@ -1367,6 +1367,7 @@ fn test_capture_and_capture_command() {
     std::thread::sleep(Duration::from_millis(500));
     let (code, out, err) = lab.lab(&["test", "--seconds", "1"]);
     assert_eq!(code, 0, "{out}{err}");
+    let first_run = run_of(&out);
     let done = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&done.stdout);
     assert!(
@@ -1377,6 +1378,29 @@ fn test_capture_and_capture_command() {
     assert!(text.contains("ue1:enp0s9"), "{text}");
     let one = decode::read(&std::fs::read(&alone).unwrap()).unwrap();
     assert_eq!(one.interfaces.len(), 1);
+    // A second test of the lab in the same second keeps its own run directory: the names of
+    // the next seconds are taken beforehand, so this one must add `-2`.
+    let name = first_run
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let lab_name = &name[..name.len() - "-20261201T041900Z".len()];
+    let runs = first_run.parent().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for t in now..now + 30 {
+        std::fs::create_dir_all(runs.join(lab::capture::run_name(lab_name, t))).unwrap();
+    }
+    let (code, out, err) = lab.lab(&["test", "--seconds", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let second = run_of(&out);
+    assert!(
+        second.to_string_lossy().ends_with("Z-2") && second.join("run.json").is_file(),
+        "{second:?}"
+    );
     assert!(one.packets.len() > 100, "{}", one.packets.len());
 
     let (code, _, err) = lab.lab(&["capture", "ue1:eth9", "--seconds", "1"]);
@@ -1556,4 +1580,13 @@ fn demo_capture_and_report() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(dir.path().join("report.md").is_file() && dir.path().join("comparison.png").is_file());
+}
+
+/// The run directory `lab test` printed (`run: DIR (files)`).
+fn run_of(out: &str) -> std::path::PathBuf {
+    let line = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("run: "))
+        .unwrap_or_else(|| panic!("no run directory in {out}"));
+    std::path::PathBuf::from(line.split(" (").next().unwrap())
 }
