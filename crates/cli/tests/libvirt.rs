@@ -204,6 +204,26 @@ fn builtin_lab_on_libvirt_up_test_snapshot_halt_destroy() {
     let out = step(dir, &[], &["up", "--provider", "libvirt"]);
     assert!(out.contains("2 hosts up"), "{out}");
     validate_definitions(name);
+    // On this machine the overlays are backed by lab's cached image in place: no copy of it
+    // in the pool.
+    let vols = virsh(&["vol-list", "--pool", "lab"]);
+    let vol = vols
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|v| v.starts_with(&format!("lab-{name}-ue1-")))
+        .unwrap_or_else(|| panic!("no volume of ue1: {vols}"));
+    let disk = virsh(&["vol-path", "--pool", "lab", "--vol", vol]);
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json", disk.trim()])
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(
+        info["backing-filename"]
+            .as_str()
+            .is_some_and(|b| b.ends_with("/base.qcow2") && b.contains("/images/")),
+        "{info}"
+    );
     // Nothing of the lab has an address in this machine's namespace: the bridge and taps are
     // bare.
     let addrs = std::process::Command::new("ip")

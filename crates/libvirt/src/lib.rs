@@ -22,6 +22,7 @@
 pub mod domain;
 pub mod network;
 pub mod virsh;
+pub mod volume;
 pub mod xml;
 
 /// The XML namespace of lab's metadata element in a domain (`<lab:host .../>`).

@@ -182,6 +182,14 @@ impl Virsh {
         }
         self.argv(&a)
     }
+    /// A volume from an XML file ([`STDIN`]: from standard input).
+    pub fn vol_create(&self, pool: &str, file: &str) -> Vec<String> {
+        self.argv(&["vol-create", "--pool", pool, "--file", file])
+    }
+    /// The path of a volume of the pool.
+    pub fn vol_path(&self, pool: &str, name: &str) -> Vec<String> {
+        self.argv(&["vol-path", "--pool", pool, "--vol", name])
+    }
     /// Copy a file of the hypervisor's machine into a volume.
     pub fn vol_upload(&self, pool: &str, name: &str, file: &str) -> Vec<String> {
         self.argv(&["vol-upload", "--pool", pool, "--vol", name, "--file", file])

@@ -58,8 +58,20 @@ fn network() -> Network {
     }
 }
 
+fn volume() -> libvirt::volume::Volume {
+    libvirt::volume::Volume {
+        name: "lab-mptcp-client-0a1b2c3d.qcow2".into(),
+        capacity_bytes: 20 << 30,
+        backing: Some((
+            "/root/.cache/lab/images/debian-bookworm-751ce0f8/base.qcow2".into(),
+            "qcow2".into(),
+        )),
+    }
+}
+
 #[test]
 fn domain_and_network_xml() {
+    insta::assert_snapshot!("volume", volume().xml());
     insta::assert_snapshot!("domain_tcg", domain(VirtType::Qemu).xml());
     insta::assert_snapshot!("domain_kvm", domain(VirtType::Kvm).xml());
     insta::assert_snapshot!("network", network().xml());
@@ -124,6 +136,7 @@ fn every_document_passes_libvirts_schemas() {
     again.uuid = Some("8b4d3133-2581-43ca-863e-6f578a5cb6ec".into());
     validate("domain", &again.xml()).unwrap();
     validate("network", &network().xml()).unwrap();
+    validate("storagevol", &volume().xml()).unwrap();
     // The check can fail: a domain without a name is not a domain.
     let broken = domain(VirtType::Qemu)
         .xml()

@@ -6,8 +6,9 @@
 //! Everything lab creates is named from the lab and tagged, so `destroy` finds it without a
 //! state file, also after lab was killed half-way through `up`:
 //! - domains `lab-<lab>-<host>`, with lab's metadata (lab, host, directory, SSH port);
-//! - volumes `lab-<lab>-<host>-<dirtag>.qcow2` (the base image is `lab-base-<sha>.qcow2`,
-//!   uploaded once per hypervisor and shared, as Vagrant keeps a box's volume);
+//! - volumes `lab-<lab>-<host>-<dirtag>.qcow2`, backed on this machine by lab's cached image
+//!   in place, and on another by `lab-base-<sha>.qcow2`, uploaded once and shared, as Vagrant
+//!   keeps a box's volume;
 //! - networks `lab-<lab>-<segment>` over bridges whose name is a hash of directory, lab and
 //!   segment;
 //! - bridges and taps, whose alias is `lab:<dirtag>:<lab>:...`.
@@ -570,12 +571,28 @@ pub fn base_image(cache: &Path, events: &mut dyn FnMut(Event)) -> Result<Base, E
     })
 }
 
-/// The base image's volume on a hypervisor: uploaded once (by content), then reused.
-fn ensure_base(hv: &Hypervisor, base: &Base, events: &mut dyn FnMut(Event)) -> Result<(), Error> {
+/// What the hosts' overlays are backed by on a hypervisor: on this machine, lab's cached
+/// image itself (nothing is copied); on another, its volume in the pool, uploaded once (by
+/// content) and reused.
+fn ensure_base(
+    hv: &Hypervisor,
+    base: &Base,
+    events: &mut dyn FnMut(Event),
+) -> Result<String, Error> {
     hv.ensure_pool()?;
+    if let Machine::Local(_) = hv.machine {
+        return Ok(base.path.display().to_string());
+    }
     let vol = base.volume();
+    let path = |hv: &Hypervisor| -> Result<String, Error> {
+        Ok(hv
+            .check(hv.virsh.vol_path(&hv.pool, &vol))?
+            .stdout_lossy()
+            .trim()
+            .to_string())
+    };
     if hv.volumes()?.contains(&vol) {
-        return Ok(());
+        return path(hv);
     }
     events(Event::Step(format!(
         "uploading the base image to {} (pool {}, volume {vol}, {} MB)",
@@ -610,7 +627,7 @@ fn ensure_base(hv: &Hypervisor, base: &Base, events: &mut dyn FnMut(Event)) -> R
         let _ = hv.remove(hv.virsh.vol_delete(&hv.pool, &vol));
         return Err(e);
     }
-    Ok(())
+    path(hv)
 }
 
 /// The hypervisors of the lab's libvirt hosts, each opened once, keyed by URI.
@@ -808,7 +825,7 @@ pub fn up(
                 "{uri}: software emulation (TCG): {why}"
             )));
         }
-        ensure_base(hv, &base, events)?;
+        let backing = ensure_base(hv, &base, events)?;
         let devices = hv.devices(&alias_prefix(lab, dir))?;
         let networks = hv.networks()?;
         let mut segments: Vec<String> = Vec::new();
@@ -881,13 +898,12 @@ pub fn up(
             }
             if !volumes.contains(&d.volume) {
                 let capacity = (u64::from(h.vm.disk_gib) << 30).max(base.virtual_size);
-                hv.check(hv.virsh.vol_create_as(
-                    &hv.pool,
-                    &d.volume,
-                    capacity,
-                    "qcow2",
-                    Some((&base.volume(), "qcow2")),
-                ))?;
+                let vol = libvirt::volume::Volume {
+                    name: d.volume.clone(),
+                    capacity_bytes: capacity,
+                    backing: Some((backing.clone(), "qcow2".into())),
+                };
+                hv.define(hv.virsh.vol_create(&hv.pool, virsh::STDIN), &vol.xml())?;
             }
             hv.define(hv.virsh.define(virsh::STDIN), &d.xml())?;
             events(Event::Step(format!("{}: starting {name} on {uri}", h.name)));
@@ -1172,7 +1188,7 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
     let mut out = vec![Action::note(
         None,
         format!(
-            "base image `{DEFAULT_IMAGE}`: from lab's cache in {} (built when missing), uploaded once per hypervisor to pool `{pool}` ({}) as lab-base-<sha256>.qcow2",
+            "base image `{DEFAULT_IMAGE}`: from lab's cache in {} (built when missing); overlays on this machine are backed by it in place, and it is uploaded once to another machine's pool `{pool}` ({}) as lab-base-<sha256>.qcow2",
             cache.display(),
             pool_dir(&pool)
         ),
@@ -1240,14 +1256,18 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
         }
         out.push(Action {
             host: Some(h.name.clone()),
-            what: format!("overlay volume {}", d.volume),
-            argv: Some(hv.vol_create_as(
-                &pool,
-                &d.volume,
-                u64::from(h.vm.disk_gib) << 30,
-                "qcow2",
-                Some(("lab-base-<sha256>.qcow2", "qcow2")),
-            )),
+            what: format!(
+                "overlay volume {}: {}",
+                d.volume,
+                libvirt::volume::Volume {
+                    name: d.volume.clone(),
+                    capacity_bytes: u64::from(h.vm.disk_gib) << 30,
+                    backing: Some(("<base image>".into(), "qcow2".into())),
+                }
+                .xml()
+                .replace('\n', " ")
+            ),
+            argv: Some(hv.vol_create(&pool, virsh::STDIN)),
         });
         out.push(Action {
             host: Some(h.name.clone()),
