@@ -427,7 +427,7 @@ impl Session {
     /// let dir = tempfile::tempdir().unwrap();
     /// let lab = lab::Preset::Builtin.load().unwrap();
     /// let s = lab::Session::with_registry(lab, dir.path(), registry).unwrap();
-    /// assert_eq!(s.registry().names().len(), 4);
+    /// assert_eq!(s.registry().names().len(), 5);
     /// ```
     pub fn with_registry(
         lab: Lab,

@@ -134,7 +134,7 @@ impl provider::Provider for Namespaces {
     }
 
     fn describe(&self) -> &str {
-        "network namespaces on this machine (instant; needs root and the kernel's MPTCP)"
+        "network namespaces on this machine (instant; needs root and the kernel's MPTCP), or on [machines] over SSH"
     }
 
     fn capabilities(&self) -> Vec<Capability> {
