@@ -1158,14 +1158,27 @@ fn test_capture_and_capture_command() {
     assert_eq!(code, 0, "{out}{err}");
     let _turn = traffic();
     let run = lab.path().join("run1");
-    let (code, out, err) = lab.lab(&[
-        "test",
-        "--seconds",
-        "2",
-        "--capture",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    // The verdict must pass, but the kernel's MPTCP now and then resets a subflow on its own
+    // (seen once in CI: DSSNotMatching, then MP_RST, 2 subflows of 3): such a run is shown
+    // and the test is run once more; a second failure fails the test.
+    let mut attempt = 0;
+    let (code, out, err) = loop {
+        attempt += 1;
+        let _ = std::fs::remove_dir_all(&run);
+        let (code, out, err) = lab.lab(&[
+            "test",
+            "--seconds",
+            "2",
+            "--capture",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        if code == 1 && attempt == 1 && out.contains("MPRstTx") {
+            eprintln!("RETRY: the kernel reset a subflow during the first run:\n{out}");
+            continue;
+        }
+        break (code, out, err);
+    };
     assert_eq!(code, 0, "{out}{err}");
     let file = run.join("capture.pcapng");
     // The packet-level view agrees with the counters on every path of both hosts.
