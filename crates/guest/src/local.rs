@@ -298,20 +298,25 @@ impl Netns {
     }
 
     fn wrap(&self, cmd: &Command) -> Command {
-        let mut argv = vec![
-            "ip".to_string(),
-            "netns".into(),
-            "exec".into(),
-            self.name.clone(),
-        ];
-        argv.extend(cmd.argv.iter().cloned());
-        Command {
-            argv,
-            timeout: cmd.timeout,
-            stdin: cmd.stdin.clone(),
-            retry_safe: cmd.retry_safe,
-            cancellable: cmd.cancellable,
-        }
+        in_netns(&self.name, cmd)
+    }
+}
+
+/// `cmd` run in namespace `ns` (`ip netns exec NS ...`), its other settings kept.
+fn in_netns(ns: &str, cmd: &Command) -> Command {
+    let mut argv = vec![
+        "ip".to_string(),
+        "netns".into(),
+        "exec".into(),
+        ns.to_string(),
+    ];
+    argv.extend(cmd.argv.iter().cloned());
+    Command {
+        argv,
+        timeout: cmd.timeout,
+        stdin: cmd.stdin.clone(),
+        retry_safe: cmd.retry_safe,
+        cancellable: cmd.cancellable,
     }
 }
 
@@ -416,20 +421,7 @@ impl<E: Exec> InNetns<E> {
     }
 
     fn wrap(&self, cmd: &Command) -> Command {
-        let mut argv = vec![
-            "ip".to_string(),
-            "netns".into(),
-            "exec".into(),
-            self.ns.clone(),
-        ];
-        argv.extend(cmd.argv.iter().cloned());
-        Command {
-            argv,
-            timeout: cmd.timeout,
-            stdin: cmd.stdin.clone(),
-            retry_safe: cmd.retry_safe,
-            cancellable: cmd.cancellable,
-        }
+        in_netns(&self.ns, cmd)
     }
 }
 

@@ -46,11 +46,6 @@ fn err(e: vms::Error) -> Error {
     }
 }
 
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
 impl provider::Provider for Libvirt {
     fn name(&self) -> &str {
         NAME
@@ -83,7 +78,7 @@ impl provider::Provider for Libvirt {
             tools.push(("virsh", "libvirt-clients"));
         }
         for (tool, package) in tools {
-            if !on_path(tool) {
+            if !provider::vm::on_path(tool) {
                 missing.push(Missing {
                     what: format!("{tool} (not on PATH)"),
                     fix: format!("apt-get install {package}"),

@@ -93,22 +93,13 @@ impl From<guest::Error> for Error {
     }
 }
 
-/// FNV-1a, 64 bits: stable names from stable inputs.
-fn fnv(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
 /// The lab directory's tag (8 hex digits): two labs of one name in two directories differ.
 pub fn dir_tag(dir: &Path) -> String {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    format!("{:08x}", fnv(&[&dir.display().to_string()]) as u32)
+    format!(
+        "{:08x}",
+        provider::vm::stable_hash(&[&dir.display().to_string()]) as u32
+    )
 }
 
 fn abs(dir: &Path) -> String {
@@ -134,14 +125,14 @@ pub fn network_name(lab: &Lab, segment: &str) -> String {
 pub fn bridge_name(lab: &Lab, dir: &Path, segment: &str) -> String {
     format!(
         "lb{:011x}",
-        fnv(&[&dir_tag(dir), &lab.name, segment]) & 0xfff_ffff_ffff
+        provider::vm::stable_hash(&[&dir_tag(dir), &lab.name, segment]) & 0xfff_ffff_ffff
     )
 }
 
 fn tap_name(lab: &Lab, dir: &Path, host: &str, iface: &str) -> String {
     format!(
         "lt{:011x}",
-        fnv(&[&dir_tag(dir), &lab.name, host, iface]) & 0xfff_ffff_ffff
+        provider::vm::stable_hash(&[&dir_tag(dir), &lab.name, host, iface]) & 0xfff_ffff_ffff
     )
 }
 

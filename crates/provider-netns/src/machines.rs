@@ -28,17 +28,6 @@ use crate::NAME;
 /// The first UDP port of a lab's tunnels (one port per tunnel, counting up).
 pub const FIRST_PORT: u16 = 4790;
 
-fn fnv(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
-
 /// Whether any namespace host of the lab is placed on a machine.
 pub fn any(lab: &Lab) -> bool {
     lab.hosts
@@ -123,11 +112,14 @@ impl Wire {
 
     /// Its tunnel's VNI (24 bits, never 0).
     pub fn vni(&self, lab: &Lab) -> u32 {
-        ((fnv(&[&lab.name, &self.key]) & 0xff_ffff) as u32).max(1)
+        ((provider::vm::stable_hash(&[&lab.name, &self.key]) & 0xff_ffff) as u32).max(1)
     }
 
     fn vxlan_dev(&self, lab: &Lab) -> String {
-        format!("vx{:010x}", fnv(&[&lab.name, &self.key]) & 0xff_ffff_ffff)
+        format!(
+            "vx{:010x}",
+            provider::vm::stable_hash(&[&lab.name, &self.key]) & 0xff_ffff_ffff
+        )
     }
 }
 
@@ -185,7 +177,10 @@ fn ports(ws: &[Wire]) -> BTreeMap<String, u16> {
 }
 
 fn peer_name(host: &str, iface: &str) -> String {
-    format!("v{:010x}", fnv(&[host, iface]) & 0xff_ffff_ffff)
+    format!(
+        "v{:010x}",
+        provider::vm::stable_hash(&[host, iface]) & 0xff_ffff_ffff
+    )
 }
 
 /// What `up` runs on machine `m`, in order (pure: `--dry-run` prints it).

@@ -42,17 +42,6 @@ fn err(e: vms::Error) -> Error {
     }
 }
 
-/// Whether `tool` is an executable file on PATH (no process is started).
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::metadata(d.join(tool))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
-}
-
 impl provider::Provider for Qemu {
     fn name(&self) -> &str {
         NAME
@@ -76,7 +65,7 @@ impl provider::Provider for Qemu {
             ("vde_switch", "vde2"),
         ]
         .into_iter()
-        .filter(|(tool, _)| !on_path(tool))
+        .filter(|(tool, _)| !provider::vm::on_path(tool))
         .map(|(tool, package)| Missing {
             what: format!("{tool} (not on PATH)"),
             fix: format!("apt-get install {package}"),

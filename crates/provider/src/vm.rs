@@ -7,6 +7,40 @@ use guest::{Auth, SshConfig};
 
 use crate::{Error, StateDir};
 
+/// Whether `tool` is an executable file on PATH (no process is started).
+///
+/// ```
+/// assert!(provider::vm::on_path("sh"));
+/// assert!(!provider::vm::on_path("no-such-tool-lab"));
+/// ```
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(d.join(tool))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// FNV-1a (64 bits) over `parts`, each ended by a 0 byte: stable names for what a provider
+/// makes from stable inputs (the same across runs, machines and Rust versions).
+///
+/// ```
+/// assert_eq!(provider::vm::stable_hash(&["a", "b"]), provider::vm::stable_hash(&["a", "b"]));
+/// assert_ne!(provider::vm::stable_hash(&["ab", ""]), provider::vm::stable_hash(&["a", "b"]));
+/// ```
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// Whether a loopback port can be bound now.
 ///
 /// ```
