@@ -43,6 +43,11 @@ enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// The lab's name (`[lab] name`; it names the lab's namespaces and VMs). Default:
+        /// the directory's name, with a suffix from its path when another directory's lab
+        /// already has that name on this machine.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
         /// Where to write it.
         #[arg(default_value = "Lab.toml")]
         path: PathBuf,
@@ -66,8 +71,9 @@ enum Command {
         /// namespaces and veths, SSH checks), without doing it.
         #[arg(long)]
         dry_run: bool,
-        /// Seconds to wait for a VM's SSH (an unattended install takes tens of minutes).
-        #[arg(long, default_value_t = 600)]
+        /// Seconds to wait for a VM's SSH (an unattended install takes tens of minutes; 1 to
+        /// 86400).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         boot_timeout: u64,
         /// Check downloaded cloud images against their SHA256SUMS hash only, without Ubuntu's
         /// signature on it (a mirror without SHA256SUMS.gpg, or no key on this machine). Every
@@ -104,8 +110,8 @@ enum Command {
         /// Kernel configuration profile.
         #[arg(long, default_value = "tiny", value_parser = ["tiny", "lab", "defconfig"])]
         config: String,
-        /// Seconds to wait for each VM to answer over SSH.
-        #[arg(long, default_value_t = 600)]
+        /// Seconds to wait for each VM to answer over SSH (1 to 86400).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         boot_timeout: u64,
         /// Seconds of traffic in the test (1 to 86400).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -132,8 +138,8 @@ enum Command {
     Halt {
         #[command(flatten)]
         lab: LabArgs,
-        /// Seconds a VM gets to shut down before it is powered off.
-        #[arg(long, default_value_t = 60)]
+        /// Seconds a VM gets to shut down before it is powered off (0 to 3600).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3_600))]
         grace: u64,
         /// Machine-readable output.
         #[arg(long)]
@@ -149,8 +155,8 @@ enum Command {
         name: String,
         #[command(flatten)]
         lab: LabArgs,
-        /// Seconds to wait for SSH after a restore.
-        #[arg(long, default_value_t = 600)]
+        /// Seconds to wait for SSH after a restore (1 to 86400).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         boot_timeout: u64,
         /// Machine-readable output.
         #[arg(long)]
@@ -296,18 +302,18 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: Option<BenchCommand>,
-        /// Seconds per transfer in the efficiency runs (0 skips them).
-        #[arg(long, default_value_t = 10)]
+        /// Seconds per transfer in the efficiency runs (0 skips them; at most 3600).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
         seconds: u64,
-        /// Repetitions of each bring-up measurement (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        /// Repetitions of each bring-up measurement (the median is reported; 1 to 1000).
+        #[arg(long, default_value_t = 5, value_parser = count(1, 1_000))]
         runs: usize,
-        /// Host pairs in the large bring-up run (0 skips it).
-        #[arg(long, default_value_t = 50)]
+        /// Host pairs in the large bring-up run (0 skips it; at most 1000).
+        #[arg(long, default_value_t = 50, value_parser = count(0, 1_000))]
         pairs: usize,
         /// Commands in the SSH comparison: one session against one `ssh` process each (0
-        /// skips it).
-        #[arg(long, default_value_t = 200)]
+        /// skips it; at most 100000).
+        #[arg(long, default_value_t = 200, value_parser = count(0, 100_000))]
         ssh_commands: usize,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -446,8 +452,8 @@ enum KernelCommand {
         /// Where the packages go.
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Parallel jobs (default: the number of CPUs).
-        #[arg(long)]
+        /// Parallel jobs (default: the number of CPUs; 1 to 1024).
+        #[arg(long, value_parser = count(1, 1_024))]
         jobs: Option<usize>,
         /// Do not compile through ccache even when it is installed.
         #[arg(long)]
@@ -595,14 +601,14 @@ enum BenchCommand {
     /// a capture of the built-in lab, unshaped: the ratio, against a target of 20x; then a
     /// capture of 3 shaped paths and the kernel's drops (the target: none).
     Capture {
-        /// Seconds of each transfer.
-        #[arg(long, default_value_t = 2)]
+        /// Seconds of each transfer (1 to 3600).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3_600))]
         seconds: u64,
-        /// Runs of each decoder (the best is kept).
-        #[arg(long, default_value_t = 3)]
+        /// Runs of each decoder (the best is kept; 1 to 100).
+        #[arg(long, default_value_t = 3, value_parser = count(1, 100))]
         runs: usize,
-        /// The rate of each path in the shaped capture, Mbit/s.
-        #[arg(long, default_value_t = 100)]
+        /// The rate of each path in the shaped capture, Mbit/s (1 to 100000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         rate: u64,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -621,17 +627,17 @@ struct BenchVmArgs {
     /// Only Debian's kernel.
     #[arg(long)]
     no_kernel: bool,
-    /// Cold boots per kernel (the first also makes the VM's host keys).
-    #[arg(long, default_value_t = 3)]
+    /// Cold boots per kernel (the first also makes the VM's host keys; 1 to 100).
+    #[arg(long, default_value_t = 3, value_parser = count(1, 100))]
     boots: usize,
     /// Also build the base image from scratch, in a cache of its own (about 2 minutes).
     #[arg(long)]
     cold_image: bool,
-    /// Memory per VM, in MiB.
-    #[arg(long, default_value_t = 1024)]
+    /// Memory per VM, in MiB (256 to 1048576).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     memory_mib: u32,
-    /// vCPUs (the guide's VMs have 2).
-    #[arg(long, default_value_t = 2)]
+    /// vCPUs (the guide's VMs have 2; 1 to 256).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     cpus: u32,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -660,8 +666,8 @@ struct BenchKernelArgs {
     /// Keep the built trees (for a look, or a rerun).
     #[arg(long)]
     keep: bool,
-    /// Parallel jobs (default: the number of CPUs).
-    #[arg(long)]
+    /// Parallel jobs (default: the number of CPUs; 1 to 1024).
+    #[arg(long, value_parser = count(1, 1_024))]
     jobs: Option<usize>,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -771,6 +777,11 @@ struct LabArgs {
     preset: Option<Preset>,
 }
 
+/// A count from the command line, within `min..=max`.
+fn count(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..=max)
+}
+
 fn parse_preset(s: &str) -> Result<Preset, String> {
     s.parse()
 }
@@ -841,8 +852,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init {
             preset,
             force,
+            name,
             path,
-        } => init(preset, force, &path),
+        } => init(preset, force, name, &path),
         Command::Net(NetCommand::Render {
             lab,
             host,
@@ -1460,14 +1472,19 @@ fn select_lab(args: &LabArgs) -> Result<Session, Failure> {
             None => (Preset::Builtin.load(), cwd.clone()),
         }
     };
-    let lab = loaded.map_err(|e| match e {
+    let lab = loaded.map_err(load_failure)?;
+    Session::new(lab, dir).map_err(ops::fail)
+}
+
+/// A Lab.toml that did not load: its diagnostics printed, exit 2.
+fn load_failure(e: lab::LoadError) -> Failure {
+    match e {
         lab::LoadError::Invalid(invalid) => {
             diagnostics::print(&invalid);
             Failure::Exit(EXIT_INVALID)
         }
         other => Failure::Report(miette::Report::msg(other.to_string())),
-    })?;
-    Session::new(lab, dir).map_err(ops::fail)
+    }
 }
 
 /// `lab providers`.
@@ -1512,7 +1529,7 @@ fn providers(json: bool) -> Result<(), Failure> {
     print_out(&out)
 }
 
-fn init(preset: Preset, force: bool, path: &Path) -> Result<(), Failure> {
+fn init(preset: Preset, force: bool, name: Option<String>, path: &Path) -> Result<(), Failure> {
     if path.exists() && !force {
         return Err(miette::miette!(
             help = "pass --force to overwrite it",
@@ -1527,19 +1544,49 @@ fn init(preset: Preset, force: bool, path: &Path) -> Result<(), Failure> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let name = match name {
+        Some(n) => n,
+        None => init_name(dir),
+    };
+    let text = format!(
+        "#:schema .lab/{SCHEMA_FILE}\n{}",
+        preset.source_named(&name)
+    );
+    // A bad --name is refused before anything is written, at its place in the text.
+    lab::load::parse(&path.display().to_string(), &text).map_err(load_failure)?;
     let schema = dir.join(".lab").join(SCHEMA_FILE);
     std::fs::create_dir_all(dir.join(".lab"))
         .and_then(|()| std::fs::write(&schema, schema_text()))
         .map_err(|e| miette::miette!("cannot write {}: {e}", schema.display()))?;
-    let text = format!("#:schema .lab/{SCHEMA_FILE}\n{}", preset.source());
     std::fs::write(path, text)
         .map_err(|e| miette::miette!("cannot write {}: {e}", path.display()))?;
     println!(
-        "wrote {} (the {} lab) and its schema .lab/{SCHEMA_FILE}; next: `lab doctor`, `lab net render --host ue1`",
+        "wrote {} (the {} lab, named `{name}`) and its schema .lab/{SCHEMA_FILE}; next: `lab doctor`, `lab net render --host ue1`",
         path.display(),
         preset.name()
     );
     Ok(())
+}
+
+/// The name `lab init` gives the lab in `dir`: the directory's name, made valid; when another
+/// directory's lab has that name on this machine, with a suffix from `dir`'s path, so that
+/// labs made by `lab init` in different directories never share a name.
+fn init_name(dir: &Path) -> String {
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let base = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = lab::presets::lab_name_for(&base);
+    if lab::provider::index::elsewhere(&abs, &name).is_none() {
+        return name;
+    }
+    let tag = format!(
+        "{:06x}",
+        lab::provider::vm::stable_hash(&[&abs.display().to_string()]) & 0xff_ffff
+    );
+    let keep = 32 - tag.len() - 1;
+    format!("{}-{tag}", name.chars().take(keep).collect::<String>())
 }
 
 /// Where `lab init` puts Lab.toml's JSON Schema, in `.lab/`.
@@ -2085,10 +2132,76 @@ mod help_tests {
 
 #[cfg(test)]
 mod number_tests {
-    use clap::Parser as _;
+    use clap::{CommandFactory as _, Parser as _};
     use proptest::prelude::*;
+    use std::any::TypeId;
+
+    /// Every flag of the CLI that takes a number, with the subcommands before it.
+    fn number_flags() -> Vec<(Vec<String>, String)> {
+        fn walk(cmd: &clap::Command, path: &[String], out: &mut Vec<(Vec<String>, String)>) {
+            let numbers = [
+                TypeId::of::<u8>(),
+                TypeId::of::<u16>(),
+                TypeId::of::<u32>(),
+                TypeId::of::<u64>(),
+                TypeId::of::<usize>(),
+                TypeId::of::<i32>(),
+                TypeId::of::<i64>(),
+                TypeId::of::<f64>(),
+            ];
+            for a in cmd.get_arguments() {
+                let id = a.get_value_parser().type_id();
+                if numbers.iter().any(|t| id == *t) {
+                    let flag = a.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+                    out.push((path.to_vec(), flag));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let mut p = path.to_vec();
+                p.push(sub.get_name().to_string());
+                walk(sub, &p, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&super::Cli::command(), &["lab".to_string()], &mut out);
+        out
+    }
+
+    /// Every number flag is bounded: the largest u64 and a negative number are refused by
+    /// clap (exit 2) with the flag named.
+    #[test]
+    fn every_number_flag_is_bounded() {
+        let flags = number_flags();
+        assert!(flags.len() >= 15, "{flags:?}");
+        for (path, flag) in &flags {
+            assert!(!flag.is_empty(), "{path:?}: a positional number");
+            for bad in ["18446744073709551615", "-1"] {
+                let mut argv = path.clone();
+                argv.push(format!("{flag}={bad}"));
+                match super::Cli::try_parse_from(&argv) {
+                    Ok(_) => panic!("{argv:?} was accepted"),
+                    Err(e) => {
+                        assert_eq!(e.exit_code(), 2, "{argv:?}");
+                        assert!(e.to_string().contains(flag.as_str()), "{argv:?}: {e}");
+                    }
+                }
+            }
+        }
+    }
 
     proptest! {
+        /// Any text given to any number flag is parsed or refused, never a panic; what is
+        /// accepted is a number.
+        #[test]
+        fn number_flags_never_panic(i in any::<prop::sample::Index>(), text in ".{0,24}") {
+            let flags = number_flags();
+            let (path, flag) = &flags[i.index(flags.len())];
+            let mut argv = path.clone();
+            argv.push(format!("{flag}={text}"));
+            if super::Cli::try_parse_from(&argv).is_ok() {
+                prop_assert!(text.trim().parse::<f64>().is_ok(), "{:?}", argv);
+            }
+        }
         /// `--fail IFACE@SECONDS` never panics, and what it accepts is a named interface at a
         /// finite, non-negative second.
         #[test]

@@ -160,12 +160,15 @@ fn init_in(dir: &std::path::Path) -> String {
 fn init_writes_the_builtin_lab_and_will_not_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let text = init_in(dir.path());
-    // The preset, with a `#:schema` line naming the schema `lab init` wrote beside it.
+    // The preset named after its directory, with a `#:schema` line naming the schema
+    // `lab init` wrote beside it.
+    let dir_name = dir.path().file_name().unwrap().to_str().unwrap();
+    let name = lab::presets::lab_name_for(dir_name);
     assert_eq!(
         text,
         format!(
             "#:schema .lab/lab.schema.json\n{}",
-            lab::Preset::Builtin.source()
+            lab::Preset::Builtin.source_named(&name)
         )
     );
     let (_, schema, _) = run(&["schema"]);
@@ -181,12 +184,24 @@ fn init_writes_the_builtin_lab_and_will_not_overwrite() {
         err.contains("already exists") && err.contains("--force"),
         "{err}"
     );
-    let (code, _, _) = run_in(dir.path(), &["init", "--force", "--preset", "guide"]);
+    let (code, _, _) = run_in(
+        dir.path(),
+        &["init", "--force", "--preset", "guide", "--name", "exp_1"],
+    );
     assert_eq!(code, 0);
     assert!(
         std::fs::read_to_string(dir.path().join("Lab.toml"))
             .unwrap()
-            .ends_with(lab::Preset::Guide.source())
+            .ends_with(&lab::Preset::Guide.source_named("exp_1"))
+    );
+    // A name that is not valid is refused at its place, and nothing is written.
+    let (code, _, err) = run_in(dir.path(), &["init", "--force", "--name", "no way"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`no way` is not a valid lab name"), "{err}");
+    assert!(
+        std::fs::read_to_string(dir.path().join("Lab.toml"))
+            .unwrap()
+            .contains("name = \"exp_1\"")
     );
 }
 
@@ -234,8 +249,8 @@ fn bad_address_points_at_the_value() {
 #[test]
 fn lab_toml_is_found_in_a_parent_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let text = init_in(dir.path()).replace("name = \"mptcp\"", "name = \"parent\"");
-    std::fs::write(dir.path().join("Lab.toml"), text).unwrap();
+    let (code, _, err) = run_in(dir.path(), &["init", "--name", "parent"]);
+    assert_eq!(code, 0, "{err}");
     let sub = dir.path().join("a/b");
     std::fs::create_dir_all(&sub).unwrap();
     let (code, out, _) = run_in(&sub, &["doctor"]);

@@ -752,6 +752,76 @@ fn a_second_directory_with_the_same_lab_name_is_refused() {
     assert_eq!(first.namespaces(), before, "the first lab is untouched");
 }
 
+/// Labs made by `lab init` in two directories of the same name run side by side: the second
+/// gets a name of its own, and `lab down` in one leaves the other up and working.
+#[test]
+#[cfg_attr(not(lab_netns), ignore = "needs root and the kernel's MPTCP")]
+fn two_labs_made_by_init_run_side_by_side() {
+    if !ready("two labs side by side") {
+        return;
+    }
+    let base = format!(
+        "labtest-c{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let (p1, p2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (p1.path().join(&base), p2.path().join(&base));
+    /// `lab down` in each directory, also when the test fails.
+    struct Down<'a>(Vec<&'a Path>);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                common::run_in(d, &["down"]);
+            }
+        }
+    }
+    let _down = Down(vec![&a, &b]);
+    let name_of = |dir: &Path| {
+        lab::load_file(&dir.join("Lab.toml"))
+            .map(|l| l.name)
+            .unwrap()
+    };
+    std::fs::create_dir(&a).unwrap();
+    let (code, out, err) = common::run_in(&a, &["init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(name_of(&a), base, "named after its directory: {out}");
+    let (code, out, err) = common::run_in(&a, &["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The same directory name elsewhere, while the first lab is up: a name of its own.
+    std::fs::create_dir(&b).unwrap();
+    let (code, out, err) = common::run_in(&b, &["init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let second = name_of(&b);
+    assert!(
+        second.starts_with(&format!("{base}-")) && second.len() <= 32,
+        "{second}"
+    );
+    let (code, out, err) = common::run_in(&b, &["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let first_ns = netns::topology::existing(&base).unwrap();
+    let second_ns = netns::topology::existing(&second).unwrap();
+    assert!(!first_ns.is_empty() && first_ns.len() == second_ns.len());
+    assert!(first_ns.iter().all(|n| !second_ns.contains(n)));
+    // Both labs use the same addresses, each in its own namespaces: a transfer in one while the
+    // other is up.
+    {
+        let _t = traffic();
+        let (code, out, err) = common::run_in(&b, &["test", "--seconds", "2"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, err) = common::run_in(&a, &["down"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(netns::topology::existing(&base).unwrap().is_empty());
+    assert_eq!(netns::topology::existing(&second).unwrap(), second_ns);
+    let (code, out, err) = common::run_in(&b, &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("applied"), "the second lab is intact: {out}");
+    let (code, out, err) = common::run_in(&b, &["down"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(netns::topology::existing(&second).unwrap().is_empty());
+}
+
 /// `lab exec` passes statuses through as shells do: the command's own, 127 for a command
 /// that is not there, 126 for one that cannot be executed, each with the shell's words.
 #[test]
