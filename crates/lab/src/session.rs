@@ -335,6 +335,16 @@ impl std::fmt::Debug for Session {
 
 const OVERRIDE: &str = "provider";
 
+/// `lab` with its hosts that name no machine spread over `[machines]`, where their provider
+/// has the `Machines` capability (the model balances; the registry says who can be placed).
+fn placed(lab: &Lab, registry: &Registry) -> Lab {
+    lab.balance(|p| {
+        registry
+            .get(p.as_str())
+            .is_some_and(|p| p.capabilities().contains(&provider::Capability::Machines))
+    })
+}
+
 fn override_name(lab: &Lab) -> String {
     format!("{}.{OVERRIDE}.json", lab.name)
 }
@@ -440,6 +450,7 @@ impl Session {
             Some(p) => lab.with_provider(&p),
             None => lab,
         };
+        let lab = placed(&lab, &registry);
         for h in &lab.hosts {
             registry.for_host(h)?;
         }
@@ -468,7 +479,7 @@ impl Session {
     pub fn set_provider(&mut self, provider: &str) -> Result<(), Error> {
         let p = Provider::new(provider)
             .map_err(|why| provider::Error::unsupported(provider, "be used", &why))?;
-        let lab = self.lab.with_provider(&p);
+        let lab = placed(&self.lab.with_provider(&p), &self.registry);
         for h in &lab.hosts {
             self.registry.for_host(h)?;
         }
@@ -1690,6 +1701,30 @@ pub fn demo(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hosts that name no machine are spread over `[machines]` when their provider has the
+    /// `Machines` capability (netns), and come back to this machine when the lab is put on a
+    /// provider without it; a host that names its machine keeps it.
+    #[test]
+    fn placement_follows_the_providers_capability() {
+        let text = crate::Preset::Builtin.source().replacen(
+            "[hosts.ue1]\n",
+            "[machines.m1]\naddress = \"h1\"\nunderlay = \"192.0.2.1\"\n\n\
+             [machines.m2]\naddress = \"h2\"\nunderlay = \"192.0.2.2\"\n\n[hosts.ue1]\n",
+            1,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let lab = model::parse("Lab.toml", &text).unwrap();
+        let mut s = Session::new(lab, dir.path()).unwrap();
+        let on = |s: &Session| -> Vec<Option<String>> {
+            s.lab().hosts.iter().map(|h| h.machine.clone()).collect()
+        };
+        assert_eq!(on(&s), [Some("m1".into()), Some("m2".into())]);
+        s.set_provider("qemu").unwrap();
+        assert_eq!(on(&s), [None, None]);
+        s.set_provider("netns").unwrap();
+        assert_eq!(on(&s), [Some("m1".into()), Some("m2".into())]);
+    }
 
     #[test]
     fn recorded_sysctls_come_back_unless_lab_toml_sets_them_or_their_interface_left() {

@@ -173,7 +173,8 @@ struct RawHost {
     #[serde(default)]
     provider: Option<Provider>,
     /// The machine (`[machines.NAME]`) the host runs on; hosts that name none are spread over
-    /// the machines, fewest hosts first.
+    /// the machines, fewest hosts first, when their provider can place hosts on other
+    /// machines.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     machine: Option<Spanned<String>>,
@@ -856,6 +857,7 @@ impl Validator {
             role: h.role,
             provider,
             machine: None,
+            balanced: false,
             vm,
             ssh,
             interfaces,
@@ -924,39 +926,20 @@ impl Validator {
         out
     }
 
-    /// Each host on its machine: the one it names, else (a namespace host) the machine with the
-    /// fewest hosts (the first of those in Lab.toml order).
+    /// Each host on the machine it names. Hosts that name none are placed by [`Lab::balance`],
+    /// which the session calls with its providers' capabilities.
     fn place(&mut self, hosts: &mut [Host], raw_hosts: &[RawHost], machines: &[Machine]) {
-        let mut load: Vec<usize> = vec![0; machines.len()];
         for (h, raw) in hosts.iter_mut().zip(raw_hosts) {
             let Some(m) = &raw.machine else { continue };
-            match machines.iter().position(|x| x.name == *m.get_ref()) {
-                Some(i) => {
-                    load[i] += 1;
-                    h.machine = Some(m.get_ref().clone());
-                }
-                None => self.err(
+            if machines.iter().any(|x| x.name == *m.get_ref()) {
+                h.machine = Some(m.get_ref().clone());
+            } else {
+                self.err(
                     span(m),
                     format!("no machine `{}`", m.get_ref()),
                     "declare it in [machines.NAME] (address and underlay)",
-                ),
+                );
             }
-        }
-        if machines.is_empty() {
-            return;
-        }
-        for (h, raw) in hosts.iter_mut().zip(raw_hosts) {
-            // Balancing places namespace hosts, the provider that can put hosts on other
-            // machines; any other host stays where its provider runs it unless it names one
-            // (and the session then asks its provider whether it can).
-            if raw.machine.is_some() || h.provider != "netns" {
-                continue;
-            }
-            let i = (0..machines.len())
-                .min_by_key(|i| (load[*i], *i))
-                .unwrap_or(0);
-            load[i] += 1;
-            h.machine = Some(machines[i].name.clone());
         }
     }
 

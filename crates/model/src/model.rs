@@ -324,6 +324,8 @@ pub struct Host {
     pub provider: Provider,
     /// The machine it runs on (`[machines.NAME]`); `None`: this machine.
     pub machine: Option<String>,
+    /// Whether `machine` was chosen by [`Lab::balance`] rather than named in Lab.toml.
+    pub balanced: bool,
     pub vm: Vm,
     pub ssh: Option<SshTarget>,
     pub interfaces: Vec<Interface>,
@@ -411,6 +413,56 @@ impl Lab {
     }
 
     /// The same lab with every host on `provider` (`lab up --provider ...`).
+    /// The lab with each host that names no machine placed on the machine with the fewest
+    /// hosts (the first of those in Lab.toml's order), when `placeable` says its provider can
+    /// put hosts on other machines; any other host stays where its provider runs it. Places
+    /// chosen by an earlier balancing are chosen again. Without `[machines]`, nothing moves.
+    ///
+    /// ```
+    /// let text = model::Preset::Builtin.source().replacen(
+    ///     "[hosts.ue1]\n",
+    ///     "[machines.m1]\naddress = \"h1\"\nunderlay = \"192.0.2.1\"\n\n\
+    ///      [machines.m2]\naddress = \"h2\"\nunderlay = \"192.0.2.2\"\n\n[hosts.ue1]\n",
+    ///     1,
+    /// );
+    /// let lab = model::parse("Lab.toml", &text).unwrap();
+    /// assert!(lab.hosts.iter().all(|h| h.machine.is_none()));
+    /// let spread = lab.balance(|p| p.as_str() == "netns");
+    /// let on: Vec<_> = spread.hosts.iter().map(|h| h.machine.as_deref()).collect();
+    /// assert_eq!(on, [Some("m1"), Some("m2")]);
+    /// assert!(lab.balance(|_| false).hosts.iter().all(|h| h.machine.is_none()));
+    /// ```
+    pub fn balance(&self, placeable: impl Fn(&Provider) -> bool) -> Lab {
+        let mut l = self.clone();
+        for h in l.hosts.iter_mut().filter(|h| h.balanced) {
+            h.machine = None;
+            h.balanced = false;
+        }
+        if l.machines.is_empty() {
+            return l;
+        }
+        let mut load: Vec<usize> = l
+            .machines
+            .iter()
+            .map(|m| {
+                l.hosts
+                    .iter()
+                    .filter(|h| h.machine.as_deref() == Some(&m.name))
+                    .count()
+            })
+            .collect();
+        for h in &mut l.hosts {
+            if h.machine.is_some() || !placeable(&h.provider) {
+                continue;
+            }
+            let i = (0..load.len()).min_by_key(|i| (load[*i], *i)).unwrap_or(0);
+            load[i] += 1;
+            h.machine = Some(l.machines[i].name.clone());
+            h.balanced = true;
+        }
+        l
+    }
+
     pub fn with_provider(&self, provider: &Provider) -> Lab {
         let mut l = self.clone();
         for h in &mut l.hosts {

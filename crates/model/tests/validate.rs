@@ -676,9 +676,19 @@ fn machines_place_hosts_by_name_and_by_balance() {
     assert_eq!(lab.machines[1].ssh.port, 2222);
     assert_eq!(lab.machines[1].tunnel_mtu(), 8950);
     assert_eq!(lab.machines[0].underlay_rate_bps, Some(1_000_000_000));
-    // ue1 by name on m2; ue2 (no machine) where fewest hosts are: m1.
+    // ue1 by name on m2; ue2 (no machine) stays unplaced until balanced, then goes where
+    // fewest hosts are, m1, if its provider can be placed.
     assert_eq!(lab.hosts[0].machine.as_deref(), Some("m2"));
-    assert_eq!(lab.hosts[1].machine.as_deref(), Some("m1"));
+    assert_eq!(lab.hosts[1].machine, None);
+    let spread = lab.balance(|p| p.as_str() == "netns");
+    assert_eq!(spread.hosts[0].machine.as_deref(), Some("m2"));
+    assert_eq!(spread.hosts[1].machine.as_deref(), Some("m1"));
+    assert!(spread.hosts[1].balanced && !spread.hosts[0].balanced);
+    // Balanced again for another provider that cannot be placed: back on this machine.
+    let qemu = model::Provider::new("qemu").unwrap();
+    let moved = spread.with_provider(&qemu).balance(|p| p.as_str() == "netns");
+    assert_eq!(moved.hosts[1].machine, None);
+    assert_eq!(moved.hosts[0].machine.as_deref(), Some("m2"));
     // No machines: every host stays here.
     assert!(
         model::Preset::Builtin
