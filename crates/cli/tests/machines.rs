@@ -122,7 +122,10 @@ impl Drop for Machines {
     }
 }
 
-fn lab_toml(name: &str, m: [(&Forward, &Path); 2]) -> String {
+/// The lab: srv on m1 by name, cli placed by balance, three paths as links; with `shaped`,
+/// the client's path interfaces (the sending end) shaped to that rate, so each path carries
+/// its share whatever else the box is doing.
+fn lab_toml(name: &str, m: [(&Forward, &Path); 2], shaped: Option<&str>) -> String {
     let machine = |i: usize, (f, key): (&Forward, &Path)| {
         format!(
             "[machines.m{n}]\naddress = \"127.0.0.1\"\nport = {}\nkey = \"{}\"\nunderlay = \"10.99.0.{n}\"\nunderlay_rate = \"1gbit\"\n\n",
@@ -146,9 +149,12 @@ fn lab_toml(name: &str, m: [(&Forward, &Path); 2]) -> String {
         ));
     }
     t.push_str("[hosts.cli]\nrole = \"client\"\n\n[hosts.cli.mptcp]\njoin = \"subflow\"\n\n");
+    let shaping = shaped
+        .map(|r| format!("shaping = {{ rate = \"{r}\" }}\n"))
+        .unwrap_or_default();
     for p in 1..=3 {
         t.push_str(&format!(
-            "[[hosts.cli.interfaces]]\nname = \"eth{p}\"\naddress = \"10.0.{p}.2/24\"\ngateway = \"10.0.{p}.1\"\n\n"
+            "[[hosts.cli.interfaces]]\nname = \"eth{p}\"\naddress = \"10.0.{p}.2/24\"\ngateway = \"10.0.{p}.1\"\n{shaping}\n"
         ));
     }
     t
@@ -208,6 +214,8 @@ fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
                 (&fwd[0], sshd[0].client_key.as_path()),
                 (&fwd[1], sshd[1].client_key.as_path()),
             ],
+            // 3 x 200 Mbit/s through the 1 Gbit/s underlay: doctor stays clean.
+            Some("200mbit"),
         ),
     )
     .unwrap();
@@ -335,10 +343,16 @@ fn doctor_flags_an_underlay_too_small_for_the_paths() {
         stop: Arc::new(AtomicBool::new(true)),
     };
     let key = Path::new("/nonexistent/key");
-    let good = lab_toml("labtest-doc", [(&f, key), (&f, key)]);
+    let good = lab_toml("labtest-doc", [(&f, key), (&f, key)], None);
     std::fs::write(dir.join("Lab.toml"), &good).unwrap();
     let (code, out, err) = run_in(dir, &["doctor"]);
     assert_eq!(code, 0, "a clean lab across machines: {out}{err}");
+    // The end-to-end test's lab: 3 x 200 Mbit/s through 1 Gbit/s is clean too.
+    let shaped = lab_toml("labtest-doc", [(&f, key), (&f, key)], Some("200mbit"));
+    std::fs::write(dir.join("Lab.toml"), &shaped).unwrap();
+    let (code, out, err) = run_in(dir, &["doctor"]);
+    assert_eq!(code, 0, "3 x 200 Mbit/s over 1 Gbit/s: {out}{err}");
+    std::fs::write(dir.join("Lab.toml"), &good).unwrap();
 
     // Three paths shaped to 50 Mbit/s through a 100 Mbit/s underlay; one interface with a
     // 1500-byte MTU through a 1450-byte tunnel.
