@@ -103,6 +103,29 @@ pub struct RunFiles {
     pub files: Vec<PathBuf>,
 }
 
+/// A capture read back, with its MPTCP connections grouped once for every check and chart
+/// that reads them.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The capture's packets and interfaces.
+    pub cap: decode::Capture,
+    /// Its packets grouped into MPTCP connections and their subflows.
+    pub conns: Vec<decode::conn::Connection>,
+}
+
+impl Decoded {
+    /// Group `cap`'s packets into connections ([`decode::Capture::connections`]).
+    ///
+    /// ```
+    /// let d = lab::capture::Decoded::new(decode::Capture::default());
+    /// assert!(d.conns.is_empty());
+    /// ```
+    pub fn new(cap: decode::Capture) -> Self {
+        let conns = cap.connections();
+        Self { cap, conns }
+    }
+}
+
 /// The version of run.json's layout.
 pub const RUN_FORMAT_VERSION: u32 = 1;
 
@@ -115,7 +138,7 @@ pub const RUN_FORMAT_VERSION: u32 = 1;
 pub fn write_run(
     dir: &Path,
     result: &crate::TestResult,
-    cap: Option<&decode::Capture>,
+    decoded: Option<&Decoded>,
     metadata: &serde_json::Value,
 ) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|source| {
@@ -125,9 +148,9 @@ pub fn write_run(
             source,
         })
     })?;
-    let empty = decode::Capture::default();
-    let captured = cap.is_some();
-    let cap = cap.unwrap_or(&empty);
+    let empty = Decoded::default();
+    let captured = decoded.is_some();
+    let Decoded { cap, conns } = decoded.unwrap_or(&empty);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| {
@@ -139,12 +162,11 @@ pub fn write_run(
         }
     };
     let server_ifaces = host_interfaces(cap, &result.server);
-    let conns = cap.connections();
     let opts = decode::analysis::Options {
         interval: 0.5,
         origin_ns: None,
     };
-    let analysis = decode::analysis::analyze(&cap.packets, &conns, opts, |p| {
+    let analysis = decode::analysis::analyze(&cap.packets, conns, opts, |p| {
         server_ifaces.is_empty() || server_ifaces.contains(&p.iface)
     });
     let mut files = Vec::new();
@@ -452,16 +474,16 @@ pub fn write_run(
 /// ```
 /// // Nothing captured, nothing counted: nothing to check.
 /// let s = lab::capture::Summary { file: "x".into(), frames: 0, interfaces: vec![], clocks: vec![], paths: vec![], counters: vec![] };
-/// assert!(lab::capture::cross_check(&s, &decode::Capture::default(), &[]).is_empty());
+/// assert!(lab::capture::cross_check(&s, &Default::default(), &[]).is_empty());
 /// ```
 pub fn cross_check(
     summary: &Summary,
-    cap: &decode::Capture,
+    decoded: &Decoded,
     counters: &[measure::traffic::IfaceBytes],
 ) -> Vec<PathCheck> {
-    let conns = cap.connections();
+    let Decoded { cap, conns } = decoded;
     let mut payload = vec![0u64; summary.interfaces.len()];
-    for c in &conns {
+    for c in conns {
         for s in &c.subflows {
             for &i in &s.packets {
                 let p = &cap.packets[i];
@@ -577,7 +599,8 @@ pub struct CounterCheck {
 /// }
 /// # Ok(()) }
 /// ```
-pub fn counter_checks(cap: &decode::Capture, result: &crate::TestResult) -> Vec<CounterCheck> {
+pub fn counter_checks(decoded: &Decoded, result: &crate::TestResult) -> Vec<CounterCheck> {
+    let Decoded { cap, conns } = decoded;
     use decode::mptcp::{MpJoin, Mptcp};
     let on_server = host_interfaces(cap, &result.server);
     if on_server.is_empty() {
@@ -599,8 +622,7 @@ pub fn counter_checks(cap: &decode::Capture, result: &crate::TestResult) -> Vec<
     let rep = &result.report;
     // Subflows of the transfer's connection (the one that carried the most) against
     // MPTCP_INFO's count on the client's socket, when the sender read it.
-    let subflows = cap
-        .connections()
+    let subflows = conns
         .iter()
         .map(|c| {
             let bytes: u64 = c

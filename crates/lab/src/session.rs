@@ -1313,11 +1313,12 @@ impl Session {
             && let Ok(bytes) = std::fs::read(&c.file)
             && let Ok(cap) = decode::read(&bytes)
         {
-            c.paths = crate::capture::cross_check(c, &cap, &r.report.interfaces);
-            decoded = Some(cap);
+            let d = crate::capture::Decoded::new(cap);
+            c.paths = crate::capture::cross_check(c, &d, &r.report.interfaces);
+            decoded = Some(d);
         }
-        if let Some(cap) = &decoded {
-            let counters = crate::capture::counter_checks(cap, &r);
+        if let Some(d) = &decoded {
+            let counters = crate::capture::counter_checks(d, &r);
             if let Some(c) = &mut r.capture {
                 c.counters = counters;
             }
