@@ -686,7 +686,9 @@ fn machines_place_hosts_by_name_and_by_balance() {
     assert!(spread.hosts[1].balanced && !spread.hosts[0].balanced);
     // Balanced again for another provider that cannot be placed: back on this machine.
     let qemu = model::Provider::new("qemu").unwrap();
-    let moved = spread.with_provider(&qemu).balance(|p| p.as_str() == "netns");
+    let moved = spread
+        .with_provider(&qemu)
+        .balance(|p| p.as_str() == "netns");
     assert_eq!(moved.hosts[1].machine, None);
     assert_eq!(moved.hosts[0].machine.as_deref(), Some("m2"));
     // No machines: every host stays here.
