@@ -37,6 +37,12 @@ fn lab_toml(name: &str, uri: Option<&str>) -> String {
     t
 }
 
+/// The UUID in a domain's XML.
+fn libvirt_uuid(xml: &str) -> String {
+    let start = xml.find("<uuid>").unwrap() + "<uuid>".len();
+    xml[start..start + 36].to_string()
+}
+
 fn virsh(args: &[&str]) -> String {
     let out = std::process::Command::new("virsh")
         .args(["--connect", "qemu:///system"])
@@ -185,6 +191,132 @@ fn mptcp_across_vms(dir: &Path, env: &[(&str, &Path)]) {
     assert_eq!(code, 0, "verdict:\n{out}\n{err}");
 }
 
+/// Cloud images and boxes on libvirt: the built-in lab with ue1 on a cloud image (served as
+/// Ubuntu 22.04 by a loopback mirror; its NoCloud seed a CD-ROM volume of the pool) and ue2 on
+/// a Vagrant box by URL (first logged in with Vagrant's insecure key, which gives way to the
+/// lab's). Real cloud-init applies the seed, the network is applied through root and sudo,
+/// and MPTCP passes over all three paths between the two; destroy leaves nothing.
+#[test]
+#[cfg_attr(
+    not(all(lab_libvirt, lab_has_genisoimage)),
+    ignore = "needs root, libvirt (libvirtd, virsh, virt-xml-validate), QEMU, genisoimage, debootstrap and Debian's linux-source-6.1"
+)]
+fn cloud_image_and_box_on_libvirt() {
+    let caps = capabilities().and_then(|()| testkit::tool("genisoimage"));
+    if !testkit::require("libvirt cloud image and box", caps) {
+        return;
+    }
+    let _turn = turn();
+    let mirror = testkit::images::cloud_mirror(&lab::provider::cache_dir("images"));
+    let tmp = tempfile::tempdir().unwrap();
+    let vbox = testkit::images::vagrant_box(tmp.path());
+    let boxes = testkit::http::Server::start(Default::default(), &[".box"]);
+    boxes.put_path("/boxes/debian-12.box", &vbox.file);
+
+    let name = "lvimg";
+    let dir = tmp.path().join("lab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = lab_toml(name, None)
+        .replacen(
+            "[hosts.ue1.vm]\n",
+            "[hosts.ue1.vm]\nimage = \"ubuntu-22.04\"\n",
+            1,
+        )
+        .replacen(
+            "[hosts.ue2.vm]\n",
+            &format!(
+                "[hosts.ue2.vm]\nimage = \"{}/boxes/debian-12.box\"\nchecksum = \"sha256:{}\"\n",
+                boxes.base, vbox.sha256
+            ),
+            1,
+        );
+    std::fs::write(dir.join("Lab.toml"), &toml).unwrap();
+    // Downloads land in a cache of the test's own (the servers' ports are new in every run).
+    let cache = tmp.path().join("cache");
+    let mirror_base = PathBuf::from(&mirror.server.base);
+    let env_owned = vec![
+        ("LAB_UBUNTU_CLOUD_IMAGES", mirror_base.clone()),
+        ("XDG_CACHE_HOME", cache.clone()),
+    ];
+    let env: Vec<(&str, &Path)> = env_owned.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let guard = Destroy(dir.clone(), env_owned.clone());
+
+    // The dry run names the seed volume, from Lab.toml alone.
+    let plan = step(
+        &dir,
+        &env,
+        &[
+            "up",
+            "--provider",
+            "libvirt",
+            "--dry-run",
+            "--insecure-skip-signature",
+        ],
+    );
+    assert!(
+        plan.contains(&format!("--name lab-{name}-ue1-")) && plan.contains(".iso --capacity"),
+        "ue1's seed volume: {plan}"
+    );
+    let (code, out, err) = run_with(
+        &dir,
+        &env,
+        &["up", "--provider", "libvirt", "--insecure-skip-signature"],
+    );
+    eprintln!("$ lab up (exit {code})\n{out}{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 hosts up"), "{out}");
+    assert!(
+        err.contains("NOT checked (--insecure-skip-signature)"),
+        "the report says the signature was skipped: {err}"
+    );
+    assert!(
+        err.contains("ue2: logged in with Vagrant's public insecure ed25519 key and replaced it with the lab's key"),
+        "{err}"
+    );
+    assert_eq!(mirror.server.gets(&mirror.image_path), 1);
+    assert_eq!(boxes.gets("/boxes/debian-12.box"), 1);
+    validate_definitions(name);
+    let vols = virsh(&["vol-list", "--pool", "lab"]);
+    assert!(
+        vols.lines()
+            .any(|l| l.trim_start().starts_with(&format!("lab-{name}-ue1-")) && l.contains(".iso")),
+        "ue1's seed volume: {vols}"
+    );
+    assert!(
+        virsh(&["dumpxml", &format!("lab-{name}-ue1")]).contains("device='cdrom'"),
+        "the seed is a CD-ROM"
+    );
+    // cloud-init took the seed (the image says `lab`); the box logs in as vagrant with the
+    // lab's key only.
+    let host = step(&dir, &env, &["exec", "ue1", "--", "hostname"]);
+    assert_eq!(host.trim(), "ue1");
+    let who = step(&dir, &env, &["exec", "ue2", "--", "printenv", "SUDO_USER"]);
+    assert_eq!(who.trim(), "vagrant");
+    let keys = step(
+        &dir,
+        &env,
+        &[
+            "exec",
+            "ue2",
+            "--",
+            "cat",
+            "/home/vagrant/.ssh/authorized_keys",
+        ],
+    );
+    for k in &vbox.insecure_keys {
+        let blob = k.split_whitespace().nth(1).unwrap();
+        assert!(!keys.contains(blob), "an insecure key is left: {keys}");
+    }
+    mptcp_across_vms(&dir, &env);
+
+    drop(guard);
+    assert_eq!(leftovers(name, "lab"), Vec::<String>::new());
+    assert!(
+        !dir.join(".lab/libvirt").exists(),
+        "the seeds' files are gone"
+    );
+}
+
 #[test]
 #[cfg_attr(
     not(lab_libvirt),
@@ -255,11 +387,66 @@ fn builtin_lab_on_libvirt_up_test_snapshot_halt_destroy() {
     let (code, _, _) = run_in(dir, &["exec", "ue1", "--", "test", "-e", "/root/after-s1"]);
     assert_eq!(code, 1, "the file made after the snapshot is gone");
 
-    // Halt, then up again: the stopped domains are defined again (same UUID) and started.
+    // New hardware for a running domain is refused before anything changes.
+    let toml = lab_toml(name, None);
+    let at = toml.rfind("memory_mib = 1024").unwrap();
+    let bigger = format!("{}memory_mib = 1152{}", &toml[..at], &toml[at + 17..]);
+    std::fs::write(dir.join("Lab.toml"), &bigger).unwrap();
+    let ue2 = format!("lab-{name}-ue2");
+    let xml_before = virsh(&["dumpxml", &ue2]);
+    let (code, out, err) = run_in(dir, &["up"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("ue2") && err.contains("nothing was changed") && !err.contains("ue1,"),
+        "{err}"
+    );
+    assert_eq!(virsh(&["dumpxml", &ue2]), xml_before);
+
+    // Halt, then up again: the stopped domains are defined again (same UUID, the new
+    // hardware) and started.
     step(dir, &[], &["halt"]);
     assert!(virsh(&["domstate", &format!("lab-{name}-ue1")]).contains("shut off"));
     let out = step(dir, &[], &["up"]);
     assert!(out.contains("2 hosts up"), "{out}");
+    let xml_after = virsh(&["dumpxml", &ue2]);
+    assert!(
+        xml_after.contains("<memory unit='KiB'>1179648</memory>"),
+        "{xml_after}"
+    );
+    assert_eq!(
+        libvirt_uuid(&xml_after),
+        libvirt_uuid(&xml_before),
+        "the same domain"
+    );
+
+    // A kernel installed through GRUB, as on QEMU: the tiny MPTCP kernel this target directory
+    // builds once (the kernel crate's test and the QEMU test share it), then a reboot into it.
+    let built = testkit::kernel::tiny().unwrap_or_else(|e| panic!("{e}"));
+    let release = built.manifest.release.clone();
+    let deb = built
+        .manifest
+        .packages
+        .iter()
+        .find(|p| {
+            p.file
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
+        })
+        .unwrap()
+        .file
+        .display()
+        .to_string();
+    let out = step(
+        dir,
+        &[],
+        &["kernel", "install", "ue1", "--release", &release, &deb],
+    );
+    assert!(
+        out.contains(&format!("running {release} with MPTCP on")),
+        "{out}"
+    );
+    let uname = step(dir, &[], &["exec", "ue1", "--", "uname", "-r"]);
+    assert_eq!(uname.trim(), release);
 
     drop(guard);
     assert_eq!(leftovers(name, "lab"), Vec::<String>::new());

@@ -334,35 +334,9 @@ fn ubuntu_cloud_image_from_a_mirror() {
         return;
     }
     let _turn = turn();
-    let local = guest::Local::new("local");
-    let spec = qemu::image::ImageSpec::bookworm_cloud(Path::new("/")).unwrap();
-    let t = Instant::now();
-    let image = qemu::image::build(
-        &local,
-        &spec,
-        &lab::provider::cache_dir("images"),
-        &qemu::accel::probe(Path::new("/")),
-        &mut |s| eprintln!("cloud image: {s}"),
-    )
-    .unwrap();
-    eprintln!(
-        "cloud image {} ({}, {:.0} s)",
-        image.qcow2.display(),
-        if image.cached { "cached" } else { "built" },
-        t.elapsed().as_secs_f64()
-    );
-    let dir_url = "/releases/22.04/release";
-    let name = "ubuntu-22.04-server-cloudimg-amd64.img";
-    let sums = format!(
-        "{} *ubuntu-22.04-server-cloudimg-arm64.img\n{} *{name}\n",
-        "0".repeat(64),
-        fetch::sha256_file(&image.qcow2).unwrap()
-    );
-    let server = testkit::http::Server::start(
-        [(format!("{dir_url}/SHA256SUMS"), sums.into_bytes())].into(),
-        &[],
-    );
-    server.put_path(&format!("{dir_url}/{name}"), &image.qcow2);
+    let mirror = testkit::images::cloud_mirror(&lab::provider::cache_dir("images"));
+    let server = &mirror.server;
+    let (image_path, sums_path) = (&mirror.image_path, &mirror.sums_path);
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -396,7 +370,7 @@ fn ubuntu_cloud_image_from_a_mirror() {
             && refusal.contains("--insecure-skip-signature"),
         "{refusal}"
     );
-    assert_eq!(server.gets(&format!("{dir_url}/{name}")), 0);
+    assert_eq!(server.gets(image_path), 0);
     let (out, err) = run(&[
         "up",
         "--provider",
@@ -412,7 +386,7 @@ fn ubuntu_cloud_image_from_a_mirror() {
         "the report says the signature was skipped: {err}"
     );
     assert!(out.contains("cloud1: VM"), "{out}");
-    assert_eq!(server.gets(&format!("{dir_url}/{name}")), 1);
+    assert_eq!(server.gets(image_path), 1);
 
     // cloud-init read the seed: the hostname is the host's (the image says `lab`), root has the
     // lab's key (this very login), the NIC got its Lab.toml name by MAC, the disk is 6 GiB.
@@ -436,8 +410,8 @@ fn ubuntu_cloud_image_from_a_mirror() {
     // A second `up` adopts the VM; the image is not downloaded again (the sums are read again:
     // once by the refused `up`, once by each of the two others).
     run(&["up", "--no-apply", "--insecure-skip-signature"]);
-    assert_eq!(server.gets(&format!("{dir_url}/{name}")), 1);
-    assert_eq!(server.gets(&format!("{dir_url}/SHA256SUMS")), 3);
+    assert_eq!(server.gets(image_path), 1);
+    assert_eq!(server.gets(sums_path), 3);
 
     drop(guard);
     assert!(qemu_pids_of(&format!("lab-{LAB}c-")).is_empty());
@@ -454,79 +428,10 @@ fn vagrant_box_from_a_url_boots_and_takes_the_labs_key() {
     }
     let _turn = turn();
     let tmp = tempfile::tempdir().unwrap();
-    let local = guest::Local::new("local");
-    let sh = |argv: &[&str]| {
-        let st = std::process::Command::new(argv[0])
-            .args(&argv[1..])
-            .status()
-            .unwrap();
-        assert!(st.success(), "{argv:?}");
-    };
-
-    // A libvirt box as `vagrant package` makes one: Debian with a `vagrant` user (sudo, Vagrant's
-    // insecure keys authorized, root without a key), its disk as box.img (qcow2) beside
-    // metadata.json and a Vagrantfile, in a tar. Built in the test's own cache, and removed as
-    // soon as the box is made: only the box stays.
-    let insecure: Vec<String> = boxes::INSECURE_KEYS
-        .iter()
-        .map(|(_, _, public)| public.trim().to_string())
-        .collect();
-    let spec = qemu::image::ImageSpec::bookworm_box(
-        Path::new("/"),
-        qemu::image::ImageUser {
-            name: "vagrant".into(),
-            authorized_keys: insecure.clone(),
-        },
-    )
-    .unwrap();
-    let t = Instant::now();
-    let built = qemu::image::build(
-        &local,
-        &spec,
-        &tmp.path().join("build"),
-        &qemu::accel::probe(Path::new("/")),
-        &mut |s| eprintln!("box image: {s}"),
-    )
-    .unwrap();
-    eprintln!("box image built in {:.0} s", t.elapsed().as_secs_f64());
-    let stage = tmp.path().join("stage");
-    std::fs::create_dir_all(&stage).unwrap();
-    let img = stage.join("box.img");
-    sh(&[
-        "qemu-img",
-        "convert",
-        "-c",
-        "-O",
-        "qcow2",
-        built.qcow2.to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
-    std::fs::remove_dir_all(tmp.path().join("build")).unwrap();
-    std::fs::write(
-        stage.join("metadata.json"),
-        "{\"provider\": \"libvirt\", \"format\": \"qcow2\", \"virtual_size\": 3}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        stage.join("Vagrantfile"),
-        "Vagrant.configure(\"2\") do |config|\n  config.vm.provider :libvirt do |libvirt|\n    libvirt.driver = \"kvm\"\n  end\nend\n",
-    )
-    .unwrap();
-    let boxfile = tmp.path().join("debian-12.box");
-    sh(&[
-        "tar",
-        "-cf",
-        boxfile.to_str().unwrap(),
-        "-C",
-        stage.to_str().unwrap(),
-        "metadata.json",
-        "Vagrantfile",
-        "box.img",
-    ]);
-    std::fs::remove_dir_all(&stage).unwrap();
-    let sha256 = fetch::sha256_file(&boxfile).unwrap();
+    let vbox = testkit::images::vagrant_box(tmp.path());
+    let (sha256, insecure) = (&vbox.sha256, &vbox.insecure_keys);
     let server = testkit::http::Server::start(Default::default(), &[".box"]);
-    server.put_path("/boxes/debian-12.box", &boxfile);
+    server.put_path("/boxes/debian-12.box", &vbox.file);
 
     let dir = tmp.path().join("lab");
     std::fs::create_dir_all(&dir).unwrap();
@@ -586,7 +491,7 @@ fn vagrant_box_from_a_url_boots_and_takes_the_labs_key() {
     ]);
     let lab_key = std::fs::read_to_string(cache.join("lab/images/id_ed25519.pub")).unwrap();
     assert_eq!(keys.trim(), lab_key.trim(), "only the lab's key is left");
-    for k in &insecure {
+    for k in insecure {
         let blob = k.split_whitespace().nth(1).unwrap();
         assert!(!keys.contains(blob), "an insecure key is left: {keys}");
     }

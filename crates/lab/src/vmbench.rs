@@ -248,10 +248,12 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report, Err
 
     let up = UpOptions {
         boot_timeout: opts.boot_timeout,
-        cache: opts.cache.clone(),
-        ubuntu_mirror: ::qemu::cloud::UBUNTU_CLOUD_IMAGES.into(),
-        // The bench boots lab's own Debian image: nothing is downloaded.
-        skip_signature: false,
+        images: qemu::ImageOptions {
+            cache: opts.cache.clone(),
+            ubuntu_mirror: ::qemu::cloud::UBUNTU_CLOUD_IMAGES.into(),
+            // The bench boots lab's own Debian image: nothing is downloaded.
+            skip_signature: false,
+        },
     };
     progress("Debian's kernel: cold boots to SSH");
     let debian = boots(&lab, dir, &up, opts.boots, progress)?;

@@ -30,6 +30,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("capture", &["netns", "guest"][..]),
         // The provider interface.
         ("provider", &["model", "net", "guest", "boxes", "fetch"][..]),
+        (
+            "images",
+            &["provider", "model", "qemu", "fetch", "guest", "boxes"][..],
+        ),
         // Plugins: the interface, the model, their own tool, the ground.
         (
             "provider-netns",
@@ -38,7 +42,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "provider-qemu",
             &[
-                "provider", "model", "net", "guest", "fetch", "qemu", "boxes",
+                "provider", "model", "net", "guest", "fetch", "qemu", "boxes", "images",
             ][..],
         ),
         (
@@ -48,7 +52,9 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("provider-ssh", &["provider", "model", "guest"][..]),
         (
             "provider-libvirt",
-            &["provider", "model", "net", "guest", "libvirt", "qemu"][..],
+            &[
+                "provider", "model", "net", "guest", "libvirt", "qemu", "images",
+            ][..],
         ),
         // Orchestration: the session and lab's own providers.
         (
@@ -73,7 +79,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("cli", &["lab", "kernel", "guest", "measure", "net"][..]),
-        ("testkit", &["kernel", "guest", "decode"][..]),
+        (
+            "testkit",
+            &["kernel", "guest", "decode", "qemu", "boxes", "fetch"][..],
+        ),
     ])
 }
 

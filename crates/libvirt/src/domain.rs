@@ -51,6 +51,9 @@ pub struct LabMeta {
     pub ssh_address: String,
     pub ssh_port: u16,
     pub user: String,
+    /// The fingerprint of the hardware the domain was defined with ([`Domain::fingerprint`]),
+    /// read from a domain's XML; [`Domain::xml`] writes the domain's own, whatever this holds.
+    pub hardware: Option<String>,
 }
 
 impl LabMeta {
@@ -74,6 +77,7 @@ impl LabMeta {
                     ssh_address: attr(&a, "ssh-address")?.to_string(),
                     ssh_port: attr(&a, "ssh-port")?.parse().ok()?,
                     user: attr(&a, "user")?.to_string(),
+                    hardware: attr(&a, "hardware").map(str::to_string),
                 })
             })
     }
@@ -104,6 +108,9 @@ pub struct Domain {
     /// The disk: a volume of a storage pool.
     pub pool: String,
     pub volume: String,
+    /// A cloud image's NoCloud seed: an ISO volume of the same pool, as a read-only CD-ROM
+    /// (IDE, where cloud-init looks for the `cidata` label).
+    pub seed: Option<String>,
     /// The serial console's log on the hypervisor.
     pub console: String,
     pub nics: Vec<TapNic>,
@@ -117,8 +124,27 @@ fn pci(slot: u8) -> String {
 }
 
 impl Domain {
-    /// The domain's XML, for `virsh define`.
+    /// The domain's XML, for `virsh define`. Its metadata carries [`Domain::fingerprint`].
     pub fn xml(&self) -> String {
+        self.render(Some(&self.fingerprint()))
+    }
+
+    /// A fingerprint of everything the domain is defined with but its UUID and lab's
+    /// metadata (FNV-1a of that XML, 16 hex digits): a running domain whose fingerprint
+    /// differs from its Lab.toml's was defined with other hardware (NICs, MACs, memory,
+    /// CPUs, disk, NAT forward).
+    pub fn fingerprint(&self) -> String {
+        let body = self.render(None);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in body.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    /// The XML; with `hardware`, with its UUID and lab's metadata (carrying `hardware`).
+    fn render(&self, hardware: Option<&str>) -> String {
         let m = &self.meta;
         let mut x = String::new();
         x.push_str(&format!(
@@ -126,7 +152,7 @@ impl Domain {
             self.virt_type.as_str()
         ));
         x.push_str(&format!("  <name>{}</name>\n", escape(&self.name)));
-        if let Some(u) = &self.uuid {
+        if let (Some(u), Some(_)) = (&self.uuid, hardware) {
             x.push_str(&format!("  <uuid>{}</uuid>\n", escape(u)));
         }
         x.push_str(&format!(
@@ -138,16 +164,19 @@ impl Domain {
             "  <description>Made by lab for the lab in {}; `lab destroy` there removes it.</description>\n",
             escape(&m.dir)
         ));
-        x.push_str(&format!(
-            "  <metadata>\n    <lab:host xmlns:lab='{}' lab='{}' host='{}' dir='{}' ssh-address='{}' ssh-port='{}' user='{}'/>\n  </metadata>\n",
-            crate::LAB_XMLNS,
-            escape(&m.lab),
-            escape(&m.host),
-            escape(&m.dir),
-            escape(&m.ssh_address),
-            m.ssh_port,
-            escape(&m.user)
-        ));
+        if let Some(hardware) = hardware {
+            x.push_str(&format!(
+                "  <metadata>\n    <lab:host xmlns:lab='{}' lab='{}' host='{}' dir='{}' ssh-address='{}' ssh-port='{}' user='{}' hardware='{}'/>\n  </metadata>\n",
+                crate::LAB_XMLNS,
+                escape(&m.lab),
+                escape(&m.host),
+                escape(&m.dir),
+                escape(&m.ssh_address),
+                m.ssh_port,
+                escape(&m.user),
+                escape(hardware)
+            ));
+        }
         x.push_str(&format!(
             "  <memory unit='MiB'>{}</memory>\n",
             self.memory_mib
@@ -168,6 +197,13 @@ impl Domain {
             escape(&self.volume),
             pci(5)
         ));
+        if let Some(seed) = &self.seed {
+            x.push_str(&format!(
+                "    <disk type='volume' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n      <source pool='{}' volume='{}'/>\n      <target dev='hdc' bus='ide'/>\n      <readonly/>\n    </disk>\n",
+                escape(&self.pool),
+                escape(seed)
+            ));
+        }
         for n in &self.nics {
             x.push_str(&format!(
                 "    <interface type='ethernet'>\n      <mac address='{}'/>\n      <target dev='{}' managed='no'/>\n      <model type='virtio'/>\n      {}\n    </interface>\n",

@@ -21,6 +21,7 @@ fn domain(virt: VirtType) -> Domain {
         cpus: 2,
         pool: "lab".into(),
         volume: "lab-mptcp-client.qcow2".into(),
+        seed: None,
         console: "/var/log/libvirt/qemu/lab-mptcp-client.console.log".into(),
         nics: vec![
             TapNic {
@@ -47,7 +48,16 @@ fn domain(virt: VirtType) -> Domain {
             ssh_address: "127.0.0.1".into(),
             ssh_port: 42301,
             user: "root".into(),
+            hardware: None,
         },
+    }
+}
+
+/// A cloud image's domain: its NoCloud seed as a CD-ROM volume.
+fn seeded() -> Domain {
+    Domain {
+        seed: Some("lab-mptcp-client-0a1b2c3d.iso".into()),
+        ..domain(VirtType::Qemu)
     }
 }
 
@@ -74,19 +84,24 @@ fn domain_and_network_xml() {
     insta::assert_snapshot!("volume", volume().xml());
     insta::assert_snapshot!("domain_tcg", domain(VirtType::Qemu).xml());
     insta::assert_snapshot!("domain_kvm", domain(VirtType::Kvm).xml());
+    insta::assert_snapshot!("domain_seeded", seeded().xml());
     insta::assert_snapshot!("network", network().xml());
 }
 
 #[test]
 fn metadata_reads_back_from_the_domain_xml() {
     let d = domain(VirtType::Qemu);
-    assert_eq!(LabMeta::from_domain_xml(&d.xml()), Some(d.meta.clone()));
+    let want = LabMeta {
+        hardware: Some(d.fingerprint()),
+        ..d.meta.clone()
+    };
+    assert_eq!(LabMeta::from_domain_xml(&d.xml()), Some(want.clone()));
     // libvirt prints it back with double quotes and its own indentation.
     let printed = d
         .xml()
         .replace('\'', "\"")
         .replace("\n    <lab:host", "\n  <lab:host");
-    assert_eq!(LabMeta::from_domain_xml(&printed), Some(d.meta));
+    assert_eq!(LabMeta::from_domain_xml(&printed), Some(want));
     assert_eq!(
         LabMeta::from_domain_xml("<domain><metadata/></domain>"),
         None
@@ -94,6 +109,39 @@ fn metadata_reads_back_from_the_domain_xml() {
     // Another program's element of the same local name is not lab's.
     let other = "<metadata><lab:host xmlns:lab='https://example.org/other' lab='a' host='b' dir='c' ssh-address='d' ssh-port='1' user='e'/></metadata>";
     assert_eq!(LabMeta::from_domain_xml(other), None);
+}
+
+/// The fingerprint follows the hardware (a NIC, a MAC, memory, CPUs, the NAT forward) and
+/// nothing else: not the UUID a redefinition keeps, not what lab's metadata records of it.
+#[test]
+fn the_fingerprint_follows_the_hardware_only() {
+    let d = domain(VirtType::Qemu);
+    let fp = d.fingerprint();
+    assert_eq!(fp.len(), 16);
+    let same = Domain {
+        uuid: Some("8b4d3133-2581-43ca-863e-6f578a5cb6ec".into()),
+        meta: LabMeta {
+            hardware: Some("0000000000000000".into()),
+            ..d.meta.clone()
+        },
+        ..d.clone()
+    };
+    assert_eq!(same.fingerprint(), fp);
+    let changes: [fn(&mut Domain); 6] = [
+        |d| d.memory_mib += 1,
+        |d| d.cpus += 1,
+        |d| d.nics[0].mac = "52:54:00:00:00:99".into(),
+        |d| {
+            d.nics.pop();
+        },
+        |d| d.qemu_args.push("-no-shutdown".into()),
+        |d| d.seed = Some("seed.iso".into()),
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        let mut other = d.clone();
+        change(&mut other);
+        assert_ne!(other.fingerprint(), fp, "change {i}");
+    }
 }
 
 fn validate(kind: &str, xml: &str) -> Result<(), String> {
@@ -132,6 +180,7 @@ fn every_document_passes_libvirts_schemas() {
     bare.nics.clear();
     bare.qemu_args.clear();
     validate("domain", &bare.xml()).unwrap();
+    validate("domain", &seeded().xml()).unwrap();
     let mut again = domain(VirtType::Qemu);
     again.uuid = Some("8b4d3133-2581-43ca-863e-6f578a5cb6ec".into());
     validate("domain", &again.xml()).unwrap();

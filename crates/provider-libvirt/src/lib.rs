@@ -27,14 +27,19 @@ pub const NAME: &str = "libvirt";
 /// ```
 #[derive(Debug, Clone)]
 pub struct Libvirt {
-    /// Where lab's base image and its key are cached (shared with the QEMU provider).
+    /// Where base images, boxes and lab's key are cached (shared with the QEMU provider).
     pub cache: std::path::PathBuf,
+    /// Where `ubuntu-XX.YY` cloud images come from (Ubuntu's server, or a mirror of its layout:
+    /// `LAB_UBUNTU_CLOUD_IMAGES`).
+    pub ubuntu_mirror: String,
 }
 
 impl Default for Libvirt {
     fn default() -> Self {
         Self {
             cache: provider::cache_dir("images"),
+            ubuntu_mirror: std::env::var("LAB_UBUNTU_CLOUD_IMAGES")
+                .unwrap_or_else(|_| images::UBUNTU_CLOUD_IMAGES.to_string()),
         }
     }
 }
@@ -89,7 +94,13 @@ impl provider::Provider for Libvirt {
     }
 
     fn plan_up(&self, ctx: &Ctx<'_>) -> Result<Vec<Action>, Error> {
-        vms::plan(ctx.lab, ctx.state.lab_dir(), &self.cache).map_err(err)
+        vms::plan(
+            ctx.lab,
+            ctx.state.lab_dir(),
+            &self.cache,
+            &self.ubuntu_mirror,
+        )
+        .map_err(err)
     }
 
     fn up(&self, ctx: &Ctx<'_>, opts: &UpOptions, events: Events<'_>) -> Result<UpReport, Error> {
@@ -107,11 +118,23 @@ impl provider::Provider for Libvirt {
             ctx.state,
             &vms::UpOptions {
                 boot_timeout: opts.boot_timeout,
-                cache: self.cache.clone(),
+                images: images::Options {
+                    cache: self.cache.clone(),
+                    ubuntu_mirror: self.ubuntu_mirror.clone(),
+                    skip_signature: opts.skip_signatures,
+                },
             },
             events,
         )
         .map_err(err)?;
+        for v in &up {
+            if let Some(kind) = v.key_swapped {
+                events(provider::Event::Note(format!(
+                    "{}: logged in with Vagrant's public insecure {kind} key and replaced it with the lab's key",
+                    v.host
+                )));
+            }
+        }
         Ok(UpReport {
             hosts: up
                 .into_iter()

@@ -1,14 +1,17 @@
 //! The libvirt provider's work: one domain per host under the hypervisor its `uri` names
 //! (this machine's `qemu:///system`, or another machine's through `qemu+ssh://`), each on a
-//! qcow2 overlay volume over lab's Debian image in the storage pool `lab`, NIC 1 on QEMU's
-//! user-mode NAT with SSH forwarded, NICs 2..n on taps lab puts on a bridge per segment.
+//! qcow2 overlay volume in the storage pool `lab` over its image (lab's Debian image, a cloud
+//! image with a NoCloud seed volume, or a libvirt Vagrant box: the `images` crate, shared with
+//! the QEMU provider), NIC 1 on QEMU's user-mode NAT with SSH forwarded, NICs 2..n on taps lab
+//! puts on a bridge per segment.
 //!
 //! Everything lab creates is named from the lab and tagged, so `destroy` finds it without a
 //! state file, also after lab was killed half-way through `up`:
 //! - domains `lab-<lab>-<host>`, with lab's metadata (lab, host, directory, SSH port);
-//! - volumes `lab-<lab>-<host>-<dirtag>.qcow2`, backed on this machine by lab's cached image
-//!   in place, and on another by `lab-base-<sha>.qcow2`, uploaded once and shared, as Vagrant
-//!   keeps a box's volume;
+//! - volumes `lab-<lab>-<host>-<dirtag>.qcow2` (and a cloud image's seed,
+//!   `lab-<lab>-<host>-<dirtag>.iso`), backed on this machine by the cached image in place, and
+//!   on another by `lab-base-<sha>.<format>`, uploaded once and shared, as Vagrant keeps a
+//!   box's volume;
 //! - networks `lab-<lab>-<segment>` over bridges whose name is a hash of directory, lab and
 //!   segment;
 //! - bridges and taps, whose alias is `lab:<dirtag>:<lab>:...`.
@@ -53,8 +56,7 @@ pub fn pool_dir(pool: &str) -> String {
 }
 /// Where each domain's serial console is written, on the hypervisor's machine.
 pub const CONSOLE_DIR: &str = "/var/log/libvirt/qemu";
-/// The image of hosts that set none: lab's Debian 12 (the only one this provider has yet).
-pub const DEFAULT_IMAGE: &str = "debian-12";
+pub use images::DEFAULT_IMAGE;
 /// The first port tried for a VM's SSH forward (the QEMU provider starts at 42301).
 pub const FIRST_PORT: u16 = 42401;
 
@@ -62,6 +64,9 @@ pub const FIRST_PORT: u16 = 42401;
 pub enum Error {
     #[error(transparent)]
     Image(#[from] qemu::image::Error),
+    /// A download of a cloud image or box failed, or was refused.
+    #[error(transparent)]
+    Download(images::Error),
     #[error(transparent)]
     Host(#[from] Box<guest::Error>),
     #[error(transparent)]
@@ -93,6 +98,18 @@ impl From<guest::Error> for Error {
     }
 }
 
+impl From<images::Error> for Error {
+    fn from(e: images::Error) -> Self {
+        match e {
+            images::Error::Image(e) => Error::Image(e),
+            images::Error::Host(e) => Error::Host(e),
+            images::Error::State(e) => Error::State(e),
+            images::Error::Model { host, message } => Error::Model { host, message },
+            e @ images::Error::Fetch(_) => Error::Download(e),
+        }
+    }
+}
+
 /// The lab directory's tag (8 hex digits): two labs of one name in two directories differ.
 pub fn dir_tag(dir: &Path) -> String {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -115,6 +132,11 @@ pub fn domain_name(lab: &Lab, host: &str) -> String {
 
 pub fn volume_name(lab: &Lab, host: &str, dir: &Path) -> String {
     format!("lab-{}-{host}-{}.qcow2", lab.name, dir_tag(dir))
+}
+
+/// A cloud image host's NoCloud seed volume.
+pub fn seed_volume_name(lab: &Lab, host: &str, dir: &Path) -> String {
+    format!("lab-{}-{host}-{}.iso", lab.name, dir_tag(dir))
 }
 
 pub fn network_name(lab: &Lab, segment: &str) -> String {
@@ -474,19 +496,19 @@ impl Hypervisor {
     }
 }
 
-/// lab's base image: built (or found in the cache) on this machine.
+/// A base image on this machine (built, downloaded, unpacked or found: [`images::resolve`]),
+/// with what its upload to another machine needs.
 #[derive(Debug, Clone)]
 pub struct Base {
-    pub path: PathBuf,
+    pub image: images::Base,
     pub sha256: String,
     pub size: u64,
-    pub virtual_size: u64,
 }
 
 impl Base {
-    /// Its volume's name in the pool (by content: a changed image is a new volume).
+    /// Its volume's name in a pool (by content: a changed image is a new volume).
     pub fn volume(&self) -> String {
-        format!("lab-base-{}.qcow2", &self.sha256[..16])
+        format!("lab-base-{}.{}", &self.sha256[..16], self.image.format)
     }
 }
 
@@ -524,42 +546,40 @@ fn sha256_of(path: &Path) -> Result<String, Error> {
     Ok(sum)
 }
 
-/// Build or find lab's Debian image on this machine.
-pub fn base_image(cache: &Path, events: &mut dyn FnMut(Event)) -> Result<Base, Error> {
+/// The base image of every libvirt host of the lab, by `image`, on this machine: built,
+/// downloaded (against signed sums), unpacked from a box or found ([`images::resolve`]).
+pub fn base_images(
+    lab: &Lab,
+    dir: &Path,
+    opts: &UpOptions,
+    events: &mut dyn FnMut(Event),
+) -> Result<BTreeMap<String, Base>, Error> {
     let local = guest::Local::new("local");
     let accel = qemu::accel::probe(Path::new("/"));
-    let spec = qemu::image::ImageSpec::bookworm(Path::new("/"))?;
-    let built = qemu::image::build(&local, &spec, cache, &accel, &mut |s| {
-        events(Event::Step(format!("image: {s}")));
-    })?;
-    if !built.cached {
-        events(Event::Note(format!(
-            "built the base image {} in {:.0} s",
-            built.qcow2.display(),
-            built.seconds
-        )));
+    let mut out = BTreeMap::new();
+    for h in hosts_of(lab) {
+        let image = h.vm.image_or(DEFAULT_IMAGE);
+        if out.contains_key(image) {
+            continue;
+        }
+        let b = images::resolve(h, dir, &local, &opts.images, &accel, events)?;
+        let size = std::fs::metadata(&b.path)
+            .map_err(|e| Error::File {
+                what: "read",
+                path: b.path.clone(),
+                source: e,
+            })?
+            .len();
+        out.insert(
+            image.to_string(),
+            Base {
+                sha256: sha256_of(&b.path)?,
+                image: b,
+                size,
+            },
+        );
     }
-    let info = local.check(&Command::new([
-        "qemu-img",
-        "info",
-        "-U",
-        "--output=json",
-        &built.qcow2.display().to_string(),
-    ]))?;
-    let v: serde_json::Value = serde_json::from_str(&info.stdout_lossy()).unwrap_or_default();
-    let size = std::fs::metadata(&built.qcow2)
-        .map_err(|e| Error::File {
-            what: "read",
-            path: built.qcow2.clone(),
-            source: e,
-        })?
-        .len();
-    Ok(Base {
-        sha256: sha256_of(&built.qcow2)?,
-        path: built.qcow2,
-        size,
-        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
-    })
+    Ok(out)
 }
 
 /// What the hosts' overlays are backed by on a hypervisor: on this machine, lab's cached
@@ -572,7 +592,7 @@ fn ensure_base(
 ) -> Result<String, Error> {
     hv.ensure_pool()?;
     if let Machine::Local(_) = hv.machine {
-        return Ok(base.path.display().to_string());
+        return Ok(base.image.path.display().to_string());
     }
     let vol = base.volume();
     let path = |hv: &Hypervisor| -> Result<String, Error> {
@@ -591,34 +611,73 @@ fn ensure_base(
         hv.pool,
         base.size >> 20
     )));
-    // A raw volume of the file's length, overwritten with the file, then read again by the
-    // pool as what it is (qcow2).
-    hv.check(
-        hv.virsh
-            .vol_create_as(&hv.pool, &vol, base.size, "raw", None),
-    )?;
+    upload_volume(hv, &base.image.path, base.size, &vol)?;
+    path(hv)
+}
+
+/// A file of this machine as a new volume `vol` of the hypervisor's pool: a raw volume of the
+/// file's length, overwritten with the file (copied to the hypervisor's machine first when it
+/// is another), then read again by the pool as what it is (qcow2, ISO). A half-uploaded volume
+/// is deleted, so it is never taken for the file next time.
+fn upload_volume(hv: &Hypervisor, file: &Path, size: u64, vol: &str) -> Result<(), Error> {
+    hv.check(hv.virsh.vol_create_as(&hv.pool, vol, size, "raw", None))?;
     let upload = || -> Result<(), Error> {
         let source = match &hv.machine {
             Machine::Remote(ssh) => {
                 let tmp = format!("/var/tmp/{vol}.upload");
-                ssh.upload(&base.path, Path::new(&tmp), 0o600)?;
+                ssh.upload(file, Path::new(&tmp), 0o600)?;
                 tmp
             }
-            Machine::Local(_) => base.path.display().to_string(),
+            Machine::Local(_) => file.display().to_string(),
         };
-        hv.check(hv.virsh.vol_upload(&hv.pool, &vol, &source))?;
+        hv.check(hv.virsh.vol_upload(&hv.pool, vol, &source))?;
         if hv.uri.is_remote() {
             hv.run(vec!["rm".into(), "-f".into(), source])?;
         }
         hv.check(hv.virsh.pool_refresh(&hv.pool))?;
         Ok(())
     };
-    if let Err(e) = upload() {
-        // A half-uploaded base must not be taken for the image next time.
-        let _ = hv.remove(hv.virsh.vol_delete(&hv.pool, &vol));
-        return Err(e);
+    upload().inspect_err(|_| {
+        let _ = hv.remove(hv.virsh.vol_delete(&hv.pool, vol));
+    })
+}
+
+/// Write a cloud image host's NoCloud seed on this machine (its files in
+/// `.lab/libvirt/<domain>/seed/`, for people to read) and put it in the hypervisor's pool as
+/// its seed volume, replacing an older one.
+fn ensure_seed(
+    hv: &Hypervisor,
+    lab: &Lab,
+    h: &Host,
+    dir: &Path,
+    public_key: &str,
+) -> Result<String, Error> {
+    let local = guest::Local::new("local");
+    let vmdir = StateDir::new(dir)
+        .file("libvirt")
+        .join(domain_name(lab, &h.name));
+    let seed = images::Seed {
+        instance_id: domain_name(lab, &h.name),
+        hostname: h.name.clone(),
+        user: h.vm.user.clone(),
+        public_key: public_key.to_string(),
+        nat_mac: qemu::vm::mac(nat_mac(lab, h)),
+        nat_name: h.interfaces[0].name.clone(),
+    };
+    let iso = images::write_seed(&local, &seed, &vmdir)?;
+    let size = std::fs::metadata(&iso)
+        .map_err(|e| Error::File {
+            what: "read",
+            path: iso.clone(),
+            source: e,
+        })?
+        .len();
+    let vol = seed_volume_name(lab, &h.name, dir);
+    if hv.volumes()?.contains(&vol) {
+        hv.remove(hv.virsh.vol_delete(&hv.pool, &vol))?;
     }
-    path(hv)
+    upload_volume(hv, &iso, size, &vol)?;
+    Ok(vol)
 }
 
 /// The hypervisors of the lab's libvirt hosts, each opened once, keyed by URI.
@@ -701,17 +760,18 @@ fn ensure_segment(
     Ok(())
 }
 
-/// A domain as lab defines it.
+/// A domain as lab defines it: `ssh` is where its forward is reached, where it binds, and
+/// its port; `seeded`, whether a NoCloud seed volume goes with it.
 pub fn domain(
     lab: &Lab,
     h: &Host,
     dir: &Path,
     pool: &str,
     virt: VirtType,
-    ssh: (&str, &str),
-    port: u16,
+    ssh: (&str, &str, u16),
+    seeded: bool,
 ) -> Result<Domain, Error> {
-    let (address, bind) = ssh;
+    let (address, bind, port) = ssh;
     Ok(Domain {
         name: domain_name(lab, &h.name),
         uuid: None,
@@ -720,6 +780,7 @@ pub fn domain(
         cpus: h.vm.cpus,
         pool: pool.into(),
         volume: volume_name(lab, &h.name, dir),
+        seed: seeded.then(|| seed_volume_name(lab, &h.name, dir)),
         console: console_path(lab, &h.name),
         nics: nics(lab, h, dir)?
             .into_iter()
@@ -737,6 +798,7 @@ pub fn domain(
             ssh_address: address.to_string(),
             ssh_port: port,
             user: h.vm.user.clone(),
+            hardware: None,
         },
     })
 }
@@ -751,35 +813,65 @@ pub struct UpVm {
     pub boot_seconds: f64,
     pub kernel: String,
     pub uri: String,
+    /// A box's first boot: the kind of Vagrant's insecure key lab logged in with and replaced.
+    pub key_swapped: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub boot_timeout: Duration,
-    /// lab's image cache (~/.cache/lab/images): the base image and its key.
-    pub cache: PathBuf,
+    /// Where images come from and go (the cache also holds lab's key).
+    pub images: images::Options,
 }
 
-fn check_image(h: &Host) -> Result<(), Error> {
-    let image = h.vm.image_or(DEFAULT_IMAGE);
-    if image != DEFAULT_IMAGE {
-        return Err(Error::Model {
-            host: h.name.clone(),
-            message: format!(
-                "image `{image}`: the libvirt provider runs lab's `{DEFAULT_IMAGE}` only (cloud images and boxes are the QEMU provider's for now)"
-            ),
-        });
+/// A running domain of this lab whose Lab.toml now asks for other hardware (a NIC added or
+/// removed, another network, MAC, memory, CPU count or image) cannot take it while it runs:
+/// refused before anything is changed, naming the hosts and the fix (halt, then up: the
+/// domain is defined again, its disk and snapshots kept).
+fn refuse_changed_hardware(
+    hv: &Hypervisor,
+    lab: &Lab,
+    dir: &Path,
+    hosts: &[&Host],
+    virt: VirtType,
+    bases: &BTreeMap<String, Base>,
+) -> Result<(), Error> {
+    let domains = hv.domains()?;
+    let (address, bind) = hv.ssh_endpoint();
+    let mut changed = Vec::new();
+    for h in hosts {
+        let name = domain_name(lab, &h.name);
+        if !domains.contains(&name) {
+            continue;
+        }
+        let Some(m) = hv.meta(&name)? else { continue };
+        if m.dir != abs(dir) || m.lab != lab.name || hv.state(&name)? != DomState::Running {
+            continue;
+        }
+        let seeded = bases[h.vm.image_or(DEFAULT_IMAGE)].image.seeded;
+        let d = domain(
+            lab,
+            h,
+            dir,
+            &hv.pool,
+            virt,
+            (&address, &bind, m.ssh_port),
+            seeded,
+        )?;
+        if m.hardware.as_deref() != Some(d.fingerprint().as_str()) {
+            changed.push(h.name.clone());
+        }
     }
-    if h.vm.user != "root" {
-        return Err(Error::Model {
-            host: h.name.clone(),
-            message: format!(
-                "lab's Debian image has the key for root only, not `{}`: leave `user` unset",
-                h.vm.user
-            ),
-        });
+    if changed.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::Model {
+        host: changed.join(", "),
+        message: format!(
+            "Lab.toml changed the VM's hardware (NICs, networks, MACs, memory, CPUs or image) while it runs on {}, and a running domain cannot take that; nothing was changed. `lab halt` then `lab up` defines it again with the new hardware (its disk and snapshots are kept)",
+            hv.uri
+        ),
+    })
 }
 
 /// Make whatever is missing and start every domain that is not running; wait for SSH; name the
@@ -792,7 +884,6 @@ pub fn up(
     events: &mut dyn FnMut(Event),
 ) -> Result<Vec<UpVm>, Error> {
     for h in hosts_of(lab) {
-        check_image(h)?;
         nics(lab, h, dir)?;
     }
     one_hypervisor_per_segment(lab, dir)?;
@@ -801,9 +892,9 @@ pub fn up(
         hv.ping()?;
     }
     let local = guest::Local::new("local");
-    qemu::image::ensure_key(&local, &opts.cache)?;
-    let key = opts.cache.join("id_ed25519");
-    let base = base_image(&opts.cache, events)?;
+    let public_key = qemu::image::ensure_key(&local, &opts.images.cache)?;
+    let key = opts.images.cache.join("id_ed25519");
+    let bases = base_images(lab, dir, opts, events)?;
 
     let mut started: Vec<(&Host, &Hypervisor, Domain, bool, Instant)> = Vec::new();
     for (uri, hv) in &hvs {
@@ -816,7 +907,15 @@ pub fn up(
                 "{uri}: software emulation (TCG): {why}"
             )));
         }
-        let backing = ensure_base(hv, &base, events)?;
+        refuse_changed_hardware(hv, lab, dir, &hosts, virt, &bases)?;
+        // What the overlays are backed by there, per image.
+        let mut backings: BTreeMap<&str, String> = BTreeMap::new();
+        for h in &hosts {
+            let image = h.vm.image_or(DEFAULT_IMAGE);
+            if !backings.contains_key(image) {
+                backings.insert(image, ensure_base(hv, &bases[image], events)?);
+            }
+        }
         let devices = hv.devices(&alias_prefix(lab, dir))?;
         let networks = hv.networks()?;
         let mut segments: Vec<String> = Vec::new();
@@ -835,14 +934,23 @@ pub fn up(
         let (address, bind) = hv.ssh_endpoint();
         for h in &hosts {
             let name = domain_name(lab, &h.name);
+            let base = &bases[h.vm.image_or(DEFAULT_IMAGE)];
+            let seeded = base.image.seeded;
             let mut port = None;
             if domains.contains(&name) {
                 let meta = hv.meta(&name)?;
                 match meta {
                     Some(m) if m.dir == abs(dir) && m.lab == lab.name => {
                         if hv.state(&name)? == DomState::Running {
-                            let d =
-                                domain(lab, h, dir, &hv.pool, virt, (&address, &bind), m.ssh_port)?;
+                            let d = domain(
+                                lab,
+                                h,
+                                dir,
+                                &hv.pool,
+                                virt,
+                                (&address, &bind, m.ssh_port),
+                                seeded,
+                            )?;
                             started.push((h, hv, d, false, Instant::now()));
                             continue;
                         }
@@ -870,7 +978,7 @@ pub fn up(
                     .ok_or_else(|| hv.err("no free port for the VM's SSH forward"))?,
             };
             taken.push(port);
-            let mut d = domain(lab, h, dir, &hv.pool, virt, (&address, &bind), port)?;
+            let mut d = domain(lab, h, dir, &hv.pool, virt, (&address, &bind, port), seeded)?;
             // A stopped domain of this lab is defined again (Lab.toml may have changed it),
             // keeping its UUID and snapshots.
             if domains.contains(&name) {
@@ -888,13 +996,20 @@ pub fn up(
                 }
             }
             if !volumes.contains(&d.volume) {
-                let capacity = (u64::from(h.vm.disk_gib) << 30).max(base.virtual_size);
+                // A cloud image grows its root filesystem into the room the overlay gives it.
+                let capacity = (u64::from(h.vm.disk_gib) << 30).max(base.image.virtual_size);
                 let vol = libvirt::volume::Volume {
                     name: d.volume.clone(),
                     capacity_bytes: capacity,
-                    backing: Some((backing.clone(), "qcow2".into())),
+                    backing: Some((
+                        backings[h.vm.image_or(DEFAULT_IMAGE)].clone(),
+                        base.image.format.clone(),
+                    )),
                 };
                 hv.define(hv.virsh.vol_create(&hv.pool, virsh::STDIN), &vol.xml())?;
+            }
+            if seeded {
+                ensure_seed(hv, lab, h, dir, &public_key)?;
             }
             hv.define(hv.virsh.define(virsh::STDIN), &d.xml())?;
             events(Event::Step(format!("{}: starting {name} on {uri}", h.name)));
@@ -904,18 +1019,40 @@ pub fn up(
         }
     }
 
-    let key = &key;
+    let (key, bases, public_key) = (&key, &bases, &public_key);
     let results =
         provider::vm::each_in_parallel(&started, |(h, hv, d, fresh, t)| -> Result<UpVm, Error> {
             let cfg = vm_ssh(state, &h.name, &d.meta, key);
-            let ssh = guest::Ssh::new(cfg);
-            ssh.wait_reachable(opts.boot_timeout)
-                .map_err(|e| Error::Ssh {
-                    host: h.name.clone(),
-                    uri: hv.uri.to_string(),
-                    console: d.console.clone(),
-                    source: Box::new(e),
+            let ssh = guest::Ssh::new(cfg.clone());
+            let base = &bases[h.vm.image_or(DEFAULT_IMAGE)].image;
+            let ssh_failed = |e: guest::Error| Error::Ssh {
+                host: h.name.clone(),
+                uri: hv.uri.to_string(),
+                console: d.console.clone(),
+                source: Box::new(e),
+            };
+            let mut key_swapped = None;
+            if base.boxed {
+                // Vagrant's first boot: the box's insecure key gives way to the lab's.
+                let how = provider::vagrant::swap_insecure_key(
+                    &cfg,
+                    public_key,
+                    &state.path(),
+                    opts.boot_timeout,
+                )
+                .map_err(|e| match e {
+                    provider::Error::Command(source) => ssh_failed(*source),
+                    other => other.into(),
                 })?;
+                if let provider::vagrant::KeyLogin::Replaced(kind) = how {
+                    key_swapped = Some(kind);
+                }
+            } else {
+                ssh.wait_reachable(opts.boot_timeout).map_err(ssh_failed)?;
+            }
+            if d.seed.is_some() {
+                images::wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
+            }
             let boot = t.elapsed().as_secs_f64();
             let names: Vec<(String, String)> = nics(lab, h, dir)?
                 .into_iter()
@@ -935,6 +1072,7 @@ pub fn up(
                 boot_seconds: boot,
                 kernel,
                 uri: hv.uri.to_string(),
+                key_swapped,
             })
         });
     if guest::cancel::requested() {
@@ -1100,11 +1238,14 @@ pub fn destroy(
             state.forget_host_key(&meta.ssh_address, meta.ssh_port)?;
             removed.push(d);
         }
-        let tag = format!("-{}.qcow2", dir_tag(dir));
+        let tags = [
+            format!("-{}.qcow2", dir_tag(dir)),
+            format!("-{}.iso", dir_tag(dir)),
+        ];
         let prefix = format!("lab-{}-", lab.name);
         for v in hv.volumes()? {
             if v.starts_with(&prefix)
-                && v.ends_with(&tag)
+                && tags.iter().any(|t| v.ends_with(t))
                 && hv.remove(hv.virsh.vol_delete(&hv.pool, &v))?
             {
                 events(Event::Note(format!("{}: volume {v} removed", hv.uri)));
@@ -1132,6 +1273,15 @@ pub fn destroy(
         for (name, _) in devices {
             hv.check(net::devices::delete(&name))?;
         }
+    }
+    // The seeds' files lab wrote here.
+    let seeds = state.file("libvirt");
+    if seeds.exists() {
+        std::fs::remove_dir_all(&seeds).map_err(|e| Error::File {
+            what: "remove",
+            path: seeds.clone(),
+            source: e,
+        })?;
     }
     Ok(removed)
 }
@@ -1173,20 +1323,34 @@ pub fn snapshot(
 }
 
 /// What `up` would do, as values (`lab up --dry-run`): nothing is run, not even virsh.
-pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>, Error> {
+pub fn plan(
+    lab: &Lab,
+    dir: &Path,
+    cache: &Path,
+    ubuntu_mirror: &str,
+) -> Result<Vec<provider::Action>, Error> {
     use provider::Action;
     let pool = pool_name();
-    let mut out = vec![Action::note(
-        None,
-        format!(
-            "base image `{DEFAULT_IMAGE}`: from lab's cache in {} (built when missing); overlays on this machine are backed by it in place, and it is uploaded once to another machine's pool `{pool}` ({}) as lab-base-<sha256>.qcow2",
-            cache.display(),
-            pool_dir(&pool)
-        ),
-    )];
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for h in hosts_of(lab) {
+        let image = h.vm.image_or(DEFAULT_IMAGE);
+        if seen.contains(&image) {
+            continue;
+        }
+        seen.push(image);
+        out.push(Action::note(
+            None,
+            format!(
+                "base image `{image}`: built (lab's Debian), or downloaded and verified (a cloud image against signed sums, a box against Lab.toml's checksum) into lab's cache in {} when missing; overlays on this machine are backed by it in place, and it is uploaded once to another machine's pool `{pool}` ({}) as lab-base-<sha256>.<format>",
+                cache.display(),
+                pool_dir(&pool)
+            ),
+        ));
+    }
     let mut segments: Vec<(String, String)> = Vec::new();
     for h in hosts_of(lab) {
-        check_image(h)?;
+        let seeded = images::seeded(h.vm.image_or(DEFAULT_IMAGE), dir, ubuntu_mirror);
         let uri = uri_of(h);
         let hv = Virsh::new(uri.local_form());
         let on = if uri.is_remote() {
@@ -1232,8 +1396,8 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
             dir,
             &pool,
             VirtType::Qemu,
-            ("127.0.0.1", "127.0.0.1"),
-            FIRST_PORT,
+            ("127.0.0.1", "127.0.0.1", FIRST_PORT),
+            seeded,
         )?;
         for n in nics(lab, h, dir)? {
             let alias = format!("{}{}:{}", alias_prefix(lab, dir), h.name, n.name);
@@ -1253,13 +1417,23 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
                 libvirt::volume::Volume {
                     name: d.volume.clone(),
                     capacity_bytes: u64::from(h.vm.disk_gib) << 30,
-                    backing: Some(("<base image>".into(), "qcow2".into())),
+                    backing: Some(("<base image>".into(), "<its format>".into())),
                 }
                 .xml()
                 .replace('\n', " ")
             ),
             argv: Some(hv.vol_create(&pool, virsh::STDIN)),
         });
+        if let Some(seed) = &d.seed {
+            out.push(Action {
+                host: Some(h.name.clone()),
+                what: format!(
+                    "NoCloud seed volume {seed} (user {}, lab's key, the NAT NIC by MAC), written in .lab/libvirt/{}/seed/ and uploaded as a CD-ROM",
+                    h.vm.user, d.name
+                ),
+                argv: Some(hv.vol_create_as(&pool, seed, 0, "raw", None)),
+            });
+        }
         out.push(Action {
             host: Some(h.name.clone()),
             what: format!(

@@ -92,9 +92,11 @@ impl provider::Provider for Qemu {
             &guest::Local::new("local"),
             &vms::UpOptions {
                 boot_timeout: opts.boot_timeout,
-                cache: self.cache.clone(),
-                ubuntu_mirror: self.ubuntu_mirror.clone(),
-                skip_signature: opts.skip_signatures,
+                images: images::Options {
+                    cache: self.cache.clone(),
+                    ubuntu_mirror: self.ubuntu_mirror.clone(),
+                    skip_signature: opts.skip_signatures,
+                },
             },
             events,
         )

@@ -15,11 +15,7 @@ use qemu::accel::Accel;
 use qemu::vm::{self, SegmentNic, VmSpec};
 use serde::{Deserialize, Serialize};
 
-pub use qemu::cloud::UBUNTU_CLOUD_IMAGES;
-
-/// The image of hosts that set none: lab's Debian 12, built from this machine's Debian mirror
-/// (no internet needed).
-pub const DEFAULT_IMAGE: &str = "debian-12";
+pub use images::{DEFAULT_IMAGE, Options as ImageOptions, UBUNTU_CLOUD_IMAGES};
 
 use model::{Attach, Host, Lab};
 pub use provider::Event;
@@ -56,6 +52,18 @@ pub enum Error {
 impl From<guest::Error> for Error {
     fn from(e: guest::Error) -> Self {
         Error::Host(Box::new(e))
+    }
+}
+
+impl From<images::Error> for Error {
+    fn from(e: images::Error) -> Self {
+        match e {
+            images::Error::Image(e) => Error::Image(e),
+            images::Error::Fetch(e) => Error::Fetch(e),
+            images::Error::Host(e) => Error::Host(e),
+            images::Error::State(e) => Error::State(e),
+            images::Error::Model { host, message } => Error::Model { host, message },
+        }
     }
 }
 
@@ -245,166 +253,8 @@ pub fn vm_spec(
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub boot_timeout: Duration,
-    /// lab's image cache (~/.cache/lab/images).
-    pub cache: PathBuf,
-    /// Where `ubuntu-XX.YY` images come from ([`qemu::cloud::UBUNTU_CLOUD_IMAGES`] or a
-    /// mirror of its layout).
-    pub ubuntu_mirror: String,
-    /// `--insecure-skip-signature`: a downloaded image is checked against SHA256SUMS's hash
-    /// only, not Ubuntu's signature on it (every report says so).
-    pub skip_signature: bool,
-}
-
-/// A VM's base disk.
-#[derive(Debug, Clone)]
-struct Base {
-    path: PathBuf,
-    format: String,
-    virtual_size: u64,
-    /// A cloud image: each VM gets a NoCloud seed.
-    seeded: bool,
-    /// A Vagrant box: its VMs log in with Vagrant's insecure key first, and take the lab's.
-    boxed: bool,
-}
-
-/// A libvirt box's disk as a base image (`box.img`, qcow2, as vagrant-libvirt packs it).
-fn box_base(
-    h: &Host,
-    dir: &Path,
-    host: &dyn Exec,
-    opts: &UpOptions,
-    events: &mut dyn FnMut(Event),
-) -> Result<Option<Base>, Error> {
-    let image = h.vm.image_or(DEFAULT_IMAGE);
-    let boxes = provider::vagrant::BoxCache {
-        dir,
-        cache: &opts.cache.join("boxes"),
-        host,
-        dry_run: false,
-    };
-    let Some(b) = boxes.resolve(image, h.vm.checksum.as_deref(), "libvirt", events)? else {
-        return Ok(None);
-    };
-    let path = b.dir.join("box.img");
-    if !path.is_file() {
-        return Err(Error::Model {
-            host: h.name.clone(),
-            message: format!(
-                "box {} has no box.img in {} (a libvirt box keeps its disk there)",
-                b.label,
-                b.dir.display()
-            ),
-        });
-    }
-    let format = b.metadata.format.clone().unwrap_or_else(|| "qcow2".into());
-    events(Event::Note(format!(
-        "box {}: {} ({format})",
-        b.label,
-        path.display()
-    )));
-    Ok(Some(Base {
-        path,
-        format,
-        virtual_size: b.metadata.virtual_size.unwrap_or(0) << 30,
-        seeded: false,
-        boxed: true,
-    }))
-}
-
-/// Build, download or find the image of `h` (once per image for the whole lab).
-fn base_of(
-    h: &Host,
-    dir: &Path,
-    host: &dyn Exec,
-    opts: &UpOptions,
-    accel: &Accel,
-    events: &mut dyn FnMut(Event),
-) -> Result<Base, Error> {
-    if let Some(b) = box_base(h, dir, host, opts, events)? {
-        return Ok(b);
-    }
-    let image = h.vm.image_or(DEFAULT_IMAGE);
-    let model = |message: String| Error::Model {
-        host: h.name.clone(),
-        message,
-    };
-    let source = qemu::cloud::source(image, &opts.ubuntu_mirror, dir).map_err(model)?;
-    let path = match &source {
-        qemu::cloud::Source::Debian => {
-            if h.vm.user != "root" {
-                return Err(model(format!(
-                    "lab's Debian image has the key for root only, not `{}`: leave `user` unset or use a cloud image",
-                    h.vm.user
-                )));
-            }
-            let spec = qemu::image::ImageSpec::bookworm(Path::new("/"))?;
-            let built = qemu::image::build(host, &spec, &opts.cache, accel, &mut |s| {
-                events(Event::Step(format!("image: {s}")));
-            })?;
-            if !built.cached {
-                events(Event::Note(format!(
-                    "built the base image {} in {:.0} s",
-                    built.qcow2.display(),
-                    built.seconds
-                )));
-            }
-            built.qcow2
-        }
-        qemu::cloud::Source::Download { url, sums } => {
-            events(Event::Step(format!(
-                "image: {url} (checked against {sums})"
-            )));
-            let trust = qemu::cloud::ubuntu_trust(url, opts.skip_signature);
-            let got = fetch::fetch(
-                url,
-                sums,
-                &trust,
-                &qemu::cloud::cache_dir(&opts.cache, url),
-                &mut |done, total| events(Event::Download { done, total }),
-            )?;
-            match &got.signed_by {
-                Some(signer) => events(Event::Note(format!("{sums}: signed by {signer}"))),
-                None => events(Event::Note(format!(
-                    "WARNING: {url}: the signature on {sums} was NOT checked (--insecure-skip-signature): only a hash served by the same host vouches for this image"
-                ))),
-            }
-            if let Some(why) = &got.offline {
-                events(Event::Note(format!(
-                    "{sums} unreachable ({why}); using the copy lab verified before, {}",
-                    got.path.display()
-                )));
-            } else if !got.cached {
-                events(Event::Note(format!(
-                    "downloaded {} (sha256 {} verified)",
-                    got.path.display(),
-                    &got.sha256[..16]
-                )));
-            }
-            got.path
-        }
-        qemu::cloud::Source::File(p) => {
-            if !p.is_file() {
-                return Err(model(format!("image file {} does not exist", p.display())));
-            }
-            p.clone()
-        }
-    };
-    let info = host.check(&Command::new([
-        "qemu-img",
-        "info",
-        "-U",
-        "--output=json",
-        &path.display().to_string(),
-    ]))?;
-    let v: serde_json::Value = serde_json::from_str(&info.stdout_lossy()).unwrap_or_default();
-    let format = v["format"].as_str().unwrap_or("raw").to_string();
-    Ok(Base {
-        path,
-        format,
-        virtual_size: v["virtual-size"].as_u64().unwrap_or(0),
-        seeded: source.needs_seed(),
-        boxed: false,
-    })
+    /// Where images come from and go (the cache also holds lab's key).
+    pub images: images::Options,
 }
 
 /// Write a VM's NoCloud seed (its files beside it, for people to read) and make the ISO.
@@ -416,7 +266,7 @@ fn write_seed(
     public_key: &str,
 ) -> Result<PathBuf, Error> {
     let nat = &h.interfaces[0];
-    let seed = qemu::cloud::Seed {
+    let seed = images::Seed {
         instance_id: vm_name(lab, &h.name),
         hostname: h.name.clone(),
         user: h.vm.user.clone(),
@@ -428,18 +278,7 @@ fn write_seed(
         ),
         nat_name: nat.name.clone(),
     };
-    let files = vmdir.join("seed");
-    host.check(&Command::new(["mkdir", "-p", &files.display().to_string()]))?;
-    for (name, text) in seed.files() {
-        host.put_file(
-            &files.join(name),
-            text.as_bytes(),
-            guest::FileMode::mode(0o644),
-        )?;
-    }
-    let iso = vmdir.join("seed.iso");
-    host.check(&Command::new(qemu::cloud::seed_iso_argv(&files, &iso)))?;
-    Ok(iso)
+    Ok(images::write_seed(host, &seed, vmdir)?)
 }
 
 /// A VM after `up`.
@@ -585,12 +424,12 @@ pub fn up(
     if let Accel::Tcg { why } = &accel {
         events(Event::Note(format!("software emulation (TCG): {why}")));
     }
-    let public_key = qemu::image::ensure_key(host, &opts.cache)?;
-    let mut bases: BTreeMap<String, Base> = BTreeMap::new();
+    let public_key = qemu::image::ensure_key(host, &opts.images.cache)?;
+    let mut bases: BTreeMap<String, images::Base> = BTreeMap::new();
     for h in hosts_of(lab) {
         let image = h.vm.image_or(DEFAULT_IMAGE).to_string();
         if let std::collections::btree_map::Entry::Vacant(e) = bases.entry(image) {
-            e.insert(base_of(h, dir, host, opts, &accel, events)?);
+            e.insert(images::resolve(h, dir, host, &opts.images, &accel, events)?);
         }
     }
     let work = workdir(dir);
@@ -600,7 +439,7 @@ pub fn up(
         &work.join("switch").display().to_string(),
     ]))?;
     let mut state = load_state(dir, lab);
-    state.key = opts.cache.join("id_ed25519");
+    state.key = opts.images.cache.join("id_ed25519");
     refuse_changed_hardware(lab, &state, &accel, &work)?;
     // Hosts Lab.toml no longer has (or no longer puts on QEMU): their VMs go.
     let gone = provider::vm::dropped_hosts(state.vms.keys(), lab, NAME);
@@ -743,7 +582,7 @@ pub fn up(
                     })?;
             }
             if rec.seed.is_some() {
-                wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
+                images::wait_cloud_init(&ssh, &h.name, opts.boot_timeout)?;
             }
             let boot = t.elapsed().as_secs_f64();
             name_nics(&ssh, lab, h, work)?;
@@ -775,28 +614,6 @@ pub fn up(
         }
     }
     results.into_iter().collect()
-}
-
-/// A cloud image's VM is ready when cloud-init has applied its seed: until then sshd may still
-/// be restarted (password settings) and the key, hostname and network may not be in place yet.
-/// `cloud-init status --wait` runs over the session lab already holds, which an sshd restart
-/// does not end. An image without cloud-init is ready at once.
-fn wait_cloud_init(ssh: &guest::Ssh, host: &str, within: Duration) -> Result<(), Error> {
-    let out =
-        ssh.run(&Command::new(["cloud-init", "status", "--wait", "--long"]).timeout(within))?;
-    match out.status {
-        // 0: done; 2: done with recoverable errors (cloud-init 23.4 and later); 127: no
-        // cloud-init in the image.
-        guest::Status::Code(0 | 2 | 127) => Ok(()),
-        _ => Err(Error::Model {
-            host: host.to_string(),
-            message: format!(
-                "cloud-init failed to apply the seed (see /var/log/cloud-init.log in the VM):\n{}{}",
-                out.stdout_lossy(),
-                out.stderr_lossy()
-            ),
-        }),
-    }
 }
 
 /// Give the guest's lab NICs their Lab.toml names (by MAC).

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 pub mod http;
+pub mod images;
 pub mod kernel;
 pub mod pgp;
 pub mod tshark;
