@@ -132,7 +132,8 @@ impl Domain {
     /// A fingerprint of everything the domain is defined with but its UUID and lab's
     /// metadata (FNV-1a of that XML, 16 hex digits): a running domain whose fingerprint
     /// differs from its Lab.toml's was defined with other hardware (NICs, MACs, memory,
-    /// CPUs, disk, NAT forward).
+    /// CPUs, disk and seed volumes, NAT forward). The base image is not in the XML: an image
+    /// changed under an existing overlay is not seen.
     pub fn fingerprint(&self) -> String {
         let body = self.render(None);
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;

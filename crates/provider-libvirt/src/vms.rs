@@ -825,7 +825,7 @@ pub struct UpOptions {
 }
 
 /// A running domain of this lab whose Lab.toml now asks for other hardware (a NIC added or
-/// removed, another network, MAC, memory, CPU count or image) cannot take it while it runs:
+/// removed, another network, MAC, memory or CPU count) cannot take it while it runs:
 /// refused before anything is changed, naming the hosts and the fix (halt, then up: the
 /// domain is defined again, its disk and snapshots kept).
 fn refuse_changed_hardware(
@@ -868,7 +868,7 @@ fn refuse_changed_hardware(
     Err(Error::Model {
         host: changed.join(", "),
         message: format!(
-            "Lab.toml changed the VM's hardware (NICs, networks, MACs, memory, CPUs or image) while it runs on {}, and a running domain cannot take that; nothing was changed. `lab halt` then `lab up` defines it again with the new hardware (its disk and snapshots are kept)",
+            "Lab.toml changed the VM's hardware (NICs, networks, MACs, memory or CPUs) while it runs on {}, and a running domain cannot take that; nothing was changed. `lab halt` then `lab up` defines it again with the new hardware (its disk and snapshots are kept)",
             hv.uri
         ),
     })
