@@ -423,19 +423,7 @@ fn builtin_lab_on_libvirt_up_test_snapshot_halt_destroy() {
     // builds once (the kernel crate's test and the QEMU test share it), then a reboot into it.
     let built = testkit::kernel::tiny().unwrap_or_else(|e| panic!("{e}"));
     let release = built.manifest.release.clone();
-    let deb = built
-        .manifest
-        .packages
-        .iter()
-        .find(|p| {
-            p.file
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
-        })
-        .unwrap()
-        .file
-        .display()
-        .to_string();
+    let deb = built.image_deb();
     let out = step(
         dir,
         &[],

@@ -97,19 +97,7 @@ fn guide_end_to_end_on_qemu() {
     // The kernel: built once for this target directory (the kernel crate's test shares it).
     let built = testkit::kernel::tiny().unwrap_or_else(|e| panic!("{e}"));
     let release = built.manifest.release.clone();
-    let image = built
-        .manifest
-        .packages
-        .iter()
-        .find(|p| {
-            p.file
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
-        })
-        .unwrap()
-        .file
-        .display()
-        .to_string();
+    let image = built.image_deb();
     for host in ["ue1", "ue2"] {
         let out = step(
             &dir,

@@ -40,6 +40,12 @@ impl From<guest::Error> for Error {
     }
 }
 
+/// Where `ubuntu-XX.YY` cloud images come from: `LAB_UBUNTU_CLOUD_IMAGES` (a mirror of
+/// cloud-images.ubuntu.com's layout), else [`UBUNTU_CLOUD_IMAGES`].
+pub fn ubuntu_mirror() -> String {
+    std::env::var("LAB_UBUNTU_CLOUD_IMAGES").unwrap_or_else(|_| UBUNTU_CLOUD_IMAGES.to_string())
+}
+
 /// Where images come from and go.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -29,8 +29,7 @@ impl Default for Qemu {
     fn default() -> Self {
         Self {
             cache: provider::cache_dir("images"),
-            ubuntu_mirror: std::env::var("LAB_UBUNTU_CLOUD_IMAGES")
-                .unwrap_or_else(|_| vms::UBUNTU_CLOUD_IMAGES.to_string()),
+            ubuntu_mirror: images::ubuntu_mirror(),
         }
     }
 }

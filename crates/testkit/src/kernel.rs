@@ -18,6 +18,24 @@ pub struct Built {
     pub fresh: bool,
 }
 
+impl Built {
+    /// The kernel image package (`linux-image-*.deb`), what `lab kernel install` takes.
+    pub fn image_deb(&self) -> String {
+        self.manifest
+            .packages
+            .iter()
+            .find(|p| {
+                p.file
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("linux-image-"))
+            })
+            .unwrap_or_else(|| panic!("no linux-image package in {:?}", self.manifest.packages))
+            .file
+            .display()
+            .to_string()
+    }
+}
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/lab-test-kernel")
 }
