@@ -123,10 +123,13 @@ pub fn start(
         // The shell writes its PID, then becomes tcpdump. --immediate-mode: libpcap's
         // TPACKET_V3 ring otherwise hands packets over a block (or a second) at a time, and
         // what is still in the ring at SIGINT is lost. -U: each packet is flushed to the stream.
+        // -p: the NIC stays out of promiscuous mode, so the host captures what it sends and
+        // receives (as the namespace capture does), not frames a switch floods to every port
+        // while it learns, which would count one segment on several of the host's NICs.
         let cmd = Command::new([
             "sh".to_string(),
             "-c".into(),
-            "echo $$ > \"$3\" && exec tcpdump --immediate-mode -i \"$1\" -s \"$2\" -U -Z root -w - tcp </dev/null".into(),
+            "echo $$ > \"$3\" && exec tcpdump --immediate-mode -p -i \"$1\" -s \"$2\" -U -Z root -w - tcp </dev/null".into(),
             "sh".into(),
             iface.clone(),
             snaplen.to_string(),

@@ -577,7 +577,7 @@ pub struct CounterCheck {
     pub host: String,
     /// The counter (`MPJoinSynRx`, ..., `subflows (MPTCP_INFO)`).
     pub counter: String,
-    /// What the capture holds of it (from the server's interfaces).
+    /// What the capture holds of it (where it was received, see [`signalling`]).
     pub capture: u64,
     /// The kernel's count over the transfer.
     pub mib: u64,
@@ -585,9 +585,68 @@ pub struct CounterCheck {
     pub agree: bool,
 }
 
-/// The MPTCP signalling in the capture against the kernel's MIB counters of the transfer:
-/// MP_JOIN SYNs and third ACKs the server received, ADD_ADDRs it sent (the client's
-/// `AddAddr`) and their echoes (the server's `EchoAdd`), counted on the server's interfaces.
+/// MPTCP signalling in a capture, counted as the kernel's MIB counts it on the receiving side.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signalling {
+    /// Join subflows whose MP_JOIN SYN reached the server (`MPJoinSynRx`): one per subflow,
+    /// however often the client sent it (a retransmitted SYN meets the pending request, which
+    /// the kernel counted once).
+    pub join_syn: u64,
+    /// Join subflows whose MP_JOIN third ACK reached the server (`MPJoinAckRx`): one per
+    /// subflow (the client repeats the option on its ACKs until the server acknowledges; the
+    /// kernel counts the one that makes the subflow).
+    pub join_ack: u64,
+    /// ADD_ADDRs the server side sent that reached the client (the client's `AddAddr`).
+    pub add_addr: u64,
+    /// Their echoes from the client that reached the server (the server's `EchoAdd`).
+    pub echo: u64,
+}
+
+/// The MPTCP signalling of `decoded`'s connections, each count taken where it was received:
+/// MP_JOINs and echoes on `server`'s interfaces (capture interface indices), ADD_ADDRs on
+/// `client`'s. Where the receiver was not captured, its count is taken where it was sent.
+///
+/// ```
+/// let d = lab::capture::Decoded::default();
+/// assert_eq!(lab::capture::signalling(&d, &[0], &[1]), Default::default());
+/// ```
+pub fn signalling(decoded: &Decoded, server: &[u32], client: &[u32]) -> Signalling {
+    use decode::mptcp::{MpJoin, Mptcp};
+    let Decoded { cap, conns } = decoded;
+    let at_server = if server.is_empty() { client } else { server };
+    let at_client = if client.is_empty() { server } else { client };
+    let mut n = Signalling::default();
+    for s in conns.iter().flat_map(|c| c.subflows.iter()) {
+        let (mut syn, mut ack) = (false, false);
+        for p in s.packets.iter().map(|&i| &cap.packets[i]) {
+            let up = p.src == s.client;
+            for o in &p.mptcp {
+                match o {
+                    Mptcp::MpJoin(MpJoin::Syn { .. }) if up && at_server.contains(&p.iface) => {
+                        syn = true;
+                    }
+                    Mptcp::MpJoin(MpJoin::Ack { .. }) if up && at_server.contains(&p.iface) => {
+                        ack = true;
+                    }
+                    Mptcp::AddAddr(a) if a.echo && up && at_server.contains(&p.iface) => {
+                        n.echo += 1;
+                    }
+                    Mptcp::AddAddr(a) if !a.echo && !up && at_client.contains(&p.iface) => {
+                        n.add_addr += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        n.join_syn += u64::from(syn);
+        n.join_ack += u64::from(ack);
+    }
+    n
+}
+
+/// The MPTCP signalling in the capture against the kernel's MIB counters of the transfer
+/// ([`signalling`]): MP_JOIN SYNs and third ACKs the server received, ADD_ADDRs the client
+/// received (`AddAddr`) and their echoes back at the server (`EchoAdd`).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), lab::Error> {
@@ -601,23 +660,17 @@ pub struct CounterCheck {
 /// ```
 pub fn counter_checks(decoded: &Decoded, result: &crate::TestResult) -> Vec<CounterCheck> {
     let Decoded { cap, conns } = decoded;
-    use decode::mptcp::{MpJoin, Mptcp};
     let on_server = host_interfaces(cap, &result.server);
     if on_server.is_empty() {
         return Vec::new();
     }
-    let (mut syn, mut ack, mut add, mut echo) = (0u64, 0u64, 0u64, 0u64);
-    for p in cap.packets.iter().filter(|p| on_server.contains(&p.iface)) {
-        for o in &p.mptcp {
-            match o {
-                Mptcp::MpJoin(MpJoin::Syn { .. }) => syn += 1,
-                Mptcp::MpJoin(MpJoin::Ack { .. }) => ack += 1,
-                Mptcp::AddAddr(a) if a.echo => echo += 1,
-                Mptcp::AddAddr(_) => add += 1,
-                _ => {}
-            }
-        }
-    }
+    let on_client = host_interfaces(cap, &result.client);
+    let Signalling {
+        join_syn: syn,
+        join_ack: ack,
+        add_addr: add,
+        echo,
+    } = signalling(decoded, &on_server, &on_client);
     let mib = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
     let rep = &result.report;
     // Subflows of the transfer's connection (the one that carried the most) against
@@ -948,4 +1001,111 @@ pub fn run_name(lab: &str, unix_seconds: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use decode::mptcp::{AddAddr, MpJoin, Mptcp};
+    use decode::{Packet, conn};
+
+    fn pkt(iface: u32, src: &str, dst: &str, ts: u64, flags: u8, mptcp: Vec<Mptcp>) -> Packet {
+        Packet {
+            frame: ts,
+            ts_ns: ts,
+            iface,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            seq: 1,
+            ack: 1,
+            flags,
+            window: 100,
+            payload_len: 0,
+            mptcp,
+        }
+    }
+
+    fn add(echo: bool) -> Mptcp {
+        Mptcp::AddAddr(AddAddr {
+            echo,
+            id: 1,
+            addr: "10.1.2.1".parse().unwrap(),
+            port: None,
+            hmac: (!echo).then_some(7),
+        })
+    }
+
+    /// Interfaces 0 and 1 are the server's, 2 and 3 the client's. One join subflow whose SYN
+    /// the client sent twice and whose third-ACK option it repeated, each copy captured leaving
+    /// the client and reaching the server; one ADD_ADDR and its echo on the initial subflow.
+    fn capture() -> Decoded {
+        let (c0, s0) = ("10.1.1.2:40000", "10.1.1.1:5201");
+        let (c1, s1) = ("10.1.2.2:40001", "10.1.1.1:5201");
+        let syn = || {
+            vec![Mptcp::MpJoin(MpJoin::Syn {
+                backup: false,
+                addr_id: 2,
+                token: 9,
+                nonce: 3,
+            })]
+        };
+        let ack = || vec![Mptcp::MpJoin(MpJoin::Ack { hmac: [0; 20] })];
+        let mut packets = Vec::new();
+        let mut both = |client_if, server_if, src, dst, ts, flags, o: Vec<Mptcp>| {
+            packets.push(pkt(client_if, src, dst, ts, flags, o.clone()));
+            packets.push(pkt(server_if, src, dst, ts + 1, flags, o));
+        };
+        // Initial subflow: the server's ADD_ADDR, the client's echo.
+        both(2, 0, s0, c0, 10, 0x10, vec![add(false)]);
+        both(2, 0, c0, s0, 20, 0x10, vec![add(true)]);
+        // The join: SYN, its retransmission, the third ACK and a repeat of its option.
+        both(3, 1, c1, s1, 30, 0x02, syn());
+        both(3, 1, c1, s1, 40, 0x02, syn());
+        both(3, 1, c1, s1, 50, 0x10, ack());
+        both(3, 1, c1, s1, 60, 0x10, ack());
+        let sub = |c: &str, s: &str, join, idx: Vec<usize>| conn::Subflow {
+            client: c.parse().unwrap(),
+            server: s.parse().unwrap(),
+            join,
+            addr_id: None,
+            backup: false,
+            packets: idx,
+        };
+        let conns = vec![conn::Connection {
+            client_key: Some(1),
+            server_key: Some(2),
+            subflows: vec![
+                sub(c0, s0, false, (0..4).collect()),
+                sub(c1, s1, true, (4..12).collect()),
+            ],
+        }];
+        Decoded {
+            cap: decode::Capture {
+                packets,
+                ..Default::default()
+            },
+            conns,
+        }
+    }
+
+    #[test]
+    fn signalling_counts_as_the_kernel_counts_at_the_receiver() {
+        let d = capture();
+        let want = Signalling {
+            join_syn: 1,
+            join_ack: 1,
+            add_addr: 1,
+            echo: 1,
+        };
+        assert_eq!(signalling(&d, &[0, 1], &[2, 3]), want);
+        // Only one host captured: each count where it was sent or received there, once.
+        assert_eq!(signalling(&d, &[0, 1], &[]), want);
+        assert_eq!(signalling(&d, &[], &[2, 3]), want);
+        // An ADD_ADDR lost on its way: the client's MIB never counts it, nor does the capture
+        // at the client; only where the client was not captured is the sent one counted.
+        let mut lost = capture();
+        lost.cap.packets[0].mptcp.clear();
+        assert_eq!(signalling(&lost, &[0, 1], &[2, 3]).add_addr, 0);
+        assert_eq!(signalling(&lost, &[0, 1], &[]).add_addr, 1);
+    }
 }

@@ -35,3 +35,10 @@ pub fn flat(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// The lines of `out` that report a disagreement between the capture and the counters (the
+/// whole output is printed before; this keeps the failure's own message short enough to read).
+#[allow(dead_code)]
+pub fn disagreements(out: &str) -> Vec<&str> {
+    out.lines().filter(|l| l.contains("DISAGREE")).collect()
+}
