@@ -321,6 +321,40 @@ fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
     tunnels.sort_unstable();
     tunnels.dedup();
     assert_eq!(tunnels.len(), 3, "one VNI and port per path: {tunnels:?}");
+    // The hosts' interfaces took the inside of the tunnel (Lab.toml sets no MTU), and kept it
+    // through the network lab applied: a full-size segment fits the tunnel whole, so m1 never
+    // fragments an outer packet on the underlay.
+    let out = m1_ssh
+        .check(&guest::Command::new([
+            "ip",
+            "-n",
+            &format!("lab.{name}.srv"),
+            "-json",
+            "link",
+            "show",
+        ]))
+        .unwrap();
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for nic in ["eth1", "eth2", "eth3"] {
+        let l = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["ifname"] == nic)
+            .unwrap_or_else(|| panic!("no {nic}: {links}"));
+        assert_eq!(l["mtu"], 1450, "srv {nic}");
+    }
+    let snmp = m1_ssh
+        .check(&guest::Command::new(["cat", "/proc/net/snmp"]))
+        .unwrap()
+        .stdout_lossy();
+    let ip: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with("Ip:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let at = ip[0].iter().position(|k| *k == "FragCreates").unwrap();
+    assert_eq!(ip[1][at], "0", "m1 fragmented outer packets:\n{snmp}");
 
     let (code, out, err) = run_in(dir, &["destroy"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -1162,6 +1162,7 @@ impl Validator {
                 routes: Vec::new(),
                 mac,
                 mtu,
+                tunnel_mtu: None,
                 shaping: None,
             });
         }
@@ -1308,6 +1309,7 @@ impl Validator {
             routes,
             mac,
             mtu,
+            tunnel_mtu: None,
             shaping,
         })
     }

@@ -1,5 +1,6 @@
 //! The resolved lab: validated, with everything left out of the Lab.toml derived.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -297,11 +298,21 @@ pub struct Interface {
     /// Routes in the main table that leave by this interface (`routes`).
     pub routes: Vec<net::Route>,
     pub mac: Option<net::MacAddr>,
+    /// The MTU Lab.toml sets.
     pub mtu: Option<u32>,
+    /// The MTU inside the VXLAN tunnel its network or link takes between machines, set by
+    /// placement ([`Lab::balance`]); `None` when the wire stays on one machine.
+    pub tunnel_mtu: Option<u32>,
     pub shaping: Option<net::Shaping>,
 }
 
 impl Interface {
+    /// The MTU lab gives the interface: Lab.toml's, else the inside of its tunnel, else `None`
+    /// (the kernel's default).
+    pub fn effective_mtu(&self) -> Option<u32> {
+        self.mtu.or(self.tunnel_mtu)
+    }
+
     pub fn is_nat(&self) -> bool {
         self.attach == Attach::Nat
     }
@@ -373,7 +384,7 @@ impl Host {
                     name: i.name.clone(),
                     addresses: i.addresses.clone(),
                     mac: i.mac,
-                    mtu: i.mtu,
+                    mtu: i.effective_mtu(),
                     shaping: i.shaping,
                 })
                 .collect(),
@@ -460,7 +471,47 @@ impl Lab {
             h.machine = Some(l.machines[i].name.clone());
             h.balanced = true;
         }
+        l.derive_tunnel_mtus();
         l
+    }
+
+    /// Each interface's `tunnel_mtu`: for a network or link whose hosts sit on more than one
+    /// machine, the smallest inside of its machines' tunnels ([`Machine::tunnel_mtu`]).
+    fn derive_tunnel_mtus(&mut self) {
+        let key = |a: &Attach| match a {
+            Attach::Nat => None,
+            Attach::Network(n) => Some(format!("net-{n}")),
+            Attach::Link(l) => Some(format!("link-{l}")),
+        };
+        let mut wires: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for h in &self.hosts {
+            let Some(m) = h.machine.as_deref() else {
+                continue;
+            };
+            for k in h.interfaces.iter().filter_map(|i| key(&i.attach)) {
+                let ms = wires.entry(k).or_default();
+                if !ms.contains(&m) {
+                    ms.push(m);
+                }
+            }
+        }
+        let inner: BTreeMap<String, u32> = wires
+            .into_iter()
+            .filter(|(_, ms)| ms.len() > 1)
+            .filter_map(|(k, ms)| {
+                self.machines
+                    .iter()
+                    .filter(|m| ms.contains(&m.name.as_str()))
+                    .map(Machine::tunnel_mtu)
+                    .min()
+                    .map(|mtu| (k, mtu))
+            })
+            .collect();
+        for h in &mut self.hosts {
+            for i in &mut h.interfaces {
+                i.tunnel_mtu = key(&i.attach).and_then(|k| inner.get(&k).copied());
+            }
+        }
     }
 
     pub fn with_provider(&self, provider: &Provider) -> Lab {

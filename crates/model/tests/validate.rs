@@ -684,6 +684,21 @@ fn machines_place_hosts_by_name_and_by_balance() {
     assert_eq!(spread.hosts[0].machine.as_deref(), Some("m2"));
     assert_eq!(spread.hosts[1].machine.as_deref(), Some("m1"));
     assert!(spread.hosts[1].balanced && !spread.hosts[0].balanced);
+    // Their network now spans m1 and m2: every path interface takes the inside of the tunnel,
+    // the smaller machine's (1500-byte underlay, less 50), unless Lab.toml sets an MTU.
+    assert_eq!(lab.hosts[0].interfaces[1].tunnel_mtu, None);
+    for h in &spread.hosts {
+        for i in h.path_interfaces() {
+            assert_eq!((i.tunnel_mtu, i.effective_mtu()), (Some(1450), Some(1450)));
+        }
+        assert!(h.net().interfaces.iter().all(|i| i.mtu == Some(1450)));
+        let nat = h.interfaces.iter().find(|i| i.is_nat()).unwrap();
+        assert_eq!(nat.tunnel_mtu, None, "a NAT NIC crosses nothing");
+    }
+    let mut set = lab.clone();
+    set.hosts[1].interfaces[1].mtu = Some(1400);
+    let set = set.balance(|p| p.as_str() == "netns");
+    assert_eq!(set.hosts[1].interfaces[1].effective_mtu(), Some(1400));
     // Balanced again for another provider that cannot be placed: back on this machine.
     let qemu = model::Provider::new("qemu").unwrap();
     let moved = spread
@@ -691,6 +706,14 @@ fn machines_place_hosts_by_name_and_by_balance() {
         .balance(|p| p.as_str() == "netns");
     assert_eq!(moved.hosts[1].machine, None);
     assert_eq!(moved.hosts[0].machine.as_deref(), Some("m2"));
+    assert!(
+        moved
+            .hosts
+            .iter()
+            .flat_map(|h| &h.interfaces)
+            .all(|i| i.tunnel_mtu.is_none()),
+        "one machine's hosts only: no tunnel, no derived MTU"
+    );
     // No machines: every host stays here.
     assert!(
         model::Preset::Builtin

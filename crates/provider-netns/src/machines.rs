@@ -139,7 +139,8 @@ pub fn wires(lab: &Lab) -> Vec<Wire> {
                 iface: i.name.clone(),
                 machine: m.clone(),
                 mac: i.mac.map(|m| m.to_string()),
-                mtu: i.mtu,
+                // Lab.toml's, else the inside of the wire's tunnel (placement derives it).
+                mtu: i.effective_mtu(),
             };
             match out.iter_mut().find(|w| w.key == key) {
                 Some(w) => w.ends.push(end),
@@ -223,11 +224,6 @@ pub fn plan(lab: &Lab, m: &Machine) -> Result<Vec<Vec<String>>, Error> {
         out.push(d::netns_add(&sw));
         out.push(d::in_netns(&sw, &["link", "add", "br0", "type", "bridge"]));
         out.push(d::in_netns(&sw, &["link", "set", "dev", "br0", "up"]));
-        let inner = if w.crosses() {
-            tunnel_mtu(lab, w)
-        } else {
-            None
-        };
         for e in here {
             let hns = host_ns(lab, &e.host);
             let peer = peer_name(&e.host, &e.iface);
@@ -235,7 +231,7 @@ pub fn plan(lab: &Lab, m: &Machine) -> Result<Vec<Vec<String>>, Error> {
                 (&e.iface, &hns),
                 (&peer, &sw),
                 e.mac.as_deref(),
-                e.mtu.or(inner),
+                e.mtu,
             ));
             out.push(d::in_netns(
                 &sw,
@@ -245,7 +241,7 @@ pub fn plan(lab: &Lab, m: &Machine) -> Result<Vec<Vec<String>>, Error> {
         }
         if w.crosses() {
             let vx = w.vxlan_dev(lab);
-            let mtu = inner.unwrap_or(1450);
+            let mtu = tunnel_mtu(lab, w).unwrap_or(1450);
             out.push(d::vxlan(
                 &vx,
                 w.vni(lab),
