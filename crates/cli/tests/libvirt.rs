@@ -309,6 +309,26 @@ fn cloud_image_and_box_on_libvirt() {
     }
     mptcp_across_vms(&dir, &env);
 
+    // ue2 given another image: its disk cannot move, so `up` refuses before fetching
+    // anything, names both images, and the domains run on.
+    std::fs::write(
+        dir.join("Lab.toml"),
+        toml.replace("/boxes/debian-12.box", "/boxes/other.box"),
+    )
+    .unwrap();
+    let (code, out, err) = run_with(&dir, &env, &["up"]);
+    assert_ne!(code, 0, "must refuse:\n{out}{err}");
+    assert!(
+        err.contains("ue2") && err.contains("debian-12.box") && err.contains("other.box"),
+        "{err}"
+    );
+    assert!(err.contains("lab destroy"), "the fix is named: {err}");
+    assert_eq!(boxes.gets("/boxes/other.box"), 0, "nothing fetched");
+    for h in ["ue1", "ue2"] {
+        let state = virsh(&["domstate", &format!("lab-{name}-{h}")]);
+        assert_eq!(state.trim(), "running", "{h}");
+    }
+
     drop(guard);
     assert_eq!(leftovers(name, "lab"), Vec::<String>::new());
     assert!(

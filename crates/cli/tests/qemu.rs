@@ -491,6 +491,30 @@ fn vagrant_box_from_a_url_boots_and_takes_the_labs_key() {
     assert!(!format!("{out}{err}").contains("insecure"), "{out}{err}");
     assert_eq!(server.gets("/boxes/debian-12.box"), 1);
 
+    // Another image under the same host: its disk cannot move, so `up` (and its dry run)
+    // refuses before fetching anything, names both images, and leaves the VM running.
+    let toml = std::fs::read_to_string(dir.join("Lab.toml")).unwrap();
+    std::fs::write(
+        dir.join("Lab.toml"),
+        toml.replace("/boxes/debian-12.box", "/boxes/other.box"),
+    )
+    .unwrap();
+    for args in [&["up", "--no-apply"][..], &["up", "--dry-run"]] {
+        let (ok, out, err) = lab_env(&dir, &env, args);
+        assert!(!ok, "lab {args:?} must refuse:\n{out}{err}");
+        assert!(
+            err.contains("box1") && err.contains("debian-12.box") && err.contains("other.box"),
+            "{err}"
+        );
+        assert!(err.contains("lab destroy"), "the fix is named: {err}");
+    }
+    assert_eq!(server.gets("/boxes/other.box"), 0, "nothing fetched");
+    assert_eq!(
+        qemu_pids_of(&format!("lab-{LAB}b-")).len(),
+        1,
+        "still running"
+    );
+
     drop(guard);
     assert!(qemu_pids_of(&format!("lab-{LAB}b-")).is_empty());
 }

@@ -54,6 +54,8 @@ pub struct LabMeta {
     /// The fingerprint of the hardware the domain was defined with ([`Domain::fingerprint`]),
     /// read from a domain's XML; [`Domain::xml`] writes the domain's own, whatever this holds.
     pub hardware: Option<String>,
+    /// Lab.toml's `image` the domain's disk was made from (a disk cannot move to another).
+    pub image: Option<String>,
 }
 
 impl LabMeta {
@@ -78,6 +80,7 @@ impl LabMeta {
                     ssh_port: attr(&a, "ssh-port")?.parse().ok()?,
                     user: attr(&a, "user")?.to_string(),
                     hardware: attr(&a, "hardware").map(str::to_string),
+                    image: attr(&a, "image").map(str::to_string),
                 })
             })
     }
@@ -167,7 +170,7 @@ impl Domain {
         ));
         if let Some(hardware) = hardware {
             x.push_str(&format!(
-                "  <metadata>\n    <lab:host xmlns:lab='{}' lab='{}' host='{}' dir='{}' ssh-address='{}' ssh-port='{}' user='{}' hardware='{}'/>\n  </metadata>\n",
+                "  <metadata>\n    <lab:host xmlns:lab='{}' lab='{}' host='{}' dir='{}' ssh-address='{}' ssh-port='{}' user='{}' hardware='{}'{}/>\n  </metadata>\n",
                 crate::LAB_XMLNS,
                 escape(&m.lab),
                 escape(&m.host),
@@ -175,7 +178,11 @@ impl Domain {
                 escape(&m.ssh_address),
                 m.ssh_port,
                 escape(&m.user),
-                escape(hardware)
+                escape(hardware),
+                m.image
+                    .as_ref()
+                    .map(|i| format!(" image='{}'", escape(i)))
+                    .unwrap_or_default()
             ));
         }
         x.push_str(&format!(

@@ -49,6 +49,7 @@ fn domain(virt: VirtType) -> Domain {
             ssh_port: 42301,
             user: "root".into(),
             hardware: None,
+            image: Some("https://cloud-images.ubuntu.com/jammy/current/x.img?a=1&b='2'".into()),
         },
     }
 }

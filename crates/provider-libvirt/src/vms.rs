@@ -429,14 +429,6 @@ impl Hypervisor {
         ))
     }
 
-    fn uuid(&self, domain: &str) -> Result<Option<String>, Error> {
-        let out = self.run(self.virsh.dumpxml(domain))?;
-        Ok(out
-            .success()
-            .then(|| libvirt::domain::uuid_of(&out.stdout_lossy()))
-            .flatten())
-    }
-
     fn meta(&self, domain: &str) -> Result<Option<LabMeta>, Error> {
         let out = self.run(self.virsh.dumpxml(domain))?;
         if !out.success() {
@@ -799,6 +791,7 @@ pub fn domain(
             ssh_port: port,
             user: h.vm.user.clone(),
             hardware: None,
+            image: Some(h.vm.image_or(DEFAULT_IMAGE).to_string()),
         },
     })
 }
@@ -835,17 +828,20 @@ fn refuse_changed_hardware(
     hosts: &[&Host],
     virt: VirtType,
     bases: &BTreeMap<String, Base>,
+    present: &BTreeMap<String, Present>,
 ) -> Result<(), Error> {
-    let domains = hv.domains()?;
     let (address, bind) = hv.ssh_endpoint();
     let mut changed = Vec::new();
     for h in hosts {
-        let name = domain_name(lab, &h.name);
-        if !domains.contains(&name) {
+        let Some(Present {
+            meta: Some(m),
+            state,
+            ..
+        }) = present.get(&domain_name(lab, &h.name))
+        else {
             continue;
-        }
-        let Some(m) = hv.meta(&name)? else { continue };
-        if m.dir != abs(dir) || m.lab != lab.name || hv.state(&name)? != DomState::Running {
+        };
+        if m.dir != abs(dir) || m.lab != lab.name || *state != DomState::Running {
             continue;
         }
         let seeded = bases[h.vm.image_or(DEFAULT_IMAGE)].image.seeded;
@@ -874,6 +870,81 @@ fn refuse_changed_hardware(
     })
 }
 
+/// One of the lab's domains as a hypervisor holds it, read once per `up` (one `dumpxml` and
+/// one `domstate`), for the refusals and the adoption that follow.
+struct Present {
+    uuid: Option<String>,
+    meta: Option<LabMeta>,
+    state: DomState,
+}
+
+/// The lab's hosts' domains that exist under `hv`, by domain name.
+fn present(hv: &Hypervisor, lab: &Lab) -> Result<BTreeMap<String, Present>, Error> {
+    let domains = hv.domains()?;
+    let mut out = BTreeMap::new();
+    for h in hosts_of(lab).filter(|h| uri_of(h) == hv.uri) {
+        let name = domain_name(lab, &h.name);
+        if !domains.contains(&name) {
+            continue;
+        }
+        let xml = hv.run(hv.virsh.dumpxml(&name))?;
+        let xml = xml.success().then(|| xml.stdout_lossy());
+        let state = hv.state(&name)?;
+        out.insert(
+            name,
+            Present {
+                uuid: xml.as_deref().and_then(libvirt::domain::uuid_of),
+                meta: xml.as_deref().and_then(LabMeta::from_domain_xml),
+                state,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A domain whose disk was made from another image than Lab.toml now gives its host: the disk
+/// (an overlay on that image's base volume) holds what was done on the VM and cannot move, so
+/// `up` refuses before anything is fetched or changed, naming the hosts, both images and the fix.
+fn refuse_changed_image(
+    hv: &Hypervisor,
+    lab: &Lab,
+    dir: &Path,
+    present: &BTreeMap<String, Present>,
+) -> Result<(), Error> {
+    let mut changed = Vec::new();
+    for h in hosts_of(lab).filter(|h| uri_of(h) == hv.uri) {
+        let Some(Present { meta: Some(m), .. }) = present.get(&domain_name(lab, &h.name)) else {
+            continue;
+        };
+        let now = h.vm.image_or(DEFAULT_IMAGE);
+        if let Some(was) = m
+            .image
+            .as_deref()
+            .filter(|i| m.dir == abs(dir) && m.lab == lab.name && *i != now)
+        {
+            changed.push((
+                h.name.clone(),
+                format!(
+                    "{}'s disk was made from `{was}` and Lab.toml now gives `{now}`",
+                    h.name
+                ),
+            ));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let (hosts, what): (Vec<String>, Vec<String>) = changed.into_iter().unzip();
+    Err(Error::Model {
+        host: hosts.join(", "),
+        message: format!(
+            "{} (on {}); a disk cannot move to another image (it holds what was done on the VM), so nothing was changed. `lab destroy` then `lab up` makes the VM anew from the new image, or set `image` back",
+            what.join("; "),
+            hv.uri
+        ),
+    })
+}
+
 /// Make whatever is missing and start every domain that is not running; wait for SSH; name the
 /// guests' NICs as in Lab.toml.
 pub fn up(
@@ -888,8 +959,12 @@ pub fn up(
     }
     one_hypervisor_per_segment(lab, dir)?;
     let hvs = hypervisors(lab, state)?;
-    for hv in hvs.values() {
+    let mut found: BTreeMap<&str, BTreeMap<String, Present>> = BTreeMap::new();
+    for (uri, hv) in &hvs {
         hv.ping()?;
+        let p = present(hv, lab)?;
+        refuse_changed_image(hv, lab, dir, &p)?;
+        found.insert(uri, p);
     }
     let local = guest::Local::new("local");
     let public_key = qemu::image::ensure_key(&local, &opts.images.cache)?;
@@ -907,7 +982,8 @@ pub fn up(
                 "{uri}: software emulation (TCG): {why}"
             )));
         }
-        refuse_changed_hardware(hv, lab, dir, &hosts, virt, &bases)?;
+        let present = &found[uri.as_str()];
+        refuse_changed_hardware(hv, lab, dir, &hosts, virt, &bases, present)?;
         // What the overlays are backed by there, per image.
         let mut backings: BTreeMap<&str, String> = BTreeMap::new();
         for h in &hosts {
@@ -928,7 +1004,6 @@ pub fn up(
                 }
             }
         }
-        let domains = hv.domains()?;
         let volumes = hv.volumes()?;
         let mut taken = hv.listening()?;
         let (address, bind) = hv.ssh_endpoint();
@@ -937,11 +1012,11 @@ pub fn up(
             let base = &bases[h.vm.image_or(DEFAULT_IMAGE)];
             let seeded = base.image.seeded;
             let mut port = None;
-            if domains.contains(&name) {
-                let meta = hv.meta(&name)?;
-                match meta {
+            let mut uuid = None;
+            if let Some(p) = present.get(&name) {
+                match &p.meta {
                     Some(m) if m.dir == abs(dir) && m.lab == lab.name => {
-                        if hv.state(&name)? == DomState::Running {
+                        if p.state == DomState::Running {
                             let d = domain(
                                 lab,
                                 h,
@@ -957,6 +1032,7 @@ pub fn up(
                         if !taken.contains(&m.ssh_port) {
                             port = Some(m.ssh_port);
                         }
+                        uuid.clone_from(&p.uuid);
                     }
                     Some(m) => {
                         return Err(hv.err(format!(
@@ -981,9 +1057,7 @@ pub fn up(
             let mut d = domain(lab, h, dir, &hv.pool, virt, (&address, &bind, port), seeded)?;
             // A stopped domain of this lab is defined again (Lab.toml may have changed it),
             // keeping its UUID and snapshots.
-            if domains.contains(&name) {
-                d.uuid = hv.uuid(&name)?;
-            }
+            d.uuid = uuid;
             // Taps (a tap of a domain that is not running is idle: made again only when gone).
             for n in nics(lab, h, dir)? {
                 if !devices.iter().any(|(t, _)| *t == n.tap) {

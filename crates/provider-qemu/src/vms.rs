@@ -107,6 +107,9 @@ pub struct VmRecord {
     /// The image its overlay is on.
     #[serde(default)]
     pub base: PathBuf,
+    /// Lab.toml's `image` the disk was made from (empty in a state file older than this).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
     /// The NoCloud seed (cloud images).
     #[serde(default)]
     pub seed: Option<PathBuf>,
@@ -302,6 +305,7 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
     let accel = qemu::accel::probe(Path::new("/"));
     let work = workdir(dir);
     let state = load_state(dir, lab);
+    refuse_changed_image(lab, &state)?;
     let mut out = Vec::new();
     let mut images: Vec<&str> = Vec::new();
     for h in hosts_of(lab) {
@@ -358,6 +362,7 @@ pub fn plan(lab: &Lab, dir: &Path, cache: &Path) -> Result<Vec<provider::Action>
             console: vmdir.join("console.log"),
             base: base.clone(),
             seed: None,
+            image: h.vm.image_or(DEFAULT_IMAGE).to_string(),
             argv: Vec::new(),
         };
         out.push(Action {
@@ -411,6 +416,39 @@ fn refuse_changed_hardware(
     })
 }
 
+/// A VM whose disk was made from another image than Lab.toml now gives it: the disk holds
+/// what was done on the VM (a kernel installed, files) and cannot move to another image, so
+/// `up` refuses before anything is fetched or changed, naming the hosts, both images and the
+/// fix.
+fn refuse_changed_image(lab: &Lab, state: &LabState) -> Result<(), Error> {
+    let changed: Vec<(String, String)> = hosts_of(lab)
+        .filter_map(|h| {
+            let rec = state.vms.get(&h.name)?;
+            let now = h.vm.image_or(DEFAULT_IMAGE);
+            (!rec.image.is_empty() && rec.image != now && rec.disk.is_file()).then(|| {
+                (
+                    h.name.clone(),
+                    format!(
+                        "{}'s disk was made from `{}` and Lab.toml now gives `{now}`",
+                        h.name, rec.image
+                    ),
+                )
+            })
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let (hosts, what): (Vec<String>, Vec<String>) = changed.into_iter().unzip();
+    Err(Error::Model {
+        host: hosts.join(", "),
+        message: format!(
+            "{}; a disk cannot move to another image (it holds what was done on the VM), so nothing was changed. `lab destroy` then `lab up` makes the VM anew from the new image, or set `image` back",
+            what.join("; ")
+        ),
+    })
+}
+
 /// Build or reuse the base image, start the switches and VMs (adopting running ones), wait for
 /// SSH, and give the guests' NICs the Lab.toml names by MAC.
 pub fn up(
@@ -424,6 +462,7 @@ pub fn up(
     if let Accel::Tcg { why } = &accel {
         events(Event::Note(format!("software emulation (TCG): {why}")));
     }
+    refuse_changed_image(lab, &load_state(dir, lab))?;
     let public_key = qemu::image::ensure_key(host, &opts.images.cache)?;
     let mut bases: BTreeMap<String, images::Base> = BTreeMap::new();
     for h in hosts_of(lab) {
@@ -501,6 +540,7 @@ pub fn up(
             console: vmdir.join("console.log"),
             base: base.path.clone(),
             seed: base.seeded.then(|| vmdir.join("seed.iso")),
+            image: h.vm.image_or(DEFAULT_IMAGE).to_string(),
             argv: Vec::new(),
         };
         rec.argv = if running {
