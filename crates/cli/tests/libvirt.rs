@@ -318,6 +318,7 @@ fn cloud_image_and_box_on_libvirt() {
     .unwrap();
     let (code, out, err) = run_with(&dir, &env, &["up"]);
     assert_ne!(code, 0, "must refuse:\n{out}{err}");
+    let err = common::flat(&err);
     assert!(
         err.contains("ue2") && err.contains("debian-12.box") && err.contains("other.box"),
         "{err}"

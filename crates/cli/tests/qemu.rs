@@ -502,6 +502,7 @@ fn vagrant_box_from_a_url_boots_and_takes_the_labs_key() {
     for args in [&["up", "--no-apply"][..], &["up", "--dry-run"]] {
         let (ok, out, err) = lab_env(&dir, &env, args);
         assert!(!ok, "lab {args:?} must refuse:\n{out}{err}");
+        let err = common::flat(&err);
         assert!(
             err.contains("box1") && err.contains("debian-12.box") && err.contains("other.box"),
             "{err}"

@@ -922,27 +922,13 @@ fn refuse_changed_image(
             .as_deref()
             .filter(|i| m.dir == abs(dir) && m.lab == lab.name && *i != now)
         {
-            changed.push((
-                h.name.clone(),
-                format!(
-                    "{}'s disk was made from `{was}` and Lab.toml now gives `{now}`",
-                    h.name
-                ),
-            ));
+            changed.push((h.name.clone(), was.to_string(), now.to_string()));
         }
     }
-    if changed.is_empty() {
-        return Ok(());
+    match provider::vm::changed_images(&changed, Some(&hv.uri.to_string())) {
+        None => Ok(()),
+        Some((host, message)) => Err(Error::Model { host, message }),
     }
-    let (hosts, what): (Vec<String>, Vec<String>) = changed.into_iter().unzip();
-    Err(Error::Model {
-        host: hosts.join(", "),
-        message: format!(
-            "{} (on {}); a disk cannot move to another image (it holds what was done on the VM), so nothing was changed. `lab destroy` then `lab up` makes the VM anew from the new image, or set `image` back",
-            what.join("; "),
-            hv.uri
-        ),
-    })
 }
 
 /// Make whatever is missing and start every domain that is not running; wait for SSH; name the

@@ -421,32 +421,18 @@ fn refuse_changed_hardware(
 /// `up` refuses before anything is fetched or changed, naming the hosts, both images and the
 /// fix.
 fn refuse_changed_image(lab: &Lab, state: &LabState) -> Result<(), Error> {
-    let changed: Vec<(String, String)> = hosts_of(lab)
+    let changed: Vec<(String, String, String)> = hosts_of(lab)
         .filter_map(|h| {
             let rec = state.vms.get(&h.name)?;
             let now = h.vm.image_or(DEFAULT_IMAGE);
-            (!rec.image.is_empty() && rec.image != now && rec.disk.is_file()).then(|| {
-                (
-                    h.name.clone(),
-                    format!(
-                        "{}'s disk was made from `{}` and Lab.toml now gives `{now}`",
-                        h.name, rec.image
-                    ),
-                )
-            })
+            (!rec.image.is_empty() && rec.image != now && rec.disk.is_file())
+                .then(|| (h.name.clone(), rec.image.clone(), now.to_string()))
         })
         .collect();
-    if changed.is_empty() {
-        return Ok(());
+    match provider::vm::changed_images(&changed, None) {
+        None => Ok(()),
+        Some((host, message)) => Err(Error::Model { host, message }),
     }
-    let (hosts, what): (Vec<String>, Vec<String>) = changed.into_iter().unzip();
-    Err(Error::Model {
-        host: hosts.join(", "),
-        message: format!(
-            "{}; a disk cannot move to another image (it holds what was done on the VM), so nothing was changed. `lab destroy` then `lab up` makes the VM anew from the new image, or set `image` back",
-            what.join("; ")
-        ),
-    })
 }
 
 /// Build or reuse the base image, start the switches and VMs (adopting running ones), wait for

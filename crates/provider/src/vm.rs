@@ -198,3 +198,39 @@ pub fn name_nics(
     }
     Ok(())
 }
+
+/// Hosts whose Lab.toml `image` is no longer the one their disk was made from, as
+/// `(host, was, now)`: the hosts (comma-separated) and the refusal that names both images and
+/// the fix; `None` when there are none. `on` names the hypervisor, when there are several.
+///
+/// ```
+/// let changed = [("ue1".to_string(), "debian-12".to_string(), "ubuntu-22.04".to_string())];
+/// let (hosts, why) = provider::vm::changed_images(&changed, None).unwrap();
+/// assert_eq!(hosts, "ue1");
+/// assert!(why.starts_with("ue1's disk was made from `debian-12` and Lab.toml now gives `ubuntu-22.04`;"));
+/// assert!(why.contains("lab destroy"));
+/// assert!(provider::vm::changed_images(&[], None).is_none());
+/// ```
+pub fn changed_images(
+    changed: &[(String, String, String)],
+    on: Option<&str>,
+) -> Option<(String, String)> {
+    if changed.is_empty() {
+        return None;
+    }
+    let hosts: Vec<&str> = changed.iter().map(|(h, _, _)| h.as_str()).collect();
+    let what: Vec<String> = changed
+        .iter()
+        .map(|(h, was, now)| {
+            format!("{h}'s disk was made from `{was}` and Lab.toml now gives `{now}`")
+        })
+        .collect();
+    Some((
+        hosts.join(", "),
+        format!(
+            "{}{}; a disk cannot move to another image (it holds what was done on the VM), so nothing was changed. `lab destroy` then `lab up` makes the VM anew from the new image, or set `image` back",
+            what.join("; "),
+            on.map(|u| format!(" (on {u})")).unwrap_or_default()
+        ),
+    ))
+}
