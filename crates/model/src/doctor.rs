@@ -149,11 +149,7 @@ fn underlay(lab: &Lab, out: &mut Vec<Finding>) {
         for w in &mine {
             // The tunnel's inside: the smallest of its machines'.
             let inner = lab
-                .machines
-                .iter()
-                .filter(|x| w.1.contains(&x.name))
-                .map(crate::model::Machine::tunnel_mtu)
-                .min()
+                .tunnel_inside(w.1.iter().map(String::as_str))
                 .unwrap_or(m.tunnel_mtu());
             for (h, i) in
                 w.2.iter()

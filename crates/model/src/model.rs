@@ -285,6 +285,23 @@ pub enum Attach {
     Nat,
 }
 
+impl Attach {
+    /// The wire it is on, as providers name segments: `net-<network>` or `link-<link>`;
+    /// `None` for NAT.
+    ///
+    /// ```
+    /// assert_eq!(model::Attach::Network("lan".into()).wire().as_deref(), Some("net-lan"));
+    /// assert_eq!(model::Attach::Nat.wire(), None);
+    /// ```
+    pub fn wire(&self) -> Option<String> {
+        match self {
+            Attach::Nat => None,
+            Attach::Network(n) => Some(format!("net-{n}")),
+            Attach::Link(l) => Some(format!("link-{l}")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Interface {
     pub name: String,
@@ -475,20 +492,26 @@ impl Lab {
         l
     }
 
+    /// The inside of a tunnel between `machines` (names): the smallest of theirs
+    /// ([`Machine::tunnel_mtu`]); `None` when none of them is declared.
+    pub fn tunnel_inside<'a>(&self, machines: impl IntoIterator<Item = &'a str>) -> Option<u32> {
+        let names: Vec<&str> = machines.into_iter().collect();
+        self.machines
+            .iter()
+            .filter(|m| names.contains(&m.name.as_str()))
+            .map(Machine::tunnel_mtu)
+            .min()
+    }
+
     /// Each interface's `tunnel_mtu`: for a network or link whose hosts sit on more than one
-    /// machine, the smallest inside of its machines' tunnels ([`Machine::tunnel_mtu`]).
+    /// machine, the inside of its tunnel ([`Lab::tunnel_inside`]).
     fn derive_tunnel_mtus(&mut self) {
-        let key = |a: &Attach| match a {
-            Attach::Nat => None,
-            Attach::Network(n) => Some(format!("net-{n}")),
-            Attach::Link(l) => Some(format!("link-{l}")),
-        };
         let mut wires: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for h in &self.hosts {
             let Some(m) = h.machine.as_deref() else {
                 continue;
             };
-            for k in h.interfaces.iter().filter_map(|i| key(&i.attach)) {
+            for k in h.interfaces.iter().filter_map(|i| i.attach.wire()) {
                 let ms = wires.entry(k).or_default();
                 if !ms.contains(&m) {
                     ms.push(m);
@@ -498,18 +521,11 @@ impl Lab {
         let inner: BTreeMap<String, u32> = wires
             .into_iter()
             .filter(|(_, ms)| ms.len() > 1)
-            .filter_map(|(k, ms)| {
-                self.machines
-                    .iter()
-                    .filter(|m| ms.contains(&m.name.as_str()))
-                    .map(Machine::tunnel_mtu)
-                    .min()
-                    .map(|mtu| (k, mtu))
-            })
+            .filter_map(|(k, ms)| self.tunnel_inside(ms).map(|mtu| (k, mtu)))
             .collect();
         for h in &mut self.hosts {
             for i in &mut h.interfaces {
-                i.tunnel_mtu = key(&i.attach).and_then(|k| inner.get(&k).copied());
+                i.tunnel_mtu = i.attach.wire().and_then(|k| inner.get(&k).copied());
             }
         }
     }

@@ -29,7 +29,7 @@ use libvirt::domain::{Domain, LabMeta, TapNic, VirtType};
 use libvirt::network::Network;
 use libvirt::virsh::{self, DomState, Virsh};
 use model::uri::HypervisorUri;
-use model::{Attach, Host, Lab};
+use model::{Host, Lab};
 use provider::{Event, StateDir};
 
 use crate::NAME;
@@ -167,15 +167,6 @@ fn console_path(lab: &Lab, host: &str) -> String {
     format!("{CONSOLE_DIR}/{}.serial.log", domain_name(lab, host))
 }
 
-/// The segment a NIC is on: `net-<network>` or `link-<link>`.
-fn segment_of(a: &Attach) -> Option<String> {
-    match a {
-        Attach::Nat => None,
-        Attach::Network(n) => Some(format!("net-{n}")),
-        Attach::Link(l) => Some(format!("link-{l}")),
-    }
-}
-
 /// The PCI slots of NICs 2-8, as the QEMU provider (and VirtualBox) number them.
 pub const SEGMENT_SLOTS: [u8; 7] = [8, 9, 10, 16, 17, 18, 19];
 
@@ -208,7 +199,7 @@ pub fn nics(lab: &Lab, h: &Host, dir: &Path) -> Result<Vec<Nic>, Error> {
     let mut slots = SEGMENT_SLOTS.iter();
     let mut out = Vec::new();
     for iface in &h.interfaces[1..] {
-        let Some(segment) = segment_of(&iface.attach) else {
+        let Some(segment) = iface.attach.wire() else {
             return Err(model(format!(
                 "{}: only the first interface can be NAT",
                 iface.name

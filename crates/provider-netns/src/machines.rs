@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use guest::{Auth, Command, Exec, SshConfig};
-use model::{Attach, Host, Lab, Machine};
+use model::{Host, Lab, Machine};
 use netns::Topology;
 use provider::{Error, Event, StateDir};
 
@@ -129,10 +129,8 @@ pub fn wires(lab: &Lab) -> Vec<Wire> {
     for h in lab.hosts.iter().filter(|h| h.provider == NAME) {
         let Some(m) = &h.machine else { continue };
         for i in &h.interfaces {
-            let key = match &i.attach {
-                Attach::Nat => continue,
-                Attach::Network(n) => format!("net-{n}"),
-                Attach::Link(l) => format!("link-{l}"),
+            let Some(key) = i.attach.wire() else {
+                continue;
             };
             let end = End {
                 host: h.name.clone(),
@@ -156,11 +154,7 @@ pub fn wires(lab: &Lab) -> Vec<Wire> {
 
 /// The MTU inside a wire's tunnel: the smallest of its machines'.
 pub fn tunnel_mtu(lab: &Lab, w: &Wire) -> Option<u32> {
-    w.machines()
-        .iter()
-        .filter_map(|m| lab.machines.iter().find(|x| x.name == *m))
-        .map(Machine::tunnel_mtu)
-        .min()
+    lab.tunnel_inside(w.machines())
 }
 
 /// Each crossing wire's UDP port.

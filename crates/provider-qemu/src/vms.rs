@@ -448,7 +448,8 @@ pub fn up(
     if let Accel::Tcg { why } = &accel {
         events(Event::Note(format!("software emulation (TCG): {why}")));
     }
-    refuse_changed_image(lab, &load_state(dir, lab))?;
+    let mut state = load_state(dir, lab);
+    refuse_changed_image(lab, &state)?;
     let public_key = qemu::image::ensure_key(host, &opts.images.cache)?;
     let mut bases: BTreeMap<String, images::Base> = BTreeMap::new();
     for h in hosts_of(lab) {
@@ -463,7 +464,6 @@ pub fn up(
         "-p",
         &work.join("switch").display().to_string(),
     ]))?;
-    let mut state = load_state(dir, lab);
     state.key = opts.images.cache.join("id_ed25519");
     refuse_changed_hardware(lab, &state, &accel, &work)?;
     // Hosts Lab.toml no longer has (or no longer puts on QEMU): their VMs go.
