@@ -10,6 +10,7 @@
 
 pub mod cancel;
 mod fake;
+mod jump;
 pub mod known_hosts;
 mod local;
 mod ssh;

@@ -48,6 +48,14 @@ pub struct SshConfig {
     pub keepalive: Option<Duration>,
     /// Run every command as root through `sudo -n` when `user` is not root.
     pub sudo: bool,
+    /// Reach the host through this one's SSH server (OpenSSH's `ProxyJump`): `address` and
+    /// `port` are then as that server sees them, e.g. a VM's forward on its hypervisor's
+    /// loopback.
+    pub jump: Option<Box<SshConfig>>,
+    /// The name its host key is kept under in `known_hosts` (OpenSSH's `HostKeyAlias`), for
+    /// hosts whose address and port are not unique from here (loopback forwards on several
+    /// machines behind jumps).
+    pub host_key_alias: Option<String>,
 }
 
 impl SshConfig {
@@ -70,7 +78,69 @@ impl SshConfig {
             connect_timeout: Duration::from_secs(10),
             keepalive: Some(Duration::from_secs(15)),
             sudo: true,
+            jump: None,
+            host_key_alias: None,
         }
+    }
+
+    /// The entry of its host key in `known_hosts`: the alias, else `[address]:port`.
+    ///
+    /// ```
+    /// let mut c = guest::SshConfig::new("vm", "127.0.0.1", 2222, "root", guest::Auth::Agent, "kh");
+    /// assert_eq!(c.known_hosts_pattern(), "[127.0.0.1]:2222");
+    /// c.host_key_alias = Some("lab-m1-vm".into());
+    /// assert_eq!(c.known_hosts_pattern(), "lab-m1-vm");
+    /// ```
+    pub fn known_hosts_pattern(&self) -> String {
+        self.host_key_alias
+            .clone()
+            .unwrap_or_else(|| known_hosts::pattern(&self.address, self.port))
+    }
+
+    /// OpenSSH client options (`-o NAME=VALUE`, or an ssh_config block) that reach the host as
+    /// lab does: port, user, lab's key only, lab's known_hosts strictly, keepalive, the host
+    /// key alias, and a jump as a `ProxyCommand` running `ssh -W` with the jump's own options
+    /// (a shell line, every word quoted).
+    ///
+    /// ```
+    /// use guest::{Auth, SshConfig};
+    /// let hop = SshConfig::new("m1", "m1.example", 22, "lab", Auth::Key("/k".into()), "/kh");
+    /// let mut vm = SshConfig::new("vm", "127.0.0.1", 42401, "root", Auth::Key("/k".into()), "/kh");
+    /// vm.jump = Some(Box::new(hop));
+    /// let o = vm.openssh_options();
+    /// assert!(o.contains(&("Port".into(), "42401".into())));
+    /// let proxy = &o.iter().find(|(k, _)| k == "ProxyCommand").unwrap().1;
+    /// assert!(proxy.starts_with("ssh -o Port=22 -o User=lab"), "{proxy}");
+    /// assert!(proxy.ends_with("-W %h:%p m1.example"), "{proxy}");
+    /// ```
+    pub fn openssh_options(&self) -> Vec<(String, String)> {
+        let mut o: Vec<(String, String)> = vec![
+            ("Port".into(), self.port.to_string()),
+            ("User".into(), self.user.clone()),
+        ];
+        if let Auth::Key(k) = &self.auth {
+            o.push(("IdentityFile".into(), k.display().to_string()));
+            o.push(("IdentitiesOnly".into(), "yes".into()));
+        }
+        o.push((
+            "UserKnownHostsFile".into(),
+            self.known_hosts.display().to_string(),
+        ));
+        o.push(("StrictHostKeyChecking".into(), "yes".into()));
+        o.push(("ServerAliveInterval".into(), "15".into()));
+        if let Some(a) = &self.host_key_alias {
+            o.push(("HostKeyAlias".into(), a.clone()));
+        }
+        if let Some(j) = &self.jump {
+            let mut argv: Vec<String> = vec!["ssh".into()];
+            for (k, v) in j.openssh_options() {
+                argv.push("-o".into());
+                argv.push(format!("{k}={v}"));
+            }
+            argv.extend(["-W".into(), "%h:%p".into(), j.address.clone()]);
+            o.push(("ProxyCommand".into(), net::shell::join(&argv)));
+        }
+        o
     }
 
     /// `address:port`, as messages show it.
@@ -98,10 +168,10 @@ pub fn direct(cfg: &SshConfig) -> io::Result<TcpStream> {
     Err(last)
 }
 
-struct Conn {
-    sess: Session,
+pub(crate) struct Conn {
+    pub(crate) sess: Session,
     /// A second handle on the session's socket, to wait for it to become readable.
-    tcp: TcpStream,
+    pub(crate) tcp: TcpStream,
 }
 
 impl Conn {
@@ -135,8 +205,13 @@ enum Failure {
 }
 
 impl Ssh {
+    /// Connections go straight to the host, or through its jump ([`SshConfig::jump`]).
     pub fn new(cfg: SshConfig) -> Self {
-        Self::with_connector(cfg, Box::new(direct))
+        let connector: Connector = match &cfg.jump {
+            Some(j) => crate::jump::through(j.as_ref().clone()),
+            None => Box::new(direct),
+        };
+        Self::with_connector(cfg, connector)
     }
 
     pub fn with_connector(cfg: SshConfig, connector: Connector) -> Self {
@@ -259,7 +334,7 @@ impl Ssh {
         }
     }
 
-    fn open(&self) -> Result<Conn, Error> {
+    pub(crate) fn open(&self) -> Result<Conn, Error> {
         let tcp = (self.connector)(&self.cfg).map_err(|e| self.err("TCP connect", e))?;
         let _ = tcp.set_nodelay(true);
         let poll_handle = tcp.try_clone().map_err(|e| self.err("TCP connect", e))?;
@@ -302,7 +377,7 @@ impl Ssh {
             .host_key()
             .ok_or_else(|| self.err("host key", "the server sent no host key"))?;
         let kind = key_type_name(kind);
-        let pattern = known_hosts::pattern(&self.cfg.address, self.cfg.port);
+        let pattern = self.cfg.known_hosts_pattern();
         let offered = known_hosts::fingerprint(blob);
         let known = known_hosts::lookup(&self.cfg.known_hosts, &pattern).map_err(|e| {
             self.err(

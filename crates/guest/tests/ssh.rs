@@ -426,3 +426,56 @@ fn commands_for_a_non_root_login_go_through_sudo() {
     c.user = "root".into();
     assert_eq!(Ssh::new(c).command_line(&argv), "ip route add 'a b'");
 }
+
+#[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
+fn through_a_jump_host() {
+    let Some(sshd) = ready("ssh through a jump host") else {
+        return;
+    };
+    // The sshd is its own jump host: the target's address is as the jump host sees it.
+    let mut c = config(&sshd);
+    c.host = "behind".into();
+    c.jump = Some(Box::new(config(&sshd)));
+    c.host_key_alias = Some("lab-test-behind".into());
+    let ssh = Ssh::new(c.clone());
+    let out = ssh
+        .check(&cmd(&["sh", "-c", "echo $SSH_CONNECTION"]))
+        .unwrap();
+    // The target sees the connection come from the jump host's sshd, not from this process.
+    let from = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(from.starts_with("127.0.0.1 "), "{from}");
+    // Streams both ways at volume: 20 MB out, 5 MB in through stdin.
+    let out = ssh
+        .run(&cmd(&["sh", "-c", "wc -c >&2; head -c 20971520 /dev/zero"]).stdin(vec![7u8; 5 << 20]))
+        .unwrap();
+    assert!(out.success());
+    assert_eq!(out.stdout.len(), 20 << 20);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "5242880");
+    // Many sessions, one after another, each its own jump connection.
+    for _ in 0..5 {
+        ssh.disconnect();
+        ssh.check(&cmd(&["true"])).unwrap();
+    }
+    // Its host key is kept under the alias.
+    let kh = std::fs::read_to_string(known_hosts(&sshd)).unwrap();
+    assert!(
+        kh.lines().any(|l| l.starts_with("lab-test-behind ")),
+        "{kh}"
+    );
+    // Nothing listens where the jump host is asked to connect: the error names both.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut bad = c.clone();
+    bad.port = port;
+    let e = Ssh::new(bad)
+        .check(&cmd(&["true"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(e.contains("box"), "{e}");
+}

@@ -29,6 +29,8 @@ pub struct InventoryHost {
     pub known_hosts: PathBuf,
     /// lab runs commands through `sudo -n` on it (a user other than root).
     pub sudo: bool,
+    /// More OpenSSH options it needs (`HostKeyAlias`, and a jump's `ProxyCommand`).
+    pub options: Vec<(String, String)>,
 }
 
 /// The lab's hosts as Ansible sees them.
@@ -69,13 +71,14 @@ impl Inventory {
         if let Some(k) = &h.key {
             v.push(("ansible_ssh_private_key_file", k.display().to_string()));
         }
-        v.push((
-            "ansible_ssh_common_args",
-            format!(
-                "-o {} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
-                net::shell::quote(&format!("UserKnownHostsFile={}", h.known_hosts.display()))
-            ),
-        ));
+        let mut args = format!(
+            "-o {} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+            net::shell::quote(&format!("UserKnownHostsFile={}", h.known_hosts.display()))
+        );
+        for (k, val) in &h.options {
+            args.push_str(&format!(" -o {}", net::shell::quote(&format!("{k}={val}"))));
+        }
+        v.push(("ansible_ssh_common_args", args));
         if h.sudo {
             v.push(("ansible_become", "true".into()));
         }
@@ -179,6 +182,21 @@ mod tests {
                 key: Some("/home/s/my lab/.lab/id_ed25519".into()),
                 known_hosts: "/home/s/my lab/.lab/known_hosts".into(),
                 sudo: true,
+                options: vec![],
+            }, InventoryHost {
+                name: "ue3".into(),
+                role: "client".into(),
+                provider: "libvirt".into(),
+                address: "127.0.0.1".into(),
+                port: 42401,
+                user: "root".into(),
+                key: Some("/home/s/lab/.lab/id_ed25519".into()),
+                known_hosts: "/home/s/lab/.lab/known_hosts".into(),
+                sudo: false,
+                options: vec![
+                    ("HostKeyAlias".into(), "lab-mptcp-ue3".into()),
+                    ("ProxyCommand".into(), "ssh -o Port=22 -o 'IdentityFile=/home/s/lab/.lab/id_ed25519' -W %h:%p m1.example".into()),
+                ],
             }],
             skipped: vec![("ue2".into(), "a network namespace".into())],
         }

@@ -1499,18 +1499,10 @@ impl Session {
                 Access::Ssh(c) => {
                     out.push_str(&format!("Host {}\n", h.name));
                     out.push_str(&format!("  HostName {}\n", c.address));
-                    out.push_str(&format!("  Port {}\n", c.port));
-                    out.push_str(&format!("  User {}\n", c.user));
-                    if let guest::Auth::Key(k) = &c.auth {
-                        out.push_str(&format!(
-                            "  IdentityFile {}\n  IdentitiesOnly yes\n",
-                            k.display()
-                        ));
+                    for (k, v) in c.openssh_options() {
+                        out.push_str(&format!("  {k} {v}\n"));
                     }
-                    out.push_str(&format!(
-                        "  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  ServerAliveInterval 15\n\n",
-                        c.known_hosts.display()
-                    ));
+                    out.push('\n');
                 }
                 Access::Namespace(ns) => out.push_str(&format!(
                     "# {}: a network namespace ({ns}), reached with `lab exec {} -- CMD`\n\n",
@@ -1557,6 +1549,11 @@ impl Session {
                     },
                     known_hosts: c.known_hosts.clone(),
                     sudo: c.sudo,
+                    options: c
+                        .openssh_options()
+                        .into_iter()
+                        .filter(|(k, _)| k == "HostKeyAlias" || k == "ProxyCommand")
+                        .collect(),
                 }),
                 Access::Namespace(ns) => inv.skipped.push((
                     h.name.clone(),
@@ -1607,26 +1604,12 @@ impl Session {
                 });
             }
         };
-        let mut v: Vec<String> = vec![
-            "ssh".into(),
-            "-p".into(),
-            c.port.to_string(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", c.known_hosts.display()),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            "ServerAliveInterval=15".into(),
-        ];
-        if let guest::Auth::Key(k) = &c.auth {
-            v.extend([
-                "-i".into(),
-                k.display().to_string(),
-                "-o".into(),
-                "IdentitiesOnly=yes".into(),
-            ]);
+        let mut v: Vec<String> = vec!["ssh".into()];
+        for (k, val) in c.openssh_options() {
+            v.push("-o".into());
+            v.push(format!("{k}={val}"));
         }
-        v.push(format!("{}@{}", c.user, c.address));
+        v.push(c.address.clone());
         if !extra.is_empty() {
             v.push("--".into());
             v.extend(extra.iter().cloned());

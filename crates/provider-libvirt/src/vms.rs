@@ -256,7 +256,7 @@ pub struct Hypervisor {
 #[derive(Debug)]
 pub enum Machine {
     Local(guest::Local),
-    Remote(guest::Ssh),
+    Remote(Box<guest::Ssh>),
 }
 
 impl std::fmt::Debug for Hypervisor {
@@ -284,7 +284,7 @@ impl Hypervisor {
                 c.trust_on_first_use = false;
                 c.connect_timeout = Duration::from_secs(15);
                 c.sudo = user != "root";
-                Machine::Remote(guest::Ssh::new(c))
+                Machine::Remote(Box::new(guest::Ssh::new(c)))
             }
         };
         Ok(Hypervisor {
@@ -299,7 +299,7 @@ impl Hypervisor {
     pub fn exec(&self) -> &dyn Exec {
         match &self.machine {
             Machine::Local(l) => l,
-            Machine::Remote(s) => s,
+            Machine::Remote(s) => s.as_ref(),
         }
     }
 
