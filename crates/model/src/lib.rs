@@ -32,5 +32,7 @@ pub mod uri;
 
 pub use diag::{Diagnostic, InvalidLab};
 pub use load::{LoadError, find_lab_file, load_file, parse};
-pub use model::{Attach, Host, Interface, JoinMode, Lab, Machine, Provider, Role, SshTarget};
+pub use model::{
+    Attach, Host, Interface, JoinMode, Lab, Machine, Provider, Role, SshTarget, Tunnel, stable_hash,
+};
 pub use presets::Preset;

@@ -26,6 +26,43 @@ pub struct Lab {
     pub machines: Vec<Machine>,
 }
 
+/// The first UDP port of a lab's tunnels (one port per tunnel, counting up).
+pub const FIRST_TUNNEL_PORT: u16 = 4790;
+
+/// A network or link whose hosts sit on more than one machine, joined by one VXLAN tunnel of
+/// its own: its own VNI and UDP port, so each MPTCP path crosses the underlay apart from the
+/// others (whichever provider runs its hosts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tunnel {
+    /// The wire it carries ([`Attach::wire`]: `net-<network>` or `link-<link>`).
+    pub wire: String,
+    /// Its machines, in the order of their first host on it in [`Lab::hosts`].
+    pub machines: Vec<String>,
+    /// 24 bits, never 0, from the lab's and the wire's names.
+    pub vni: u32,
+    pub port: u16,
+    /// The MTU inside it ([`Lab::tunnel_inside`]).
+    pub mtu: Option<u32>,
+}
+
+/// FNV-1a over the parts, each ended by a 0 byte: names derived from it (devices, VNIs, MACs)
+/// stay the same from run to run and machine to machine.
+///
+/// ```
+/// assert_eq!(model::stable_hash(&["a", "b"]), model::stable_hash(&["a", "b"]));
+/// assert_ne!(model::stable_hash(&["ab", ""]), model::stable_hash(&["a", "b"]));
+/// ```
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// A machine lab places hosts on, reached over SSH, joined to the others by an underlay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Machine {
@@ -440,7 +477,6 @@ impl Lab {
         }
     }
 
-    /// The same lab with every host on `provider` (`lab up --provider ...`).
     /// The lab with each host that names no machine placed on the machine with the fewest
     /// hosts (the first of those in Lab.toml's order), when `placeable` says its provider can
     /// put hosts on other machines; any other host stays where its provider runs it. Places
@@ -503,25 +539,73 @@ impl Lab {
             .min()
     }
 
-    /// Each interface's `tunnel_mtu`: for a network or link whose hosts sit on more than one
-    /// machine, the inside of its tunnel ([`Lab::tunnel_inside`]).
-    fn derive_tunnel_mtus(&mut self) {
-        let mut wires: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    /// The lab's tunnels: one per network or link whose hosts sit on more than one machine, in
+    /// Lab.toml order, ports counting up from [`FIRST_TUNNEL_PORT`].
+    ///
+    /// ```
+    /// let mut text = String::from(
+    ///     "[lab]\nname = \"t\"\n\n[machines.m1]\naddress = \"h1\"\nunderlay = \"192.0.2.1\"\n\n\
+    ///      [machines.m2]\naddress = \"h2\"\nunderlay = \"192.0.2.2\"\n\n\
+    ///      [hosts.srv]\nrole = \"server\"\nmachine = \"m1\"\n\n\
+    ///      [hosts.cli]\nrole = \"client\"\nmachine = \"m2\"\n\n",
+    /// );
+    /// for p in 1..=3 {
+    ///     text += &format!("[[links]]\nname = \"path{p}\"\nendpoints = [\"srv:eth{p}\", \"cli:eth{p}\"]\n\n");
+    ///     text += &format!("[[hosts.srv.interfaces]]\nname = \"eth{p}\"\naddress = \"10.0.{p}.1/24\"\n\n");
+    ///     text += &format!("[[hosts.cli.interfaces]]\nname = \"eth{p}\"\naddress = \"10.0.{p}.2/24\"\n\n");
+    /// }
+    /// let lab = model::parse("Lab.toml", &text).unwrap();
+    /// let t = lab.tunnels();
+    /// assert_eq!(t.len(), 3, "one per path");
+    /// assert_eq!(t[0].wire, "link-path1");
+    /// assert_eq!(t[0].machines.len(), 2);
+    /// assert_eq!((t[0].port, t[1].port, t[2].port), (4790, 4791, 4792));
+    /// assert_eq!(t[0].mtu, Some(1450), "a 1500-byte underlay less VXLAN's 50");
+    /// assert!(t[0].vni != t[1].vni && t[0].vni != 0);
+    /// // Both hosts on one machine: nothing crosses.
+    /// let one = model::parse("Lab.toml", &text.replace("machine = \"m2\"", "machine = \"m1\"")).unwrap();
+    /// assert!(one.tunnels().is_empty());
+    /// ```
+    pub fn tunnels(&self) -> Vec<Tunnel> {
+        let mut wires: Vec<(String, Vec<String>)> = Vec::new();
         for h in &self.hosts {
             let Some(m) = h.machine.as_deref() else {
                 continue;
             };
             for k in h.interfaces.iter().filter_map(|i| i.attach.wire()) {
-                let ms = wires.entry(k).or_default();
-                if !ms.contains(&m) {
-                    ms.push(m);
+                let at = match wires.iter().position(|w| w.0 == k) {
+                    Some(at) => at,
+                    None => {
+                        wires.push((k, Vec::new()));
+                        wires.len() - 1
+                    }
+                };
+                if !wires[at].1.iter().any(|x| x == m) {
+                    wires[at].1.push(m.to_string());
                 }
             }
         }
-        let inner: BTreeMap<String, u32> = wires
+        wires
             .into_iter()
             .filter(|(_, ms)| ms.len() > 1)
-            .filter_map(|(k, ms)| self.tunnel_inside(ms).map(|mtu| (k, mtu)))
+            .enumerate()
+            .map(|(i, (wire, machines))| Tunnel {
+                vni: ((stable_hash(&[&self.name, &wire]) & 0xff_ffff) as u32).max(1),
+                port: FIRST_TUNNEL_PORT.saturating_add(u16::try_from(i).unwrap_or(u16::MAX)),
+                mtu: self.tunnel_inside(machines.iter().map(String::as_str)),
+                wire,
+                machines,
+            })
+            .collect()
+    }
+
+    /// Each interface's `tunnel_mtu`: for a network or link whose hosts sit on more than one
+    /// machine, the inside of its tunnel ([`Lab::tunnels`]).
+    fn derive_tunnel_mtus(&mut self) {
+        let inner: BTreeMap<String, u32> = self
+            .tunnels()
+            .into_iter()
+            .filter_map(|t| t.mtu.map(|m| (t.wire, m)))
             .collect();
         for h in &mut self.hosts {
             for i in &mut h.interfaces {
@@ -530,6 +614,7 @@ impl Lab {
         }
     }
 
+    /// The same lab with every host on `provider` (`lab up --provider ...`).
     pub fn with_provider(&self, provider: &Provider) -> Lab {
         let mut l = self.clone();
         for h in &mut l.hosts {

@@ -25,9 +25,6 @@ use provider::{Error, Event, StateDir};
 
 use crate::NAME;
 
-/// The first UDP port of a lab's tunnels (one port per tunnel, counting up).
-pub const FIRST_PORT: u16 = 4790;
-
 /// Whether any namespace host of the lab is placed on a machine.
 pub fn any(lab: &Lab) -> bool {
     lab.hosts
@@ -106,15 +103,6 @@ impl Wire {
         self.key.starts_with("link-") && self.machines().len() == 1 && self.ends.len() == 2
     }
 
-    pub fn crosses(&self) -> bool {
-        self.machines().len() > 1
-    }
-
-    /// Its tunnel's VNI (24 bits, never 0).
-    pub fn vni(&self, lab: &Lab) -> u32 {
-        ((provider::vm::stable_hash(&[&lab.name, &self.key]) & 0xff_ffff) as u32).max(1)
-    }
-
     fn vxlan_dev(&self, lab: &Lab) -> String {
         format!(
             "vx{:010x}",
@@ -152,25 +140,6 @@ pub fn wires(lab: &Lab) -> Vec<Wire> {
     out
 }
 
-/// The MTU inside a wire's tunnel: the smallest of its machines'.
-pub fn tunnel_mtu(lab: &Lab, w: &Wire) -> Option<u32> {
-    lab.tunnel_inside(w.machines())
-}
-
-/// Each crossing wire's UDP port.
-fn ports(ws: &[Wire]) -> BTreeMap<String, u16> {
-    ws.iter()
-        .filter(|w| w.crosses())
-        .enumerate()
-        .map(|(i, w)| {
-            (
-                w.key.clone(),
-                FIRST_PORT.saturating_add(u16::try_from(i).unwrap_or(u16::MAX)),
-            )
-        })
-        .collect()
-}
-
 fn peer_name(host: &str, iface: &str) -> String {
     format!(
         "v{:010x}",
@@ -182,7 +151,11 @@ fn peer_name(host: &str, iface: &str) -> String {
 pub fn plan(lab: &Lab, m: &Machine) -> Result<Vec<Vec<String>>, Error> {
     use net::devices as d;
     let ws = wires(lab);
-    let ports = ports(&ws);
+    let tunnels: BTreeMap<String, model::Tunnel> = lab
+        .tunnels()
+        .into_iter()
+        .map(|t| (t.wire.clone(), t))
+        .collect();
     let mut out = Vec::new();
     for h in hosts_on(lab, &m.name) {
         let ns = host_ns(lab, &h.name);
@@ -233,18 +206,17 @@ pub fn plan(lab: &Lab, m: &Machine) -> Result<Vec<Vec<String>>, Error> {
             ));
             out.push(d::in_netns(&hns, &["link", "set", "dev", &e.iface, "up"]));
         }
-        if w.crosses() {
+        if let Some(t) = tunnels.get(&w.key) {
             let vx = w.vxlan_dev(lab);
-            let mtu = tunnel_mtu(lab, w).unwrap_or(1450);
             out.push(d::vxlan(
                 &vx,
-                w.vni(lab),
+                t.vni,
                 &m.underlay.to_string(),
-                ports[&w.key],
-                mtu,
+                t.port,
+                t.mtu.unwrap_or(1450),
             ));
-            for other in w.machines() {
-                if other != m.name {
+            for other in &t.machines {
+                if *other != m.name {
                     out.push(d::flood_to(&vx, &machine(lab, other)?.underlay.to_string()));
                 }
             }

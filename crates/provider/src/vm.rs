@@ -23,23 +23,9 @@ pub fn on_path(tool: &str) -> bool {
     })
 }
 
-/// FNV-1a (64 bits) over `parts`, each ended by a 0 byte: stable names for what a provider
-/// makes from stable inputs (the same across runs, machines and Rust versions).
-///
-/// ```
-/// assert_eq!(provider::vm::stable_hash(&["a", "b"]), provider::vm::stable_hash(&["a", "b"]));
-/// assert_ne!(provider::vm::stable_hash(&["ab", ""]), provider::vm::stable_hash(&["a", "b"]));
-/// ```
-pub fn stable_hash(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
+/// Stable names for what a provider makes from stable inputs: the model's FNV-1a, the same
+/// across runs, machines and Rust versions.
+pub use model::stable_hash;
 
 /// Whether a loopback port can be bound now.
 ///
