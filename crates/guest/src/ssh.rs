@@ -199,6 +199,9 @@ impl std::fmt::Debug for Ssh {
 }
 
 /// Why one attempt failed: the session broke (reconnect and maybe retry) or something else.
+/// Keepalives a peer may leave unanswered before its session counts as dead.
+const SILENT_KEEPALIVES: u32 = 3;
+
 enum Failure {
     Broken(String),
     Other(Error),
@@ -364,7 +367,8 @@ impl Ssh {
             ));
         }
         if let Some(k) = self.cfg.keepalive {
-            sess.set_keepalive(false, u32::try_from(k.as_secs()).unwrap_or(15).max(1));
+            // With a reply asked for (OpenSSH answers every keepalive), a silent peer shows.
+            sess.set_keepalive(true, u32::try_from(k.as_secs()).unwrap_or(15).max(1));
         }
         Ok(Conn {
             sess,
@@ -478,6 +482,10 @@ impl Ssh {
         ch.send_eof().map_err(|e| broken(&e))?;
 
         let start = Instant::now();
+        // When the peer last sent anything: after SILENT_KEEPALIVES keepalives without an
+        // answer the session is dead (OpenSSH's ServerAliveCountMax), also where TCP cannot
+        // tell (a jump's channel to a VM that stopped answering).
+        let mut heard = Instant::now();
         sess.set_blocking(false);
         let mut buf = vec![0u8; 64 * 1024];
         let (mut out_open, mut err_open) = (true, true);
@@ -504,6 +512,7 @@ impl Ssh {
                     Ok(n) => {
                         sink(stream, &buf[..n]);
                         progressed = true;
+                        heard = Instant::now();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {
@@ -539,6 +548,22 @@ impl Ssh {
                 let _ = sess.keepalive_send();
                 let mut fds = [PollFd::new(conn.tcp.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(50u8));
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN))
+                {
+                    heard = Instant::now();
+                }
+                if let Some(k) = self.cfg.keepalive
+                    && heard.elapsed() > k.max(Duration::from_secs(1)) * (SILENT_KEEPALIVES + 1)
+                {
+                    sess.set_blocking(true);
+                    sess.set_timeout(1000);
+                    return Err(Failure::Broken(format!(
+                        "no answer to {SILENT_KEEPALIVES} keepalives in {:.0?}",
+                        heard.elapsed()
+                    )));
+                }
                 if fds[0]
                     .revents()
                     .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))

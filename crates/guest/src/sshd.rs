@@ -18,6 +18,8 @@ pub struct Sshd {
     /// The client key whose public half is in authorized_keys.
     pub client_key: PathBuf,
     netns: Option<String>,
+    /// Shell lines run in the namespace before sshd (which then runs in their mount namespace).
+    prelude: Option<String>,
 }
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -57,15 +59,23 @@ fn keygen(path: &Path) -> Result<(), String> {
 impl Sshd {
     /// sshd on 127.0.0.1 of this machine, on a free port.
     pub fn start() -> Result<Self, String> {
-        Self::start_in(None)
+        Self::start_in(None, None)
     }
 
     /// sshd on 127.0.0.1:22 inside the network namespace `ns`.
     pub fn start_in_netns(ns: &str) -> Result<Self, String> {
-        Self::start_in(Some(ns.to_string()))
+        Self::start_in(Some(ns.to_string()), None)
     }
 
-    fn start_in(netns: Option<String>) -> Result<Self, String> {
+    /// [`Sshd::start_in_netns`], sshd started by a shell in the namespace after `prelude`
+    /// (POSIX shell lines, `set -e`): a simulated machine's own mounts and daemons (started in
+    /// the background: sshd then reaps them, and [`Sshd::kill`] ends them with it), which every
+    /// command over this sshd sees. The prelude has 120 s until sshd listens.
+    pub fn start_in_netns_after(ns: &str, prelude: &str) -> Result<Self, String> {
+        Self::start_in(Some(ns.to_string()), Some(prelude.to_string()))
+    }
+
+    fn start_in(netns: Option<String>, prelude: Option<String>) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         keygen(&dir.path().join("host_key"))?;
         let client_key = dir.path().join("id_ed25519");
@@ -90,6 +100,7 @@ impl Sshd {
             dir,
             client_key,
             netns,
+            prelude,
         };
         sshd.spawn()?;
         Ok(sshd)
@@ -115,13 +126,20 @@ impl Sshd {
     pub fn spawn(&mut self) -> Result<(), String> {
         let cfg = self.dir.path().join("sshd_config");
         std::fs::write(&cfg, self.config()).map_err(|e| e.to_string())?;
-        let mut cmd = match &self.netns {
-            Some(ns) => {
+        let mut cmd = match (&self.netns, &self.prelude) {
+            (Some(ns), Some(prelude)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "sh", "-c"])
+                    .arg(format!("set -e\n{prelude}\nexec {SSHD} \"$@\""))
+                    .arg("sh");
+                c
+            }
+            (Some(ns), None) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, SSHD]);
                 c
             }
-            None => Command::new(SSHD),
+            (None, _) => Command::new(SSHD),
         };
         let mut child = cmd
             .arg("-D")
@@ -136,16 +154,24 @@ impl Sshd {
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut last: Vec<String> = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("Server listening on") {
                     let _ = tx.send(Ok(()));
                 } else if line.contains("fatal") || line.contains("Bind to port") {
-                    let _ = tx.send(Err(line));
+                    let _ = tx.send(Err(line.clone()));
+                }
+                last.push(line);
+                if last.len() > 20 {
+                    last.remove(0);
                 }
             }
+            // Ended before it listened (a failed prelude): what it said last.
+            let _ = tx.send(Err(format!("exited: {}", last.join(" | "))));
         });
         self.child = Some(child);
-        match rx.recv_timeout(Duration::from_secs(10)) {
+        let within = if self.prelude.is_some() { 120 } else { 10 };
+        match rx.recv_timeout(Duration::from_secs(within)) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(line)) => {
                 self.kill();
@@ -153,7 +179,7 @@ impl Sshd {
             }
             Err(_) => {
                 self.kill();
-                Err("sshd did not start listening within 10 s".into())
+                Err(format!("sshd did not start listening within {within} s"))
             }
         }
     }

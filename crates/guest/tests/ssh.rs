@@ -479,3 +479,81 @@ fn through_a_jump_host() {
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
     assert!(e.contains("box"), "{e}");
 }
+
+/// A loopback proxy to `port` whose connections stop carrying anything, both ways, while
+/// `frozen` is set: a peer that went silent without closing (a VM that stopped answering
+/// behind a jump, a cable pulled), which TCP does not report for minutes.
+fn freezable_proxy(port: u16, frozen: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().map_while(Result::ok) {
+            let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for (mut from, mut to) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)] {
+                let frozen = frozen.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        while frozen.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                while frozen.load(Ordering::SeqCst) {
+                                    std::thread::sleep(Duration::from_millis(20));
+                                }
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    at
+}
+
+#[test]
+#[cfg_attr(
+    not(all(lab_has_root, lab_sshd)),
+    ignore = "needs root and OpenSSH (sshd, ssh, ssh-keygen)"
+)]
+fn a_silent_peer_is_found_by_unanswered_keepalives() {
+    let Some(sshd) = ready("ssh silent peer") else {
+        return;
+    };
+    let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut c = config(&sshd);
+    c.port = freezable_proxy(sshd.port, frozen.clone());
+    c.keepalive = Some(Duration::from_secs(1));
+    let ssh = Ssh::new(c);
+    // A quiet command outlives several keepalives: sshd answers each.
+    assert!(ssh.run(&cmd(&["sleep", "6"])).unwrap().success());
+    let s = std::sync::Arc::new(ssh);
+    let s2 = s.clone();
+    let running = std::thread::spawn(move || s2.run(&cmd(&["sleep", "60"])));
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = running.join().unwrap().unwrap_err();
+    let took = start.elapsed();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::SessionLost { .. }), "{msg}");
+    assert!(
+        msg.contains("no answer to 3 keepalives") && msg.contains("sleep 60"),
+        "{msg}"
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "found after {took:?}"
+    );
+    // It answers again: the next command opens a fresh session.
+    frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(s.run(&cmd(&["echo", "back"])).unwrap().stdout, b"back\n");
+}
