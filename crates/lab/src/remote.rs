@@ -121,27 +121,9 @@ fn converge(
         elapsed_us: 0,
         replaced_sysctls: Vec::new(),
     };
-    // Without the laminar flag (iproute2 before 6.18 cannot set it) a laminar endpoint goes in
-    // as `subflow`, which is what the kernel does without laminar; planning it that way keeps a
-    // second apply at 0 changes.
-    let adjusted;
-    let plan = if plan.endpoints.iter().any(|e| e.flags.laminar) && !laminar_supported(exec)? {
-        let mut p = plan.clone();
-        for e in &mut p.endpoints {
-            if e.flags.laminar {
-                e.flags.laminar = false;
-                e.flags.subflow = true;
-                out.warnings.push(format!(
-                    "{}: this iproute2 cannot set the laminar flag; `subflow` instead",
-                    e.address
-                ));
-            }
-        }
-        adjusted = p;
-        &adjusted
-    } else {
-        plan
-    };
+    let (settable, warnings) = settable(exec, plan)?;
+    out.warnings = warnings;
+    let plan = &settable;
     let observed = observe(exec, plan)?;
     let changes = net::diff(plan, &observed);
     if dry_run {
@@ -194,6 +176,46 @@ fn converge(
 }
 
 /// Whether the host's iproute2 knows the `laminar` endpoint flag (its usage text names it).
+/// `plan` as this host's iproute2 can set it, with what that changed (as warnings): without
+/// the laminar flag (iproute2 before 6.18 cannot set it) a laminar endpoint goes in as
+/// `subflow`, which is what the kernel does without laminar; planning it that way keeps a
+/// second apply, and `lab status`, at 0 changes.
+///
+/// ```
+/// use guest::{Fake, Output};
+/// let lab = model::Preset::Builtin.load().unwrap();
+/// let plan = lab.hosts[1].net(); // ue2: laminar endpoints
+/// let help = ["ip", "mptcp", "endpoint", "help"];
+/// // Debian 12's iproute2: no laminar.
+/// let old = Fake::new("ue2").expect(&help, Output::failed(255, "FLAG := [ signal | subflow | backup | fullmesh ]"));
+/// let (p, warnings) = lab::remote::settable(&old, &plan).unwrap();
+/// assert!(p.endpoints.iter().all(|e| e.flags.subflow && !e.flags.laminar));
+/// assert_eq!(warnings.len(), 3);
+/// // iproute2 6.18: the plan as it is.
+/// let new = Fake::new("ue2").expect(&help, Output::failed(255, "FLAG := [ signal | subflow | laminar | backup ]"));
+/// assert_eq!(lab::remote::settable(&new, &plan).unwrap(), (plan.clone(), Vec::new()));
+/// ```
+pub fn settable(
+    exec: &dyn Exec,
+    plan: &net::HostNet,
+) -> Result<(net::HostNet, Vec<String>), Error> {
+    let mut p = plan.clone();
+    let mut warnings = Vec::new();
+    if plan.endpoints.iter().any(|e| e.flags.laminar) && !laminar_supported(exec)? {
+        for e in &mut p.endpoints {
+            if e.flags.laminar {
+                e.flags.laminar = false;
+                e.flags.subflow = true;
+                warnings.push(format!(
+                    "{}: this iproute2 cannot set the laminar flag; `subflow` instead",
+                    e.address
+                ));
+            }
+        }
+    }
+    Ok((p, warnings))
+}
+
 fn laminar_supported(exec: &dyn Exec) -> Result<bool, Error> {
     let help = exec.run(&Command::new(["ip", "mptcp", "endpoint", "help"]).retry_safe())?;
     Ok(help.stdout_lossy().contains("laminar") || help.stderr_lossy().contains("laminar"))

@@ -963,9 +963,8 @@ impl Session {
                 network_error: None,
             };
             if hs.machine.is_up() {
-                match self.observe(h) {
-                    Ok(observed) => {
-                        let plan = h.net();
+                match self.observe_against(h) {
+                    Ok((plan, observed)) => {
                         hs.pending_changes = Some(net::diff(&plan, &observed).len());
                         hs.interfaces = observed
                             .links
@@ -1017,19 +1016,29 @@ impl Session {
     }
 
     pub(crate) fn observe(&self, h: &Host) -> Result<net::Observed, Error> {
+        Ok(self.observe_against(h)?.1)
+    }
+
+    /// The host's plan as its iproute2 can set it ([`remote::settable`]; a namespace is set
+    /// by this machine's), and what it has now.
+    fn observe_against(&self, h: &Host) -> Result<(net::HostNet, net::Observed), Error> {
         let plan = h.net();
-        match self.access(&h.name)? {
-            Access::Namespace(ns) => Ok(netns::Host::open(&h.name, &ns)?.observe(&plan)?),
-            Access::Ssh(cfg) => {
-                remote::observe(&guest::Ssh::new(cfg), &plan).map_err(|source| Error::Remote {
-                    host: h.name.clone(),
-                    source,
-                })
-            }
-            Access::Exec(e) => remote::observe(e.as_ref(), &plan).map_err(|source| Error::Remote {
+        let remote = |exec: &dyn guest::Exec| -> Result<_, Error> {
+            let err = |source| Error::Remote {
                 host: h.name.clone(),
                 source,
-            }),
+            };
+            let (plan, _) = remote::settable(exec, &plan).map_err(err)?;
+            let observed = remote::observe(exec, &plan).map_err(err)?;
+            Ok((plan, observed))
+        };
+        match self.access(&h.name)? {
+            Access::Namespace(ns) => {
+                let observed = netns::Host::open(&h.name, &ns)?.observe(&plan)?;
+                Ok((plan, observed))
+            }
+            Access::Ssh(cfg) => remote(&guest::Ssh::new(cfg)),
+            Access::Exec(e) => remote(e.as_ref()),
         }
     }
 
