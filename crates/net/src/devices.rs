@@ -25,6 +25,18 @@ pub fn tap(name: &str, bridge: &str, alias: &str) -> Vec<Vec<String>> {
     v
 }
 
+/// The argv that tag an existing device (a VXLAN) `alias`, make it a port of `bridge`, and
+/// bring it up, with no address.
+///
+/// ```
+/// let v = net::devices::port("lx1", "lb1", "lab:x:a");
+/// assert_eq!(v.last().unwrap().join(" "), "ip link set dev lx1 up");
+/// assert!(v.iter().any(|a| a.join(" ") == "ip link set dev lx1 master lb1"));
+/// ```
+pub fn port(name: &str, bridge: &str, alias: &str) -> Vec<Vec<String>> {
+    quiet_up(name, alias, Some(bridge))
+}
+
 fn quiet_up(name: &str, alias: &str, master: Option<&str>) -> Vec<Vec<String>> {
     let mut v = vec![
         argv(&["ip", "link", "set", "dev", name, "addrgenmode", "none"]),

@@ -16,9 +16,9 @@
 //! removes it on every machine by name, without a state file.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use guest::{Auth, Command, Exec, SshConfig};
+use guest::{Command, Exec};
 use model::{Host, Lab, Machine};
 use netns::Topology;
 use provider::{Error, Event, StateDir};
@@ -33,31 +33,12 @@ pub fn any(lab: &Lab) -> bool {
 }
 
 fn machine<'a>(lab: &'a Lab, name: &str) -> Result<&'a Machine, Error> {
-    lab.machines
-        .iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| Error::unsupported(NAME, "place a host", &format!("no machine `{name}`")))
+    provider::machine(lab, NAME, name)
 }
 
-/// lab's SSH to a machine: its Lab.toml key or the lab's, the lab's known_hosts, and a host key
-/// that must be known already (lab did not make that machine).
+/// lab's SSH to a machine ([`provider::machine_ssh`]).
 pub fn ssh(m: &Machine, state: &StateDir) -> Result<guest::Ssh, Error> {
-    let key = match &m.ssh.key {
-        Some(k) => k.clone(),
-        None => state.key()?,
-    };
-    let mut c = SshConfig::new(
-        format!("machine {}", m.name),
-        m.ssh.address.clone(),
-        m.ssh.port,
-        m.ssh.user.clone(),
-        Auth::Key(key),
-        state.known_hosts(),
-    );
-    c.trust_on_first_use = false;
-    c.connect_timeout = Duration::from_secs(15);
-    c.sudo = m.ssh.user != "root";
-    Ok(guest::Ssh::new(c))
+    Ok(guest::Ssh::new(provider::machine_ssh(m, state)?))
 }
 
 pub fn host_ns(lab: &Lab, host: &str) -> String {

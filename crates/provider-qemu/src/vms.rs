@@ -221,12 +221,10 @@ pub fn vm_spec(
     accel: &Accel,
     work: &Path,
 ) -> Result<VmSpec, Error> {
-    if h.interfaces.first().is_none_or(|i| !i.is_nat()) {
-        return Err(Error::Model {
-            host: h.name.clone(),
-            message: "a QEMU VM needs a NAT interface first (`nat = true`): lab reaches it over SSH through it".into(),
-        });
-    }
+    provider::vm::nat_first(h, "a QEMU VM").map_err(|message| Error::Model {
+        host: h.name.clone(),
+        message,
+    })?;
     Ok(VmSpec {
         name: rec.name.clone(),
         memory_mib: h.vm.memory_mib,

@@ -198,12 +198,8 @@ pub fn settings(lab: &Lab, h: &Host, ssh_port: u16) -> Result<Settings, Error> {
         host: h.name.clone(),
         message,
     };
-    let Some(first) = h.interfaces.first().filter(|i| i.is_nat()) else {
-        return Err(model(
-            "a VirtualBox VM needs a NAT interface first (`nat = true`): lab reaches it over SSH through NAT"
-                .into(),
-        ));
-    };
+    provider::vm::nat_first(h, "a VirtualBox VM").map_err(model)?;
+    let first = &h.interfaces[0];
     let mut nics = vec![Nic {
         slot: 1,
         attachment: Attachment::Nat(vec![Forward::ssh(ssh_port)]),

@@ -43,6 +43,7 @@
 
 mod error;
 pub mod index;
+mod machines;
 mod registry;
 mod state;
 pub mod vagrant;
@@ -53,6 +54,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{Error, Missing};
+pub use machines::{machine, machine_ssh};
 pub use registry::Registry;
 pub use state::{Lock, StateDir, cache_dir};
 

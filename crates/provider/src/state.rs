@@ -207,14 +207,27 @@ impl StateDir {
     /// state.forget_host_key("127.0.0.1", 2222).unwrap(); // no known_hosts yet: nothing to do
     /// ```
     pub fn forget_host_key(&self, address: &str, port: u16) -> Result<(), Error> {
+        self.forget_known_host(&guest::known_hosts::pattern(address, port))
+    }
+
+    /// Forget the keys of a host known as `pattern` (an address, `[address]:port`, or a host
+    /// key alias: [`guest::SshConfig::known_hosts_pattern`]).
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let state = provider::StateDir::new(dir.path());
+    /// std::fs::create_dir_all(state.path()).unwrap();
+    /// std::fs::write(state.known_hosts(), "vm.m1 ssh-ed25519 AAAA\n[127.0.0.1]:2222 ssh-ed25519 BBBB\n").unwrap();
+    /// state.forget_known_host("vm.m1").unwrap();
+    /// assert_eq!(std::fs::read_to_string(state.known_hosts()).unwrap(), "[127.0.0.1]:2222 ssh-ed25519 BBBB\n");
+    /// ```
+    pub fn forget_known_host(&self, pattern: &str) -> Result<(), Error> {
         let path = self.known_hosts();
-        guest::known_hosts::forget(&path, &guest::known_hosts::pattern(address, port)).map_err(
-            |source| Error::File {
-                what: "cannot rewrite",
-                path,
-                source,
-            },
-        )
+        guest::known_hosts::forget(&path, pattern).map_err(|source| Error::File {
+            what: "cannot rewrite",
+            path,
+            source,
+        })
     }
 
     /// Take the lab's lock for `command` (e.g. `lab up`): one command changes a lab at a time.

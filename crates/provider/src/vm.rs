@@ -220,3 +220,41 @@ pub fn changed_images(
         ),
     ))
 }
+
+/// The network of a VM's NAT NIC: QEMU's user-mode NAT and VirtualBox's NAT both give the
+/// guest 10.0.2.15 and reach it from 10.0.2.2.
+pub const NAT_NETWORK: &str = "10.0.2.0/24";
+
+/// A VM host's NICs as lab needs them: the first is NAT (lab reaches the VM over SSH through
+/// it), and no other NIC's subnet overlaps the NAT's network, where the VM would send lab's
+/// SSH replies down the path NIC and lab would lose it. `vm` names the kind ("a QEMU VM").
+///
+/// ```
+/// let lab = model::Preset::Builtin.load().unwrap();
+/// assert_eq!(provider::vm::nat_first(&lab.hosts[0], "a QEMU VM"), Ok(()));
+/// let text = model::Preset::Builtin.source().replace("10.1.1.", "10.0.2.");
+/// let lab = model::parse("Lab.toml", &text).unwrap();
+/// let e = provider::vm::nat_first(&lab.hosts[0], "a QEMU VM").unwrap_err();
+/// assert!(e.contains("enp0s8") && e.contains("10.0.2.0/24"), "{e}");
+/// ```
+pub fn nat_first(h: &model::Host, vm: &str) -> Result<(), String> {
+    if h.interfaces.first().is_none_or(|i| !i.is_nat()) {
+        return Err(format!(
+            "{vm} needs a NAT interface first (`nat = true`): lab reaches it over SSH through it"
+        ));
+    }
+    let nat: ipnet::IpNet = NAT_NETWORK.parse().unwrap_or_default();
+    for i in &h.interfaces[1..] {
+        if let Some(a) = i
+            .addresses
+            .iter()
+            .find(|a| a.contains(&nat.network()) || nat.contains(&a.network()))
+        {
+            return Err(format!(
+                "{}: {a} overlaps {NAT_NETWORK}, the network of the VM's NAT NIC (QEMU's and VirtualBox's NAT): the VM would answer lab's SSH through {} and lab would lose it; give the path another subnet",
+                i.name, i.name
+            ));
+        }
+    }
+    Ok(())
+}
