@@ -566,7 +566,8 @@ impl Validator {
                 &raw.networks,
                 &mut iface_spans,
             );
-            if host.vm.uri.is_none() {
+            // A host on a machine runs under that machine's hypervisor, not the lab's default.
+            if host.vm.uri.is_none() && h.machine.is_none() {
                 host.vm.uri = default_uri.clone();
             }
             hosts.push(host);
@@ -931,6 +932,17 @@ impl Validator {
     fn place(&mut self, hosts: &mut [Host], raw_hosts: &[RawHost], machines: &[Machine]) {
         for (h, raw) in hosts.iter_mut().zip(raw_hosts) {
             let Some(m) = &raw.machine else { continue };
+            if let Some(u) = &raw.vm.uri {
+                self.err(
+                    span(u),
+                    format!(
+                        "host `{}` names machine `{}` and a hypervisor URI",
+                        h.name,
+                        m.get_ref()
+                    ),
+                    "a host on a machine runs under that machine's hypervisor (lab reaches it over the machine's SSH): drop one of them",
+                );
+            }
             if machines.iter().any(|x| x.name == *m.get_ref()) {
                 h.machine = Some(m.get_ref().clone());
             } else {

@@ -479,7 +479,8 @@ impl Lab {
 
     /// The lab with each host that names no machine placed on the machine with the fewest
     /// hosts (the first of those in Lab.toml's order), when `placeable` says its provider can
-    /// put hosts on other machines; any other host stays where its provider runs it. Places
+    /// put hosts on other machines and it names no hypervisor URI; any other host stays where
+    /// its provider (or URI) runs it. Places
     /// chosen by an earlier balancing are chosen again. Without `[machines]`, nothing moves.
     ///
     /// ```
@@ -516,7 +517,8 @@ impl Lab {
             })
             .collect();
         for h in &mut l.hosts {
-            if h.machine.is_some() || !placeable(&h.provider) {
+            // A host with a hypervisor URI runs where it says.
+            if h.machine.is_some() || h.vm.uri.is_some() || !placeable(&h.provider) {
                 continue;
             }
             let i = (0..load.len()).min_by_key(|i| (load[*i], *i)).unwrap_or(0);

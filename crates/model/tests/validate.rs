@@ -740,3 +740,38 @@ fn machines_place_hosts_by_name_and_by_balance() {
     );
     one_error(&src, "\"h2\"", "is not a unicast IP address");
 }
+
+/// A hypervisor URI says where a host runs, as a machine does: both on one host is refused
+/// where the URI is written; `[lab] uri` does not reach a host on a machine; a host with a
+/// URI is not balanced onto a machine.
+#[test]
+fn a_machine_and_a_uri_do_not_mix() {
+    let machines = "[machines.m1]\naddress = \"h1.example\"\nunderlay = \"192.0.2.1\"\n\n[machines.m2]\naddress = \"h2.example\"\nunderlay = \"192.0.2.2\"\n\n";
+    let on_m1 = builtin_with("[hosts.ue1]\n", &format!("{machines}[hosts.ue1]\n")).replacen(
+        "role = \"server\"\n",
+        "role = \"server\"\nmachine = \"m1\"\n",
+        1,
+    );
+    let both = on_m1.replacen(
+        "[hosts.ue1.vm]\n",
+        "[hosts.ue1.vm]\nuri = \"qemu+ssh://h9/system\"\n",
+        1,
+    );
+    one_error(
+        &both,
+        "\"qemu+ssh://h9/system\"",
+        "names machine `m1` and a hypervisor URI",
+    );
+    let lab_wide = on_m1.replacen(
+        "name = \"mptcp\"",
+        "name = \"mptcp\"\nuri = \"qemu+ssh://h9/system\"",
+        1,
+    );
+    let lab = model::parse("Lab.toml", &lab_wide).unwrap();
+    assert_eq!(lab.hosts[0].vm.uri, None, "on m1, not under [lab] uri");
+    assert!(lab.hosts[1].vm.uri.is_some());
+    let spread = lab.balance(|_| true);
+    assert_eq!(spread.hosts[1].machine, None, "its URI says where it runs");
+    let spread = model::parse("Lab.toml", &on_m1).unwrap().balance(|_| true);
+    assert_eq!(spread.hosts[1].machine.as_deref(), Some("m2"));
+}
