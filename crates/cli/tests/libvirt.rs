@@ -571,3 +571,162 @@ fn the_same_lab_through_qemu_ssh() {
     virsh(&["pool-delete", pool]);
     virsh(&["pool-undefine", pool]);
 }
+
+/// A libvirt lab across two machines ([`common::machines`]: two namespaces with an underlay
+/// between them, each with its own sshd and its own libvirtd): the server on m1 by name, the
+/// client balanced onto m2, each a domain under its machine's libvirtd; three paths as links,
+/// each joined across the underlay by a VXLAN tunnel of its own on both machines' bridges; lab
+/// reaches the VMs through the machines. `lab test` passes with every path carrying its share
+/// through its own tunnel; `lab destroy` leaves no domain, network, overlay, device or host key
+/// on either machine.
+#[test]
+#[cfg_attr(
+    not(all(lab_libvirt, lab_sshd)),
+    ignore = "needs root, libvirt (libvirtd, virsh, virt-xml-validate), QEMU, OpenSSH (sshd), debootstrap and Debian's linux-source-6.1"
+)]
+fn a_libvirt_lab_across_two_machines() {
+    if !testkit::require(
+        "libvirt across machines",
+        capabilities()
+            .and_then(|()| guest::sshd::available())
+            .and_then(|()| testkit::tool("libvirtd"))
+            .and_then(|()| testkit::tool("virtlogd")),
+    ) {
+        return;
+    }
+    let _turn = turn();
+    let name = "lvmm";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let machines = common::machines::Machines::start("lv", name, dir, true);
+    let mut t = format!("[lab]\nname = \"{name}\"\n\n{}", machines.toml());
+    for p in 1..=3 {
+        t.push_str(&format!(
+            "[[links]]\nname = \"path{p}\"\nendpoints = [\"srv:enp0s{n}\", \"cli:enp0s{n}\"]\n\n",
+            n = [8, 9, 10][p - 1]
+        ));
+    }
+    for (host, role, end) in [("srv", "server", 1), ("cli", "client", 2)] {
+        t.push_str(&format!(
+            "[hosts.{host}]\nrole = \"{role}\"\n{}\n[hosts.{host}.vm]\nmemory_mib = 1024\ncpus = 1\n\n\
+             [[hosts.{host}.interfaces]]\nname = \"enp0s3\"\nnat = true\n\n",
+            if host == "srv" { "machine = \"m1\"\n" } else { "" }
+        ));
+        for p in 1..=3 {
+            let gateway = if host == "cli" {
+                format!("gateway = \"10.10.{p}.1\"\n")
+            } else {
+                String::new()
+            };
+            t.push_str(&format!(
+                "[[hosts.{host}.interfaces]]\nname = \"enp0s{}\"\naddress = \"10.10.{p}.{end}/24\"\n{gateway}\n",
+                [8, 9, 10][p - 1]
+            ));
+        }
+    }
+    std::fs::write(dir.join("Lab.toml"), t).unwrap();
+    machines.trust();
+
+    // Dropping `machines` destroys the lab first, whatever happened.
+    let out = step(dir, &[], &["up", "--provider", "libvirt"]);
+    assert!(out.contains("2 hosts up"), "{out}");
+    assert!(
+        out.contains("on machine m1 (qemu+ssh://root@127.0.0.1:")
+            && out.contains("on machine m2 (qemu+ssh://root@127.0.0.1:"),
+        "placed by name and by balance: {out}"
+    );
+    let status = step(dir, &[], &["status"]);
+    assert!(
+        status.contains(&format!("lab-{name}-srv on machine m1"))
+            && status.contains(&format!("lab-{name}-cli on machine m2")),
+        "{status}"
+    );
+    let (_, pending, _) = run_with(dir, &[], &["net", "apply", "--dry-run"]);
+    assert!(
+        !status.contains("pending"),
+        "up applied everything:\n{status}\n{pending}"
+    );
+    let (code, out, err) = run_with(dir, &[], &["test", "--tool", "iperf3", "--seconds", "8"]);
+    eprintln!("$ lab test (exit {code})\n{out}{err}");
+    assert!(out.contains("[ok] MPTCP in use"), "{out}");
+    for host in ["srv", "cli"] {
+        for nic in ["enp0s8", "enp0s9", "enp0s10"] {
+            assert!(
+                out.contains(&format!("[ok] {host} {nic}")),
+                "{host} {nic}: {out}"
+            );
+        }
+    }
+    assert_eq!(code, 0, "verdict:\n{out}\n{err}");
+
+    // On each machine: one VXLAN per path, its own VNI and port, each carrying its path.
+    use guest::Exec as _;
+    let ssh = [machines.ssh(0), machines.ssh(1)];
+    let mut seen = Vec::new();
+    for (i, m) in ssh.iter().enumerate() {
+        let out = m
+            .check(&guest::Command::new([
+                "ip", "-d", "-s", "-json", "link", "show", "type", "vxlan",
+            ]))
+            .unwrap();
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut tunnels = Vec::new();
+        for vx in links.as_array().unwrap() {
+            let data = &vx["linkinfo"]["info_data"];
+            let bytes = vx["stats64"]["tx"]["bytes"].as_u64().unwrap()
+                + vx["stats64"]["rx"]["bytes"].as_u64().unwrap();
+            assert!(
+                bytes > 1_000_000,
+                "m{}: {} carried {bytes} bytes",
+                i + 1,
+                vx["ifname"]
+            );
+            assert_eq!(vx["mtu"], 1450, "m{}: {}", i + 1, vx["ifname"]);
+            assert!(
+                vx["master"].as_str().is_some_and(|b| b.starts_with("lb")),
+                "{vx}"
+            );
+            tunnels.push((data["id"].as_u64().unwrap(), data["port"].as_u64().unwrap()));
+        }
+        tunnels.sort_unstable();
+        tunnels.dedup();
+        assert_eq!(
+            tunnels.len(),
+            3,
+            "m{}: one VNI and port per path: {links}",
+            i + 1
+        );
+        seen.push(tunnels);
+    }
+    assert_eq!(seen[0], seen[1], "both ends of each tunnel agree");
+
+    let (code, out, err) = run_with(dir, &[], &["destroy"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (i, m) in ssh.iter().enumerate() {
+        let run = |args: &[&str]| {
+            m.check(&guest::Command::new(args.iter().copied()))
+                .unwrap()
+                .stdout_lossy()
+        };
+        let mut left: Vec<String> = run(&["virsh", "list", "--all", "--name"])
+            .lines()
+            .chain(run(&["virsh", "net-list", "--all", "--name"]).lines())
+            .chain(run(&["virsh", "vol-list", "--pool", "lab"]).lines())
+            .filter(|l| l.contains(&format!("lab-{name}-")))
+            .map(str::to_string)
+            .collect();
+        left.extend(
+            net::devices::aliased(&run(&["ip", "-json", "link", "show"]), "lab:")
+                .into_iter()
+                .map(|(dev, alias)| format!("device {dev} ({alias})")),
+        );
+        assert_eq!(left, Vec::<String>::new(), "left on m{}", i + 1);
+    }
+    let known = std::fs::read_to_string(dir.join(".lab/known_hosts")).unwrap();
+    assert!(
+        !known.contains(&format!("lab-{name}-")),
+        "VM keys kept: {known}"
+    );
+    drop(ssh);
+    drop(machines);
+}

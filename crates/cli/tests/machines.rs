@@ -9,134 +9,17 @@
 
 mod common;
 
-use std::io::ErrorKind;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::path::PathBuf;
 
+use common::machines::Machines;
 use common::run_in;
 use guest::Exec as _;
-
-/// Connections to a loopback port, carried into a namespace's port 22.
-struct Forward {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn pump(a: TcpStream, b: TcpStream) {
-    for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.shutdown(std::net::Shutdown::Write);
-        });
-    }
-}
-
-fn forward(ns: &str) -> Forward {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.set_nonblocking(true).unwrap();
-    let port = l.local_addr().unwrap().port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ns, flag) = (ns.to_string(), stop.clone());
-    std::thread::spawn(move || {
-        let connect = netns::ns::connector(ns);
-        let target = guest::SshConfig::new(
-            "forward",
-            "127.0.0.1",
-            22,
-            "root",
-            guest::Auth::Agent,
-            PathBuf::from("/dev/null"),
-        );
-        while !flag.load(Ordering::SeqCst) {
-            match l.accept() {
-                Ok((c, _)) => {
-                    c.set_nonblocking(false).unwrap();
-                    if let Ok(s) = connect(&target) {
-                        pump(c, s);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(_) => break,
-            }
-        }
-    });
-    Forward { port, stop }
-}
-
-fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The two machines: namespaces with an underlay between them, their sshds and forwards.
-/// On drop, whatever happened: `lab destroy` (while the sshds still run), then the sshds end,
-/// then any name of the lab's left in /run/netns (a namespace made inside a machine's sshd is
-/// mounted in that sshd's mount namespace only, so its file would outlive a failed destroy),
-/// then the machines.
-struct Machines {
-    names: [String; 2],
-    lab: String,
-    lab_dir: PathBuf,
-    sshd: Vec<guest::sshd::Sshd>,
-    fwd: Vec<Forward>,
-}
-
-impl Drop for Machines {
-    fn drop(&mut self) {
-        let (_, out, err) = run_in(&self.lab_dir, &["destroy"]);
-        eprintln!("{out}{err}");
-        self.fwd.clear();
-        self.sshd.clear();
-        let prefix = format!("lab.{}.", self.lab);
-        let left: Vec<String> = std::fs::read_dir("/run/netns")
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&prefix))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for n in left.iter().chain(&self.names) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", n])
-                .status();
-        }
-    }
-}
 
 /// The lab: srv on m1 by name, cli placed by balance, three paths as links; with `shaped`,
 /// the client's path interfaces (the sending end) shaped to that rate, so each path carries
 /// its share whatever else the box is doing.
-fn lab_toml(name: &str, m: [(&Forward, &Path); 2], shaped: Option<&str>) -> String {
-    let machine = |i: usize, (f, key): (&Forward, &Path)| {
-        format!(
-            "[machines.m{n}]\naddress = \"127.0.0.1\"\nport = {}\nkey = \"{}\"\nunderlay = \"10.99.0.{n}\"\nunderlay_rate = \"1gbit\"\n\n",
-            f.port,
-            key.display(),
-            n = i + 1
-        )
-    };
-    let mut t = format!("[lab]\nname = \"{name}\"\n\n");
-    t.push_str(&machine(0, m[0]));
-    t.push_str(&machine(1, m[1]));
+fn lab_toml(name: &str, machines: &str, shaped: Option<&str>) -> String {
+    let mut t = format!("[lab]\nname = \"{name}\"\n\n{machines}");
     for p in 1..=3 {
         t.push_str(&format!(
             "[[links]]\nname = \"path{p}\"\nendpoints = [\"srv:eth{p}\", \"cli:eth{p}\"]\n\n"
@@ -176,63 +59,17 @@ fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
     ) {
         return;
     }
-    let id = std::process::id();
-    let name = format!("labtest-mm{id}");
+    let name = format!("labtest-mm{}", std::process::id());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut machines = Machines {
-        names: [format!("labtest-m1-{id}"), format!("labtest-m2-{id}")],
-        lab: name.clone(),
-        lab_dir: dir.to_path_buf(),
-        sshd: Vec::new(),
-        fwd: Vec::new(),
-    };
-    let [m1, m2] = machines.names.clone();
-    let (m1, m2) = (&m1, &m2);
-    for m in [m1, m2] {
-        ip(&["netns", "add", m]);
-        ip(&["-n", m, "link", "set", "dev", "lo", "up"]);
-    }
-    ip(&[
-        "link", "add", "name", "u0", "netns", m1, "type", "veth", "peer", "name", "u0", "netns", m2,
-    ]);
-    for (m, a) in [(m1, "10.99.0.1/24"), (m2, "10.99.0.2/24")] {
-        ip(&["-n", m, "addr", "add", a, "dev", "u0"]);
-        ip(&["-n", m, "link", "set", "dev", "u0", "up"]);
-    }
-    machines.sshd = vec![
-        guest::sshd::Sshd::start_in_netns(m1).unwrap(),
-        guest::sshd::Sshd::start_in_netns(m2).unwrap(),
-    ];
-    machines.fwd = vec![forward(m1), forward(m2)];
-    let (sshd, fwd) = (&machines.sshd, &machines.fwd);
+    let machines = Machines::start("m", &name, dir, false);
     std::fs::write(
         dir.join("Lab.toml"),
-        lab_toml(
-            &name,
-            [
-                (&fwd[0], sshd[0].client_key.as_path()),
-                (&fwd[1], sshd[1].client_key.as_path()),
-            ],
-            // 3 x 200 Mbit/s through the 1 Gbit/s underlay: doctor stays clean.
-            Some("200mbit"),
-        ),
+        // 3 x 200 Mbit/s through the 1 Gbit/s underlay: doctor stays clean.
+        lab_toml(&name, &machines.toml(), Some("200mbit")),
     )
     .unwrap();
-    // The machines are not lab's: their host keys are recorded first.
-    std::fs::create_dir_all(dir.join(".lab")).unwrap();
-    let mut known = String::new();
-    for (s, f) in sshd.iter().zip(fwd.iter()) {
-        let pubkey = std::fs::read_to_string(s.dir.path().join("host_key.pub")).unwrap();
-        let mut w = pubkey.split_whitespace();
-        known.push_str(&format!(
-            "[127.0.0.1]:{} {} {}\n",
-            f.port,
-            w.next().unwrap(),
-            w.next().unwrap()
-        ));
-    }
-    std::fs::write(dir.join(".lab/known_hosts"), known).unwrap();
+    machines.trust();
 
     let (code, out, err) = run_in(dir, &["up"]);
     eprintln!("$ lab up\n{out}{err}");
@@ -283,16 +120,7 @@ fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
     );
     // Each path crossed the underlay in its own tunnel (own VNI and UDP port), which carried
     // its share: read on m1, through its own sshd.
-    let mut cfg = guest::SshConfig::new(
-        "m1",
-        "127.0.0.1",
-        22,
-        "root",
-        guest::Auth::Key(sshd[0].client_key.clone()),
-        dir.join(".lab/m1_known_hosts"),
-    );
-    cfg.trust_on_first_use = true;
-    let m1_ssh = guest::Ssh::with_connector(cfg, netns::ns::connector(m1.clone()));
+    let m1_ssh = machines.ssh(0);
     let mut tunnels = Vec::new();
     for p in 1..=3 {
         let sw = format!("lab.{name}.m1.sw.link-path{p}");
@@ -372,17 +200,14 @@ fn a_lab_across_two_machines_uses_a_tunnel_per_path() {
 fn doctor_flags_an_underlay_too_small_for_the_paths() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let f = Forward {
-        port: 2222,
-        stop: Arc::new(AtomicBool::new(true)),
-    };
-    let key = Path::new("/nonexistent/key");
-    let good = lab_toml("labtest-doc", [(&f, key), (&f, key)], None);
+    let key = PathBuf::from("/nonexistent/key");
+    let m = common::machines::toml(&[2222, 2222], &[key.clone(), key]);
+    let good = lab_toml("labtest-doc", &m, None);
     std::fs::write(dir.join("Lab.toml"), &good).unwrap();
     let (code, out, err) = run_in(dir, &["doctor"]);
     assert_eq!(code, 0, "a clean lab across machines: {out}{err}");
     // The end-to-end test's lab: 3 x 200 Mbit/s through 1 Gbit/s is clean too.
-    let shaped = lab_toml("labtest-doc", [(&f, key), (&f, key)], Some("200mbit"));
+    let shaped = lab_toml("labtest-doc", &m, Some("200mbit"));
     std::fs::write(dir.join("Lab.toml"), &shaped).unwrap();
     let (code, out, err) = run_in(dir, &["doctor"]);
     assert_eq!(code, 0, "3 x 200 Mbit/s over 1 Gbit/s: {out}{err}");

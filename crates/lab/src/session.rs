@@ -705,13 +705,20 @@ impl Session {
             if let Some(h) = ctx.hosts.iter().find(|h| h.machine.is_some())
                 && !p.capabilities().contains(&provider::Capability::Machines)
             {
+                let can: Vec<&str> = self
+                    .registry
+                    .iter()
+                    .filter(|p| p.capabilities().contains(&provider::Capability::Machines))
+                    .map(|p| p.name())
+                    .collect();
                 return Err(provider::Error::unsupported(
                     p.name(),
                     "place hosts on other machines",
                     &format!(
-                        "host `{}` names machine `{}`; namespace hosts can be placed (libvirt hosts run where their `uri` says)",
+                        "host `{}` names machine `{}`; providers that can place hosts: {}",
                         h.name,
-                        h.machine.as_deref().unwrap_or_default()
+                        h.machine.as_deref().unwrap_or_default(),
+                        can.join(", ")
                     ),
                 )
                 .into());
@@ -1696,7 +1703,7 @@ mod tests {
     use super::*;
 
     /// Hosts that name no machine are spread over `[machines]` when their provider has the
-    /// `Machines` capability (netns), and come back to this machine when the lab is put on a
+    /// `Machines` capability (netns, libvirt), and come back to this machine when the lab is put on a
     /// provider without it; a host that names its machine keeps it.
     #[test]
     fn placement_follows_the_providers_capability() {
@@ -1715,6 +1722,8 @@ mod tests {
         assert_eq!(on(&s), [Some("m1".into()), Some("m2".into())]);
         s.set_provider("qemu").unwrap();
         assert_eq!(on(&s), [None, None]);
+        s.set_provider("libvirt").unwrap();
+        assert_eq!(on(&s), [Some("m1".into()), Some("m2".into())]);
         s.set_provider("netns").unwrap();
         assert_eq!(on(&s), [Some("m1".into()), Some("m2".into())]);
     }

@@ -65,6 +65,7 @@ impl provider::Provider for Libvirt {
             Capability::Halt,
             Capability::Snapshots,
             Capability::DryRun,
+            Capability::Machines,
         ]
     }
 
@@ -73,7 +74,10 @@ impl provider::Provider for Libvirt {
         if ctx.hosts.is_empty() {
             return missing;
         }
-        let local = ctx.hosts.iter().any(|h| !vms::uri_of(h).is_remote());
+        let local = ctx
+            .hosts
+            .iter()
+            .any(|h| h.machine.is_none() && !vms::uri_of(h).is_remote());
         let mut tools = vec![
             ("qemu-system-x86_64", "qemu-system-x86"),
             ("qemu-img", "qemu-utils"),

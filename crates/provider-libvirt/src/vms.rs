@@ -19,6 +19,15 @@
 //! On another machine lab runs virsh, `ip` and `ss` there through its own SSH connection (the
 //! lab's key, the lab's known_hosts, and a host key that must be known beforehand, as for
 //! existing machines), so a `qemu+ssh://` hypervisor needs nothing but sshd and libvirt.
+//!
+//! A host placed on one of the lab's machines (`machine = "NAME"`, or balanced onto one) runs
+//! under that machine's libvirtd, reached over the machine's SSH as above. Its SSH forward
+//! listens on the machine's loopback only, and lab reaches the VM through the machine (a jump,
+//! as `ProxyJump`; the VM's host key is kept under an alias naming the domain and machine). A
+//! segment whose hosts sit on several machines gets, on each, a VXLAN device on its bridge
+//! (the lab's tunnel for that wire: [`model::Lab::tunnels`], its own VNI and UDP port, from the
+//! machine's underlay address, flooding to the others'), tagged like the bridge so `destroy`
+//! removes it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +38,7 @@ use libvirt::domain::{Domain, LabMeta, TapNic, VirtType};
 use libvirt::network::Network;
 use libvirt::virsh::{self, DomState, Virsh};
 use model::uri::HypervisorUri;
-use model::{Host, Lab};
+use model::{Host, Lab, Tunnel};
 use provider::{Event, StateDir};
 
 use crate::NAME;
@@ -151,6 +160,62 @@ pub fn bridge_name(lab: &Lab, dir: &Path, segment: &str) -> String {
     )
 }
 
+/// A segment's VXLAN device on a machine, when its hosts sit on several (13 bytes).
+pub fn vxlan_name(lab: &Lab, dir: &Path, segment: &str) -> String {
+    format!(
+        "lx{:011x}",
+        provider::vm::stable_hash(&[&dir_tag(dir), &lab.name, segment, "vxlan"]) & 0xfff_ffff_ffff
+    )
+}
+
+/// The argv that join `machine`'s part of a segment to the others' (`tunnel`): its VXLAN
+/// device from the machine's underlay address, flooding to every other machine of the
+/// tunnel, tagged and on the segment's bridge, up.
+///
+/// ```
+/// let text = model::Preset::Builtin.source().replacen(
+///     "[hosts.ue1]\n",
+///     "[machines.m1]\naddress = \"h1\"\nunderlay = \"192.0.2.1\"\n\n\
+///      [machines.m2]\naddress = \"h2\"\nunderlay = \"192.0.2.2\"\n\n[hosts.ue1]\n",
+///     1,
+/// );
+/// let lab = model::parse("Lab.toml", &text).unwrap().balance(|_| true);
+/// let t = &lab.tunnels()[0];
+/// let dir = std::path::Path::new("/labs/a");
+/// let argv = provider_libvirt::vms::tunnel_argv(&lab, dir, "m1", t).unwrap();
+/// let line = |i: usize| argv[i].join(" ");
+/// assert!(line(0).contains(&format!("type vxlan id {} local 192.0.2.1 dstport 4790", t.vni)));
+/// assert!(line(1).ends_with("dst 192.0.2.2"), "floods to m2");
+/// assert!(argv.iter().any(|a| a.contains(&"master".to_string())));
+/// ```
+pub fn tunnel_argv(
+    lab: &Lab,
+    dir: &Path,
+    machine: &str,
+    tunnel: &Tunnel,
+) -> Result<Vec<Vec<String>>, Error> {
+    let local = provider::machine(lab, NAME, machine)?;
+    let dev = vxlan_name(lab, dir, &tunnel.wire);
+    let mtu = tunnel.mtu.unwrap_or_else(|| local.tunnel_mtu());
+    let mut out = vec![net::devices::vxlan(
+        &dev,
+        tunnel.vni,
+        &local.underlay.to_string(),
+        tunnel.port,
+        mtu,
+    )];
+    for peer in tunnel.machines.iter().filter(|m| *m != machine) {
+        let peer = provider::machine(lab, NAME, peer)?;
+        out.push(net::devices::flood_to(&dev, &peer.underlay.to_string()));
+    }
+    out.extend(net::devices::port(
+        &dev,
+        &bridge_name(lab, dir, &tunnel.wire),
+        &format!("{}{}:vxlan", alias_prefix(lab, dir), tunnel.wire),
+    ));
+    Ok(out)
+}
+
 fn tap_name(lab: &Lab, dir: &Path, host: &str, iface: &str) -> String {
     format!(
         "lt{:011x}",
@@ -191,11 +256,7 @@ pub fn nics(lab: &Lab, h: &Host, dir: &Path) -> Result<Vec<Nic>, Error> {
         host: h.name.clone(),
         message,
     };
-    if h.interfaces.first().is_none_or(|i| !i.is_nat()) {
-        return Err(model(
-            "a libvirt VM needs a NAT interface first (`nat = true`): lab reaches it over SSH through it".into(),
-        ));
-    }
+    provider::vm::nat_first(h, "a libvirt VM").map_err(model)?;
     let mut slots = SEGMENT_SLOTS.iter();
     let mut out = Vec::new();
     for iface in &h.interfaces[1..] {
@@ -242,9 +303,38 @@ pub fn uri_of(h: &Host) -> HypervisorUri {
     })
 }
 
+/// Which hypervisor a host runs under, as a key: `machine NAME` for a host on one of the lab's
+/// machines, else its URI.
+pub fn key_of(h: &Host) -> String {
+    match &h.machine {
+        Some(m) => format!("machine {m}"),
+        None => uri_of(h).to_string(),
+    }
+}
+
+/// The hypervisor a host runs under: its machine's, or its URI's.
+pub fn hypervisor_of(lab: &Lab, h: &Host, state: &StateDir) -> Result<Hypervisor, Error> {
+    match &h.machine {
+        Some(m) => Hypervisor::on_machine(provider::machine(lab, NAME, m)?, state),
+        None => Hypervisor::open(&uri_of(h), state),
+    }
+}
+
+/// One of the lab's machines a hypervisor runs on.
+#[derive(Debug, Clone)]
+pub struct OnMachine {
+    pub name: String,
+    /// lab's SSH to it: the way to its VMs' SSH forwards, which listen on its loopback.
+    pub ssh: SshConfig,
+}
+
 /// A hypervisor and the way to its machine: this machine's commands, or lab's SSH to it.
 pub struct Hypervisor {
+    /// Which it is ([`key_of`]).
+    pub key: String,
     pub uri: HypervisorUri,
+    /// The lab's machine it runs on, when its hosts were placed on one.
+    pub on: Option<OnMachine>,
     /// The storage pool of lab's volumes there.
     pub pool: String,
     /// This machine, or lab's SSH connection to the hypervisor's machine.
@@ -261,7 +351,7 @@ pub enum Machine {
 
 impl std::fmt::Debug for Hypervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Hypervisor({})", self.uri)
+        write!(f, "Hypervisor({})", self.label())
     }
 }
 
@@ -288,11 +378,44 @@ impl Hypervisor {
             }
         };
         Ok(Hypervisor {
+            key: uri.to_string(),
             uri: uri.clone(),
+            on: None,
             pool: pool_name(),
             machine,
             virsh: Virsh::new(uri.local_form()),
         })
+    }
+
+    /// The libvirtd of one of the lab's machines (`qemu:///system` there), over lab's SSH to
+    /// the machine ([`provider::machine_ssh`]).
+    pub fn on_machine(m: &model::Machine, state: &StateDir) -> Result<Hypervisor, Error> {
+        let ssh = provider::machine_ssh(m, state)?;
+        let uri = HypervisorUri {
+            host: Some(m.ssh.address.clone()),
+            user: Some(m.ssh.user.clone()),
+            port: (m.ssh.port != 22).then_some(m.ssh.port),
+            instance: "system".into(),
+        };
+        Ok(Hypervisor {
+            key: format!("machine {}", m.name),
+            virsh: Virsh::new(uri.local_form()),
+            uri,
+            on: Some(OnMachine {
+                name: m.name.clone(),
+                ssh: ssh.clone(),
+            }),
+            pool: pool_name(),
+            machine: Machine::Remote(Box::new(guest::Ssh::new(ssh))),
+        })
+    }
+
+    /// How messages name it: its URI, and the lab's machine it is on.
+    pub fn label(&self) -> String {
+        match &self.on {
+            Some(m) => format!("machine {} ({})", m.name, self.uri),
+            None => self.uri.to_string(),
+        }
     }
 
     /// The command seam to the hypervisor's machine.
@@ -305,7 +428,7 @@ impl Hypervisor {
 
     fn err(&self, message: impl Into<String>) -> Error {
         Error::Hypervisor {
-            uri: self.uri.to_string(),
+            uri: self.label(),
             message: message.into(),
         }
     }
@@ -368,6 +491,10 @@ impl Hypervisor {
 
     /// The address lab reaches VMs' SSH forwards at, and the one QEMU binds them to.
     pub fn ssh_endpoint(&self) -> (String, String) {
+        if self.on.is_some() {
+            // One of the lab's machines: lab comes through its SSH, so loopback there.
+            return ("127.0.0.1".into(), "127.0.0.1".into());
+        }
         match &self.uri.host {
             None => ("127.0.0.1".into(), "127.0.0.1".into()),
             Some(h)
@@ -663,37 +790,45 @@ fn ensure_seed(
     Ok(vol)
 }
 
-/// The hypervisors of the lab's libvirt hosts, each opened once, keyed by URI.
+/// The hypervisors of the lab's libvirt hosts, each opened once, keyed by [`key_of`].
 pub fn hypervisors(lab: &Lab, state: &StateDir) -> Result<BTreeMap<String, Hypervisor>, Error> {
     let mut out = BTreeMap::new();
     for h in hosts_of(lab) {
-        let uri = uri_of(h);
-        if let std::collections::btree_map::Entry::Vacant(e) = out.entry(uri.to_string()) {
-            e.insert(Hypervisor::open(&uri, state)?);
+        if let std::collections::btree_map::Entry::Vacant(e) = out.entry(key_of(h)) {
+            e.insert(hypervisor_of(lab, h, state)?);
         }
     }
     Ok(out)
 }
 
-/// Hosts on one segment must run under one hypervisor (joining machines is for tunnels).
+/// Hosts on one segment run under one hypervisor, or all on the lab's machines (whose tunnels
+/// join the segment across them).
 fn one_hypervisor_per_segment(lab: &Lab, dir: &Path) -> Result<(), Error> {
     let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
     for h in hosts_of(lab) {
-        let uri = uri_of(h).to_string();
+        let key = key_of(h);
         for n in nics(lab, h, dir)? {
             match seen.get(&n.segment) {
-                Some((other, u)) if *u != uri => {
-                    return Err(Error::Model {
-                        host: h.name.clone(),
-                        message: format!(
-                            "segment {} joins `{other}` (under {u}) and `{}` (under {uri}): hosts of one segment must run under one hypervisor",
-                            n.segment, h.name
-                        ),
-                    });
+                Some((other, k)) if *k != key => {
+                    let on_machines = hosts_of(lab)
+                        .filter(|x| {
+                            nics(lab, x, dir)
+                                .is_ok_and(|ns| ns.iter().any(|m| m.segment == n.segment))
+                        })
+                        .all(|x| x.machine.is_some());
+                    if !on_machines {
+                        return Err(Error::Model {
+                            host: h.name.clone(),
+                            message: format!(
+                                "segment {} joins `{other}` (under {k}) and `{}` (under {key}): hosts of one segment run under one hypervisor, or all on the lab's machines (`machine = \"NAME\"`), which a tunnel joins",
+                                n.segment, h.name
+                            ),
+                        });
+                    }
                 }
                 Some(_) => {}
                 None => {
-                    seen.insert(n.segment.clone(), (h.name.clone(), uri.clone()));
+                    seen.insert(n.segment.clone(), (h.name.clone(), key.clone()));
                 }
             }
         }
@@ -739,6 +874,29 @@ fn ensure_segment(
         .any(|l| l.starts_with("Active:") && l.contains("no"))
     {
         hv.check(hv.virsh.net_start(&name))?;
+    }
+    Ok(())
+}
+
+/// A segment's tunnel on one of the lab's machines ([`tunnel_argv`]); a device left half made
+/// is removed again, so the next `up` makes it whole.
+fn ensure_tunnel(
+    hv: &Hypervisor,
+    lab: &Lab,
+    dir: &Path,
+    machine: &str,
+    tunnel: &Tunnel,
+) -> Result<(), Error> {
+    let argv = tunnel_argv(lab, dir, machine, tunnel)?;
+    let mut made = false;
+    for a in argv {
+        if let Err(e) = hv.check(a) {
+            if made {
+                let _ = hv.run(net::devices::delete(&vxlan_name(lab, dir, &tunnel.wire)));
+            }
+            return Err(e);
+        }
+        made = true;
     }
     Ok(())
 }
@@ -873,7 +1031,7 @@ struct Present {
 fn present(hv: &Hypervisor, lab: &Lab) -> Result<BTreeMap<String, Present>, Error> {
     let domains = hv.domains()?;
     let mut out = BTreeMap::new();
-    for h in hosts_of(lab).filter(|h| uri_of(h) == hv.uri) {
+    for h in hosts_of(lab).filter(|h| key_of(h) == hv.key) {
         let name = domain_name(lab, &h.name);
         if !domains.contains(&name) {
             continue;
@@ -903,7 +1061,7 @@ fn refuse_changed_image(
     present: &BTreeMap<String, Present>,
 ) -> Result<(), Error> {
     let mut changed = Vec::new();
-    for h in hosts_of(lab).filter(|h| uri_of(h) == hv.uri) {
+    for h in hosts_of(lab).filter(|h| key_of(h) == hv.key) {
         let Some(Present { meta: Some(m), .. }) = present.get(&domain_name(lab, &h.name)) else {
             continue;
         };
@@ -937,11 +1095,11 @@ pub fn up(
     one_hypervisor_per_segment(lab, dir)?;
     let hvs = hypervisors(lab, state)?;
     let mut found: BTreeMap<&str, BTreeMap<String, Present>> = BTreeMap::new();
-    for (uri, hv) in &hvs {
+    for (key, hv) in &hvs {
         hv.ping()?;
         let p = present(hv, lab)?;
         refuse_changed_image(hv, lab, dir, &p)?;
-        found.insert(uri, p);
+        found.insert(key, p);
     }
     let local = guest::Local::new("local");
     let public_key = qemu::image::ensure_key(&local, &opts.images.cache)?;
@@ -949,17 +1107,17 @@ pub fn up(
     let bases = base_images(lab, dir, opts, events)?;
 
     let mut started: Vec<(&Host, &Hypervisor, Domain, bool, Instant)> = Vec::new();
-    for (uri, hv) in &hvs {
-        let hosts: Vec<&Host> = hosts_of(lab)
-            .filter(|h| uri_of(h).to_string() == *uri)
-            .collect();
+    let tunnels = lab.tunnels();
+    for (key, hv) in &hvs {
+        let uri = hv.label();
+        let hosts: Vec<&Host> = hosts_of(lab).filter(|h| key_of(h) == *key).collect();
         let (virt, why) = hv.virt_type()?;
         if let Some(why) = why {
             events(Event::Note(format!(
                 "{uri}: software emulation (TCG): {why}"
             )));
         }
-        let present = &found[uri.as_str()];
+        let present = &found[key.as_str()];
         refuse_changed_hardware(hv, lab, dir, &hosts, virt, &bases, present)?;
         // What the overlays are backed by there, per image.
         let mut backings: BTreeMap<&str, String> = BTreeMap::new();
@@ -977,6 +1135,26 @@ pub fn up(
                 if !segments.contains(&n.segment) {
                     events(Event::Step(format!("{uri}: segment {}", n.segment)));
                     ensure_segment(hv, lab, dir, &n.segment, &devices, &networks)?;
+                    if let Some(on) = &hv.on
+                        && let Some(t) = tunnels.iter().find(|t| t.wire == n.segment)
+                        && !devices
+                            .iter()
+                            .any(|(d, _)| *d == vxlan_name(lab, dir, &t.wire))
+                    {
+                        events(Event::Step(format!(
+                            "{uri}: tunnel for {} (VXLAN {}, UDP {}) to {}",
+                            n.segment,
+                            t.vni,
+                            t.port,
+                            t.machines
+                                .iter()
+                                .filter(|m| **m != on.name)
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                        ensure_tunnel(hv, lab, dir, &on.name, t)?;
+                    }
                     segments.push(n.segment);
                 }
             }
@@ -1073,12 +1251,12 @@ pub fn up(
     let (key, bases, public_key) = (&key, &bases, &public_key);
     let results =
         provider::vm::each_in_parallel(&started, |(h, hv, d, fresh, t)| -> Result<UpVm, Error> {
-            let cfg = vm_ssh(state, &h.name, &d.meta, key);
+            let cfg = vm_ssh(state, &d.meta, key, hv.on.as_ref());
             let ssh = guest::Ssh::new(cfg.clone());
             let base = &bases[h.vm.image_or(DEFAULT_IMAGE)].image;
             let ssh_failed = |e: guest::Error| Error::Ssh {
                 host: h.name.clone(),
-                uri: hv.uri.to_string(),
+                uri: hv.label(),
                 console: d.console.clone(),
                 source: Box::new(e),
             };
@@ -1118,11 +1296,17 @@ pub fn up(
             Ok(UpVm {
                 host: h.name.clone(),
                 domain: d.name.clone(),
-                ssh: format!("{}:{}", d.meta.ssh_address, d.meta.ssh_port),
+                ssh: match &hv.on {
+                    Some(on) => format!(
+                        "{}:{} of machine {} (through its SSH)",
+                        d.meta.ssh_address, d.meta.ssh_port, on.name
+                    ),
+                    None => format!("{}:{}", d.meta.ssh_address, d.meta.ssh_port),
+                },
                 started: *fresh,
                 boot_seconds: boot,
                 kernel,
-                uri: hv.uri.to_string(),
+                uri: hv.label(),
                 key_swapped,
             })
         });
@@ -1143,9 +1327,10 @@ pub fn up(
 
 /// lab's SSH to a VM: its forward on the hypervisor's machine, the image's key, the lab's
 /// known_hosts (a VM lab made: its key is trusted on first use, and forgotten by `destroy`).
-fn vm_ssh(state: &StateDir, host: &str, meta: &LabMeta, key: &Path) -> SshConfig {
+/// On one of the lab's machines, through the machine, and its key kept under an alias.
+fn vm_ssh(state: &StateDir, meta: &LabMeta, key: &Path, on: Option<&OnMachine>) -> SshConfig {
     let mut c = SshConfig::new(
-        host,
+        meta.host.clone(),
         meta.ssh_address.clone(),
         meta.ssh_port,
         meta.user.clone(),
@@ -1154,6 +1339,10 @@ fn vm_ssh(state: &StateDir, host: &str, meta: &LabMeta, key: &Path) -> SshConfig
     );
     c.trust_on_first_use = true;
     c.connect_timeout = Duration::from_secs(10);
+    if let Some(on) = on {
+        c.jump = Some(Box::new(on.ssh.clone()));
+        c.host_key_alias = Some(format!("lab-{}-{}.{}", meta.lab, meta.host, on.name));
+    }
     c
 }
 
@@ -1168,13 +1357,18 @@ pub fn ssh_config(
         provider: NAME.into(),
         host: h.name.clone(),
     };
-    let hv = Hypervisor::open(&uri_of(h), state).map_err(|e| provider::Error::provider(NAME, e))?;
+    let hv = hypervisor_of(lab, h, state).map_err(|e| provider::Error::provider(NAME, e))?;
     let meta = hv
         .meta(&domain_name(lab, &h.name))
         .map_err(|e| provider::Error::provider(NAME, e))?
         .filter(|m| m.dir == abs(state.lab_dir()))
         .ok_or_else(not_up)?;
-    Ok(vm_ssh(state, &h.name, &meta, &cache.join("id_ed25519")))
+    Ok(vm_ssh(
+        state,
+        &meta,
+        &cache.join("id_ed25519"),
+        hv.on.as_ref(),
+    ))
 }
 
 /// A host's state for `lab status`.
@@ -1183,9 +1377,8 @@ pub fn status(lab: &Lab, state: &StateDir) -> Vec<provider::HostState> {
     hosts_of(lab)
         .map(|h| {
             let name = domain_name(lab, &h.name);
-            let uri = uri_of(h);
             let read = || -> Result<provider::HostState, Error> {
-                let hv = Hypervisor::open(&uri, state)?;
+                let hv = hypervisor_of(lab, h, state)?;
                 if !hv.domains()?.contains(&name) {
                     return Ok(provider::HostState::new(&h.name, NAME, "not created"));
                 }
@@ -1197,7 +1390,7 @@ pub fn status(lab: &Lab, state: &StateDir) -> Vec<provider::HostState> {
                     DomState::Other(o) => o,
                 };
                 let mut s = provider::HostState::new(&h.name, NAME, &st);
-                s.machine = Some(format!("{name} on {uri}"));
+                s.machine = Some(format!("{name} on {}", hv.label()));
                 s.ssh = meta.map(|m| format!("{}:{}", m.ssh_address, m.ssh_port));
                 Ok(s)
             };
@@ -1286,7 +1479,9 @@ pub fn destroy(
                 format!("{CONSOLE_DIR}/{d}.serial.log"),
                 format!("{CONSOLE_DIR}/{d}.log"),
             ])?;
-            state.forget_host_key(&meta.ssh_address, meta.ssh_port)?;
+            state.forget_known_host(
+                &vm_ssh(state, &meta, Path::new(""), hv.on.as_ref()).known_hosts_pattern(),
+            )?;
             removed.push(d);
         }
         let tags = [
@@ -1299,7 +1494,7 @@ pub fn destroy(
                 && tags.iter().any(|t| v.ends_with(t))
                 && hv.remove(hv.virsh.vol_delete(&hv.pool, &v))?
             {
-                events(Event::Note(format!("{}: volume {v} removed", hv.uri)));
+                events(Event::Note(format!("{}: volume {v} removed", hv.label())));
             }
         }
         for n in hv.networks()? {
@@ -1345,7 +1540,7 @@ pub fn snapshot(
 ) -> Result<Vec<String>, Error> {
     let mut done = Vec::new();
     for h in hosts_of(lab) {
-        let hv = Hypervisor::open(&uri_of(h), state)?;
+        let hv = hypervisor_of(lab, h, state)?;
         let d = domain_name(lab, &h.name);
         if !own_domains(&hv, lab, state.lab_dir())?
             .iter()
@@ -1400,23 +1595,22 @@ pub fn plan(
         ));
     }
     let mut segments: Vec<(String, String)> = Vec::new();
+    let tunnels = lab.tunnels();
     for h in hosts_of(lab) {
         let seeded = images::seeded(h.vm.image_or(DEFAULT_IMAGE), dir, ubuntu_mirror);
         let uri = uri_of(h);
         let hv = Virsh::new(uri.local_form());
-        let on = if uri.is_remote() {
-            format!(" (on {uri}, over lab's SSH)")
-        } else {
-            String::new()
+        let key = key_of(h);
+        let on = match &h.machine {
+            Some(m) => format!(" (on machine {m}, over lab's SSH)"),
+            None if uri.is_remote() => format!(" (on {uri}, over lab's SSH)"),
+            None => String::new(),
         };
         for n in nics(lab, h, dir)? {
-            if segments
-                .iter()
-                .any(|(s, u)| *s == n.segment && *u == uri.to_string())
-            {
+            if segments.iter().any(|(s, k)| *s == n.segment && *k == key) {
                 continue;
             }
-            segments.push((n.segment.clone(), uri.to_string()));
+            segments.push((n.segment.clone(), key.clone()));
             let bridge = bridge_name(lab, dir, &n.segment);
             let alias = format!("{}{}", alias_prefix(lab, dir), n.segment);
             for argv in net::devices::bridge(&bridge, &alias) {
@@ -1440,6 +1634,23 @@ pub fn plan(
                 ),
                 argv: Some(hv.net_define(virsh::STDIN)),
             });
+            if let Some(m) = &h.machine
+                && let Some(t) = tunnels.iter().find(|t| t.wire == n.segment)
+            {
+                for argv in tunnel_argv(lab, dir, m, t)? {
+                    out.push(Action {
+                        host: None,
+                        what: format!(
+                            "tunnel for {} (VXLAN {}, UDP {}, MTU inside {}){on}",
+                            n.segment,
+                            t.vni,
+                            t.port,
+                            t.mtu.map_or("-".into(), |m| m.to_string())
+                        ),
+                        argv: Some(argv),
+                    });
+                }
+            }
         }
         let d = domain(
             lab,
@@ -1488,8 +1699,15 @@ pub fn plan(
         out.push(Action {
             host: Some(h.name.clone()),
             what: format!(
-                "domain {}: {} vCPUs, {} MiB, SSH forwarded from a free port from {FIRST_PORT}, KVM or TCG as the hypervisor offers",
-                d.name, h.vm.cpus, h.vm.memory_mib
+                "domain {}: {} vCPUs, {} MiB, SSH forwarded from a free port from {FIRST_PORT}{}, KVM or TCG as the hypervisor offers{on}",
+                d.name,
+                h.vm.cpus,
+                h.vm.memory_mib,
+                if h.machine.is_some() {
+                    " on the machine's loopback (lab reaches it through the machine)"
+                } else {
+                    ""
+                }
             ),
             argv: Some(hv.define(virsh::STDIN)),
         });

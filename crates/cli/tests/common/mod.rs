@@ -1,6 +1,8 @@
 //! Running the `lab` binary from the tests.
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod machines;
+
 use std::path::Path;
 
 /// `lab ARGS` in `dir`, without colour and without the caller's ssh-agent: (exit code, stdout,
