@@ -641,6 +641,38 @@ fn a_libvirt_lab_across_two_machines() {
             && status.contains(&format!("lab-{name}-cli on machine m2")),
         "{status}"
     );
+    // OpenSSH's client reaches a VM as lab does: through its machine (a ProxyCommand), the
+    // VM's key under its alias.
+    let (code, cfg, err) = run_with(dir, &[], &["ssh-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        cfg.contains("ProxyCommand") && cfg.contains(&format!("HostKeyAlias lab-{name}-srv.m1")),
+        "{cfg}"
+    );
+    std::fs::write(dir.join("ssh_config"), &cfg).unwrap();
+    for (host, end) in [("srv", 1), ("cli", 2)] {
+        let o = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(dir.join("ssh_config"))
+            .args([
+                "-o",
+                "BatchMode=yes",
+                host,
+                "ip",
+                "-br",
+                "address",
+                "show",
+                "enp0s8",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&format!("10.10.1.{end}/24")),
+            "{host}: {cfg}\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     let (_, pending, _) = run_with(dir, &[], &["net", "apply", "--dry-run"]);
     assert!(
         !status.contains("pending"),
