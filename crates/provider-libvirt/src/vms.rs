@@ -194,20 +194,8 @@ pub fn tunnel_argv(
     machine: &str,
     tunnel: &Tunnel,
 ) -> Result<Vec<Vec<String>>, Error> {
-    let local = provider::machine(lab, NAME, machine)?;
     let dev = vxlan_name(lab, dir, &tunnel.wire);
-    let mtu = tunnel.mtu.unwrap_or_else(|| local.tunnel_mtu());
-    let mut out = vec![net::devices::vxlan(
-        &dev,
-        tunnel.vni,
-        &local.underlay.to_string(),
-        tunnel.port,
-        mtu,
-    )];
-    for peer in tunnel.machines.iter().filter(|m| *m != machine) {
-        let peer = provider::machine(lab, NAME, peer)?;
-        out.push(net::devices::flood_to(&dev, &peer.underlay.to_string()));
-    }
+    let mut out = provider::tunnel_end(lab, NAME, machine, tunnel, &dev)?;
     out.extend(net::devices::port(
         &dev,
         &bridge_name(lab, dir, &tunnel.wire),
@@ -307,9 +295,13 @@ pub fn uri_of(h: &Host) -> HypervisorUri {
 /// machines, else its URI.
 pub fn key_of(h: &Host) -> String {
     match &h.machine {
-        Some(m) => format!("machine {m}"),
+        Some(m) => machine_key(m),
         None => uri_of(h).to_string(),
     }
+}
+
+fn machine_key(machine: &str) -> String {
+    format!("machine {machine}")
 }
 
 /// The hypervisor a host runs under: its machine's, or its URI's.
@@ -398,7 +390,7 @@ impl Hypervisor {
             instance: "system".into(),
         };
         Ok(Hypervisor {
-            key: format!("machine {}", m.name),
+            key: machine_key(&m.name),
             virsh: Virsh::new(uri.local_form()),
             uri,
             on: Some(OnMachine {
@@ -804,33 +796,26 @@ pub fn hypervisors(lab: &Lab, state: &StateDir) -> Result<BTreeMap<String, Hyper
 /// Hosts on one segment run under one hypervisor, or all on the lab's machines (whose tunnels
 /// join the segment across them).
 fn one_hypervisor_per_segment(lab: &Lab, dir: &Path) -> Result<(), Error> {
-    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
+    // Per segment, its hosts in Lab.toml order, each with its hypervisor (`key_of`).
+    let mut segments: BTreeMap<String, Vec<(&Host, String)>> = BTreeMap::new();
     for h in hosts_of(lab) {
-        let key = key_of(h);
         for n in nics(lab, h, dir)? {
-            match seen.get(&n.segment) {
-                Some((other, k)) if *k != key => {
-                    let on_machines = hosts_of(lab)
-                        .filter(|x| {
-                            nics(lab, x, dir)
-                                .is_ok_and(|ns| ns.iter().any(|m| m.segment == n.segment))
-                        })
-                        .all(|x| x.machine.is_some());
-                    if !on_machines {
-                        return Err(Error::Model {
-                            host: h.name.clone(),
-                            message: format!(
-                                "segment {} joins `{other}` (under {k}) and `{}` (under {key}): hosts of one segment run under one hypervisor, or all on the lab's machines (`machine = \"NAME\"`), which a tunnel joins",
-                                n.segment, h.name
-                            ),
-                        });
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    seen.insert(n.segment.clone(), (h.name.clone(), key.clone()));
-                }
-            }
+            segments.entry(n.segment).or_default().push((h, key_of(h)));
+        }
+    }
+    for (segment, hosts) in &segments {
+        let (first, k) = &hosts[0];
+        if hosts.iter().all(|(h, _)| h.machine.is_some()) {
+            continue;
+        }
+        if let Some((h, key)) = hosts.iter().find(|(_, key)| key != k) {
+            return Err(Error::Model {
+                host: h.name.clone(),
+                message: format!(
+                    "segment {segment} joins `{}` (under {k}) and `{}` (under {key}): hosts of one segment run under one hypervisor, or all on the lab's machines (`machine = \"NAME\"`), which a tunnel joins",
+                    first.name, h.name
+                ),
+            });
         }
     }
     Ok(())

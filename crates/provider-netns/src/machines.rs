@@ -189,18 +189,7 @@ pub fn plan(lab: &Lab, m: &Machine) -> Result<Vec<Vec<String>>, Error> {
         }
         if let Some(t) = tunnels.get(&w.key) {
             let vx = w.vxlan_dev(lab);
-            out.push(d::vxlan(
-                &vx,
-                t.vni,
-                &m.underlay.to_string(),
-                t.port,
-                t.mtu.unwrap_or(1450),
-            ));
-            for other in &t.machines {
-                if *other != m.name {
-                    out.push(d::flood_to(&vx, &machine(lab, other)?.underlay.to_string()));
-                }
-            }
+            out.extend(provider::tunnel_end(lab, NAME, &m.name, t, &vx)?);
             out.push(d::move_to(&vx, &sw));
             out.push(d::in_netns(
                 &sw,

@@ -54,7 +54,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{Error, Missing};
-pub use machines::{machine, machine_ssh};
+pub use machines::{machine, machine_ssh, tunnel_end};
 pub use registry::Registry;
 pub use state::{Lock, StateDir, cache_dir};
 
