@@ -127,7 +127,9 @@ impl SshConfig {
             self.known_hosts.display().to_string(),
         ));
         o.push(("StrictHostKeyChecking".into(), "yes".into()));
-        o.push(("ServerAliveInterval".into(), "15".into()));
+        if let Some(k) = self.keepalive {
+            o.push(("ServerAliveInterval".into(), k.as_secs().max(1).to_string()));
+        }
         if let Some(a) = &self.host_key_alias {
             o.push(("HostKeyAlias".into(), a.clone()));
         }
@@ -198,10 +200,11 @@ impl std::fmt::Debug for Ssh {
     }
 }
 
-/// Why one attempt failed: the session broke (reconnect and maybe retry) or something else.
-/// Keepalives a peer may leave unanswered before its session counts as dead.
+/// Keepalives a peer may leave unanswered before its session counts as dead (OpenSSH's
+/// `ServerAliveCountMax` default, which the client options leave as it is).
 const SILENT_KEEPALIVES: u32 = 3;
 
+/// Why one attempt failed: the session broke (reconnect and maybe retry) or something else.
 enum Failure {
     Broken(String),
     Other(Error),
